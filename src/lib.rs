@@ -1,4 +1,21 @@
 //! # eqprop: Equilibrium Propagation in Rust
 //!
 //! A layered Hopfield-like energy network that learns by physics (Scellier & Bengio 2017).
+//! Neurons relax to a minimum of
+//!
+//! ```text
+//! E = 1/2 sum_k ||s_k||^2 - sum_k rho(s_{k-1})^T W_k rho(s_k) - sum_k b_k^T rho(s_k)
+//! ```
+//!
+//! (`rho` the hard sigmoid); training compares a free phase with a phase nudged toward the target
+//! and updates each weight from purely local activity differences.
+//!
+//! Modules follow the paper: [`network`] (couplings), [`energy`], [`dynamics`] (relaxation),
+//! [`learning_rule`] (the EqProp update), [`data`], [`train`]; [`backend`] holds the kernels.
+pub mod backend;
 pub mod data;
+pub mod dynamics;
+pub mod energy;
+pub mod learning_rule;
+pub mod network;
+pub mod tensor;

@@ -1,0 +1,224 @@
+//! CPU kernels: dense GEMM through the `gemm` crate, sparse input products by hand.
+
+use crate::tensor::Matrix;
+
+/// Whether an operand enters a product as stored or transposed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transpose {
+    No,
+    Yes,
+}
+
+/// Shape and strides (row stride, column stride) of `op(M)` for a row-major `M`.
+fn view(m: &Matrix, t: Transpose) -> (usize, usize, isize, isize) {
+    let (r, c) = (m.rows(), m.cols());
+    match t {
+        Transpose::No => (r, c, c as isize, 1),
+        Transpose::Yes => (c, r, 1, c as isize),
+    }
+}
+
+/// `C += alpha * op(A) * op(B)` on one thread (callers parallelise over larger units of work).
+///
+/// Panics on mismatched shapes: these are programming errors, not input errors.
+pub fn matmul_acc(c: &mut Matrix, a: &Matrix, ta: Transpose, b: &Matrix, tb: Transpose, alpha: f32) {
+    let (m, k, a_rs, a_cs) = view(a, ta);
+    let (k2, n, b_rs, b_cs) = view(b, tb);
+    assert_eq!(k, k2, "inner dimensions differ");
+    assert_eq!((c.rows(), c.cols()), (m, n), "output shape mismatch");
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    let c_rs = n as isize;
+    // SAFETY: the strides above describe exactly the row-major buffers of `a`, `b` and `c`, whose
+    // lengths are rows*cols; `c` is borrowed mutably so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_slice().as_mut_ptr(),
+            1,
+            c_rs,
+            true,
+            a.as_slice().as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_slice().as_ptr(),
+            b_cs,
+            b_rs,
+            1.0,
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// A batch of clamped inputs stored by column (pixel): for each pixel, the samples in which it is
+/// non-zero and their values. Rebuilt per batch into reused buffers, so it never allocates once
+/// warmed up.
+#[derive(Clone, Debug, Default)]
+pub struct SparseColumns {
+    cols: usize,
+    start: Vec<usize>,
+    sample: Vec<u32>,
+    value: Vec<f32>,
+}
+
+impl SparseColumns {
+    /// Rebuilds the column lists from a dense `batch x pixels` matrix.
+    pub fn rebuild(&mut self, x: &Matrix) {
+        self.cols = x.cols();
+        self.start.clear();
+        self.sample.clear();
+        self.value.clear();
+        self.start.resize(self.cols + 1, 0);
+        for r in 0..x.rows() {
+            for (p, &v) in x.row(r).iter().enumerate() {
+                if v != 0.0 {
+                    self.start[p + 1] += 1;
+                }
+            }
+        }
+        for p in 0..self.cols {
+            self.start[p + 1] += self.start[p];
+        }
+        let nnz = self.start[self.cols];
+        self.sample.resize(nnz, 0);
+        self.value.resize(nnz, 0.0);
+        let mut next = self.start[..self.cols].to_vec();
+        for r in 0..x.rows() {
+            for (p, &v) in x.row(r).iter().enumerate() {
+                if v != 0.0 {
+                    self.sample[next[p]] = r as u32;
+                    self.value[next[p]] = v;
+                    next[p] += 1;
+                }
+            }
+        }
+    }
+
+    /// Number of non-zero entries.
+    pub fn nnz(&self) -> usize {
+        self.value.len()
+    }
+
+    /// Non-zero `(sample, value)` pairs of column `p`.
+    fn column(&self, p: usize) -> impl Iterator<Item = (usize, f32)> + '_ {
+        let range = self.start[p]..self.start[p + 1];
+        self.sample[range.clone()].iter().map(|&s| s as usize).zip(self.value[range].iter().copied())
+    }
+
+    /// `D += X W` for `W` of shape `pixels x units`: each weight row is read once per batch and
+    /// added to the samples whose pixel is lit.
+    pub fn drive_into(&self, w: &Matrix, d: &mut Matrix) {
+        assert_eq!(w.rows(), self.cols, "weight rows must equal input width");
+        assert_eq!(w.cols(), d.cols(), "weight columns must equal drive width");
+        for p in 0..self.cols {
+            let wrow = w.row(p);
+            for (s, v) in self.column(p) {
+                axpy(v, wrow, d.row_mut(s));
+            }
+        }
+    }
+
+    /// `W[rows] += c X^T Delta` for the weight rows `first_row..first_row + w_rows.len()/units`,
+    /// where `w_rows` is that block of `W` (so threads can own disjoint blocks).
+    pub fn rank_update(&self, c: f32, delta: &Matrix, first_row: usize, w_rows: &mut [f32]) {
+        let units = delta.cols();
+        for (i, wrow) in w_rows.chunks_exact_mut(units).enumerate() {
+            for (s, v) in self.column(first_row + i) {
+                axpy(c * v, delta.row(s), wrow);
+            }
+        }
+    }
+}
+
+/// `y += a x`, written so the compiler vectorises it.
+#[inline]
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (yi, &xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &Matrix, ta: Transpose, b: &Matrix, tb: Transpose) -> Matrix {
+        let get = |m: &Matrix, t: Transpose, i: usize, j: usize| match t {
+            Transpose::No => m.get(i, j),
+            Transpose::Yes => m.get(j, i),
+        };
+        let (m, k) = if ta == Transpose::No { (a.rows(), a.cols()) } else { (a.cols(), a.rows()) };
+        let n = if tb == Transpose::No { b.cols() } else { b.rows() };
+        let mut c = Matrix::zeros(m, n);
+        for i in 0..m {
+            for j in 0..n {
+                let s: f32 = (0..k).map(|l| get(a, ta, i, l) * get(b, tb, l, j)).sum();
+                c.set(i, j, s);
+            }
+        }
+        c
+    }
+
+    fn pseudo_random(rows: usize, cols: usize, seed: u32) -> Matrix {
+        let data = (0..rows * cols)
+            .map(|i| {
+                let h = (i as u32 ^ seed).wrapping_mul(2654435761);
+                // Every third entry is exactly zero, like dark pixels.
+                if h % 3 == 0 { 0.0 } else { (h % 1000) as f32 / 1000.0 - 0.5 }
+            })
+            .collect();
+        Matrix::from_vec(rows, cols, data).unwrap()
+    }
+
+    #[test]
+    fn matmul_matches_naive_for_all_transposes_and_odd_sizes() {
+        for &(m, k, n) in &[(1, 1, 1), (3, 7, 5), (17, 33, 9), (20, 500, 10)] {
+            for ta in [Transpose::No, Transpose::Yes] {
+                for tb in [Transpose::No, Transpose::Yes] {
+                    let a = if ta == Transpose::No { pseudo_random(m, k, 1) } else { pseudo_random(k, m, 1) };
+                    let b = if tb == Transpose::No { pseudo_random(k, n, 2) } else { pseudo_random(n, k, 2) };
+                    let mut c = pseudo_random(m, n, 3);
+                    let mut expect = naive(&a, ta, &b, tb);
+                    for (e, &c0) in expect.as_mut_slice().iter_mut().zip(c.as_slice()) {
+                        *e = c0 + 0.5 * *e;
+                    }
+                    matmul_acc(&mut c, &a, ta, &b, tb, 0.5);
+                    for (x, y) in c.as_slice().iter().zip(expect.as_slice()) {
+                        assert!((x - y).abs() < 1e-4, "{m}x{k}x{n} {ta:?} {tb:?}: {x} vs {y}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sparse_drive_and_update_match_dense() {
+        let x = pseudo_random(6, 11, 7).as_slice().iter().map(|v| v.max(0.0)).collect();
+        let x = Matrix::from_vec(6, 11, x).unwrap();
+        let w = pseudo_random(11, 4, 8);
+        let mut sparse = SparseColumns::default();
+        sparse.rebuild(&x);
+        let mut d = Matrix::zeros(6, 4);
+        sparse.drive_into(&w, &mut d);
+        let mut e = Matrix::zeros(6, 4);
+        matmul_acc(&mut e, &x, Transpose::No, &w, Transpose::No, 1.0);
+        for (a, b) in d.as_slice().iter().zip(e.as_slice()) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        let delta = pseudo_random(6, 4, 9);
+        let mut w_sparse = w.clone();
+        sparse.rank_update(0.3, &delta, 0, w_sparse.as_mut_slice());
+        let mut w_dense = w.clone();
+        matmul_acc(&mut w_dense, &x, Transpose::Yes, &delta, Transpose::No, 0.3);
+        for (a, b) in w_sparse.as_slice().iter().zip(w_dense.as_slice()) {
+            assert!((a - b).abs() < 1e-5);
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Relaxation: projected gradient descent of `F = E + beta C` on the free layers.
+//!
+//! One synchronous step, for every free layer `k` at once:
+//!
+//! ```text
+//! drive_k = b_k + rho(s_{k-1}) W_k + rho(s_{k+1}) W_{k+1}^T     (= -dE/ds_k + s_k)
+//! s_k    <- clamp(s_k + eps (drive_k - s_k), 0, 1)
+//! s_L    <- clamp(s_L + eps (drive_L - s_L + beta (target - s_L)), 0, 1)   (nudged output)
+//! ```
+//!
+//! `rho'(s) = 1` on the closed interval `[0, 1]` (as in the authors' Theano code), so a unit at a
+//! bound still feels its drive and can leave the bound. The drive that clamped layers and biases
+//! exert is constant during a phase; [`Relaxation::prepare`] computes it once per batch.
+
+use crate::backend::{SparseColumns, Transpose, matmul_acc};
+use crate::energy::energy_into;
+use crate::network::{Network, rho};
+use crate::tensor::Matrix;
+
+/// The states of every layer for a batch, input included: `layers[k]` is `batch x sizes[k]`,
+/// every value in `[0, 1]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct State {
+    pub layers: Vec<Matrix>,
+}
+
+impl State {
+    /// All-zero states for `batch` samples.
+    pub fn zeros(sizes: &[usize], batch: usize) -> Self {
+        Self { layers: sizes.iter().map(|&n| Matrix::zeros(batch, n)).collect() }
+    }
+
+    /// Number of samples.
+    pub fn batch(&self) -> usize {
+        self.layers[0].rows()
+    }
+
+    /// Sets row `r` of layer `k` to `rho(values)`.
+    pub fn set_row(&mut self, k: usize, r: usize, values: &[f32]) {
+        for (s, &v) in self.layers[k].row_mut(r).iter_mut().zip(values) {
+            *s = rho(v);
+        }
+    }
+
+    /// The output layer.
+    pub fn output(&self) -> &Matrix {
+        self.layers.last().expect("a state has layers")
+    }
+
+    /// Copies every layer from `other` (same shapes).
+    pub fn copy_from(&mut self, other: &State) {
+        for (a, b) in self.layers.iter_mut().zip(&other.layers) {
+            a.copy_from(b);
+        }
+    }
+}
+
+/// A pull of one layer toward a target: the `beta C` term of `F`.
+#[derive(Clone, Copy, Debug)]
+pub struct Nudge<'a> {
+    pub layer: usize,
+    pub beta: f32,
+    pub target: &'a Matrix,
+}
+
+/// One phase of relaxation: how long, how fast, and with which nudge (none in the free phase).
+#[derive(Clone, Copy, Debug)]
+pub struct Phase<'a> {
+    pub steps: usize,
+    pub eps: f32,
+    pub nudge: Option<Nudge<'a>>,
+}
+
+/// Reusable buffers for relaxing one batch: the constant drives of a phase and scratch.
+///
+/// Nothing is allocated by [`Relaxation::relax`]; [`Relaxation::prepare`] allocates only while
+/// its buffers warm up.
+#[derive(Clone, Debug)]
+pub struct Relaxation {
+    clamped: Vec<bool>,
+    fixed_drive: Vec<Matrix>,
+    drive: Vec<Matrix>,
+    /// `s_0 W_1`, valid while `has_input_product` (layer 0 clamped, layer 1 free).
+    input_product: Matrix,
+    has_input_product: bool,
+    sparse_input: SparseColumns,
+}
+
+impl Relaxation {
+    /// Buffers for `batch` samples of a network with these layer sizes.
+    pub fn new(sizes: &[usize], batch: usize) -> Self {
+        let zeros = || sizes.iter().map(|&n| Matrix::zeros(batch, n)).collect::<Vec<_>>();
+        Self {
+            clamped: vec![false; sizes.len()],
+            fixed_drive: zeros(),
+            drive: zeros(),
+            input_product: Matrix::zeros(batch, sizes[1]),
+            has_input_product: false,
+            sparse_input: SparseColumns::default(),
+        }
+    }
+
+    /// Computes, for every free layer, `b_k` plus the drive of its clamped neighbours.
+    ///
+    /// Call it whenever the clamped layers or the weights change. The input drive `s_0 W_1` is
+    /// computed from the non-zero inputs only.
+    pub fn prepare(&mut self, net: &Network, state: &State, clamped: &[bool]) {
+        assert_eq!(clamped.len(), net.num_layers(), "one clamp flag per layer");
+        self.clamped.copy_from_slice(clamped);
+        self.has_input_product = clamped[0] && !clamped[1];
+        if self.has_input_product {
+            self.input_product.fill(0.0);
+            self.sparse_input.rebuild(&state.layers[0]);
+            self.sparse_input.drive_into(net.weight(1), &mut self.input_product);
+        }
+        for k in 0..net.num_layers() {
+            if clamped[k] {
+                continue;
+            }
+            let fixed = &mut self.fixed_drive[k];
+            fixed.fill_rows(net.bias(k));
+            if k > 0 && clamped[k - 1] {
+                match k {
+                    1 if self.has_input_product => add(fixed, &self.input_product),
+                    _ => matmul_acc(fixed, &state.layers[k - 1], Transpose::No, net.weight(k), Transpose::No, 1.0),
+                }
+            }
+            if k + 1 < net.num_layers() && clamped[k + 1] {
+                matmul_acc(fixed, &state.layers[k + 1], Transpose::No, net.weight(k + 1), Transpose::Yes, 1.0);
+            }
+        }
+    }
+
+    /// The column-compressed clamped input of the last [`prepare`](Self::prepare), if layer 0
+    /// was clamped (the learning rule reuses it for the sparse `W_1` update).
+    pub fn sparse_input(&self) -> Option<&SparseColumns> {
+        self.has_input_product.then_some(&self.sparse_input)
+    }
+
+    /// Runs `phase.steps` synchronous steps on the free layers of `state`.
+    pub fn relax(&mut self, net: &Network, state: &mut State, phase: &Phase) {
+        for _ in 0..phase.steps {
+            self.compute_drives(net, state);
+            self.apply_drives(state, phase);
+        }
+    }
+
+    /// `drive_k` for every free layer, from the current states.
+    fn compute_drives(&mut self, net: &Network, state: &State) {
+        let last = net.num_layers() - 1;
+        for k in 0..=last {
+            if self.clamped[k] {
+                continue;
+            }
+            let drive = &mut self.drive[k];
+            drive.copy_from(&self.fixed_drive[k]);
+            if k > 0 && !self.clamped[k - 1] {
+                matmul_acc(drive, &state.layers[k - 1], Transpose::No, net.weight(k), Transpose::No, 1.0);
+            }
+            if k < last && !self.clamped[k + 1] {
+                matmul_acc(drive, &state.layers[k + 1], Transpose::No, net.weight(k + 1), Transpose::Yes, 1.0);
+            }
+        }
+    }
+
+    /// `s_k <- clamp(s_k + eps (drive_k - s_k) [+ eps beta (t - s_k)])` on every free layer.
+    fn apply_drives(&self, state: &mut State, phase: &Phase) {
+        let eps = phase.eps;
+        for (k, s) in state.layers.iter_mut().enumerate() {
+            if self.clamped[k] {
+                continue;
+            }
+            let drive = self.drive[k].as_slice();
+            match phase.nudge {
+                Some(n) if n.layer == k => {
+                    let t = n.target.as_slice();
+                    for ((x, &d), &t) in s.as_mut_slice().iter_mut().zip(drive).zip(t) {
+                        *x = (*x + eps * (d - *x + n.beta * (t - *x))).clamp(0.0, 1.0);
+                    }
+                }
+                _ => {
+                    for (x, &d) in s.as_mut_slice().iter_mut().zip(drive) {
+                        *x = (*x + eps * (d - *x)).clamp(0.0, 1.0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Per-sample energy `E` of `state` (using the cached input drive and scratch buffers).
+    pub fn energy(&mut self, net: &Network, state: &State, out: &mut [f32]) {
+        let input_product = self.has_input_product.then_some(&self.input_product);
+        energy_into(net, &state.layers, input_product, &mut self.drive, out);
+    }
+}
+
+fn add(dst: &mut Matrix, src: &Matrix) {
+    for (d, &s) in dst.as_mut_slice().iter_mut().zip(src.as_slice()) {
+        *d += s;
+    }
+}

@@ -1,0 +1,563 @@
+//! Tests of the IDX loader: real data from the shared data dir, malformed fixtures,
+//! raw vs gzip files, data dir resolution.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use eqprop::data::{
+    DataError, Dataset, DatasetName, Split, dataset_dir, dataset_dir_with, load, read_idx_images,
+    read_idx_labels,
+};
+
+/// The shared data root: `$EQPROP_DATA_DIR`, else `../shared/data` next to the crate.
+fn shared_root() -> PathBuf {
+    match std::env::var_os("EQPROP_DATA_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")),
+    }
+}
+
+fn shared(name: DatasetName) -> PathBuf {
+    dataset_dir(Some(&shared_root()), name)
+}
+
+/// A unique temporary folder, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!(
+            "eqprop-test-{tag}-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn idx_images(magic: u32, n: u32, rows: u32, cols: u32, data: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for w in [magic, n, rows, cols] {
+        v.extend_from_slice(&w.to_be_bytes());
+    }
+    v.extend_from_slice(data);
+    v
+}
+
+fn idx_labels(magic: u32, n: u32, data: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&magic.to_be_bytes());
+    v.extend_from_slice(&n.to_be_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// Writes a test split (`t10k-*`) into `dir`, gzip-compressed.
+fn write_split(dir: &Path, images: &[u8], labels: &[u8]) -> (PathBuf, PathBuf) {
+    let ip = dir.join("t10k-images-idx3-ubyte.gz");
+    let lp = dir.join("t10k-labels-idx1-ubyte.gz");
+    std::fs::write(&ip, gzip(images)).unwrap();
+    std::fs::write(&lp, gzip(labels)).unwrap();
+    (ip, lp)
+}
+
+/// A valid 3-image 2x2 data set: pixel bytes and labels.
+fn tiny() -> (Vec<u8>, Vec<u8>) {
+    let pixels: Vec<u8> = (0..12).map(|i| (i * 20) as u8).collect();
+    (
+        idx_images(0x803, 3, 2, 2, &pixels),
+        idx_labels(0x801, 3, &[1, 9, 0]),
+    )
+}
+
+fn assert_names(err: &DataError, path: &Path) {
+    let msg = err.to_string();
+    let shown = path.display().to_string();
+    assert!(msg.contains(&shown), "error `{msg}` does not name {shown}");
+}
+
+fn histogram(labels: &[u8]) -> [usize; 10] {
+    let mut h = [0usize; 10];
+    for &l in labels {
+        h[l as usize] += 1;
+    }
+    h
+}
+
+fn assert_unit_pixels(ds: &Dataset) {
+    assert!(ds.images.iter().all(|&p| (0.0..=1.0).contains(&p)));
+    let max = ds.images.iter().cloned().fold(f32::MIN, f32::max);
+    let min = ds.images.iter().cloned().fold(f32::MAX, f32::min);
+    assert_eq!(max, 1.0);
+    assert_eq!(min, 0.0);
+}
+
+#[test]
+fn mnist_train_real() {
+    let ds = load(
+        DatasetName::Mnist,
+        Split::Train,
+        &shared(DatasetName::Mnist),
+    )
+    .unwrap();
+    assert_eq!(ds.len(), 10_000);
+    assert_eq!((ds.rows, ds.cols, ds.pixels()), (28, 28, 784));
+    assert_eq!(ds.images.len(), 10_000 * 784);
+    assert_eq!(ds.labels[0], 5);
+    assert_eq!(&ds.labels[..8], &[5, 0, 4, 1, 9, 2, 1, 3]);
+    let h = histogram(&ds.labels);
+    assert!(h.iter().all(|&c| (800..=1300).contains(&c)), "{h:?}");
+    assert_unit_pixels(&ds);
+    // Image 0 (a 5) has ink in the middle and a blank border.
+    let img = ds.image(0);
+    assert_eq!(img.len(), 784);
+    assert_eq!(img[0], 0.0);
+    assert!(img.iter().filter(|&&p| p > 0.5).count() > 50);
+}
+
+#[test]
+fn mnist_test_real() {
+    let ds = load(DatasetName::Mnist, Split::Test, &shared(DatasetName::Mnist)).unwrap();
+    assert_eq!(ds.len(), 10_000);
+    assert_eq!((ds.rows, ds.cols), (28, 28));
+    assert_eq!(&ds.labels[..5], &[7, 2, 1, 0, 4]);
+    let h = histogram(&ds.labels);
+    assert_eq!(h, [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]);
+    assert_unit_pixels(&ds);
+}
+
+#[test]
+fn fashion_mnist_real() {
+    let dir = shared(DatasetName::FashionMnist);
+    let start = std::time::Instant::now();
+    let train = load(DatasetName::FashionMnist, Split::Train, &dir).unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!("fashion-mnist train loaded in {secs:.3} s");
+    if !cfg!(debug_assertions) {
+        assert!(secs < 3.0, "loading took {secs} s");
+    }
+    assert_eq!(train.len(), 60_000);
+    assert_eq!(train.images.len(), 60_000 * 784);
+    assert_eq!(histogram(&train.labels), [6000; 10]);
+    assert_unit_pixels(&train);
+    let test = load(DatasetName::FashionMnist, Split::Test, &dir).unwrap();
+    assert_eq!(test.len(), 10_000);
+    assert_eq!(histogram(&test.labels), [1000; 10]);
+}
+
+#[test]
+fn read_idx_direct() {
+    let dir = shared(DatasetName::Mnist);
+    let (bytes, n, rows, cols) = read_idx_images(&dir.join("t10k-images-idx3-ubyte.gz")).unwrap();
+    assert_eq!((n, rows, cols), (10_000, 28, 28));
+    assert_eq!(bytes.len(), n * rows * cols);
+    let labels = read_idx_labels(&dir.join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    assert_eq!(labels.len(), 10_000);
+}
+
+#[test]
+fn raw_files_load_like_gzip() {
+    let src = shared(DatasetName::Mnist);
+    let tmp = TempDir::new("raw");
+    for stem in ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"] {
+        let gz = std::fs::read(src.join(format!("{stem}.gz"))).unwrap();
+        std::fs::write(tmp.path().join(stem), gunzip(&gz)).unwrap();
+    }
+    let raw = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap();
+    let gz = load(DatasetName::Mnist, Split::Test, &src).unwrap();
+    assert_eq!(raw, gz);
+}
+
+#[test]
+fn gzip_detected_by_content_not_name() {
+    let (images, labels) = tiny();
+    let tmp = TempDir::new("content");
+    // Raw bytes under a `.gz` name, gzip bytes under a raw name.
+    std::fs::write(tmp.path().join("t10k-images-idx3-ubyte.gz"), &images).unwrap();
+    std::fs::write(tmp.path().join("t10k-labels-idx1-ubyte"), gzip(&labels)).unwrap();
+    let ds = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap();
+    assert_eq!(ds.len(), 3);
+    assert_eq!((ds.rows, ds.cols), (2, 2));
+    assert_eq!(ds.labels, vec![1, 9, 0]);
+    assert_eq!(
+        ds.image(1),
+        &[80.0 / 255.0, 100.0 / 255.0, 120.0 / 255.0, 140.0 / 255.0]
+    );
+}
+
+#[test]
+fn dataset_methods() {
+    let (images, labels) = tiny();
+    let tmp = TempDir::new("methods");
+    write_split(tmp.path(), &images, &labels);
+    let mut ds = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap();
+    assert!(!ds.is_empty());
+    assert_eq!(ds.pixels(), 4);
+    assert_eq!(ds.image(2)[3], 220.0 / 255.0);
+    ds.truncate(10);
+    assert_eq!(ds.len(), 3);
+    ds.truncate(2);
+    assert_eq!((ds.len(), ds.images.len()), (2, 8));
+    ds.truncate(0);
+    assert!(ds.is_empty());
+    assert!(ds.images.is_empty());
+}
+
+#[test]
+fn bad_magic() {
+    let (images, labels) = tiny();
+    let tmp = TempDir::new("magic");
+    let mut bad = images.clone();
+    bad[3] = 0x01;
+    let (ip, _) = write_split(tmp.path(), &bad, &labels);
+    let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
+    assert!(
+        matches!(err, DataError::BadMagic { expected: 0x803, found: 0x801, ref path } if *path == ip),
+        "{err:?}"
+    );
+    assert_names(&err, &ip);
+    // A labels reader given a (valid) images file.
+    std::fs::write(&ip, gzip(&images)).unwrap();
+    let err = read_idx_labels(&ip).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::BadMagic {
+                expected: 0x801,
+                found: 0x803,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_names(&err, &ip);
+}
+
+#[test]
+fn bad_magic_labels() {
+    let (images, mut labels) = tiny();
+    labels[3] = 0x03;
+    let tmp = TempDir::new("magic-labels");
+    let (_, lp) = write_split(tmp.path(), &images, &labels);
+    let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::BadMagic {
+                expected: 0x801,
+                found: 0x803,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_names(&err, &lp);
+}
+
+#[test]
+fn truncated_header() {
+    let (images, labels) = tiny();
+    let tmp = TempDir::new("header");
+    for len in [0usize, 2, 10, 15] {
+        let (ip, _) = write_split(tmp.path(), &images[..len], &labels);
+        let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
+        assert!(
+            matches!(err, DataError::TruncatedHeader { len: l, needed: 16, .. } if l == len),
+            "{len}: {err:?}"
+        );
+        assert_names(&err, &ip);
+    }
+    let (_, lp) = write_split(tmp.path(), &images, &labels[..7]);
+    let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::TruncatedHeader {
+                len: 7,
+                needed: 8,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_names(&err, &lp);
+}
+
+#[test]
+fn truncated_data() {
+    let (images, labels) = tiny();
+    let tmp = TempDir::new("data");
+    let (ip, _) = write_split(tmp.path(), &images[..images.len() - 1], &labels);
+    let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::TruncatedData {
+                expected: 12,
+                actual: 11,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_names(&err, &ip);
+    let (_, lp) = write_split(tmp.path(), &images, &labels[..labels.len() - 1]);
+    let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::TruncatedData {
+                expected: 3,
+                actual: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_names(&err, &lp);
+}
+
+#[test]
+fn trailing_bytes() {
+    let (mut images, mut labels) = tiny();
+    images.push(7);
+    let tmp = TempDir::new("trailing");
+    let (ip, _) = write_split(tmp.path(), &images, &labels);
+    let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::TrailingBytes {
+                expected: 12,
+                extra: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_names(&err, &ip);
+    images.pop();
+    labels.extend_from_slice(&[1, 2]);
+    let (_, lp) = write_split(tmp.path(), &images, &labels);
+    let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::TrailingBytes {
+                expected: 3,
+                extra: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_names(&err, &lp);
+}
+
+#[test]
+fn huge_dimensions() {
+    let tmp = TempDir::new("huge");
+    let path = tmp.path().join("x");
+    std::fs::write(
+        &path,
+        idx_images(0x803, u32::MAX, u32::MAX, u32::MAX, &[0; 4]),
+    )
+    .unwrap();
+    let err = read_idx_images(&path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::BadDimensions { .. } | DataError::TruncatedData { .. }
+        ),
+        "{err:?}"
+    );
+    assert_names(&err, &path);
+}
+
+#[test]
+fn count_mismatch() {
+    let (images, _) = tiny();
+    let labels = idx_labels(0x801, 4, &[1, 2, 3, 4]);
+    let tmp = TempDir::new("count");
+    let (ip, lp) = write_split(tmp.path(), &images, &labels);
+    let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::CountMismatch {
+                images: 3,
+                labels: 4,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_names(&err, &ip);
+    assert_names(&err, &lp);
+}
+
+#[test]
+fn corrupt_gzip() {
+    let (images, labels) = tiny();
+    let tmp = TempDir::new("gzip");
+    let (ip, _) = write_split(tmp.path(), &images, &labels);
+    // Truncated gzip stream.
+    let gz = gzip(&images);
+    std::fs::write(&ip, &gz[..gz.len() / 2]).unwrap();
+    let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
+    assert!(matches!(err, DataError::Gzip { .. }), "{err:?}");
+    assert_names(&err, &ip);
+    // Garbage after a valid gzip header.
+    let mut garbage = gz[..10].to_vec();
+    garbage.extend_from_slice(&[0xff; 40]);
+    std::fs::write(&ip, &garbage).unwrap();
+    let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
+    assert!(matches!(err, DataError::Gzip { .. }), "{err:?}");
+    assert_names(&err, &ip);
+    // A flipped CRC.
+    let mut crc = gz.clone();
+    let n = crc.len();
+    crc[n - 8] ^= 0xff;
+    std::fs::write(&ip, &crc).unwrap();
+    let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
+    assert!(matches!(err, DataError::Gzip { .. }), "{err:?}");
+}
+
+#[test]
+fn label_out_of_range() {
+    let (images, _) = tiny();
+    let labels = idx_labels(0x801, 3, &[1, 10, 0]);
+    let tmp = TempDir::new("label");
+    let (_, lp) = write_split(tmp.path(), &images, &labels);
+    let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::BadLabel {
+                index: 1,
+                label: 10,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_names(&err, &lp);
+}
+
+#[test]
+fn missing_file() {
+    let tmp = TempDir::new("missing");
+    let err = load(DatasetName::Mnist, Split::Train, tmp.path()).unwrap_err();
+    let expected = tmp.path().join("train-images-idx3-ubyte.gz");
+    assert!(
+        matches!(err, DataError::NotFound { ref path } if *path == expected),
+        "{err:?}"
+    );
+    assert_names(&err, &expected);
+    assert!(err.to_string().contains("--data-dir"));
+    // Images present, labels missing.
+    let (images, labels) = tiny();
+    write_split(tmp.path(), &images, &labels);
+    std::fs::remove_file(tmp.path().join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
+    let expected = tmp.path().join("t10k-labels-idx1-ubyte.gz");
+    assert!(
+        matches!(err, DataError::NotFound { ref path } if *path == expected),
+        "{err:?}"
+    );
+    let err = read_idx_images(&tmp.path().join("nope")).unwrap_err();
+    assert!(matches!(err, DataError::NotFound { .. }), "{err:?}");
+}
+
+#[test]
+fn data_dir_resolution() {
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |key: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| OsString::from(*v))
+        }
+    };
+    let all: &[(&str, &str)] = &[
+        ("EQPROP_DATA_DIR", "../shared/data"),
+        ("XDG_CACHE_HOME", "/xdg"),
+        ("HOME", "/home/u"),
+    ];
+    let root = Path::new("/given");
+    assert_eq!(
+        dataset_dir_with(Some(root), DatasetName::Mnist, env(all)),
+        PathBuf::from("/given/mnist")
+    );
+    assert_eq!(
+        dataset_dir_with(None, DatasetName::FashionMnist, env(all)),
+        PathBuf::from("../shared/data/fashion-mnist")
+    );
+    let xdg: &[(&str, &str)] = &[
+        ("EQPROP_DATA_DIR", ""),
+        ("XDG_CACHE_HOME", "/xdg"),
+        ("HOME", "/h"),
+    ];
+    assert_eq!(
+        dataset_dir_with(None, DatasetName::Mnist, env(xdg)),
+        PathBuf::from("/xdg/eqprop/mnist")
+    );
+    let home: &[(&str, &str)] = &[("HOME", "/home/u")];
+    assert_eq!(
+        dataset_dir_with(None, DatasetName::Mnist, env(home)),
+        PathBuf::from("/home/u/.cache/eqprop/mnist")
+    );
+    let none = dataset_dir_with(None, DatasetName::Mnist, env(&[]));
+    assert!(none.ends_with("eqprop/mnist"), "{none:?}");
+    assert_eq!(
+        dataset_dir(Some(root), DatasetName::FashionMnist),
+        PathBuf::from("/given/fashion-mnist")
+    );
+}
+
+#[test]
+fn dataset_names() {
+    for name in DatasetName::ALL {
+        assert_eq!(name.to_string().parse::<DatasetName>(), Ok(name));
+    }
+    assert_eq!("mnist".parse(), Ok(DatasetName::Mnist));
+    assert_eq!("fashion-mnist".parse(), Ok(DatasetName::FashionMnist));
+    assert_eq!(DatasetName::FashionMnist.to_string(), "fashion-mnist");
+    let err = "cifar".parse::<DatasetName>().unwrap_err();
+    assert!(err.to_string().contains("cifar"));
+    assert_eq!(Split::Train.to_string(), "train");
+    assert_eq!(Split::Test.file_prefix(), "t10k");
+}

@@ -1,0 +1,82 @@
+//! The physics: relaxation descends the energy and keeps states in [0, 1].
+
+use eqprop::dynamics::{Phase, Relaxation, State};
+use eqprop::energy::energy;
+use eqprop::network::Network;
+use eqprop::tensor::Matrix;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn random_setup(sizes: &[usize], batch: usize, weight_gain: f32, seed: u64) -> (Network, State) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut net = Network::glorot(sizes, &mut rng).unwrap();
+    for w in net.weights_mut() {
+        w.as_mut_slice().iter_mut().for_each(|x| *x *= weight_gain);
+    }
+    for b in net.biases_mut() {
+        b.iter_mut().for_each(|x| *x = rng.random_range(-0.5..0.5));
+    }
+    let mut state = State::zeros(sizes, batch);
+    for layer in &mut state.layers {
+        layer.as_mut_slice().iter_mut().for_each(|x| *x = rng.random_range(0.0..1.0));
+    }
+    (net, state)
+}
+
+/// Runs `steps` single steps of free relaxation and returns the largest per-sample energy rise.
+fn largest_energy_rise(net: &Network, state: &mut State, eps: f32, steps: usize) -> f32 {
+    let clamped: Vec<bool> = (0..net.num_layers()).map(|k| k == 0).collect();
+    let mut relax = Relaxation::new(net.sizes(), state.batch());
+    relax.prepare(net, state, &clamped);
+    let mut before = energy(net, &state.layers);
+    let mut worst = f32::NEG_INFINITY;
+    for _ in 0..steps {
+        relax.relax(net, state, &Phase { steps: 1, eps, nudge: None });
+        for layer in &state.layers {
+            assert!(layer.as_slice().iter().all(|&x| (0.0..=1.0).contains(&x)), "state left [0, 1]");
+        }
+        let after = energy(net, &state.layers);
+        for (a, b) in after.iter().zip(&before) {
+            worst = worst.max(a - b);
+        }
+        before = after;
+    }
+    worst
+}
+
+#[test]
+fn energy_never_rises_during_free_relaxation() {
+    for (seed, sizes) in [(1, vec![784, 500, 10]), (2, vec![40, 30, 20, 10]), (3, vec![20, 64, 64, 64, 5])] {
+        for eps in [0.5, 0.25, 0.1] {
+            let (net, mut state) = random_setup(&sizes, 8, 1.0, seed);
+            let rise = largest_energy_rise(&net, &mut state, eps, 60);
+            assert!(rise <= 1e-4, "sizes {sizes:?} eps {eps}: energy rose by {rise}");
+        }
+    }
+}
+
+/// The test above can fail: projected gradient descent is only guaranteed to descend for
+/// `eps <= 2 / L`; with strong couplings and a large step the energy does rise.
+#[test]
+fn energy_rises_when_the_step_is_too_large() {
+    let (net, mut state) = random_setup(&[20, 64, 64, 5], 8, 6.0, 4);
+    let rise = largest_energy_rise(&net, &mut state, 1.0, 30);
+    assert!(rise > 1e-2, "expected an energy rise at eps = 1 with strong weights, got {rise}");
+}
+
+#[test]
+fn relaxation_reaches_a_fixed_point() {
+    let (net, mut state) = random_setup(&[30, 20, 10], 4, 1.0, 5);
+    let clamped = [true, false, false];
+    let mut relax = Relaxation::new(net.sizes(), 4);
+    relax.prepare(&net, &state, &clamped);
+    relax.relax(&net, &mut state, &Phase { steps: 200, eps: 0.5, nudge: None });
+    let settled = state.clone();
+    relax.relax(&net, &mut state, &Phase { steps: 1, eps: 0.5, nudge: None });
+    let moved: f32 = state.layers.iter().zip(&settled.layers).map(|(a, b)| max_abs_diff(a, b)).fold(0.0, f32::max);
+    assert!(moved < 1e-5, "still moving by {moved} after 200 steps");
+}
+
+fn max_abs_diff(a: &Matrix, b: &Matrix) -> f32 {
+    a.as_slice().iter().zip(b.as_slice()).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
