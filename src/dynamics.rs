@@ -12,7 +12,10 @@
 //! bound still feels its drive and can leave the bound. The drive that clamped layers and biases
 //! exert is constant during a phase; [`Relaxation::prepare`] computes it once per batch.
 
-use crate::backend::{SparseColumns, Transpose, matmul_acc};
+use crate::backend::{
+    FusedCouplings, FusedPhase, FusedScratch, SparseColumns, Transpose, matmul_acc, relax_fused,
+    step_row,
+};
 use crate::energy::energy_into;
 use crate::network::{Network, rho};
 use crate::tensor::Matrix;
@@ -27,7 +30,9 @@ pub struct State {
 impl State {
     /// All-zero states for `batch` samples.
     pub fn zeros(sizes: &[usize], batch: usize) -> Self {
-        Self { layers: sizes.iter().map(|&n| Matrix::zeros(batch, n)).collect() }
+        Self {
+            layers: sizes.iter().map(|&n| Matrix::zeros(batch, n)).collect(),
+        }
     }
 
     /// Number of samples.
@@ -71,6 +76,22 @@ pub struct Phase<'a> {
     pub nudge: Option<Nudge<'a>>,
 }
 
+/// Which kernel relaxes a phase.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kernel {
+    /// Fused when the free-to-free couplings fit in cache, batched GEMM otherwise.
+    #[default]
+    Auto,
+    /// Batched GEMM for every coupling term, one step of the whole chunk at a time.
+    Gemm,
+    /// All steps of one sample at a time ([`relax_fused`]).
+    Fused,
+}
+
+/// Free-to-free coupling weights (floats) up to which [`Kernel::Auto`] fuses: 256 KiB, about
+/// one core's L2 cache.
+const FUSED_MAX_WEIGHTS: usize = 64 * 1024;
+
 /// Reusable buffers for relaxing one batch: the constant drives of a phase and scratch.
 ///
 /// Nothing is allocated by [`Relaxation::relax`]; [`Relaxation::prepare`] allocates only while
@@ -84,12 +105,23 @@ pub struct Relaxation {
     input_product: Matrix,
     has_input_product: bool,
     sparse_input: SparseColumns,
+    kernel: Kernel,
+    /// Whether the prepared phase runs fused (decided by `prepare`).
+    fused: bool,
+    /// Couplings between free layers laid out for the fused kernel.
+    couplings: FusedCouplings,
+    scratch: FusedScratch,
 }
 
 impl Relaxation {
     /// Buffers for `batch` samples of a network with these layer sizes.
     pub fn new(sizes: &[usize], batch: usize) -> Self {
-        let zeros = || sizes.iter().map(|&n| Matrix::zeros(batch, n)).collect::<Vec<_>>();
+        let zeros = || {
+            sizes
+                .iter()
+                .map(|&n| Matrix::zeros(batch, n))
+                .collect::<Vec<_>>()
+        };
         Self {
             clamped: vec![false; sizes.len()],
             fixed_drive: zeros(),
@@ -97,7 +129,17 @@ impl Relaxation {
             input_product: Matrix::zeros(batch, sizes[1]),
             has_input_product: false,
             sparse_input: SparseColumns::default(),
+            kernel: Kernel::Auto,
+            fused: false,
+            couplings: FusedCouplings::default(),
+            scratch: FusedScratch::new(sizes),
         }
+    }
+
+    /// Chooses the kernel (the default, [`Kernel::Auto`], picks by size).
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = kernel;
+        self
     }
 
     /// Computes, for every free layer, `b_k` plus the drive of its clamped neighbours.
@@ -111,8 +153,10 @@ impl Relaxation {
         if self.has_input_product {
             self.input_product.fill(0.0);
             self.sparse_input.rebuild(&state.layers[0]);
-            self.sparse_input.drive_into(net.weight(1), &mut self.input_product);
+            self.sparse_input
+                .drive_into(net.weight(1), &mut self.input_product);
         }
+        self.prepare_fused(net, clamped);
         for k in 0..net.num_layers() {
             if clamped[k] {
                 continue;
@@ -122,12 +166,42 @@ impl Relaxation {
             if k > 0 && clamped[k - 1] {
                 match k {
                     1 if self.has_input_product => add(fixed, &self.input_product),
-                    _ => matmul_acc(fixed, &state.layers[k - 1], Transpose::No, net.weight(k), Transpose::No, 1.0),
+                    _ => matmul_acc(
+                        fixed,
+                        &state.layers[k - 1],
+                        Transpose::No,
+                        net.weight(k),
+                        Transpose::No,
+                        1.0,
+                    ),
                 }
             }
             if k + 1 < net.num_layers() && clamped[k + 1] {
-                matmul_acc(fixed, &state.layers[k + 1], Transpose::No, net.weight(k + 1), Transpose::Yes, 1.0);
+                matmul_acc(
+                    fixed,
+                    &state.layers[k + 1],
+                    Transpose::No,
+                    net.weight(k + 1),
+                    Transpose::Yes,
+                    1.0,
+                );
             }
+        }
+    }
+
+    /// Decides the kernel and, when fused, lays out the free-to-free couplings.
+    fn prepare_fused(&mut self, net: &Network, clamped: &[bool]) {
+        let free_pairs = || (1..net.num_layers()).filter(|&k| !clamped[k - 1] && !clamped[k]);
+        let free_weights: usize = free_pairs()
+            .map(|k| net.sizes()[k - 1] * net.sizes()[k])
+            .sum();
+        self.fused = match self.kernel {
+            Kernel::Auto => free_weights <= FUSED_MAX_WEIGHTS,
+            Kernel::Gemm => false,
+            Kernel::Fused => true,
+        };
+        if self.fused {
+            self.couplings.prepare(net.weights(), clamped);
         }
     }
 
@@ -139,6 +213,17 @@ impl Relaxation {
 
     /// Runs `phase.steps` synchronous steps on the free layers of `state`.
     pub fn relax(&mut self, net: &Network, state: &mut State, phase: &Phase) {
+        if self.fused {
+            let fused = FusedPhase {
+                clamped: &self.clamped,
+                fixed: &self.fixed_drive,
+                couplings: &self.couplings,
+                steps: phase.steps,
+                eps: phase.eps,
+                nudge: phase.nudge.map(|n| (n.layer, n.beta, n.target)),
+            };
+            return relax_fused(&fused, &mut state.layers, &mut self.scratch);
+        }
         for _ in 0..phase.steps {
             self.compute_drives(net, state);
             self.apply_drives(state, phase);
@@ -155,34 +240,40 @@ impl Relaxation {
             let drive = &mut self.drive[k];
             drive.copy_from(&self.fixed_drive[k]);
             if k > 0 && !self.clamped[k - 1] {
-                matmul_acc(drive, &state.layers[k - 1], Transpose::No, net.weight(k), Transpose::No, 1.0);
+                matmul_acc(
+                    drive,
+                    &state.layers[k - 1],
+                    Transpose::No,
+                    net.weight(k),
+                    Transpose::No,
+                    1.0,
+                );
             }
             if k < last && !self.clamped[k + 1] {
-                matmul_acc(drive, &state.layers[k + 1], Transpose::No, net.weight(k + 1), Transpose::Yes, 1.0);
+                matmul_acc(
+                    drive,
+                    &state.layers[k + 1],
+                    Transpose::No,
+                    net.weight(k + 1),
+                    Transpose::Yes,
+                    1.0,
+                );
             }
         }
     }
 
     /// `s_k <- clamp(s_k + eps (drive_k - s_k) [+ eps beta (t - s_k)])` on every free layer.
     fn apply_drives(&self, state: &mut State, phase: &Phase) {
-        let eps = phase.eps;
         for (k, s) in state.layers.iter_mut().enumerate() {
             if self.clamped[k] {
                 continue;
             }
-            let drive = self.drive[k].as_slice();
-            match phase.nudge {
-                Some(n) if n.layer == k => {
-                    let t = n.target.as_slice();
-                    for ((x, &d), &t) in s.as_mut_slice().iter_mut().zip(drive).zip(t) {
-                        *x = (*x + eps * (d - *x + n.beta * (t - *x))).clamp(0.0, 1.0);
-                    }
-                }
-                _ => {
-                    for (x, &d) in s.as_mut_slice().iter_mut().zip(drive) {
-                        *x = (*x + eps * (d - *x)).clamp(0.0, 1.0);
-                    }
-                }
+            for r in 0..s.rows() {
+                let target = phase
+                    .nudge
+                    .filter(|n| n.layer == k)
+                    .map(|n| (n.beta, n.target.row(r)));
+                step_row(s.row_mut(r), self.drive[k].row(r), phase.eps, target);
             }
         }
     }

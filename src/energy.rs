@@ -27,7 +27,11 @@ pub fn energy_into(
     for (k, s) in states.iter().enumerate() {
         let b = net.bias(k);
         for (e, row) in out.iter_mut().zip(s.as_slice().chunks_exact(s.cols())) {
-            *e += row.iter().zip(b).map(|(&x, &bi)| 0.5 * x * x - bi * x).sum::<f32>();
+            *e += row
+                .iter()
+                .zip(b)
+                .map(|(&x, &bi)| 0.5 * x * x - bi * x)
+                .sum::<f32>();
         }
     }
     for k in 1..states.len() {
@@ -35,7 +39,14 @@ pub fn energy_into(
             (1, Some(p)) => p,
             _ => {
                 lower[k].fill(0.0);
-                matmul_acc(&mut lower[k], &states[k - 1], Transpose::No, net.weight(k), Transpose::No, 1.0);
+                matmul_acc(
+                    &mut lower[k],
+                    &states[k - 1],
+                    Transpose::No,
+                    net.weight(k),
+                    Transpose::No,
+                    1.0,
+                );
                 &lower[k]
             }
         };
@@ -48,7 +59,11 @@ pub fn energy_into(
 /// Per-sample energy, allocating its scratch (for tests and one-off use, not hot loops).
 pub fn energy(net: &Network, states: &[Matrix]) -> Vec<f32> {
     let batch = states[0].rows();
-    let mut lower: Vec<Matrix> = net.sizes().iter().map(|&n| Matrix::zeros(batch, n)).collect();
+    let mut lower: Vec<Matrix> = net
+        .sizes()
+        .iter()
+        .map(|&n| Matrix::zeros(batch, n))
+        .collect();
     let mut out = vec![0.0; batch];
     energy_into(net, states, None, &mut lower, &mut out);
     out
@@ -57,7 +72,14 @@ pub fn energy(net: &Network, states: &[Matrix]) -> Vec<f32> {
 /// Per-sample cost `C = 1/2 ||y - target||^2`.
 pub fn cost(output: &Matrix, target: &Matrix) -> Vec<f32> {
     (0..output.rows())
-        .map(|r| output.row(r).iter().zip(target.row(r)).map(|(y, t)| 0.5 * (y - t) * (y - t)).sum())
+        .map(|r| {
+            output
+                .row(r)
+                .iter()
+                .zip(target.row(r))
+                .map(|(y, t)| 0.5 * (y - t) * (y - t))
+                .sum()
+        })
         .collect()
 }
 

@@ -68,19 +68,58 @@ impl Particles {
     /// Clamps the input (already in `free.layers[0]`) and relaxes the free phase.
     pub fn free_phase(&mut self, net: &Network, steps: usize, eps: f32) {
         self.relax.prepare(net, &self.free, &self.clamped);
-        self.relax.relax(net, &mut self.free, &Phase { steps, eps, nudge: None });
+        self.relax.relax(
+            net,
+            &mut self.free,
+            &Phase {
+                steps,
+                eps,
+                nudge: None,
+            },
+        );
     }
 
     /// Relaxes the nudged phase(s) from the free fixed point with nudge strength `beta`.
-    pub fn nudged_phases(&mut self, net: &Network, nudging: Nudging, steps: usize, eps: f32, beta: f32) {
+    pub fn nudged_phases(
+        &mut self,
+        net: &Network,
+        nudging: Nudging,
+        steps: usize,
+        eps: f32,
+        beta: f32,
+    ) {
         let output = net.output_layer();
         self.plus.copy_from(&self.free);
-        let nudge = Nudge { layer: output, beta, target: &self.target };
-        self.relax.relax(net, &mut self.plus, &Phase { steps, eps, nudge: Some(nudge) });
+        let nudge = Nudge {
+            layer: output,
+            beta,
+            target: &self.target,
+        };
+        self.relax.relax(
+            net,
+            &mut self.plus,
+            &Phase {
+                steps,
+                eps,
+                nudge: Some(nudge),
+            },
+        );
         if nudging == Nudging::Symmetric {
             self.minus.copy_from(&self.free);
-            let nudge = Nudge { layer: output, beta: -beta, target: &self.target };
-            self.relax.relax(net, &mut self.minus, &Phase { steps, eps, nudge: Some(nudge) });
+            let nudge = Nudge {
+                layer: output,
+                beta: -beta,
+                target: &self.target,
+            };
+            self.relax.relax(
+                net,
+                &mut self.minus,
+                &Phase {
+                    steps,
+                    eps,
+                    nudge: Some(nudge),
+                },
+            );
         }
     }
 
@@ -91,7 +130,13 @@ impl Particles {
             Nudging::Positive | Nudging::RandomSign => &self.free,
         };
         let pos = self.plus.layers[1].as_slice();
-        for ((d, &x), &y) in self.delta.as_mut_slice().iter_mut().zip(pos).zip(neg.layers[1].as_slice()) {
+        for ((d, &x), &y) in self
+            .delta
+            .as_mut_slice()
+            .iter_mut()
+            .zip(pos)
+            .zip(neg.layers[1].as_slice())
+        {
             *d = x - y;
         }
     }
@@ -110,15 +155,26 @@ impl Particles {
 /// `lrs[k-1]` is the learning rate of `W_k` and `b_k`; `beta` is the (signed) nudge strength used
 /// by [`Particles::nudged_phases`]. The `W_1` update reads only the non-zero inputs and is split
 /// across threads by rows; the other layers run beside it.
-pub fn apply_update(net: &mut Network, lrs: &[f32], particles: &mut [Particles], nudging: Nudging, beta: f32) {
+pub fn apply_update(
+    net: &mut Network,
+    lrs: &[f32],
+    particles: &mut [Particles],
+    nudging: Nudging,
+    beta: f32,
+) {
     let batch: usize = particles.iter().map(Particles::batch).sum();
     let beta_eff = particles[0].contrast(nudging, beta).2;
-    let scale: Vec<f32> = lrs.iter().map(|lr| lr / (beta_eff * batch as f32)).collect();
+    let scale: Vec<f32> = lrs
+        .iter()
+        .map(|lr| lr / (beta_eff * batch as f32))
+        .collect();
     for p in particles.iter_mut() {
         p.refresh_delta(nudging);
     }
     let (weights, biases) = net.params_mut();
-    let (w1, upper) = weights.split_first_mut().expect("a network has at least one coupling");
+    let (w1, upper) = weights
+        .split_first_mut()
+        .expect("a network has at least one coupling");
     let particles = &*particles;
     rayon::join(
         || update_first_layer(w1, scale[0], particles, nudging, beta),
@@ -132,7 +188,13 @@ pub fn apply_update(net: &mut Network, lrs: &[f32], particles: &mut [Particles],
 }
 
 /// `W_1 += c X^T (s_1^+ - s_1^-)`, over the non-zero inputs, two row blocks in parallel.
-fn update_first_layer(w1: &mut Matrix, c: f32, particles: &[Particles], nudging: Nudging, beta: f32) {
+fn update_first_layer(
+    w1: &mut Matrix,
+    c: f32,
+    particles: &[Particles],
+    nudging: Nudging,
+    beta: f32,
+) {
     let units = w1.cols();
     let rows = w1.rows();
     let sparse_ok = particles.iter().all(|p| p.relax.sparse_input().is_some());
@@ -151,22 +213,53 @@ fn update_first_layer(w1: &mut Matrix, c: f32, particles: &[Particles], nudging:
 }
 
 /// `W_k += c (s_{k-1}^+^T s_k^+ - s_{k-1}^-^T s_k^-)` with two GEMMs per chunk.
-fn update_dense_layer(w: &mut Matrix, k: usize, c: f32, particles: &[Particles], nudging: Nudging, beta: f32) {
+fn update_dense_layer(
+    w: &mut Matrix,
+    k: usize,
+    c: f32,
+    particles: &[Particles],
+    nudging: Nudging,
+    beta: f32,
+) {
     for p in particles {
         let (pos, neg, _) = p.contrast(nudging, beta);
-        matmul_acc(w, &pos.layers[k - 1], Transpose::Yes, &pos.layers[k], Transpose::No, c);
-        matmul_acc(w, &neg.layers[k - 1], Transpose::Yes, &neg.layers[k], Transpose::No, -c);
+        matmul_acc(
+            w,
+            &pos.layers[k - 1],
+            Transpose::Yes,
+            &pos.layers[k],
+            Transpose::No,
+            c,
+        );
+        matmul_acc(
+            w,
+            &neg.layers[k - 1],
+            Transpose::Yes,
+            &neg.layers[k],
+            Transpose::No,
+            -c,
+        );
     }
 }
 
 /// `b_k += c_k sum_batch (s_k^+ - s_k^-)` for every layer above the input.
-fn update_biases(biases: &mut [Vec<f32>], scale: &[f32], particles: &[Particles], nudging: Nudging, beta: f32) {
+fn update_biases(
+    biases: &mut [Vec<f32>],
+    scale: &[f32],
+    particles: &[Particles],
+    nudging: Nudging,
+    beta: f32,
+) {
     for (k, b) in biases.iter_mut().enumerate().skip(1) {
         let c = scale[k - 1];
         for p in particles {
             let (pos, neg, _) = p.contrast(nudging, beta);
             for r in 0..p.batch() {
-                for ((bi, &x), &y) in b.iter_mut().zip(pos.layers[k].row(r)).zip(neg.layers[k].row(r)) {
+                for ((bi, &x), &y) in b
+                    .iter_mut()
+                    .zip(pos.layers[k].row(r))
+                    .zip(neg.layers[k].row(r))
+                {
                     *bi += c * (x - y);
                 }
             }

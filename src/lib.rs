@@ -13,9 +13,13 @@
 //! Modules follow the paper: [`network`] (couplings), [`energy`], [`dynamics`] (relaxation),
 //! [`learning_rule`] (the EqProp update), [`data`], [`train`]; [`backend`] holds the kernels.
 pub mod backend;
+pub mod checkpoint;
+pub mod config;
 pub mod data;
 pub mod dynamics;
 pub mod energy;
 pub mod learning_rule;
+pub mod metrics;
 pub mod network;
 pub mod tensor;
+pub mod train;

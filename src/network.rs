@@ -23,9 +23,17 @@ pub enum ShapeError {
     #[error("layer {0} has zero units")]
     EmptyLayer(usize),
     #[error("weight W_{layer} should be {expected:?}, got {got:?}")]
-    Weight { layer: usize, expected: (usize, usize), got: (usize, usize) },
+    Weight {
+        layer: usize,
+        expected: (usize, usize),
+        got: (usize, usize),
+    },
     #[error("bias of layer {layer} should have {expected} entries, got {got}")]
-    Bias { layer: usize, expected: usize, got: usize },
+    Bias {
+        layer: usize,
+        expected: usize,
+        got: usize,
+    },
 }
 
 /// Checks a list of layer sizes.
@@ -47,34 +55,60 @@ impl Network {
             .windows(2)
             .map(|pair| {
                 let limit = (6.0 / (pair[0] + pair[1]) as f32).sqrt();
-                let data = (0..pair[0] * pair[1]).map(|_| rng.random_range(-limit..limit)).collect();
+                let data = (0..pair[0] * pair[1])
+                    .map(|_| rng.random_range(-limit..limit))
+                    .collect();
                 Matrix::from_vec(pair[0], pair[1], data).expect("length is rows*cols")
             })
             .collect();
         let biases = sizes.iter().map(|&n| vec![0.0; n]).collect();
-        Ok(Self { sizes: sizes.to_vec(), weights, biases })
+        Ok(Self {
+            sizes: sizes.to_vec(),
+            weights,
+            biases,
+        })
     }
 
     /// Assembles a network from its parts, checking every shape.
-    pub fn from_parts(sizes: Vec<usize>, weights: Vec<Matrix>, biases: Vec<Vec<f32>>) -> Result<Self, ShapeError> {
+    pub fn from_parts(
+        sizes: Vec<usize>,
+        weights: Vec<Matrix>,
+        biases: Vec<Vec<f32>>,
+    ) -> Result<Self, ShapeError> {
         validate_sizes(&sizes)?;
         for (k, w) in weights.iter().enumerate() {
             let expected = (sizes[k], sizes[k + 1]);
             if (w.rows(), w.cols()) != expected {
-                return Err(ShapeError::Weight { layer: k + 1, expected, got: (w.rows(), w.cols()) });
+                return Err(ShapeError::Weight {
+                    layer: k + 1,
+                    expected,
+                    got: (w.rows(), w.cols()),
+                });
             }
         }
         if weights.len() != sizes.len() - 1 {
             let k = weights.len().min(sizes.len() - 2) + 1;
-            return Err(ShapeError::Weight { layer: k, expected: (sizes[k - 1], sizes[k]), got: (0, 0) });
+            return Err(ShapeError::Weight {
+                layer: k,
+                expected: (sizes[k - 1], sizes[k]),
+                got: (0, 0),
+            });
         }
         for (k, &n) in sizes.iter().enumerate() {
             let got = biases.get(k).map_or(0, Vec::len);
             if got != n {
-                return Err(ShapeError::Bias { layer: k, expected: n, got });
+                return Err(ShapeError::Bias {
+                    layer: k,
+                    expected: n,
+                    got,
+                });
             }
         }
-        Ok(Self { sizes, weights, biases })
+        Ok(Self {
+            sizes,
+            weights,
+            biases,
+        })
     }
 
     /// Units per layer, input first.

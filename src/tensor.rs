@@ -13,7 +13,11 @@ pub struct Matrix {
 impl Matrix {
     /// A matrix of zeros.
     pub fn zeros(rows: usize, cols: usize) -> Self {
-        Self { rows, cols, data: vec![0.0; rows * cols] }
+        Self {
+            rows,
+            cols,
+            data: vec![0.0; rows * cols],
+        }
     }
 
     /// Wraps a row-major buffer; `None` when its length is not `rows * cols`.
@@ -63,7 +67,11 @@ impl Matrix {
 
     /// Copies `other` into `self` (same shape required).
     pub fn copy_from(&mut self, other: &Matrix) {
-        assert_eq!((self.rows, self.cols), (other.rows, other.cols), "shape mismatch");
+        assert_eq!(
+            (self.rows, self.cols),
+            (other.rows, other.cols),
+            "shape mismatch"
+        );
         self.data.copy_from_slice(&other.data);
     }
 

@@ -355,6 +355,7 @@ fn ensure_files_offline_lists_files() {
     assert!(matches!(**source, DataError::Http { .. }), "{source:?}");
     assert_eq!(missing.len(), 4);
     let msg = err.to_string();
+    eprintln!("{msg}");
     for f in eqprop::data::FILE_NAMES {
         let path = dir.join(format!("{f}.gz"));
         assert!(msg.contains(&path.display().to_string()), "{msg}");

@@ -23,8 +23,12 @@ fn problem() -> Problem {
     for b in net.biases_mut().iter_mut().skip(1) {
         b.iter_mut().for_each(|x| *x = rng.random_range(0.1..0.5));
     }
-    let x = (0..BATCH).map(|_| (0..SIZES[0]).map(|_| rng.random_range(0.0..1.0)).collect()).collect();
-    let target = (0..BATCH).map(|i| (0..3).map(|j| if j == i % 3 { 1.0 } else { 0.0 }).collect()).collect();
+    let x = (0..BATCH)
+        .map(|_| (0..SIZES[0]).map(|_| rng.random_range(0.0..1.0)).collect())
+        .collect();
+    let target = (0..BATCH)
+        .map(|i| (0..3).map(|j| if j == i % 3 { 1.0 } else { 0.0 }).collect())
+        .collect();
     Problem { net, x, target }
 }
 
@@ -57,15 +61,23 @@ fn loss(params: &[f64], x: &[Vec<f64>], target: &[Vec<f64>]) -> f64 {
             for k in 1..n {
                 for j in 0..SIZES[k] {
                     let mut drive = b[k - 1][j];
-                    drive += (0..SIZES[k - 1]).map(|i| old[k - 1][i] * w[k - 1][i * SIZES[k] + j]).sum::<f64>();
+                    drive += (0..SIZES[k - 1])
+                        .map(|i| old[k - 1][i] * w[k - 1][i * SIZES[k] + j])
+                        .sum::<f64>();
                     if k + 1 < n {
-                        drive += (0..SIZES[k + 1]).map(|l| old[k + 1][l] * w[k][j * SIZES[k + 1] + l]).sum::<f64>();
+                        drive += (0..SIZES[k + 1])
+                            .map(|l| old[k + 1][l] * w[k][j * SIZES[k + 1] + l])
+                            .sum::<f64>();
                     }
                     s[k][j] = (0.5 * old[k][j] + 0.5 * drive).clamp(0.0, 1.0);
                 }
             }
         }
-        total += s[n - 1].iter().zip(t).map(|(y, t)| 0.5 * (y - t) * (y - t)).sum::<f64>();
+        total += s[n - 1]
+            .iter()
+            .zip(t)
+            .map(|(y, t)| 0.5 * (y - t) * (y - t))
+            .sum::<f64>();
     }
     total / x.len() as f64
 }
@@ -96,8 +108,18 @@ fn eqprop_update(p: &Problem, nudging: Nudging, beta: f32) -> Vec<f64> {
     particles.free_phase(&p.net, 2000, 0.5);
     particles.nudged_phases(&p.net, nudging, 2000, 0.5, beta);
     let mut net = p.net.clone();
-    apply_update(&mut net, &[1.0; 3], std::slice::from_mut(&mut particles), nudging, beta);
-    flatten(&net).iter().zip(flatten(&p.net)).map(|(a, b)| a - b).collect()
+    apply_update(
+        &mut net,
+        &[1.0; 3],
+        std::slice::from_mut(&mut particles),
+        nudging,
+        beta,
+    );
+    flatten(&net)
+        .iter()
+        .zip(flatten(&p.net))
+        .map(|(a, b)| a - b)
+        .collect()
 }
 
 fn cosine(a: &[f64], b: &[f64]) -> f64 {
@@ -128,11 +150,24 @@ fn eqprop_update_matches_the_true_gradient_and_its_bias_shrinks_with_beta() {
         .iter()
         .map(|&beta| relative_error(&eqprop_update(&p, Nudging::Positive, beta), &neg_grad))
         .collect();
-    assert!(errors[0] > errors[1] && errors[1] > errors[2], "one-sided bias must shrink with beta: {errors:?}");
-    assert!(errors[2] < 0.02, "one-sided estimate at beta 0.005 is off by {}", errors[2]);
+    assert!(
+        errors[0] > errors[1] && errors[1] > errors[2],
+        "one-sided bias must shrink with beta: {errors:?}"
+    );
+    assert!(
+        errors[2] < 0.02,
+        "one-sided estimate at beta 0.005 is off by {}",
+        errors[2]
+    );
     let sym_error = relative_error(&symmetric, &neg_grad);
-    assert!(sym_error < errors[2], "symmetric ({sym_error}) must beat one-sided ({}) at beta 0.005", errors[2]);
-    eprintln!("one-sided relative errors at beta .5/.05/.005: {errors:?}; symmetric at .005: {sym_error}; cos {cos}");
+    assert!(
+        sym_error < errors[2],
+        "symmetric ({sym_error}) must beat one-sided ({}) at beta 0.005",
+        errors[2]
+    );
+    eprintln!(
+        "one-sided relative errors at beta .5/.05/.005: {errors:?}; symmetric at .005: {sym_error}; cos {cos}"
+    );
 }
 
 #[test]
@@ -141,11 +176,14 @@ fn a_wrong_sign_would_be_caught() {
     // elsewhere than the gradient of the original network.
     let p = problem();
     let neg_grad: Vec<f64> = true_gradient(&p).iter().map(|g| -g).collect();
-    let mut flipped = Problem { net: p.net.clone(), x: p.x.clone(), target: p.target.clone() };
+    let mut flipped = Problem {
+        net: p.net.clone(),
+        x: p.x.clone(),
+        target: p.target.clone(),
+    };
     for w in flipped.net.weights_mut() {
         w.as_mut_slice().iter_mut().for_each(|x| *x = -*x);
     }
     let update = eqprop_update(&flipped, Nudging::Symmetric, 0.005);
     assert!(cosine(&update, &neg_grad) < 0.9);
 }
-

@@ -18,7 +18,10 @@ fn random_setup(sizes: &[usize], batch: usize, weight_gain: f32, seed: u64) -> (
     }
     let mut state = State::zeros(sizes, batch);
     for layer in &mut state.layers {
-        layer.as_mut_slice().iter_mut().for_each(|x| *x = rng.random_range(0.0..1.0));
+        layer
+            .as_mut_slice()
+            .iter_mut()
+            .for_each(|x| *x = rng.random_range(0.0..1.0));
     }
     (net, state)
 }
@@ -31,9 +34,20 @@ fn largest_energy_rise(net: &Network, state: &mut State, eps: f32, steps: usize)
     let mut before = energy(net, &state.layers);
     let mut worst = f32::NEG_INFINITY;
     for _ in 0..steps {
-        relax.relax(net, state, &Phase { steps: 1, eps, nudge: None });
+        relax.relax(
+            net,
+            state,
+            &Phase {
+                steps: 1,
+                eps,
+                nudge: None,
+            },
+        );
         for layer in &state.layers {
-            assert!(layer.as_slice().iter().all(|&x| (0.0..=1.0).contains(&x)), "state left [0, 1]");
+            assert!(
+                layer.as_slice().iter().all(|&x| (0.0..=1.0).contains(&x)),
+                "state left [0, 1]"
+            );
         }
         let after = energy(net, &state.layers);
         for (a, b) in after.iter().zip(&before) {
@@ -46,11 +60,18 @@ fn largest_energy_rise(net: &Network, state: &mut State, eps: f32, steps: usize)
 
 #[test]
 fn energy_never_rises_during_free_relaxation() {
-    for (seed, sizes) in [(1, vec![784, 500, 10]), (2, vec![40, 30, 20, 10]), (3, vec![20, 64, 64, 64, 5])] {
+    for (seed, sizes) in [
+        (1, vec![784, 500, 10]),
+        (2, vec![40, 30, 20, 10]),
+        (3, vec![20, 64, 64, 64, 5]),
+    ] {
         for eps in [0.5, 0.25, 0.1] {
             let (net, mut state) = random_setup(&sizes, 8, 1.0, seed);
             let rise = largest_energy_rise(&net, &mut state, eps, 60);
-            assert!(rise <= 1e-4, "sizes {sizes:?} eps {eps}: energy rose by {rise}");
+            assert!(
+                rise <= 1e-4,
+                "sizes {sizes:?} eps {eps}: energy rose by {rise}"
+            );
         }
     }
 }
@@ -61,7 +82,10 @@ fn energy_never_rises_during_free_relaxation() {
 fn energy_rises_when_the_step_is_too_large() {
     let (net, mut state) = random_setup(&[20, 64, 64, 5], 8, 6.0, 4);
     let rise = largest_energy_rise(&net, &mut state, 1.0, 30);
-    assert!(rise > 1e-2, "expected an energy rise at eps = 1 with strong weights, got {rise}");
+    assert!(
+        rise > 1e-2,
+        "expected an energy rise at eps = 1 with strong weights, got {rise}"
+    );
 }
 
 #[test]
@@ -70,13 +94,93 @@ fn relaxation_reaches_a_fixed_point() {
     let clamped = [true, false, false];
     let mut relax = Relaxation::new(net.sizes(), 4);
     relax.prepare(&net, &state, &clamped);
-    relax.relax(&net, &mut state, &Phase { steps: 200, eps: 0.5, nudge: None });
+    relax.relax(
+        &net,
+        &mut state,
+        &Phase {
+            steps: 200,
+            eps: 0.5,
+            nudge: None,
+        },
+    );
     let settled = state.clone();
-    relax.relax(&net, &mut state, &Phase { steps: 1, eps: 0.5, nudge: None });
-    let moved: f32 = state.layers.iter().zip(&settled.layers).map(|(a, b)| max_abs_diff(a, b)).fold(0.0, f32::max);
+    relax.relax(
+        &net,
+        &mut state,
+        &Phase {
+            steps: 1,
+            eps: 0.5,
+            nudge: None,
+        },
+    );
+    let moved: f32 = state
+        .layers
+        .iter()
+        .zip(&settled.layers)
+        .map(|(a, b)| max_abs_diff(a, b))
+        .fold(0.0, f32::max);
     assert!(moved < 1e-5, "still moving by {moved} after 200 steps");
 }
 
 fn max_abs_diff(a: &Matrix, b: &Matrix) -> f32 {
-    a.as_slice().iter().zip(b.as_slice()).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.as_slice()
+        .iter()
+        .zip(b.as_slice())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// The fused per-sample kernel and the batched GEMM kernel compute the same dynamics.
+#[test]
+fn fused_and_gemm_kernels_agree() {
+    use eqprop::dynamics::{Kernel, Nudge};
+    let cases: [(&[usize], &[bool]); 4] = [
+        (&[784, 500, 10], &[true, false, false]),
+        (&[50, 40, 30, 10], &[true, false, false, false]),
+        (&[50, 40, 30, 10], &[false, false, false, true]),
+        (&[20, 7, 33, 3], &[true, false, true, false]),
+    ];
+    for (seed, (sizes, clamped)) in cases.iter().enumerate() {
+        let (net, start) = random_setup(sizes, 5, 1.0, 10 + seed as u64);
+        let last = sizes.len() - 1;
+        let target = start.layers[last].clone();
+        let mut results = Vec::new();
+        for kernel in [Kernel::Gemm, Kernel::Fused] {
+            let mut state = start.clone();
+            let mut relax = Relaxation::new(sizes, 5).with_kernel(kernel);
+            relax.prepare(&net, &state, clamped);
+            relax.relax(
+                &net,
+                &mut state,
+                &Phase {
+                    steps: 7,
+                    eps: 0.5,
+                    nudge: None,
+                },
+            );
+            let nudge = Nudge {
+                layer: last,
+                beta: 0.7,
+                target: &target,
+            };
+            relax.relax(
+                &net,
+                &mut state,
+                &Phase {
+                    steps: 3,
+                    eps: 0.4,
+                    nudge: Some(nudge),
+                },
+            );
+            results.push(state);
+        }
+        for (a, b) in results[0].layers.iter().zip(&results[1].layers) {
+            let diff = max_abs_diff(a, b);
+            assert!(
+                diff < 1e-4,
+                "sizes {sizes:?} clamped {clamped:?}: kernels differ by {diff}"
+            );
+        }
+        assert_ne!(results[0], start, "the phase must move the state");
+    }
 }

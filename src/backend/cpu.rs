@@ -1,5 +1,6 @@
 //! CPU kernels: dense GEMM through the `gemm` crate, sparse input products by hand.
 
+use super::simd::{axpy, simd_dispatch};
 use crate::tensor::Matrix;
 
 /// Whether an operand enters a product as stored or transposed.
@@ -21,7 +22,14 @@ fn view(m: &Matrix, t: Transpose) -> (usize, usize, isize, isize) {
 /// `C += alpha * op(A) * op(B)` on one thread (callers parallelise over larger units of work).
 ///
 /// Panics on mismatched shapes: these are programming errors, not input errors.
-pub fn matmul_acc(c: &mut Matrix, a: &Matrix, ta: Transpose, b: &Matrix, tb: Transpose, alpha: f32) {
+pub fn matmul_acc(
+    c: &mut Matrix,
+    a: &Matrix,
+    ta: Transpose,
+    b: &Matrix,
+    tb: Transpose,
+    alpha: f32,
+) {
     let (m, k, a_rs, a_cs) = view(a, ta);
     let (k2, n, b_rs, b_cs) = view(b, tb);
     assert_eq!(k, k2, "inner dimensions differ");
@@ -58,12 +66,14 @@ pub fn matmul_acc(c: &mut Matrix, a: &Matrix, ta: Transpose, b: &Matrix, tb: Tra
 }
 
 /// A batch of clamped inputs stored by column (pixel): for each pixel, the samples in which it is
-/// non-zero and their values. Rebuilt per batch into reused buffers, so it never allocates once
-/// warmed up.
+/// non-zero and their values. Each column has room for every sample, so it is filled in one pass
+/// without branches; rebuilt per batch into reused buffers, it never allocates once warmed up.
 #[derive(Clone, Debug, Default)]
 pub struct SparseColumns {
     cols: usize,
-    start: Vec<usize>,
+    /// Slots per column: the batch size.
+    capacity: usize,
+    count: Vec<u32>,
     sample: Vec<u32>,
     value: Vec<f32>,
 }
@@ -72,44 +82,35 @@ impl SparseColumns {
     /// Rebuilds the column lists from a dense `batch x pixels` matrix.
     pub fn rebuild(&mut self, x: &Matrix) {
         self.cols = x.cols();
-        self.start.clear();
-        self.sample.clear();
-        self.value.clear();
-        self.start.resize(self.cols + 1, 0);
+        self.capacity = x.rows();
+        self.count.clear();
+        self.count.resize(self.cols, 0);
+        self.sample.resize(self.cols * self.capacity, 0);
+        self.value.resize(self.cols * self.capacity, 0.0);
         for r in 0..x.rows() {
             for (p, &v) in x.row(r).iter().enumerate() {
-                if v != 0.0 {
-                    self.start[p + 1] += 1;
-                }
-            }
-        }
-        for p in 0..self.cols {
-            self.start[p + 1] += self.start[p];
-        }
-        let nnz = self.start[self.cols];
-        self.sample.resize(nnz, 0);
-        self.value.resize(nnz, 0.0);
-        let mut next = self.start[..self.cols].to_vec();
-        for r in 0..x.rows() {
-            for (p, &v) in x.row(r).iter().enumerate() {
-                if v != 0.0 {
-                    self.sample[next[p]] = r as u32;
-                    self.value[next[p]] = v;
-                    next[p] += 1;
-                }
+                // Before row r at most r entries of column p are filled, so the slot is in range;
+                // a zero is written too but not counted, and the next entry overwrites it.
+                let slot = p * self.capacity + self.count[p] as usize;
+                self.sample[slot] = r as u32;
+                self.value[slot] = v;
+                self.count[p] += u32::from(v != 0.0);
             }
         }
     }
 
     /// Number of non-zero entries.
     pub fn nnz(&self) -> usize {
-        self.value.len()
+        self.count.iter().map(|&c| c as usize).sum()
     }
 
     /// Non-zero `(sample, value)` pairs of column `p`.
     fn column(&self, p: usize) -> impl Iterator<Item = (usize, f32)> + '_ {
-        let range = self.start[p]..self.start[p + 1];
-        self.sample[range.clone()].iter().map(|&s| s as usize).zip(self.value[range].iter().copied())
+        let range = p * self.capacity..p * self.capacity + self.count[p] as usize;
+        self.sample[range.clone()]
+            .iter()
+            .map(|&s| s as usize)
+            .zip(self.value[range].iter().copied())
     }
 
     /// `D += X W` for `W` of shape `pixels x units`: each weight row is read once per batch and
@@ -117,31 +118,80 @@ impl SparseColumns {
     pub fn drive_into(&self, w: &Matrix, d: &mut Matrix) {
         assert_eq!(w.rows(), self.cols, "weight rows must equal input width");
         assert_eq!(w.cols(), d.cols(), "weight columns must equal drive width");
-        for p in 0..self.cols {
-            let wrow = w.row(p);
-            for (s, v) in self.column(p) {
-                axpy(v, wrow, d.row_mut(s));
-            }
-        }
+        sparse_drive(self, w, d);
     }
 
     /// `W[rows] += c X^T Delta` for the weight rows `first_row..first_row + w_rows.len()/units`,
     /// where `w_rows` is that block of `W` (so threads can own disjoint blocks).
     pub fn rank_update(&self, c: f32, delta: &Matrix, first_row: usize, w_rows: &mut [f32]) {
-        let units = delta.cols();
-        for (i, wrow) in w_rows.chunks_exact_mut(units).enumerate() {
-            for (s, v) in self.column(first_row + i) {
-                axpy(c * v, delta.row(s), wrow);
+        sparse_rank_update(self, c, delta, first_row, w_rows);
+    }
+}
+
+simd_dispatch! {
+    fn sparse_drive => sparse_drive_impl(x: &SparseColumns, w: &Matrix, d: &mut Matrix)
+}
+
+#[inline(always)]
+fn sparse_drive_impl<const FMA: bool>(x: &SparseColumns, w: &Matrix, d: &mut Matrix) {
+    for p in 0..x.cols {
+        let wrow = w.row(p);
+        for (s, v) in x.column(p) {
+            axpy::<FMA>(v, wrow, d.row_mut(s));
+        }
+    }
+}
+
+simd_dispatch! {
+    fn sparse_rank_update => sparse_rank_update_impl(
+        x: &SparseColumns, c: f32, delta: &Matrix, first_row: usize, w_rows: &mut [f32],
+    )
+}
+
+#[inline(always)]
+fn sparse_rank_update_impl<const FMA: bool>(
+    x: &SparseColumns,
+    c: f32,
+    delta: &Matrix,
+    first_row: usize,
+    w_rows: &mut [f32],
+) {
+    for (i, wrow) in w_rows.chunks_exact_mut(delta.cols()).enumerate() {
+        for (s, v) in x.column(first_row + i) {
+            axpy::<FMA>(c * v, delta.row(s), wrow);
+        }
+    }
+}
+
+/// `s <- clamp(s + eps (d - s) [+ eps beta (t - s)], 0, 1)` on one row.
+#[inline(always)]
+pub fn step_row(s: &mut [f32], d: &[f32], eps: f32, nudge: Option<(f32, &[f32])>) {
+    match nudge {
+        Some((beta, t)) => {
+            for ((x, &d), &t) in s.iter_mut().zip(d).zip(t) {
+                *x = (*x + eps * (d - *x + beta * (t - *x))).clamp(0.0, 1.0);
+            }
+        }
+        None => {
+            for (x, &d) in s.iter_mut().zip(d) {
+                *x = (*x + eps * (d - *x)).clamp(0.0, 1.0);
             }
         }
     }
 }
 
-/// `y += a x`, written so the compiler vectorises it.
-#[inline]
-pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (yi, &xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
+/// Writes `w^T` into `t` (resized as needed).
+pub fn transpose_into(w: &Matrix, t: &mut Matrix) {
+    if (t.rows(), t.cols()) != (w.cols(), w.rows()) {
+        *t = Matrix::zeros(w.cols(), w.rows());
+    }
+    let (rows, cols) = (w.rows(), w.cols());
+    let src = w.as_slice();
+    let dst = t.as_mut_slice();
+    for i in 0..rows {
+        for j in 0..cols {
+            dst[j * rows + i] = src[i * cols + j];
+        }
     }
 }
 
@@ -154,8 +204,16 @@ mod tests {
             Transpose::No => m.get(i, j),
             Transpose::Yes => m.get(j, i),
         };
-        let (m, k) = if ta == Transpose::No { (a.rows(), a.cols()) } else { (a.cols(), a.rows()) };
-        let n = if tb == Transpose::No { b.cols() } else { b.rows() };
+        let (m, k) = if ta == Transpose::No {
+            (a.rows(), a.cols())
+        } else {
+            (a.cols(), a.rows())
+        };
+        let n = if tb == Transpose::No {
+            b.cols()
+        } else {
+            b.rows()
+        };
         let mut c = Matrix::zeros(m, n);
         for i in 0..m {
             for j in 0..n {
@@ -171,7 +229,11 @@ mod tests {
             .map(|i| {
                 let h = (i as u32 ^ seed).wrapping_mul(2654435761);
                 // Every third entry is exactly zero, like dark pixels.
-                if h % 3 == 0 { 0.0 } else { (h % 1000) as f32 / 1000.0 - 0.5 }
+                if h.is_multiple_of(3) {
+                    0.0
+                } else {
+                    (h % 1000) as f32 / 1000.0 - 0.5
+                }
             })
             .collect();
         Matrix::from_vec(rows, cols, data).unwrap()
@@ -182,8 +244,16 @@ mod tests {
         for &(m, k, n) in &[(1, 1, 1), (3, 7, 5), (17, 33, 9), (20, 500, 10)] {
             for ta in [Transpose::No, Transpose::Yes] {
                 for tb in [Transpose::No, Transpose::Yes] {
-                    let a = if ta == Transpose::No { pseudo_random(m, k, 1) } else { pseudo_random(k, m, 1) };
-                    let b = if tb == Transpose::No { pseudo_random(k, n, 2) } else { pseudo_random(n, k, 2) };
+                    let a = if ta == Transpose::No {
+                        pseudo_random(m, k, 1)
+                    } else {
+                        pseudo_random(k, m, 1)
+                    };
+                    let b = if tb == Transpose::No {
+                        pseudo_random(k, n, 2)
+                    } else {
+                        pseudo_random(n, k, 2)
+                    };
                     let mut c = pseudo_random(m, n, 3);
                     let mut expect = naive(&a, ta, &b, tb);
                     for (e, &c0) in expect.as_mut_slice().iter_mut().zip(c.as_slice()) {
@@ -191,7 +261,10 @@ mod tests {
                     }
                     matmul_acc(&mut c, &a, ta, &b, tb, 0.5);
                     for (x, y) in c.as_slice().iter().zip(expect.as_slice()) {
-                        assert!((x - y).abs() < 1e-4, "{m}x{k}x{n} {ta:?} {tb:?}: {x} vs {y}");
+                        assert!(
+                            (x - y).abs() < 1e-4,
+                            "{m}x{k}x{n} {ta:?} {tb:?}: {x} vs {y}"
+                        );
                     }
                 }
             }
@@ -200,7 +273,11 @@ mod tests {
 
     #[test]
     fn sparse_drive_and_update_match_dense() {
-        let x = pseudo_random(6, 11, 7).as_slice().iter().map(|v| v.max(0.0)).collect();
+        let x = pseudo_random(6, 11, 7)
+            .as_slice()
+            .iter()
+            .map(|v| v.max(0.0))
+            .collect();
         let x = Matrix::from_vec(6, 11, x).unwrap();
         let w = pseudo_random(11, 4, 8);
         let mut sparse = SparseColumns::default();

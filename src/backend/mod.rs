@@ -6,7 +6,12 @@
 //! * [`matmul_acc`]: `C += alpha * op(A) op(B)`, the dense GEMM behind every coupling term;
 //! * [`SparseColumns`]: a column-compressed view of a clamped input batch (most MNIST pixels are
 //!   exactly zero) with [`SparseColumns::drive_into`] (`D += X W`) and
-//!   [`SparseColumns::rank_update`] (`W += c X^T Delta`), which skip the zeros.
+//!   [`SparseColumns::rank_update`] (`W += c X^T Delta`), which skip the zeros;
+//! * [`relax_fused`]: all steps of a phase for a chunk of samples, one sample at a time, when the
+//!   free-to-free couplings are small enough to stay in cache (the 784-500-10 case).
 pub mod cpu;
+pub mod fused;
+pub mod simd;
 
-pub use cpu::{SparseColumns, Transpose, matmul_acc};
+pub use cpu::{SparseColumns, Transpose, matmul_acc, step_row};
+pub use fused::{FusedCouplings, FusedPhase, FusedScratch, relax_fused};

@@ -1,1 +1,248 @@
 //! Data sets: IDX files (MNIST, Fashion-MNIST), their download and verification.
+//!
+//! Files follow the canonical names `{train,t10k}-{images-idx3,labels-idx1}-ubyte`,
+//! each either gzip-compressed (`.gz`) or raw. A data set lives in its own subfolder
+//! (`mnist/` or `fashion-mnist/`) of a data root, see [`dataset_dir`].
+
+mod download;
+mod error;
+mod idx;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+pub use download::{
+    FASHION_MNIST_MIRROR, MNIST_MIRROR, download_verified, ensure_files, load_or_download,
+    mirror_base, official_md5,
+};
+pub use error::DataError;
+pub use idx::{IMAGES_MAGIC, LABELS_MAGIC, read_idx_images, read_idx_labels, read_maybe_gzip};
+
+/// The four file names of a data set, without the `.gz` suffix.
+pub const FILE_NAMES: [&str; 4] = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+];
+
+/// A supported data set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DatasetName {
+    /// Handwritten digits (LeCun et al.).
+    Mnist,
+    /// Zalando's clothing images, a drop-in replacement for MNIST.
+    FashionMnist,
+}
+
+impl DatasetName {
+    /// All data sets.
+    pub const ALL: [DatasetName; 2] = [DatasetName::Mnist, DatasetName::FashionMnist];
+
+    /// The name as written on the command line and used as the subfolder name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatasetName::Mnist => "mnist",
+            DatasetName::FashionMnist => "fashion-mnist",
+        }
+    }
+}
+
+impl fmt::Display for DatasetName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of parsing an unknown data set name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown data set `{0}` (expected `mnist` or `fashion-mnist`)")]
+pub struct UnknownDataset(pub String);
+
+impl FromStr for DatasetName {
+    type Err = UnknownDataset;
+
+    /// Parses `mnist` or `fashion-mnist` (case-insensitive; `_` is accepted for `-`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "mnist" => Ok(DatasetName::Mnist),
+            "fashion-mnist" | "fashionmnist" => Ok(DatasetName::FashionMnist),
+            _ => Err(UnknownDataset(s.to_string())),
+        }
+    }
+}
+
+/// The training or the test part of a data set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Split {
+    /// The training set (`train-*` files).
+    Train,
+    /// The test set (`t10k-*` files).
+    Test,
+}
+
+impl Split {
+    /// The file name prefix: `train` or `t10k`.
+    pub fn file_prefix(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Test => "t10k",
+        }
+    }
+
+    /// The (images, labels) file names of this split, without `.gz`.
+    pub fn file_names(self) -> (&'static str, &'static str) {
+        match self {
+            Split::Train => (FILE_NAMES[0], FILE_NAMES[1]),
+            Split::Test => (FILE_NAMES[2], FILE_NAMES[3]),
+        }
+    }
+}
+
+impl fmt::Display for Split {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Split::Train => "train",
+            Split::Test => "test",
+        })
+    }
+}
+
+/// A labelled image set.
+///
+/// Images as f32 in \[0, 1\] (byte/255), row-major n x (rows*cols); labels 0..=9.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    /// All pixels, image after image, each image row-major, in [0, 1].
+    pub images: Vec<f32>,
+    /// One label in 0..=9 per image.
+    pub labels: Vec<u8>,
+    /// Image height.
+    pub rows: usize,
+    /// Image width.
+    pub cols: usize,
+}
+
+impl Dataset {
+    /// The number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Pixels per image (`rows * cols`).
+    pub fn pixels(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// The pixels of image `i`.
+    ///
+    /// # Panics
+    /// If `i >= self.len()`, like slice indexing.
+    pub fn image(&self, i: usize) -> &[f32] {
+        let p = self.pixels();
+        &self.images[i * p..(i + 1) * p]
+    }
+
+    /// Keeps only the first `n` images (no-op if there are `n` or fewer).
+    pub fn truncate(&mut self, n: usize) {
+        self.labels.truncate(n);
+        self.images.truncate(n.saturating_mul(self.pixels()));
+    }
+}
+
+/// The path of file `stem` in `dir`: `stem.gz` if it exists, else raw `stem` if it exists.
+fn existing_file(dir: &Path, stem: &str) -> Option<PathBuf> {
+    [dir.join(format!("{stem}.gz")), dir.join(stem)]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// Like [`existing_file`], but a missing file is [`DataError::NotFound`] (naming the `.gz`).
+fn find_file(dir: &Path, stem: &str) -> Result<PathBuf, DataError> {
+    existing_file(dir, stem).ok_or_else(|| DataError::NotFound {
+        path: dir.join(format!("{stem}.gz")),
+    })
+}
+
+/// Converts pixel bytes to f32 in [0, 1].
+fn to_unit_f32(bytes: &[u8]) -> Vec<f32> {
+    let lut: [f32; 256] = std::array::from_fn(|b| b as f32 / 255.0);
+    bytes.iter().map(|&b| lut[b as usize]).collect()
+}
+
+/// Checks that every label is in 0..=9.
+fn check_labels(labels: &[u8], path: &Path) -> Result<(), DataError> {
+    match labels.iter().position(|&l| l > 9) {
+        Some(index) => Err(DataError::BadLabel {
+            path: path.to_path_buf(),
+            index,
+            label: labels[index],
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Loads a split from `dir` (the data set's own folder, see [`dataset_dir`]).
+///
+/// Each file may be gzip-compressed (`.gz`, preferred when both exist) or raw; gzip is
+/// detected by its magic bytes, not by name. The image count comes from the IDX header;
+/// the image and label counts must agree and labels must be <= 9. `name` is not needed
+/// to find the files; it is there for symmetry with [`load_or_download`].
+pub fn load(name: DatasetName, split: Split, dir: &Path) -> Result<Dataset, DataError> {
+    let _ = name;
+    let (images_stem, labels_stem) = split.file_names();
+    let images_path = find_file(dir, images_stem)?;
+    let labels_path = find_file(dir, labels_stem)?;
+    let (bytes, n, rows, cols) = read_idx_images(&images_path)?;
+    let labels = read_idx_labels(&labels_path)?;
+    if labels.len() != n {
+        return Err(DataError::CountMismatch {
+            images_path,
+            labels_path,
+            images: n,
+            labels: labels.len(),
+        });
+    }
+    check_labels(&labels, &labels_path)?;
+    let images = to_unit_f32(&bytes);
+    Ok(Dataset {
+        images,
+        labels,
+        rows,
+        cols,
+    })
+}
+
+/// The data dir for a dataset: `root` (`--data-dir`) if given, else `$EQPROP_DATA_DIR`,
+/// else a per-user cache (`$XDG_CACHE_HOME` or `$HOME/.cache`)`/eqprop`; the data set's
+/// subfolder (`mnist` or `fashion-mnist`) is appended.
+pub fn dataset_dir(root: Option<&Path>, name: DatasetName) -> PathBuf {
+    dataset_dir_with(root, name, |key| std::env::var_os(key))
+}
+
+/// [`dataset_dir`] with the environment given by `env` (for tests and embedding).
+///
+/// Empty variables count as unset. Without any of them, falls back to
+/// `std::env::temp_dir()/eqprop`.
+pub fn dataset_dir_with(
+    root: Option<&Path>,
+    name: DatasetName,
+    env: impl Fn(&str) -> Option<OsString>,
+) -> PathBuf {
+    let var = |key: &str| env(key).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let base = match root {
+        Some(r) => r.to_path_buf(),
+        None => var("EQPROP_DATA_DIR")
+            .or_else(|| var("XDG_CACHE_HOME").map(|c| c.join("eqprop")))
+            .or_else(|| var("HOME").map(|h| h.join(".cache").join("eqprop")))
+            .unwrap_or_else(|| std::env::temp_dir().join("eqprop")),
+    };
+    base.join(name.as_str())
+}

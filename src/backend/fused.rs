@@ -1,0 +1,376 @@
+//! Fused relaxation: every step of a phase for one sample at a time, for networks whose
+//! free-to-free couplings are small enough to stay in cache (784-500-10: `W_2` is 20 KB).
+//!
+//! Each coupling term is computed in "rows form", `d += sum_i s_i M[i, :]`, over the non-zero
+//! source units only (hard-sigmoid units often rest exactly at 0), with `M` stored row-major and
+//! padded to whole 8-float vectors. The lower term of layer `k` uses `M = W_k`, the upper term
+//! `M = W_{k+1}^T`; [`FusedCouplings::prepare`] lays both out once per batch.
+
+use super::cpu::step_row;
+use super::simd::{fmadd, simd_dispatch};
+use crate::tensor::Matrix;
+
+/// Floats per SIMD vector; padded widths are multiples of it.
+pub const LANES: usize = 8;
+
+/// `n` rounded up to whole vectors.
+pub fn padded(n: usize) -> usize {
+    n.div_ceil(LANES) * LANES
+}
+
+/// A row-major matrix whose rows are padded with zeros to whole vectors.
+#[derive(Clone, Debug, Default)]
+pub struct PaddedRows {
+    pub rows: usize,
+    pub stride: usize,
+    pub data: Vec<f32>,
+}
+
+impl PaddedRows {
+    /// Fills from `m` (`transpose` = store `m^T`).
+    fn fill(&mut self, m: &Matrix, transpose: bool) {
+        let (rows, cols) = if transpose {
+            (m.cols(), m.rows())
+        } else {
+            (m.rows(), m.cols())
+        };
+        self.rows = rows;
+        self.stride = padded(cols);
+        self.data.clear();
+        self.data.resize(rows * self.stride, 0.0);
+        for i in 0..rows {
+            let row = &mut self.data[i * self.stride..i * self.stride + cols];
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = if transpose { m.get(j, i) } else { m.get(i, j) };
+            }
+        }
+    }
+}
+
+/// Destination layers up to this many units take their drive as dot products, wider ones by rows.
+const NARROW: usize = 2 * LANES;
+
+/// Whether a layer of `n` units takes its drive as dot products.
+fn is_narrow(n: usize) -> bool {
+    n <= NARROW
+}
+
+/// The couplings between free layers, laid out per destination layer `k`: `down[k]` carries the
+/// drive from layer `k-1`, `up[k]` the drive from layer `k+1`. A wide layer gets rows form
+/// (`W_k` and `W_{k+1}^T`), a narrow one dot form (`W_k^T` and `W_{k+1}`).
+#[derive(Clone, Debug, Default)]
+pub struct FusedCouplings {
+    down: Vec<PaddedRows>,
+    up: Vec<PaddedRows>,
+}
+
+impl FusedCouplings {
+    /// Lays out the couplings between free layers (`weights[k-1] = W_k`).
+    pub fn prepare(&mut self, weights: &[Matrix], clamped: &[bool]) {
+        let layers = clamped.len();
+        self.down.resize_with(layers, PaddedRows::default);
+        self.up.resize_with(layers, PaddedRows::default);
+        for k in 1..layers {
+            if !clamped[k - 1] && !clamped[k] {
+                let w = &weights[k - 1];
+                self.down[k].fill(w, is_narrow(w.cols()));
+                self.up[k - 1].fill(w, !is_narrow(w.rows()));
+            }
+        }
+    }
+}
+
+/// Scratch for one sample: a padded drive row per layer, the compacted non-zero sources, and a
+/// zero-padded copy of a source row for the dot form.
+#[derive(Clone, Debug, Default)]
+pub struct FusedScratch {
+    drive: Vec<Vec<f32>>,
+    index: Vec<u32>,
+    value: Vec<f32>,
+    source: Vec<f32>,
+}
+
+impl FusedScratch {
+    pub fn new(sizes: &[usize]) -> Self {
+        let widest = padded(sizes.iter().copied().max().unwrap_or(0));
+        Self {
+            drive: sizes.iter().map(|&n| vec![0.0; padded(n)]).collect(),
+            index: vec![0; widest],
+            value: vec![0.0; widest],
+            source: vec![0.0; widest],
+        }
+    }
+}
+
+/// A relaxation phase for [`relax_fused`].
+pub struct FusedPhase<'a> {
+    pub clamped: &'a [bool],
+    /// Per layer, `batch x units`: bias plus the drive of clamped neighbours.
+    pub fixed: &'a [Matrix],
+    pub couplings: &'a FusedCouplings,
+    pub steps: usize,
+    pub eps: f32,
+    /// `(layer, beta, target)` of the nudge, if any.
+    pub nudge: Option<(usize, f32, &'a Matrix)>,
+}
+
+simd_dispatch! {
+    /// Relaxes every sample of a chunk through all steps of a phase, one sample at a time, so its
+    /// states and the couplings stay in L1/L2 cache.
+    pub fn relax_fused => relax_fused_impl(phase: &FusedPhase, states: &mut [Matrix], scratch: &mut FusedScratch)
+}
+
+#[inline(always)]
+fn relax_fused_impl<const FMA: bool>(
+    ph: &FusedPhase,
+    states: &mut [Matrix],
+    scratch: &mut FusedScratch,
+) {
+    let layers = states.len();
+    let free = |k: usize| k < layers && !ph.clamped[k];
+    for r in 0..states[0].rows() {
+        for _ in 0..ph.steps {
+            for k in (0..layers).filter(|&k| free(k)) {
+                let mut d = std::mem::take(&mut scratch.drive[k]);
+                let mut init = Some(ph.fixed[k].row(r));
+                if k > 0 && free(k - 1) {
+                    accumulate::<FMA>(
+                        &mut d,
+                        init.take(),
+                        states[k - 1].row(r),
+                        &ph.couplings.down[k],
+                        scratch,
+                    );
+                }
+                if free(k + 1) {
+                    accumulate::<FMA>(
+                        &mut d,
+                        init.take(),
+                        states[k + 1].row(r),
+                        &ph.couplings.up[k],
+                        scratch,
+                    );
+                }
+                if let Some(fixed) = init {
+                    d[..fixed.len()].copy_from_slice(fixed);
+                }
+                scratch.drive[k] = d;
+            }
+            for k in (0..layers).filter(|&k| free(k)) {
+                let n = states[k].cols();
+                let target = ph
+                    .nudge
+                    .filter(|n| n.0 == k)
+                    .map(|(_, beta, t)| (beta, t.row(r)));
+                step_row(states[k].row_mut(r), &scratch.drive[k][..n], ph.eps, target);
+            }
+        }
+    }
+}
+
+/// `d = init + src M`, or `d += src M` without `init` (rows form); or the same with
+/// `d[j] += src . M[j, :]` (dot form, for a narrow `d`). The rows form takes only the non-zero
+/// sources, compacted first without branches.
+#[inline(always)]
+fn accumulate<const FMA: bool>(
+    d: &mut [f32],
+    init: Option<&[f32]>,
+    src: &[f32],
+    m: &PaddedRows,
+    scratch: &mut FusedScratch,
+) {
+    if is_narrow(d.len()) {
+        if let Some(init) = init {
+            d[..init.len()].copy_from_slice(init);
+        }
+        let source = &mut scratch.source[..m.stride];
+        source[..src.len()].copy_from_slice(src);
+        source[src.len()..].fill(0.0);
+        return dots::<FMA>(d, source, m);
+    }
+    let count = compact(src, &mut scratch.index, &mut scratch.value);
+    rows_accumulate_sparse::<FMA>(d, init, &scratch.index[..count], &scratch.value[..count], m);
+}
+
+/// Writes the non-zero entries of `src` to the front of `index` / `value`; returns their count.
+#[inline(always)]
+fn compact(src: &[f32], index: &mut [u32], value: &mut [f32]) -> usize {
+    let mut count = 0;
+    for (i, &v) in src.iter().enumerate() {
+        index[count] = i as u32;
+        value[count] = v;
+        count += usize::from(v != 0.0);
+    }
+    count
+}
+
+/// `d = init + sum_t value[t] * m[index[t], :]` over the padded width of `d` (`init` defaults
+/// to `d` itself; a shorter `init` leaves the padding lanes as they were).
+#[inline(always)]
+fn rows_accumulate_sparse<const FMA: bool>(
+    d: &mut [f32],
+    init: Option<&[f32]>,
+    index: &[u32],
+    value: &[f32],
+    m: &PaddedRows,
+) {
+    if let Some(init) = init {
+        d[..init.len()].copy_from_slice(init);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        // SAFETY: FMA is only true on the AVX2+FMA path chosen by `simd_dispatch`.
+        return unsafe { avx2::rows_accumulate_sparse(d, index, value, m) };
+    }
+    for (&i, &v) in index.iter().zip(value) {
+        let row = &m.data[i as usize * m.stride..][..d.len()];
+        for (x, &w) in d.iter_mut().zip(row) {
+            *x = fmadd::<FMA>(v, w, *x);
+        }
+    }
+}
+
+/// `d[j] += src . m[j, :]` for the rows `j < d.len()` of `m`; `src` is padded to `m.stride`.
+#[inline(always)]
+fn dots<const FMA: bool>(d: &mut [f32], src: &[f32], m: &PaddedRows) {
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        // SAFETY: FMA is only true on the AVX2+FMA path chosen by `simd_dispatch`.
+        return unsafe { avx2::dots(d, src, m) };
+    }
+    for (j, x) in d.iter_mut().enumerate().take(m.rows) {
+        let row = &m.data[j * m.stride..(j + 1) * m.stride];
+        *x += row
+            .iter()
+            .zip(src)
+            .fold(0.0, |acc, (&w, &s)| fmadd::<FMA>(w, s, acc));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{LANES, PaddedRows};
+    use std::arch::x86_64::*;
+
+    /// Blocks of up to 4 vectors of `d` stay in registers while the sources stream by.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn rows_accumulate_sparse(
+        d: &mut [f32],
+        index: &[u32],
+        value: &[f32],
+        m: &PaddedRows,
+    ) {
+        let width = d.len();
+        assert!(width.is_multiple_of(LANES) && width <= m.stride && index.len() == value.len());
+        assert!(index.iter().all(|&i| (i as usize) < m.rows));
+        let (base, stride) = (m.data.as_ptr(), m.stride);
+        let dp = d.as_mut_ptr();
+        let mut start = 0;
+        while start < width {
+            let vectors = ((width - start) / LANES).min(4);
+            let (d, m) = (dp.wrapping_add(start), base.wrapping_add(start));
+            // SAFETY: rows are < m.rows and columns < width <= stride, so every load is inside
+            // m.data; stores cover d[start..start + vectors * LANES] <= width.
+            unsafe {
+                match vectors {
+                    4 => block::<4>(d, index, value, m, stride),
+                    3 => block::<3>(d, index, value, m, stride),
+                    2 => block::<2>(d, index, value, m, stride),
+                    _ => block::<1>(d, index, value, m, stride),
+                }
+            }
+            start += vectors * LANES;
+        }
+    }
+
+    /// `V` vectors of `d` in registers (a const, so the accumulators never touch the stack).
+    #[inline(always)]
+    unsafe fn block<const V: usize>(
+        d: *mut f32,
+        index: &[u32],
+        value: &[f32],
+        m: *const f32,
+        stride: usize,
+    ) {
+        unsafe {
+            let mut acc = [_mm256_setzero_ps(); V];
+            for (v, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_loadu_ps(d.add(v * LANES));
+            }
+            for (&i, &s) in index.iter().zip(value) {
+                let row = m.add(i as usize * stride);
+                let s = _mm256_set1_ps(s);
+                for (v, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(s, _mm256_loadu_ps(row.add(v * LANES)), *a);
+                }
+            }
+            for (v, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(d.add(v * LANES), *a);
+            }
+        }
+    }
+
+    /// Dot products of `src` with the first `d.len()` (at most `m.rows`) rows of `m`, four rows at
+    /// a time with two accumulators each, so every load of `src` serves four rows and the FMA
+    /// latency is hidden.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dots(d: &mut [f32], src: &[f32], m: &PaddedRows) {
+        let rows = d.len().min(m.rows);
+        assert!(
+            src.len() == m.stride
+                && m.stride.is_multiple_of(LANES)
+                && m.data.len() >= rows * m.stride
+        );
+        let mut j = 0;
+        // SAFETY: rows j..j+R < m.rows, and each row read covers [0, stride) inside m.data.
+        unsafe {
+            while j + 4 <= rows {
+                let sums = dot_rows::<4>(src, m.data.as_ptr().add(j * m.stride), m.stride);
+                d[j..j + 4].iter_mut().zip(sums).for_each(|(x, s)| *x += s);
+                j += 4;
+            }
+            while j < rows {
+                let [sum] = dot_rows::<1>(src, m.data.as_ptr().add(j * m.stride), m.stride);
+                d[j] += sum;
+                j += 1;
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn dot_rows<const R: usize>(src: &[f32], m: *const f32, stride: usize) -> [f32; R] {
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            let mut at = 0;
+            while at + 2 * LANES <= stride {
+                let x0 = _mm256_loadu_ps(src.as_ptr().add(at));
+                let x1 = _mm256_loadu_ps(src.as_ptr().add(at + LANES));
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let row = m.add(r * stride + at);
+                    a[0] = _mm256_fmadd_ps(x0, _mm256_loadu_ps(row), a[0]);
+                    a[1] = _mm256_fmadd_ps(x1, _mm256_loadu_ps(row.add(LANES)), a[1]);
+                }
+                at += 2 * LANES;
+            }
+            if at < stride {
+                let x0 = _mm256_loadu_ps(src.as_ptr().add(at));
+                for (r, a) in acc.iter_mut().enumerate() {
+                    a[0] = _mm256_fmadd_ps(x0, _mm256_loadu_ps(m.add(r * stride + at)), a[0]);
+                }
+            }
+            let mut sums = [0.0; R];
+            for (sum, [a, b]) in sums.iter_mut().zip(acc) {
+                *sum = horizontal_sum(_mm256_add_ps(a, b));
+            }
+            sums
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn horizontal_sum(v: __m256) -> f32 {
+        let quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+        _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)))
+    }
+}

@@ -1,0 +1,217 @@
+//! Checkpoints: the network in safetensors, with the architecture, hyperparameters and progress
+//! of the run in its metadata, written atomically (temporary file, fsync, rename).
+
+use crate::config::Hyperparams;
+use crate::network::Network;
+use crate::tensor::Matrix;
+use crate::train::Progress;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const FORMAT: &str = "eqprop-checkpoint-v1";
+
+/// A checkpoint that cannot be written or read, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a safetensors file ({reason})")]
+    Format { path: PathBuf, reason: String },
+    #[error("{path}: not an eqprop checkpoint: {reason}")]
+    Content { path: PathBuf, reason: String },
+}
+
+/// Everything needed to evaluate a network or resume its training.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    pub hyperparams: Hyperparams,
+    pub network: Network,
+    pub progress: Progress,
+    /// Persistent particles (one matrix per layer, training examples as rows), if the run has them.
+    pub persistent: Option<Vec<Matrix>>,
+    /// Name of the data set it was trained on.
+    pub dataset: String,
+}
+
+/// Borrowed parts of a checkpoint to write.
+pub struct CheckpointRef<'a> {
+    pub hyperparams: &'a Hyperparams,
+    pub network: &'a Network,
+    pub progress: &'a Progress,
+    pub persistent: Option<&'a [Matrix]>,
+    pub dataset: &'a str,
+}
+
+fn to_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Writes a checkpoint atomically: readers see the old file or the new one, never a torn one.
+pub fn save(path: &Path, ckpt: &CheckpointRef) -> Result<(), CheckpointError> {
+    let io = |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (k, w) in ckpt.network.weights().iter().enumerate() {
+        tensors.push((
+            format!("W{}", k + 1),
+            vec![w.rows(), w.cols()],
+            to_bytes(w.as_slice()),
+        ));
+    }
+    for (k, b) in ckpt.network.biases().iter().enumerate() {
+        tensors.push((format!("b{k}"), vec![b.len()], to_bytes(b)));
+    }
+    for (k, m) in ckpt.persistent.unwrap_or(&[]).iter().enumerate().skip(1) {
+        tensors.push((
+            format!("persistent{k}"),
+            vec![m.rows(), m.cols()],
+            to_bytes(m.as_slice()),
+        ));
+    }
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            (
+                name.clone(),
+                TensorView::new(Dtype::F32, shape.clone(), bytes).expect("sized"),
+            )
+        })
+        .collect();
+    let json = |v: serde_json::Result<String>| v.expect("plain structs serialise");
+    let metadata = HashMap::from([
+        ("format".to_string(), FORMAT.to_string()),
+        (
+            "layers".to_string(),
+            json(serde_json::to_string(&ckpt.hyperparams.layers)),
+        ),
+        (
+            "hyperparams".to_string(),
+            json(serde_json::to_string(ckpt.hyperparams)),
+        ),
+        (
+            "progress".to_string(),
+            json(serde_json::to_string(ckpt.progress)),
+        ),
+        ("dataset".to_string(), ckpt.dataset.to_string()),
+    ]);
+    let bytes =
+        safetensors::serialize(views, Some(metadata)).map_err(|e| CheckpointError::Format {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    write_atomically(path, &bytes).map_err(io)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it, then renames it over `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Reads and checks a checkpoint.
+pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let format = |reason: String| CheckpointError::Format {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let content = |reason: String| CheckpointError::Content {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| format(e.to_string()))?;
+    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| format(e.to_string()))?;
+    let info = meta.metadata().clone().unwrap_or_default();
+    let field = |key: &str| {
+        info.get(key)
+            .ok_or_else(|| content(format!("metadata has no '{key}'")))
+    };
+    if field("format")? != FORMAT {
+        return Err(content(format!(
+            "format is '{}', expected '{FORMAT}'",
+            field("format")?
+        )));
+    }
+    let hyperparams: Hyperparams = serde_json::from_str(field("hyperparams")?)
+        .map_err(|e| content(format!("hyperparams: {e}")))?;
+    hyperparams
+        .validate()
+        .map_err(|e| content(format!("hyperparams: {e}")))?;
+    let progress: Progress =
+        serde_json::from_str(field("progress")?).map_err(|e| content(format!("progress: {e}")))?;
+    let read = |name: &str| -> Result<Matrix, CheckpointError> {
+        let view = tensors
+            .tensor(name)
+            .map_err(|e| content(format!("tensor {name}: {e}")))?;
+        if view.dtype() != Dtype::F32 {
+            return Err(content(format!(
+                "tensor {name} is {:?}, expected F32",
+                view.dtype()
+            )));
+        }
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let (rows, cols) = match view.shape() {
+            [n] => (1, *n),
+            [r, c] => (*r, *c),
+            other => return Err(content(format!("tensor {name} has shape {other:?}"))),
+        };
+        Matrix::from_vec(rows, cols, values)
+            .ok_or_else(|| content(format!("tensor {name} has a bad size")))
+    };
+    let layers = &hyperparams.layers;
+    let weights = (1..layers.len())
+        .map(|k| read(&format!("W{k}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let biases = (0..layers.len())
+        .map(|k| read(&format!("b{k}")).map(Matrix::into_vec))
+        .collect::<Result<_, _>>()?;
+    let network =
+        Network::from_parts(layers.clone(), weights, biases).map_err(|e| content(e.to_string()))?;
+    let persistent = if tensors.names().iter().any(|n| n.starts_with("persistent")) {
+        let mut mats = vec![Matrix::zeros(0, layers[0])];
+        for k in 1..layers.len() {
+            mats.push(read(&format!("persistent{k}"))?);
+        }
+        Some(mats)
+    } else {
+        None
+    };
+    let dataset = field("dataset")?.clone();
+    Ok(Checkpoint {
+        hyperparams,
+        network,
+        progress,
+        persistent,
+        dataset,
+    })
+}

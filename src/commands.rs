@@ -1,0 +1,368 @@
+//! The subcommands: argument parsing and console output only; the work is in the library.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use eqprop::checkpoint::{self, CheckpointRef};
+use eqprop::config::{Hyperparams, Schedule};
+use eqprop::data::{self, Dataset, DatasetName, Split};
+use eqprop::learning_rule::Nudging;
+use eqprop::metrics::{self, EpochRecord};
+use eqprop::train::{self, EpochEnd, Trainer};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "eqprop",
+    version,
+    about = "Equilibrium Propagation: a network that learns by relaxing"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a network with EqProp, checkpointing every epoch.
+    Train(Box<TrainArgs>),
+    /// Report the test error of a checkpoint.
+    Eval(EvalArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct DataArgs {
+    /// mnist or fashion-mnist.
+    #[arg(long, default_value = "mnist")]
+    dataset: DatasetName,
+    /// Folder holding <dataset>/ with the IDX files [default: $EQPROP_DATA_DIR, else the user cache].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Base URL to download missing files from [default: $EQPROP_MIRROR, else the canonical mirror].
+    #[arg(long)]
+    mirror: Option<String>,
+}
+
+impl DataArgs {
+    fn load(&self, split: Split) -> Result<Dataset> {
+        let dir = data::dataset_dir(self.data_dir.as_deref(), self.dataset);
+        Ok(data::load_or_download(
+            self.dataset,
+            split,
+            &dir,
+            self.mirror.as_deref(),
+        )?)
+    }
+}
+
+#[derive(Args, Debug)]
+struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Starting hyperparameters: best, paper, paper-2h, paper-3h.
+    #[arg(long, default_value = "best")]
+    preset: String,
+    /// Output folder for checkpoint.safetensors, metrics.jsonl and curve.svg.
+    #[arg(long, default_value = "runs/mnist")]
+    out: PathBuf,
+    /// Continue the run saved in --out.
+    #[arg(long)]
+    resume: bool,
+    /// Start over even if --out already holds a run.
+    #[arg(long)]
+    force: bool,
+    /// Use only the first N training examples.
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+/// Hyperparameters that override the preset.
+#[derive(Args, Debug)]
+struct Overrides {
+    /// Units per layer, input first, e.g. 784,500,10.
+    #[arg(long, value_delimiter = ',')]
+    layers: Option<Vec<usize>>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Free-phase steps T1.
+    #[arg(long)]
+    t_free: Option<usize>,
+    /// Nudged-phase steps T2.
+    #[arg(long)]
+    t_nudge: Option<usize>,
+    #[arg(long)]
+    eps: Option<f32>,
+    #[arg(long)]
+    beta: Option<f32>,
+    #[arg(long, value_enum)]
+    nudging: Option<Nudging>,
+    /// One learning rate per weight layer, e.g. 0.1,0.05.
+    #[arg(long, value_delimiter = ',')]
+    lr: Option<Vec<f32>>,
+    /// Cosine-decay the learning rates to this fraction over the run (omit for the preset's).
+    #[arg(long)]
+    cosine_to: Option<f32>,
+    /// Constant learning rates.
+    #[arg(long, conflicts_with = "cosine_to")]
+    constant_lr: bool,
+    /// Persistent particles: each example's free phase starts from its last fixed point.
+    #[arg(long)]
+    persistent: Option<bool>,
+    /// Output targets for the wrong classes and the right one, e.g. 0,1.
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    targets: Option<Vec<f32>>,
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+impl Overrides {
+    fn apply(&self, hp: &mut Hyperparams) {
+        let o = self;
+        if let Some(v) = &o.layers {
+            hp.layers.clone_from(v);
+        }
+        set(&mut hp.epochs, o.epochs);
+        set(&mut hp.batch_size, o.batch_size);
+        set(&mut hp.t_free, o.t_free);
+        set(&mut hp.t_nudge, o.t_nudge);
+        set(&mut hp.eps, o.eps);
+        set(&mut hp.beta, o.beta);
+        set(&mut hp.nudging, o.nudging);
+        set(&mut hp.persistent, o.persistent);
+        set(&mut hp.seed, o.seed);
+        if let Some(v) = &o.lr {
+            hp.lr.clone_from(v);
+        }
+        if let Some(f) = o.cosine_to {
+            hp.schedule = Schedule::Cosine { final_fraction: f };
+        }
+        if o.constant_lr {
+            hp.schedule = Schedule::Constant;
+        }
+        if let Some(t) = &o.targets {
+            (hp.target_off, hp.target_on) = (t[0], t[1]);
+        }
+    }
+}
+
+fn set<T>(field: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *field = v;
+    }
+}
+
+#[derive(Args, Debug)]
+struct EvalArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(args) => train(*args),
+        Command::Eval(args) => eval(args),
+    }
+}
+
+fn init_threads(threads: Option<usize>) -> Result<()> {
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = threads {
+        builder = builder.num_threads(n);
+    }
+    builder
+        .build_global()
+        .context("starting the worker threads")
+}
+
+struct RunFiles {
+    checkpoint: PathBuf,
+    metrics: PathBuf,
+    curve: PathBuf,
+}
+
+impl RunFiles {
+    fn in_dir(dir: &Path) -> Self {
+        Self {
+            checkpoint: dir.join("checkpoint.safetensors"),
+            metrics: dir.join("metrics.jsonl"),
+            curve: dir.join("curve.svg"),
+        }
+    }
+}
+
+fn start_trainer(args: &TrainArgs, files: &RunFiles) -> Result<Trainer> {
+    if args.resume {
+        let ckpt = checkpoint::load(&files.checkpoint)?;
+        if ckpt.dataset != args.data.dataset.as_str() {
+            bail!(
+                "{} was trained on {}, not {}",
+                files.checkpoint.display(),
+                ckpt.dataset,
+                args.data.dataset
+            );
+        }
+        let p = &ckpt.progress;
+        eprintln!(
+            "resuming {} at epoch {}, batch {}",
+            files.checkpoint.display(),
+            p.epoch + 1,
+            p.batch
+        );
+        return Ok(Trainer::resume(
+            ckpt.hyperparams,
+            ckpt.network,
+            ckpt.progress,
+            ckpt.persistent,
+        ));
+    }
+    if files.checkpoint.exists() && !args.force {
+        bail!(
+            "{} already holds a run: pass --resume to continue it or --force to start over",
+            args.out.display()
+        );
+    }
+    let _ = std::fs::remove_file(&files.metrics);
+    let mut hp = Hyperparams::preset(&args.preset)?;
+    args.overrides.apply(&mut hp);
+    Ok(Trainer::new(hp)?)
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    init_threads(args.threads)?;
+    let files = RunFiles::in_dir(&args.out);
+    let mut trainset = args.data.load(Split::Train)?;
+    if let Some(n) = args.train_limit {
+        trainset.truncate(n);
+    }
+    let testset = args.data.load(Split::Test)?;
+    let mut trainer = start_trainer(&args, &files)?;
+    let hp = trainer.hyperparams().clone();
+    eprintln!(
+        "training {:?} on {} ({} train / {} test) with {}",
+        hp.layers,
+        args.data.dataset,
+        trainset.len(),
+        testset.len(),
+        serde_json::to_string(&hp)?
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let handler_flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || handler_flag.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
+    let dataset = args.data.dataset.as_str();
+    while !trainer.finished() {
+        let bar = epoch_bar(&trainer, trainset.len());
+        let end = trainer.run_epoch(&trainset, &stop, |p| {
+            bar.set_position((p.batch * hp.batch_size) as u64);
+            bar.set_message(format!(
+                "E={:.3} acc={:.2}%",
+                p.energy_sum / p.seen.max(1) as f64,
+                100.0 * p.correct as f64 / p.seen.max(1) as f64
+            ));
+        });
+        bar.finish_and_clear();
+        let summary = match end {
+            EpochEnd::Completed(s) => s,
+            EpochEnd::Interrupted => {
+                save(&files, &trainer, dataset)?;
+                eprintln!(
+                    "interrupted: saved {}; continue with --resume",
+                    files.checkpoint.display()
+                );
+                std::process::exit(130);
+            }
+        };
+        let test = train::evaluate(trainer.network(), &hp, &testset);
+        let record = EpochRecord {
+            epoch: summary.epoch,
+            train_error: summary.train_error,
+            test_error: test.error,
+            mean_free_energy: summary.mean_energy,
+            seconds: summary.seconds,
+            samples_per_second: summary.samples_per_second,
+            learning_rates: hp.learning_rates(summary.epoch - 1),
+        };
+        println!(
+            "epoch {:>3}  train error {:>6.2}%  test error {:>6.2}%  free energy {:>8.4}  {:>6.2}s  {:>7.0} samples/s",
+            record.epoch,
+            record.train_error,
+            record.test_error,
+            record.mean_free_energy,
+            record.seconds,
+            record.samples_per_second
+        );
+        save(&files, &trainer, dataset)?;
+        metrics::append_jsonl(&files.metrics, &record)
+            .with_context(|| files.metrics.display().to_string())?;
+        let records = metrics::read_jsonl(&files.metrics)?;
+        let title = format!("EqProp {:?} on {dataset}", hp.layers);
+        if let Err(e) = metrics::plot_curve(&files.curve, &records, &title) {
+            eprintln!("warning: could not draw {}: {e}", files.curve.display());
+        }
+    }
+    eprintln!(
+        "done: {} ({} and {})",
+        files.checkpoint.display(),
+        files.metrics.display(),
+        files.curve.display()
+    );
+    Ok(())
+}
+
+fn epoch_bar(trainer: &Trainer, n: usize) -> ProgressBar {
+    let bar = ProgressBar::new(n as u64);
+    bar.set_style(
+        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {per_sec} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix((trainer.progress().epoch + 1).to_string());
+    bar
+}
+
+fn save(files: &RunFiles, trainer: &Trainer, dataset: &str) -> Result<()> {
+    let ckpt = CheckpointRef {
+        hyperparams: trainer.hyperparams(),
+        network: trainer.network(),
+        progress: trainer.progress(),
+        persistent: trainer.persistent_states(),
+        dataset,
+    };
+    Ok(checkpoint::save(&files.checkpoint, &ckpt)?)
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    init_threads(args.threads)?;
+    let ckpt = checkpoint::load(&args.checkpoint)?;
+    let testset = args.data.load(Split::Test)?;
+    let pixels = ckpt.hyperparams.layers[0];
+    if testset.pixels() != pixels {
+        bail!(
+            "{} expects {pixels} inputs, the {} images have {}",
+            args.checkpoint.display(),
+            args.data.dataset,
+            testset.pixels()
+        );
+    }
+    let result = train::evaluate(&ckpt.network, &ckpt.hyperparams, &testset);
+    println!(
+        "test error {:.2}% ({} images), mean free energy {:.4}",
+        result.error,
+        testset.len(),
+        result.mean_energy
+    );
+    Ok(())
+}

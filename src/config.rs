@@ -1,0 +1,229 @@
+//! Hyperparameters, their validation, and the named presets.
+
+use crate::learning_rule::Nudging;
+use crate::network::{ShapeError, validate_sizes};
+use serde::{Deserialize, Serialize};
+
+/// How the learning rates evolve over the epochs.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Schedule {
+    /// The same rates every epoch.
+    Constant,
+    /// Cosine decay from the rates to `final_fraction` of them over `epochs`.
+    Cosine { final_fraction: f32 },
+}
+
+/// Everything that defines a training run's mathematics (the checkpoint stores it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hyperparams {
+    /// Units per layer, input first, e.g. `[784, 500, 10]`.
+    pub layers: Vec<usize>,
+    pub batch_size: usize,
+    /// Free-phase steps `T1`.
+    pub t_free: usize,
+    /// Nudged-phase steps `T2`.
+    pub t_nudge: usize,
+    /// Step size of the dynamics.
+    pub eps: f32,
+    /// Nudge strength (paper units: `C = 1/2 ||y - t||^2`).
+    pub beta: f32,
+    pub nudging: Nudging,
+    /// One learning rate per coupling `W_k` (and bias `b_k`).
+    pub lr: Vec<f32>,
+    pub schedule: Schedule,
+    pub epochs: usize,
+    /// Each training example starts its free phase from its last free fixed point.
+    pub persistent: bool,
+    /// Output target of the wrong classes and of the right one (paper: 0 and 1).
+    pub target_off: f32,
+    pub target_on: f32,
+    pub seed: u64,
+}
+
+/// A hyperparameter that cannot work, found before any training starts.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("layers: {0}")]
+    Layers(#[from] ShapeError),
+    #[error("{count} learning rates given for {layers} couplings (one per weight layer is needed)")]
+    LearningRates { count: usize, layers: usize },
+    #[error("{name} must be {rule}, got {value}")]
+    OutOfRange {
+        name: &'static str,
+        rule: &'static str,
+        value: f64,
+    },
+    #[error("unknown preset '{0}' (known: {known})", known = PRESETS.join(", "))]
+    UnknownPreset(String),
+}
+
+/// Names accepted by [`Hyperparams::preset`].
+pub const PRESETS: [&str; 4] = ["best", "paper", "paper-2h", "paper-3h"];
+
+impl Hyperparams {
+    /// A named preset: `paper`, `paper-2h`, `paper-3h` (Scellier & Bengio 2017, Table 1), or
+    /// `best`, this project's default for 784-500-10 (see the README for how it was chosen).
+    pub fn preset(name: &str) -> Result<Self, ConfigError> {
+        let paper = Self {
+            layers: vec![784, 500, 10],
+            batch_size: 20,
+            t_free: 20,
+            t_nudge: 4,
+            eps: 0.5,
+            beta: 1.0,
+            nudging: Nudging::RandomSign,
+            lr: vec![0.1, 0.05],
+            schedule: Schedule::Constant,
+            epochs: 25,
+            persistent: false,
+            target_off: 0.0,
+            target_on: 1.0,
+            seed: 1,
+        };
+        match name {
+            "paper" => Ok(paper),
+            "paper-2h" => Ok(Self {
+                layers: vec![784, 500, 500, 10],
+                t_free: 100,
+                t_nudge: 6,
+                lr: vec![0.4, 0.1, 0.01],
+                epochs: 60,
+                ..paper
+            }),
+            "paper-3h" => Ok(Self {
+                layers: vec![784, 500, 500, 500, 10],
+                t_free: 500,
+                t_nudge: 8,
+                lr: vec![0.128, 0.032, 0.008, 0.002],
+                epochs: 150,
+                ..paper
+            }),
+            "best" => Ok(Self {
+                nudging: Nudging::Symmetric,
+                lr: vec![0.2, 0.1],
+                schedule: Schedule::Cosine {
+                    final_fraction: 0.05,
+                },
+                epochs: 30,
+                ..paper
+            }),
+            other => Err(ConfigError::UnknownPreset(other.to_string())),
+        }
+    }
+
+    /// Checks every field; training starts only from validated hyperparameters.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_sizes(&self.layers)?;
+        if self.lr.len() != self.layers.len() - 1 {
+            return Err(ConfigError::LearningRates {
+                count: self.lr.len(),
+                layers: self.layers.len() - 1,
+            });
+        }
+        let range = |name, ok: bool, rule, value: f64| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::OutOfRange { name, rule, value })
+            }
+        };
+        range(
+            "batch_size",
+            self.batch_size > 0,
+            "at least 1",
+            self.batch_size as f64,
+        )?;
+        range("t_free", self.t_free > 0, "at least 1", self.t_free as f64)?;
+        range(
+            "t_nudge",
+            self.t_nudge > 0,
+            "at least 1",
+            self.t_nudge as f64,
+        )?;
+        range(
+            "eps",
+            self.eps > 0.0 && self.eps <= 1.0,
+            "in (0, 1]",
+            self.eps as f64,
+        )?;
+        range(
+            "beta",
+            self.beta > 0.0 && self.beta.is_finite(),
+            "positive",
+            self.beta as f64,
+        )?;
+        for &lr in &self.lr {
+            range("lr", lr >= 0.0 && lr.is_finite(), "non-negative", lr as f64)?;
+        }
+        if let Schedule::Cosine { final_fraction } = self.schedule {
+            range(
+                "final_fraction",
+                (0.0..=1.0).contains(&final_fraction),
+                "in [0, 1]",
+                final_fraction as f64,
+            )?;
+        }
+        let targets_ok =
+            (0.0..=1.0).contains(&self.target_off) && (0.0..=1.0).contains(&self.target_on);
+        range("targets", targets_ok, "in [0, 1]", self.target_on as f64)?;
+        Ok(())
+    }
+
+    /// Learning rates of `epoch` (0-based) under the schedule.
+    pub fn learning_rates(&self, epoch: usize) -> Vec<f32> {
+        let factor = match self.schedule {
+            Schedule::Constant => 1.0,
+            Schedule::Cosine { final_fraction } => {
+                let progress = epoch as f32 / self.epochs.max(1) as f32;
+                let cosine = 0.5 * (1.0 + (std::f32::consts::PI * progress).cos());
+                final_fraction + (1.0 - final_fraction) * cosine
+            }
+        };
+        self.lr.iter().map(|lr| lr * factor).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_is_valid() {
+        for name in PRESETS {
+            Hyperparams::preset(name).unwrap().validate().unwrap();
+        }
+        assert!(matches!(
+            Hyperparams::preset("nope"),
+            Err(ConfigError::UnknownPreset(_))
+        ));
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_their_name() {
+        let mut hp = Hyperparams::preset("paper").unwrap();
+        hp.lr = vec![0.1];
+        assert_eq!(
+            hp.validate(),
+            Err(ConfigError::LearningRates {
+                count: 1,
+                layers: 2
+            })
+        );
+        let mut hp = Hyperparams::preset("paper").unwrap();
+        hp.eps = 1.5;
+        assert!(hp.validate().unwrap_err().to_string().contains("eps"));
+    }
+
+    #[test]
+    fn cosine_schedule_decays_to_its_floor() {
+        let mut hp = Hyperparams::preset("paper").unwrap();
+        hp.schedule = Schedule::Cosine {
+            final_fraction: 0.1,
+        };
+        hp.epochs = 10;
+        assert_eq!(hp.learning_rates(0), hp.lr);
+        let last = hp.learning_rates(10);
+        assert!((last[0] - 0.01).abs() < 1e-6);
+    }
+}

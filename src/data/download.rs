@@ -1,0 +1,262 @@
+//! Downloading the data files: mirrors, official checksums, atomic verified writes.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use md5::{Digest, Md5};
+
+use super::{DataError, Dataset, DatasetName, FILE_NAMES, Split, existing_file, load};
+
+/// The canonical MNIST mirror (base URL of the `.gz` files).
+pub const MNIST_MIRROR: &str = "https://ossci-datasets.s3.amazonaws.com/mnist/";
+/// The canonical Fashion-MNIST mirror (base URL of the `.gz` files).
+pub const FASHION_MNIST_MIRROR: &str =
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/";
+
+/// Official MD5 checksums of the MNIST `.gz` files, by file name without `.gz`.
+const MNIST_MD5: [(&str, &str); 4] = [
+    (
+        "train-images-idx3-ubyte",
+        "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    ),
+    (
+        "train-labels-idx1-ubyte",
+        "d53e105ee54ea40749a09fcbcd1e9432",
+    ),
+    ("t10k-images-idx3-ubyte", "9fb629c4189551a2d022fa330f9573f3"),
+    ("t10k-labels-idx1-ubyte", "ec29112dd5afa0611ce80d1b7f02629c"),
+];
+
+/// Official MD5 checksums of the Fashion-MNIST `.gz` files, by file name without `.gz`.
+const FASHION_MNIST_MD5: [(&str, &str); 4] = [
+    (
+        "train-images-idx3-ubyte",
+        "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    ),
+    (
+        "train-labels-idx1-ubyte",
+        "25c81989df183df01b3e8a0aad5dffbe",
+    ),
+    ("t10k-images-idx3-ubyte", "bef4ecab320f06d8554ea6380940ec79"),
+    ("t10k-labels-idx1-ubyte", "bb300cfdad3c16e7a12a480ee83cd310"),
+];
+
+/// The official MD5 (lowercase hex) of `file` (a name like `train-images-idx3-ubyte`,
+/// with or without `.gz`) of the data set `name`; `None` for an unknown file name.
+pub fn official_md5(name: DatasetName, file: &str) -> Option<&'static str> {
+    let table = match name {
+        DatasetName::Mnist => &MNIST_MD5,
+        DatasetName::FashionMnist => &FASHION_MNIST_MD5,
+    };
+    let stem = file.strip_suffix(".gz").unwrap_or(file);
+    table.iter().find(|(f, _)| *f == stem).map(|(_, md5)| *md5)
+}
+
+/// The mirror base URL for `name`: `mirror` if given, else `$EQPROP_MIRROR`, else the
+/// canonical mirror. The result always ends with `/`.
+pub fn mirror_base(name: DatasetName, mirror: Option<&str>) -> String {
+    let env = std::env::var("EQPROP_MIRROR")
+        .ok()
+        .filter(|m| !m.is_empty());
+    let base = match (mirror, env) {
+        (Some(m), _) => m.to_string(),
+        (None, Some(m)) => m,
+        (None, None) => match name {
+            DatasetName::Mnist => MNIST_MIRROR.to_string(),
+            DatasetName::FashionMnist => FASHION_MNIST_MIRROR.to_string(),
+        },
+    };
+    format!("{}/", base.trim_end_matches('/'))
+}
+
+/// Makes sure the four IDX files of `name` exist in `dir` (each as `.gz` or raw).
+///
+/// Missing files are downloaded as `.gz` from `mirror` (else `$EQPROP_MIRROR`, else the
+/// canonical mirror) and checked against the official MD5; files already present are
+/// never checked. On failure, returns [`DataError::Unavailable`], which lists the full
+/// paths of the files still missing and the URLs to fetch them from.
+pub fn ensure_files(name: DatasetName, dir: &Path, mirror: Option<&str>) -> Result<(), DataError> {
+    let missing: Vec<&str> = FILE_NAMES
+        .iter()
+        .copied()
+        .filter(|f| existing_file(dir, f).is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    let base = mirror_base(name, mirror);
+    let plan: Vec<(PathBuf, String)> = missing
+        .iter()
+        .map(|f| (dir.join(format!("{f}.gz")), format!("{base}{f}.gz")))
+        .collect();
+    for (i, (path, url)) in plan.iter().enumerate() {
+        let md5 = official_md5(name, missing[i]).unwrap_or_default();
+        if let Err(e) = download_verified(url, path, md5) {
+            return Err(DataError::Unavailable {
+                missing: plan[i..].to_vec(),
+                source: Box::new(e),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// [`ensure_files`] for `name`, then [`load`] of `split` from `dir`.
+pub fn load_or_download(
+    name: DatasetName,
+    split: Split,
+    dir: &Path,
+    mirror: Option<&str>,
+) -> Result<Dataset, DataError> {
+    ensure_files(name, dir, mirror)?;
+    load(name, split, dir)
+}
+
+/// Removes the temporary file on drop unless it was renamed into place.
+struct TempFile {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A fresh temporary path next to `dest` (same folder, so the final rename is atomic).
+fn temp_path(dest: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = dest
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "download".to_string());
+    dest.with_file_name(format!(".{name}.{}.{n}.part", std::process::id()))
+}
+
+/// Downloads `url` to `dest`, verifying that the bytes have MD5 `expected_md5` (hex).
+///
+/// The bytes go to a temporary file in `dest`'s folder, which is fsynced and renamed
+/// to `dest` only when the checksum matches; on any error no file is left behind.
+/// An empty `expected_md5` skips the check. Shows a progress bar on a terminal.
+pub fn download_verified(url: &str, dest: &Path, expected_md5: &str) -> Result<(), DataError> {
+    let tmp_path = temp_path(dest);
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp_path)
+        .map_err(|e| DataError::io(&tmp_path, e))?;
+    let mut tmp = TempFile {
+        path: tmp_path,
+        keep: false,
+    };
+    let actual = fetch_into(url, dest, file, &tmp.path)?;
+    let expected = expected_md5.to_ascii_lowercase();
+    if !expected.is_empty() && actual != expected {
+        return Err(DataError::Checksum {
+            url: url.to_string(),
+            path: dest.to_path_buf(),
+            expected,
+            actual,
+        });
+    }
+    fs::rename(&tmp.path, dest).map_err(|e| DataError::io(dest, e))?;
+    tmp.keep = true;
+    sync_parent(dest);
+    Ok(())
+}
+
+/// Best-effort fsync of `path`'s folder, so the rename survives a crash.
+fn sync_parent(path: &Path) {
+    if let Some(parent) = path.parent() {
+        let _ = File::open(parent).and_then(|d| d.sync_all());
+    }
+}
+
+/// The HTTP agent: bounded connect and read times, HTTP errors as errors.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(Duration::from_secs(60)))
+        .timeout_per_read(Some(Duration::from_secs(60)))
+        .build()
+        .new_agent()
+}
+
+/// Turns a ureq error into a [`DataError`] about downloading `url` to `dest`.
+fn http_error(url: &str, dest: &Path, e: ureq::Error) -> DataError {
+    match e {
+        ureq::Error::StatusCode(status) => DataError::HttpStatus {
+            url: url.to_string(),
+            path: dest.to_path_buf(),
+            status,
+        },
+        other => DataError::Http {
+            url: url.to_string(),
+            path: dest.to_path_buf(),
+            source: Box::new(other),
+        },
+    }
+}
+
+/// Streams the body of `url` into `file` (synced at the end); returns its MD5 in hex.
+fn fetch_into(url: &str, dest: &Path, mut file: File, tmp: &Path) -> Result<String, DataError> {
+    let mut response = agent()
+        .get(url)
+        .call()
+        .map_err(|e| http_error(url, dest, e))?;
+    let bar = progress_bar(response.body().content_length(), dest);
+    let mut reader = response.body_mut().as_reader();
+    let mut hasher = Md5::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| http_error(url, dest, ureq::Error::Io(e)))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n])
+            .map_err(|e| DataError::io(tmp, e))?;
+        bar.inc(n as u64);
+    }
+    bar.finish_and_clear();
+    file.sync_all().map_err(|e| DataError::io(tmp, e))?;
+    Ok(hex(&hasher.finalize()))
+}
+
+/// A progress bar for a download of `len` bytes (a spinner when the length is unknown).
+fn progress_bar(len: Option<u64>, dest: &Path) -> ProgressBar {
+    let msg = dest
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (bar, template) = match len {
+        Some(len) => (
+            ProgressBar::new(len),
+            "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        ),
+        None => (
+            ProgressBar::new_spinner(),
+            "{spinner} {msg} {bytes} ({bytes_per_sec})",
+        ),
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.with_message(format!("downloading {msg}"))
+}
+
+/// Lowercase hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,216 @@
+//! The error type of the data module: every variant names the file it is about.
+
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong while locating, downloading, or reading a data set.
+///
+/// Every variant names the file (or files) it is about, so that its `Display`
+/// tells the user which file to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A data file does not exist.
+    #[error(
+        "data file not found: {} (download the data set, or point --data-dir / $EQPROP_DATA_DIR \
+         at a folder holding `mnist/` and `fashion-mnist/` with the IDX files)",
+        .path.display()
+    )]
+    NotFound {
+        /// The path that was looked for.
+        path: PathBuf,
+    },
+
+    /// An I/O error while reading, writing, or creating a file or folder.
+    #[error("I/O error on {}: {source}", .path.display())]
+    Io {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file starts with the gzip magic bytes but does not decompress.
+    #[error("corrupt gzip data in {}: {source}", .path.display())]
+    Gzip {
+        /// The file concerned.
+        path: PathBuf,
+        /// The decompression error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The IDX magic number is not the expected one.
+    #[error(
+        "{}: bad IDX magic number {found:#010x} (expected {expected:#010x})",
+        .path.display()
+    )]
+    BadMagic {
+        /// The file concerned.
+        path: PathBuf,
+        /// The magic number this kind of file must have.
+        expected: u32,
+        /// The magic number found.
+        found: u32,
+    },
+
+    /// The file is shorter than its IDX header.
+    #[error(
+        "{}: truncated IDX header ({len} bytes, the header needs {needed})",
+        .path.display()
+    )]
+    TruncatedHeader {
+        /// The file concerned.
+        path: PathBuf,
+        /// The (decompressed) length of the file.
+        len: usize,
+        /// The length of the header.
+        needed: usize,
+    },
+
+    /// The header's dimensions describe more data than can be addressed.
+    #[error("{}: IDX dimensions {dims:?} are too large", .path.display())]
+    BadDimensions {
+        /// The file concerned.
+        path: PathBuf,
+        /// The dimensions from the header.
+        dims: Vec<u32>,
+    },
+
+    /// The data after the header is shorter than the header says.
+    #[error(
+        "{}: truncated IDX data ({actual} bytes after the header, expected {expected})",
+        .path.display()
+    )]
+    TruncatedData {
+        /// The file concerned.
+        path: PathBuf,
+        /// The number of data bytes the header announces.
+        expected: usize,
+        /// The number of data bytes present.
+        actual: usize,
+    },
+
+    /// The data after the header is longer than the header says.
+    #[error(
+        "{}: {extra} unexpected trailing bytes after the IDX data ({expected} bytes expected)",
+        .path.display()
+    )]
+    TrailingBytes {
+        /// The file concerned.
+        path: PathBuf,
+        /// The number of data bytes the header announces.
+        expected: usize,
+        /// The number of bytes beyond that.
+        extra: usize,
+    },
+
+    /// The images file and the labels file hold different numbers of items.
+    #[error(
+        "{} holds {images} images but {} holds {labels} labels",
+        .images_path.display(),
+        .labels_path.display()
+    )]
+    CountMismatch {
+        /// The images file.
+        images_path: PathBuf,
+        /// The labels file.
+        labels_path: PathBuf,
+        /// The image count.
+        images: usize,
+        /// The label count.
+        labels: usize,
+    },
+
+    /// A label is outside 0..=9.
+    #[error("{}: label {label} at index {index} is out of range 0..=9", .path.display())]
+    BadLabel {
+        /// The labels file.
+        path: PathBuf,
+        /// The position of the bad label.
+        index: usize,
+        /// The bad label.
+        label: u8,
+    },
+
+    /// The server answered a download with an HTTP error status.
+    #[error("downloading {url} to {}: HTTP status {status}", .path.display())]
+    HttpStatus {
+        /// The URL requested.
+        url: String,
+        /// The destination file.
+        path: PathBuf,
+        /// The HTTP status code.
+        status: u16,
+    },
+
+    /// The download failed in transport (no network, refused connection, timeout, ...).
+    #[error("downloading {url} to {}: {source}", .path.display())]
+    Http {
+        /// The URL requested.
+        url: String,
+        /// The destination file.
+        path: PathBuf,
+        /// The transport error.
+        #[source]
+        source: Box<ureq::Error>,
+    },
+
+    /// A downloaded file does not have the expected MD5 checksum (it was not kept).
+    #[error(
+        "downloaded {url} for {}: MD5 mismatch (got {actual}, expected {expected}); the file was not kept",
+        .path.display()
+    )]
+    Checksum {
+        /// The URL downloaded.
+        url: String,
+        /// The destination file (not written).
+        path: PathBuf,
+        /// The expected MD5, lowercase hex.
+        expected: String,
+        /// The MD5 of the downloaded bytes, lowercase hex.
+        actual: String,
+    },
+
+    /// Some data files are missing and could not be downloaded.
+    #[error(
+        "could not download the missing data files: {source}\n\
+         Put these files in place by hand (or fix the network / --mirror / $EQPROP_MIRROR):\n{}",
+        manual_list(.missing)
+    )]
+    Unavailable {
+        /// Each missing file with the URL it can be fetched from.
+        missing: Vec<(PathBuf, String)>,
+        /// The first download failure.
+        #[source]
+        source: Box<DataError>,
+    },
+}
+
+/// Formats the `(path, url)` list of [`DataError::Unavailable`], one per line.
+fn manual_list(missing: &[(PathBuf, String)]) -> String {
+    let lines: Vec<String> = missing
+        .iter()
+        .map(|(path, url)| format!("  {}  <-  {url}", path.display()))
+        .collect();
+    lines.join("\n")
+}
+
+impl DataError {
+    /// A [`DataError::Io`] about `path`.
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Like [`DataError::io`], but a missing file becomes [`DataError::NotFound`].
+    pub(crate) fn reading(path: &Path, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            return DataError::NotFound {
+                path: path.to_path_buf(),
+            };
+        }
+        DataError::io(path, source)
+    }
+}

@@ -1,0 +1,347 @@
+//! Training: epochs of mini-batch EqProp, evaluation, and resumable progress.
+//!
+//! Every source of randomness derives from the seed: the initial weights from `seed`, and each
+//! epoch's shuffle and nudge signs from `(seed, epoch)`. So a run interrupted after any batch and
+//! resumed from its checkpoint replays exactly the same sequence as an uninterrupted one.
+
+use crate::config::{ConfigError, Hyperparams};
+use crate::data::Dataset;
+use crate::learning_rule::{Nudging, Particles, apply_update};
+use crate::network::Network;
+use crate::tensor::Matrix;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Samples per parallel chunk of a mini-batch. Chunking depends on the batch size only, never
+/// on the thread count, so results do not depend on the machine.
+const CHUNK: usize = 16;
+
+/// Where a run stands, saved in every checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Mini-batches completed in the current epoch.
+    pub batch: usize,
+    /// Running totals of the current epoch.
+    pub correct: u64,
+    pub seen: u64,
+    pub energy_sum: f64,
+    pub seconds: f64,
+}
+
+/// Statistics of one finished training epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochSummary {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Error (%) of the free-phase predictions made while training.
+    pub train_error: f64,
+    /// Mean energy at the free fixed points.
+    pub mean_energy: f64,
+    /// Wall-clock seconds spent training (evaluation excluded).
+    pub seconds: f64,
+    pub samples_per_second: f64,
+}
+
+/// How an epoch ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EpochEnd {
+    Completed(EpochSummary),
+    /// Stopped by request after a mini-batch; the progress says where.
+    Interrupted,
+}
+
+/// Test-set figures of a network.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Misclassified share, in percent.
+    pub error: f64,
+    pub mean_energy: f64,
+}
+
+/// What the free phase of one chunk of a mini-batch found.
+#[derive(Clone, Debug)]
+struct ChunkStats {
+    energy: Vec<f32>,
+    correct: usize,
+}
+
+/// Trains a network with EqProp.
+pub struct Trainer {
+    hp: Hyperparams,
+    net: Network,
+    progress: Progress,
+    /// One set of particles per parallel chunk of a mini-batch, with its statistics.
+    particles: Vec<Particles>,
+    stats: Vec<ChunkStats>,
+    /// Last free fixed point of every training example, per layer (persistent particles).
+    persistent: Option<Vec<Matrix>>,
+}
+
+impl Trainer {
+    /// A fresh run: Glorot-initialised network from `hp.seed`.
+    pub fn new(hp: Hyperparams) -> Result<Self, ConfigError> {
+        hp.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(hp.seed);
+        let net = Network::glorot(&hp.layers, &mut rng)?;
+        Ok(Self::resume(hp, net, Progress::default(), None))
+    }
+
+    /// Continues a run from its saved parts.
+    pub fn resume(
+        hp: Hyperparams,
+        net: Network,
+        progress: Progress,
+        persistent: Option<Vec<Matrix>>,
+    ) -> Self {
+        let sizes = chunk_sizes(hp.batch_size);
+        let particles = sizes
+            .iter()
+            .map(|&n| Particles::new(&hp.layers, n))
+            .collect();
+        let stats = sizes
+            .iter()
+            .map(|&n| ChunkStats {
+                energy: vec![0.0; n],
+                correct: 0,
+            })
+            .collect();
+        Self {
+            hp,
+            net,
+            progress,
+            particles,
+            stats,
+            persistent,
+        }
+    }
+
+    pub fn hyperparams(&self) -> &Hyperparams {
+        &self.hp
+    }
+
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
+
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    /// The persistent particles, if the run uses them.
+    pub fn persistent_states(&self) -> Option<&[Matrix]> {
+        self.persistent.as_deref()
+    }
+
+    /// Whether every epoch has been trained.
+    pub fn finished(&self) -> bool {
+        self.progress.epoch >= self.hp.epochs
+    }
+
+    /// Trains (the rest of) the current epoch; stops after the running mini-batch once `stop` is
+    /// set. `on_batch` sees the progress after every mini-batch.
+    pub fn run_epoch(
+        &mut self,
+        data: &Dataset,
+        stop: &AtomicBool,
+        mut on_batch: impl FnMut(&Progress),
+    ) -> EpochEnd {
+        self.ensure_persistent(data.len());
+        let (order, betas) = epoch_plan(&self.hp, self.progress.epoch, data.len());
+        let lrs = self.hp.learning_rates(self.progress.epoch);
+        let batches = data.len() / self.hp.batch_size;
+        while self.progress.batch < batches {
+            if stop.load(Ordering::SeqCst) {
+                return EpochEnd::Interrupted;
+            }
+            let started = Instant::now();
+            let b = self.progress.batch;
+            let indices = &order[b * self.hp.batch_size..(b + 1) * self.hp.batch_size];
+            let (correct, energy) = self.train_batch(data, indices, betas[b], &lrs);
+            let p = &mut self.progress;
+            p.batch += 1;
+            p.correct += correct as u64;
+            p.seen += indices.len() as u64;
+            p.energy_sum += energy;
+            p.seconds += started.elapsed().as_secs_f64();
+            on_batch(p);
+        }
+        let p = std::mem::take(&mut self.progress);
+        self.progress.epoch = p.epoch + 1;
+        EpochEnd::Completed(EpochSummary {
+            epoch: p.epoch + 1,
+            train_error: 100.0 * (1.0 - p.correct as f64 / p.seen.max(1) as f64),
+            mean_energy: p.energy_sum / p.seen.max(1) as f64,
+            seconds: p.seconds,
+            samples_per_second: p.seen as f64 / p.seconds.max(1e-9),
+        })
+    }
+
+    fn ensure_persistent(&mut self, n: usize) {
+        let stale = |p: &Vec<Matrix>| p.last().is_none_or(|m| m.rows() != n);
+        if self.hp.persistent && self.persistent.as_ref().is_none_or(stale) {
+            // Layer 0 is the clamped input: nothing to remember there.
+            let rows = |k: usize| if k == 0 { 0 } else { n };
+            self.persistent = Some(
+                self.hp
+                    .layers
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &u)| Matrix::zeros(rows(k), u))
+                    .collect(),
+            );
+        }
+    }
+
+    /// One EqProp step on the examples `indices`; returns (correct predictions, energy sum).
+    fn train_batch(
+        &mut self,
+        data: &Dataset,
+        indices: &[usize],
+        beta: f32,
+        lrs: &[f32],
+    ) -> (usize, f64) {
+        let hp = &self.hp;
+        let net = &self.net;
+        let persistent = self.persistent.as_deref();
+        let starts = chunk_starts(&self.particles);
+        let work = self
+            .particles
+            .par_iter_mut()
+            .zip(&mut self.stats)
+            .zip(starts);
+        work.for_each(|((p, stats), at)| {
+            let rows = &indices[at..at + p.batch()];
+            load_examples(p, data, rows, hp);
+            if let Some(saved) = persistent {
+                copy_rows(saved, rows, &mut p.free.layers);
+            }
+            p.free_phase(net, hp.t_free, hp.eps);
+            stats.correct = count_correct(p.free.output(), &p.target);
+            p.relax.energy(net, &p.free, &mut stats.energy);
+            p.nudged_phases(net, hp.nudging, hp.t_nudge, hp.eps, beta);
+        });
+        let mut at = 0;
+        for p in &self.particles {
+            if let Some(saved) = &mut self.persistent {
+                copy_rows_back(&p.free.layers, &indices[at..at + p.batch()], saved);
+            }
+            at += p.batch();
+        }
+        apply_update(&mut self.net, lrs, &mut self.particles, hp.nudging, beta);
+        let correct = self.stats.iter().map(|s| s.correct).sum();
+        let energy = self
+            .stats
+            .iter()
+            .flat_map(|s| &s.energy)
+            .map(|&e| e as f64)
+            .sum();
+        (correct, energy)
+    }
+}
+
+/// Fills the inputs and one-hot targets of a chunk.
+fn load_examples(p: &mut Particles, data: &Dataset, indices: &[usize], hp: &Hyperparams) {
+    p.target.fill(hp.target_off);
+    for (r, &i) in indices.iter().enumerate() {
+        p.free.set_row(0, r, data.image(i));
+        p.target.set(r, data.labels[i] as usize, hp.target_on);
+        if !hp.persistent {
+            for layer in p.free.layers.iter_mut().skip(1) {
+                layer.row_mut(r).fill(0.0);
+            }
+        }
+    }
+}
+
+/// Copies saved rows `indices` of every free layer into the chunk's states.
+fn copy_rows(saved: &[Matrix], indices: &[usize], layers: &mut [Matrix]) {
+    for (k, layer) in layers.iter_mut().enumerate().skip(1) {
+        for (r, &i) in indices.iter().enumerate() {
+            layer.row_mut(r).copy_from_slice(saved[k].row(i));
+        }
+    }
+}
+
+/// Stores the chunk's free fixed points as the new persistent states of `indices`.
+fn copy_rows_back(layers: &[Matrix], indices: &[usize], saved: &mut [Matrix]) {
+    for (k, layer) in layers.iter().enumerate().skip(1) {
+        for (r, &i) in indices.iter().enumerate() {
+            saved[k].row_mut(i).copy_from_slice(layer.row(r));
+        }
+    }
+}
+
+/// Offset of each chunk's first example within the mini-batch.
+fn chunk_starts(particles: &[Particles]) -> Vec<usize> {
+    particles
+        .iter()
+        .scan(0, |at, p| Some(std::mem::replace(at, *at + p.batch())))
+        .collect()
+}
+
+fn count_correct(output: &Matrix, target: &Matrix) -> usize {
+    (0..output.rows())
+        .filter(|&r| output.argmax_row(r) == target.argmax_row(r))
+        .count()
+}
+
+/// Sizes of the parallel chunks of a mini-batch: as even as possible, at most [`CHUNK`] each.
+pub fn chunk_sizes(batch: usize) -> Vec<usize> {
+    let count = batch.div_ceil(CHUNK).max(1);
+    (0..count)
+        .map(|i| batch / count + usize::from(i < batch % count))
+        .collect()
+}
+
+/// The shuffled example order and the per-batch signed `beta` of an epoch.
+pub fn epoch_plan(hp: &Hyperparams, epoch: usize, n: usize) -> (Vec<usize>, Vec<f32>) {
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(hp.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rng);
+    let betas = (0..n / hp.batch_size)
+        .map(|_| match hp.nudging {
+            Nudging::RandomSign if rng.random_bool(0.5) => -hp.beta,
+            _ => hp.beta,
+        })
+        .collect();
+    (order, betas)
+}
+
+/// Test error and mean free energy: the free phase alone, in parallel chunks.
+pub fn evaluate(net: &Network, hp: &Hyperparams, data: &Dataset) -> Evaluation {
+    const EVAL_CHUNK: usize = 250;
+    let indices: Vec<usize> = (0..data.len()).collect();
+    let (wrong, energy) = indices
+        .par_chunks(EVAL_CHUNK)
+        .map(|idx| {
+            let mut p = Particles::new(&hp.layers, idx.len());
+            load_examples(
+                &mut p,
+                data,
+                idx,
+                &Hyperparams {
+                    persistent: false,
+                    ..hp.clone()
+                },
+            );
+            p.free_phase(net, hp.t_free, hp.eps);
+            let mut energy = vec![0.0; idx.len()];
+            p.relax.energy(net, &p.free, &mut energy);
+            let wrong = idx.len() - count_correct(p.free.output(), &p.target);
+            (wrong, energy.iter().map(|&e| e as f64).sum::<f64>())
+        })
+        .reduce(|| (0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let n = data.len().max(1) as f64;
+    Evaluation {
+        error: 100.0 * wrong as f64 / n,
+        mean_energy: energy / n,
+    }
+}
