@@ -30,6 +30,8 @@ enum Command {
     Train(Box<TrainArgs>),
     /// Report the test error of a checkpoint.
     Eval(EvalArgs),
+    /// Time training epochs against the PyTorch baseline on the same data and settings.
+    Bench(Box<BenchArgs>),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -117,9 +119,12 @@ struct Overrides {
     /// Persistent particles: each example's free phase starts from its last fixed point.
     #[arg(long)]
     persistent: Option<bool>,
-    /// Output targets for the wrong classes and the right one, e.g. 0,1.
-    #[arg(long, value_delimiter = ',', num_args = 2)]
-    targets: Option<Vec<f32>>,
+    /// Output target of the wrong classes (paper: 0).
+    #[arg(long)]
+    target_off: Option<f32>,
+    /// Output target of the right class (paper: 1).
+    #[arg(long)]
+    target_on: Option<f32>,
     #[arg(long)]
     seed: Option<u64>,
 }
@@ -148,9 +153,8 @@ impl Overrides {
         if o.constant_lr {
             hp.schedule = Schedule::Constant;
         }
-        if let Some(t) = &o.targets {
-            (hp.target_off, hp.target_on) = (t[0], t[1]);
-        }
+        set(&mut hp.target_off, o.target_off);
+        set(&mut hp.target_on, o.target_on);
     }
 }
 
@@ -170,10 +174,39 @@ struct EvalArgs {
     threads: Option<usize>,
 }
 
+#[derive(Args, Debug)]
+struct BenchArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Hyperparameters of both sides.
+    #[arg(long, default_value = "paper")]
+    preset: String,
+    /// Training epochs per timed run.
+    #[arg(long, default_value_t = 2)]
+    epochs: usize,
+    /// Interleaved rounds (eqprop, PyTorch, eqprop, PyTorch, ...); medians are reported.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Threads for both sides.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// The PyTorch baseline script.
+    #[arg(long, default_value = "bench/eqprop_torch.py")]
+    torch_script: PathBuf,
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Time only this implementation.
+    #[arg(long)]
+    no_torch: bool,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train(*args),
         Command::Eval(args) => eval(args),
+        Command::Bench(args) => bench(*args),
     }
 }
 
@@ -363,6 +396,141 @@ fn eval(args: EvalArgs) -> Result<()> {
         result.error,
         testset.len(),
         result.mean_energy
+    );
+    Ok(())
+}
+
+/// Seconds per training epoch (each epoch of a fresh run) and the final test error.
+fn time_eqprop(hp: &Hyperparams, trainset: &Dataset, testset: &Dataset) -> Result<(Vec<f64>, f64)> {
+    let mut trainer = Trainer::new(hp.clone())?;
+    let stop = AtomicBool::new(false);
+    let mut seconds = Vec::new();
+    while !trainer.finished() {
+        if let EpochEnd::Completed(s) = trainer.run_epoch(trainset, &stop, |_| {}) {
+            seconds.push(s.seconds);
+        }
+    }
+    Ok((
+        seconds,
+        train::evaluate(trainer.network(), hp, testset).error,
+    ))
+}
+
+/// Runs the PyTorch baseline with the same hyperparameters; returns its `RESULT` JSON.
+fn time_torch(args: &BenchArgs, hp: &Hyperparams, data_dir: &Path) -> Result<serde_json::Value> {
+    let join = |v: &[f32]| v.iter().map(f32::to_string).collect::<Vec<_>>().join(",");
+    let layers = hp
+        .layers
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut cmd = std::process::Command::new(&args.python);
+    cmd.arg(&args.torch_script).arg("--data-dir").arg(data_dir);
+    cmd.args(["--layers", &layers, "--lr", &join(&hp.lr)]);
+    for (flag, value) in [
+        ("--batch-size", hp.batch_size.to_string()),
+        ("--t1", hp.t_free.to_string()),
+        ("--t2", hp.t_nudge.to_string()),
+        ("--eps", hp.eps.to_string()),
+        ("--beta", hp.beta.to_string()),
+        ("--epochs", hp.epochs.to_string()),
+        ("--seed", hp.seed.to_string()),
+        ("--threads", args.threads.to_string()),
+    ] {
+        cmd.args([flag, &value]);
+    }
+    match hp.nudging {
+        Nudging::RandomSign => drop(cmd.arg("--random-sign")),
+        Nudging::Symmetric => drop(cmd.arg("--symmetric")),
+        Nudging::Positive => {}
+    }
+    if hp.persistent {
+        cmd.arg("--persistent");
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {} {}", args.python, args.torch_script.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find_map(|l| l.strip_prefix("RESULT "));
+    match (out.status.success(), line) {
+        (true, Some(json)) => Ok(serde_json::from_str(json)?),
+        _ => bail!(
+            "the PyTorch baseline failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("no output")
+        ),
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    init_threads(Some(args.threads))?;
+    let mut hp = Hyperparams::preset(&args.preset)?;
+    args.overrides.apply(&mut hp);
+    hp.epochs = args.epochs;
+    hp.validate()?;
+    let data_dir = data::dataset_dir(args.data.data_dir.as_deref(), args.data.dataset);
+    let trainset = args.data.load(Split::Train)?;
+    let testset = args.data.load(Split::Test)?;
+    let flops = eqprop::bench::epoch_flops(&hp, &trainset);
+    let peak = eqprop::bench::peak_gflops(args.threads);
+    eprintln!(
+        "bench: {} x {} epochs of {:?} on {} ({} images), {} threads",
+        args.rounds,
+        args.epochs,
+        hp.layers,
+        args.data.dataset,
+        trainset.len(),
+        args.threads
+    );
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut our_error, mut their_error) = (f64::NAN, f64::NAN);
+    for round in 1..=args.rounds {
+        let (seconds, error) = time_eqprop(&hp, &trainset, &testset)?;
+        eprintln!("round {round}: eqprop  {seconds:.3?} s/epoch, test error {error:.2}%");
+        ours.extend(seconds);
+        our_error = error;
+        if !args.no_torch {
+            let result = time_torch(&args, &hp, &data_dir)?;
+            let seconds: Vec<f64> =
+                serde_json::from_value(result["train_seconds_per_epoch"].clone())?;
+            their_error = result["final_test_error"].as_f64().unwrap_or(f64::NAN);
+            eprintln!("round {round}: pytorch {seconds:.3?} s/epoch, test error {their_error:.2}%");
+            theirs.extend(seconds);
+        }
+    }
+    let ours = median(&mut ours);
+    let floor = flops.performed / (peak * 1e9);
+    println!(
+        "| implementation | s/epoch (median) | test error after {} epochs |",
+        args.epochs
+    );
+    println!("|---|---|---|");
+    println!("| eqprop (Rust, CPU) | {ours:.3} | {our_error:.2}% |");
+    if !theirs.is_empty() {
+        let theirs = median(&mut theirs);
+        println!("| PyTorch loop (bench/eqprop_torch.py) | {theirs:.3} | {their_error:.2}% |");
+        println!("speed-up: {:.1}x", theirs / ours);
+    }
+    println!(
+        "work per epoch: {:.2} GFLOP performed ({:.2} GFLOP with dense input products); measured GEMM peak {peak:.1} GFLOP/s on {} threads",
+        flops.performed / 1e9,
+        flops.dense / 1e9,
+        args.threads
+    );
+    println!(
+        "floor: {:.3} s/epoch; eqprop runs at {:.1}x the floor ({:.1} GFLOP/s)",
+        floor,
+        ours / floor,
+        flops.performed / ours / 1e9
     );
     Ok(())
 }

@@ -278,10 +278,18 @@ impl Relaxation {
         }
     }
 
-    /// Per-sample energy `E` of `state` (using the cached input drive and scratch buffers).
+    /// Per-sample energy `E` of `state` without the constant self terms of the clamped layers
+    /// (using the cached input drive and scratch buffers).
     pub fn energy(&mut self, net: &Network, state: &State, out: &mut [f32]) {
         let input_product = self.has_input_product.then_some(&self.input_product);
-        energy_into(net, &state.layers, input_product, &mut self.drive, out);
+        energy_into(
+            net,
+            &state.layers,
+            input_product,
+            &self.clamped,
+            &mut self.drive,
+            out,
+        );
     }
 }
 

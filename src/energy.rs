@@ -13,18 +13,21 @@ use crate::tensor::Matrix;
 /// Per-sample energy `E` of a batch of states, written into `out`.
 ///
 /// `lower[k]` is scratch of shape `batch x sizes[k]` (index 0 unused). When `input_product` is
-/// given it must hold `s_0 W_1` (the dynamics cache it), which skips the largest product.
+/// given it must hold `s_0 W_1` (the dynamics cache it), which skips the largest product. The
+/// self terms `1/2 ||s_k||^2 - b_k . s_k` of layers flagged in `constant` are left out: for a
+/// clamped layer they are a constant of the phase.
 pub fn energy_into(
     net: &Network,
     states: &[Matrix],
     input_product: Option<&Matrix>,
+    constant: &[bool],
     lower: &mut [Matrix],
     out: &mut [f32],
 ) {
     let batch = states[0].rows();
     assert_eq!(out.len(), batch, "one energy per sample");
     out.fill(0.0);
-    for (k, s) in states.iter().enumerate() {
+    for (k, s) in states.iter().enumerate().filter(|&(k, _)| !constant[k]) {
         let b = net.bias(k);
         for (e, row) in out.iter_mut().zip(s.as_slice().chunks_exact(s.cols())) {
             *e += row
@@ -65,7 +68,14 @@ pub fn energy(net: &Network, states: &[Matrix]) -> Vec<f32> {
         .map(|&n| Matrix::zeros(batch, n))
         .collect();
     let mut out = vec![0.0; batch];
-    energy_into(net, states, None, &mut lower, &mut out);
+    energy_into(
+        net,
+        states,
+        None,
+        &vec![false; states.len()],
+        &mut lower,
+        &mut out,
+    );
     out
 }
 

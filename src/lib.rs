@@ -13,6 +13,7 @@
 //! Modules follow the paper: [`network`] (couplings), [`energy`], [`dynamics`] (relaxation),
 //! [`learning_rule`] (the EqProp update), [`data`], [`train`]; [`backend`] holds the kernels.
 pub mod backend;
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

@@ -292,9 +292,10 @@ fn count_correct(output: &Matrix, target: &Matrix) -> usize {
         .count()
 }
 
-/// Sizes of the parallel chunks of a mini-batch: as even as possible, at most [`CHUNK`] each.
+/// Sizes of the parallel chunks of a mini-batch: at least two (so two cores share even a small
+/// batch), at most [`CHUNK`] samples each, as even as possible.
 pub fn chunk_sizes(batch: usize) -> Vec<usize> {
-    let count = batch.div_ceil(CHUNK).max(1);
+    let count = batch.div_ceil(CHUNK).max(2).min(batch.max(1));
     (0..count)
         .map(|i| batch / count + usize::from(i < batch % count))
         .collect()

@@ -1,0 +1,89 @@
+//! Counting the work of an epoch, and the machine's floor for it.
+//!
+//! FLOPs are counted as 2 per multiply-add, for the work the CPU backend actually does: the input
+//! drive and the `W_1` update touch only non-zero pixels; every relaxation step computes both
+//! directions of every free-to-free coupling.
+
+use crate::config::Hyperparams;
+use crate::data::Dataset;
+use crate::learning_rule::Nudging;
+use std::time::Instant;
+
+/// Floating-point operations of one training epoch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochFlops {
+    /// What this implementation computes (sparse input).
+    pub performed: f64,
+    /// What the same algorithm costs with dense input products (the PyTorch baseline
+    /// additionally recomputes the input drive at every step, which is more still).
+    pub dense: f64,
+}
+
+/// FLOPs of one epoch of `hp` on `data` (mini-batches that do not fill up are dropped).
+pub fn epoch_flops(hp: &Hyperparams, data: &Dataset) -> EpochFlops {
+    let samples = (data.len() / hp.batch_size * hp.batch_size) as f64;
+    let nonzero =
+        data.images.iter().filter(|&&v| v != 0.0).count() as f64 / data.len().max(1) as f64;
+    let sizes = &hp.layers;
+    let first = sizes[1] as f64;
+    let free_couplings: f64 = sizes.windows(2).skip(1).map(|w| (w[0] * w[1]) as f64).sum();
+    let nudged_phases = if hp.nudging == Nudging::Symmetric {
+        2.0
+    } else {
+        1.0
+    };
+    let steps = hp.t_free as f64 + nudged_phases * hp.t_nudge as f64;
+    let relax = steps * 2.0 * 2.0 * free_couplings;
+    // Two products per upper coupling in the update (nudged and reference outer products).
+    let upper_update = 2.0 * 2.0 * free_couplings;
+    let per_sample = |input: f64| 2.0 * input * first + relax + 2.0 * input * first + upper_update;
+    EpochFlops {
+        performed: samples * per_sample(nonzero),
+        dense: samples * per_sample(sizes[0] as f64),
+    }
+}
+
+/// Measured single-precision GEMM rate of this machine (GFLOP/s) on a large square product with
+/// `threads` threads: the practical peak the floor is computed against.
+pub fn peak_gflops(threads: usize) -> f64 {
+    const N: usize = 1024;
+    let a = vec![1.0f32; N * N];
+    let b = vec![0.5f32; N * N];
+    let mut c = vec![0.0f32; N * N];
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let start = Instant::now();
+        // SAFETY: three distinct N x N row-major buffers, strides (1, N).
+        unsafe {
+            gemm::gemm(
+                N,
+                N,
+                N,
+                c.as_mut_ptr(),
+                1,
+                N as isize,
+                false,
+                a.as_ptr(),
+                1,
+                N as isize,
+                b.as_ptr(),
+                1,
+                N as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    assert!(c[0] > 0.0);
+    2.0 * (N * N * N) as f64 / best / 1e9
+}

@@ -1,0 +1,216 @@
+//! The `eqprop` command line: bad input gives clear errors, Ctrl-C saves, --resume continues.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn data_root() -> PathBuf {
+    std::env::var_os("EQPROP_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")))
+}
+
+fn eqprop() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eqprop"));
+    cmd.env("EQPROP_DATA_DIR", data_root());
+    cmd
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("eqprop-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A failed run: exit code 1, an `error:` line, and no panic.
+fn assert_clear_error(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("error:") && !err.contains("panicked"),
+        "{err}"
+    );
+    for needle in needles {
+        assert!(err.contains(needle), "expected '{needle}' in: {err}");
+    }
+}
+
+const SMALL: [&str; 6] = [
+    "--train-limit",
+    "1000",
+    "--layers",
+    "784,30,10",
+    "--epochs",
+    "1",
+];
+
+#[test]
+fn missing_data_offline_says_which_files_to_put_where() {
+    let empty = temp_dir("nodata");
+    let out = eqprop()
+        .args(["train", "--data-dir"])
+        .arg(&empty)
+        .args(["--mirror", "http://127.0.0.1:9/", "--out"])
+        .arg(empty.join("run"))
+        .output()
+        .unwrap();
+    let wanted = empty.join("mnist").join("train-images-idx3-ubyte.gz");
+    assert_clear_error(
+        &out,
+        &[wanted.to_str().unwrap(), "t10k-labels-idx1-ubyte.gz"],
+    );
+}
+
+#[test]
+fn bad_hyperparameters_are_named() {
+    let dir = temp_dir("badhp");
+    let out = eqprop()
+        .args(["train", "--lr", "0.1", "--out"])
+        .arg(&dir)
+        .args(SMALL)
+        .output()
+        .unwrap();
+    assert_clear_error(&out, &["learning rates"]);
+    let out = eqprop()
+        .args(["train", "--eps", "2", "--out"])
+        .arg(&dir)
+        .args(SMALL)
+        .output()
+        .unwrap();
+    assert_clear_error(&out, &["eps"]);
+    let out = eqprop()
+        .args(["train", "--preset", "nope", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_clear_error(&out, &["unknown preset 'nope'"]);
+}
+
+#[test]
+fn eval_of_a_missing_or_corrupt_checkpoint_names_it() {
+    let dir = temp_dir("badckpt");
+    let missing = dir.join("none.safetensors");
+    let out = eqprop()
+        .args(["eval", "--checkpoint"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_clear_error(&out, &["none.safetensors"]);
+    let corrupt = dir.join("corrupt.safetensors");
+    std::fs::write(&corrupt, [0u8; 7]).unwrap();
+    let out = eqprop()
+        .args(["eval", "--checkpoint"])
+        .arg(&corrupt)
+        .output()
+        .unwrap();
+    assert_clear_error(&out, &["corrupt.safetensors"]);
+}
+
+#[test]
+fn an_existing_run_is_not_overwritten_without_force() {
+    let dir = temp_dir("existing");
+    let out = eqprop()
+        .args(["train", "--out"])
+        .arg(&dir)
+        .args(SMALL)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for file in ["checkpoint.safetensors", "metrics.jsonl", "curve.svg"] {
+        assert!(dir.join(file).exists(), "{file} missing");
+    }
+    let out = eqprop()
+        .args(["train", "--out"])
+        .arg(&dir)
+        .args(SMALL)
+        .output()
+        .unwrap();
+    assert_clear_error(&out, &["--resume", "--force"]);
+    let out = eqprop()
+        .args(["eval", "--checkpoint"])
+        .arg(dir.join("checkpoint.safetensors"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("test error"),
+        "{text}{}",
+        stderr(&out)
+    );
+}
+
+fn wait_for(path: &Path, limit: Duration) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed() < limit, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Ctrl-C mid-epoch saves a checkpoint and exits 130; `--resume` finishes the run with exactly
+/// the weights of an uninterrupted run.
+#[test]
+fn ctrl_c_saves_and_resume_matches_an_uninterrupted_run() {
+    let args = [
+        "--train-limit",
+        "4000",
+        "--layers",
+        "784,100,10",
+        "--t-free",
+        "80",
+        "--epochs",
+        "3",
+    ];
+    let straight = temp_dir("straight");
+    let out = eqprop()
+        .args(["train", "--out"])
+        .arg(&straight)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let broken = temp_dir("broken");
+    let mut child = eqprop()
+        .args(["train", "--out"])
+        .arg(&broken)
+        .args(args)
+        .spawn()
+        .unwrap();
+    wait_for(&broken.join("metrics.jsonl"), Duration::from_secs(60));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "Ctrl-C must save and exit with 130"
+    );
+    let out = eqprop()
+        .args(["train", "--resume", "--out"])
+        .arg(&broken)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("resuming"));
+
+    let a = eqprop::checkpoint::load(&straight.join("checkpoint.safetensors")).unwrap();
+    let b = eqprop::checkpoint::load(&broken.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(
+        a.network, b.network,
+        "resumed run differs from the uninterrupted one"
+    );
+    assert_eq!(b.progress.epoch, 3);
+}
