@@ -80,25 +80,29 @@ impl FusedCouplings {
     }
 }
 
-/// Scratch for one sample: a padded drive row per layer, the compacted non-zero sources, and a
-/// zero-padded copy of a source row for the dot form.
+/// Scratch for a pair of samples: two padded drive rows per layer (`2 k` and `2 k + 1`) and the
+/// compacted non-zero sources.
 #[derive(Clone, Debug, Default)]
 pub struct FusedScratch {
     drive: Vec<Vec<f32>>,
     index: Vec<u32>,
     value: Vec<f32>,
-    source: Vec<f32>,
 }
 
 impl FusedScratch {
     pub fn new(sizes: &[usize]) -> Self {
         let widest = padded(sizes.iter().copied().max().unwrap_or(0));
         Self {
-            drive: sizes.iter().map(|&n| vec![0.0; padded(n)]).collect(),
+            drive: sizes.iter().flat_map(|&n| [vec![0.0; padded(n)], vec![0.0; padded(n)]]).collect(),
             index: vec![0; widest],
             value: vec![0.0; widest],
-            source: vec![0.0; widest],
         }
+    }
+
+    /// Both drive rows of layer `k`.
+    fn two_drives(&mut self, k: usize) -> [&mut [f32]; 2] {
+        let (a, b) = self.drive[2 * k..2 * k + 2].split_at_mut(1);
+        [&mut a[0][..], &mut b[0][..]]
     }
 }
 
@@ -127,69 +131,72 @@ fn relax_fused_impl<const FMA: bool>(
     scratch: &mut FusedScratch,
 ) {
     let layers = states.len();
-    let free = |k: usize| k < layers && !ph.clamped[k];
-    for r in 0..states[0].rows() {
+    let free: Vec<usize> = (0..layers).filter(|&k| !ph.clamped[k]).collect();
+    let batch = states[0].rows();
+    // Samples go in pairs: the dot products of a narrow layer then read each coupling once for
+    // both samples.
+    for first in (0..batch).step_by(2) {
+        let pair = [first, (first + 1).min(batch - 1)];
+        let count = if first + 1 < batch { 2 } else { 1 };
         for _ in 0..ph.steps {
-            for k in (0..layers).filter(|&k| free(k)) {
-                let mut d = std::mem::take(&mut scratch.drive[k]);
-                let mut init = Some(ph.fixed[k].row(r));
-                if k > 0 && free(k - 1) {
-                    accumulate::<FMA>(
-                        &mut d,
-                        init.take(),
-                        states[k - 1].row(r),
-                        &ph.couplings.down[k],
-                        scratch,
-                    );
-                }
-                if free(k + 1) {
-                    accumulate::<FMA>(
-                        &mut d,
-                        init.take(),
-                        states[k + 1].row(r),
-                        &ph.couplings.up[k],
-                        scratch,
-                    );
-                }
-                if let Some(fixed) = init {
-                    d[..fixed.len()].copy_from_slice(fixed);
-                }
-                scratch.drive[k] = d;
+            for &k in &free {
+                drive_layer::<FMA>(ph, states, scratch, k, &pair[..count]);
             }
-            for k in (0..layers).filter(|&k| free(k)) {
+            for &k in &free {
                 let n = states[k].cols();
-                let target = ph
-                    .nudge
-                    .filter(|n| n.0 == k)
-                    .map(|(_, beta, t)| (beta, t.row(r)));
-                step_row(states[k].row_mut(r), &scratch.drive[k][..n], ph.eps, target);
+                for (slot, &r) in pair[..count].iter().enumerate() {
+                    let nudge = ph.nudge.filter(|n| n.0 == k);
+                    let target = nudge.map(|(_, beta, t)| (beta, t.row(r)));
+                    let d = &scratch.drive[2 * k + slot][..n];
+                    step_row(states[k].row_mut(r), d, ph.eps, target);
+                }
             }
         }
     }
 }
 
-/// `d = init + src M`, or `d += src M` without `init` (rows form); or the same with
-/// `d[j] += src . M[j, :]` (dot form, for a narrow `d`). The rows form takes only the non-zero
-/// sources, compacted first without branches.
+/// Computes the drive of layer `k` for the samples `rows` (one or two) into their scratch rows.
 #[inline(always)]
-fn accumulate<const FMA: bool>(
-    d: &mut [f32],
-    init: Option<&[f32]>,
-    src: &[f32],
-    m: &PaddedRows,
+fn drive_layer<const FMA: bool>(
+    ph: &FusedPhase,
+    states: &[Matrix],
     scratch: &mut FusedScratch,
+    k: usize,
+    rows: &[usize],
 ) {
-    if is_narrow(d.len()) {
-        if let Some(init) = init {
-            d[..init.len()].copy_from_slice(init);
-        }
-        let source = &mut scratch.source[..m.stride];
-        source[..src.len()].copy_from_slice(src);
-        source[src.len()..].fill(0.0);
-        return dots::<FMA>(d, source, m);
+    let layers = states.len();
+    let free = |j: usize| j < layers && !ph.clamped[j];
+    let terms = [
+        (k > 0 && free(k - 1)).then(|| (k - 1, &ph.couplings.down[k])),
+        free(k + 1).then(|| (k + 1, &ph.couplings.up[k])),
+    ];
+    for (slot, &r) in rows.iter().enumerate() {
+        let fixed = ph.fixed[k].row(r);
+        scratch.drive[2 * k + slot][..fixed.len()].copy_from_slice(fixed);
     }
+    for (source, m) in terms.into_iter().flatten() {
+        if is_narrow(states[k].cols()) {
+            let [d0, d1] = scratch.two_drives(k);
+            let src0 = states[source].row(rows[0]);
+            match rows {
+                [_, r1] => dots2::<FMA>([d0, d1], [src0, states[source].row(*r1)], m),
+                _ => dots::<FMA>(d0, src0, m),
+            }
+        } else {
+            for (slot, &r) in rows.iter().enumerate() {
+                let mut d = std::mem::take(&mut scratch.drive[2 * k + slot]);
+                accumulate::<FMA>(&mut d, states[source].row(r), m, scratch);
+                scratch.drive[2 * k + slot] = d;
+            }
+        }
+    }
+}
+
+/// `d += src M` in rows form, over the non-zero sources only (compacted first, without branches).
+#[inline(always)]
+fn accumulate<const FMA: bool>(d: &mut [f32], src: &[f32], m: &PaddedRows, scratch: &mut FusedScratch) {
     let count = compact(src, &mut scratch.index, &mut scratch.value);
-    rows_accumulate_sparse::<FMA>(d, init, &scratch.index[..count], &scratch.value[..count], m);
+    rows_accumulate_sparse::<FMA>(d, &scratch.index[..count], &scratch.value[..count], m);
 }
 
 /// Writes the non-zero entries of `src` to the front of `index` / `value`; returns their count.
@@ -204,19 +211,9 @@ fn compact(src: &[f32], index: &mut [u32], value: &mut [f32]) -> usize {
     count
 }
 
-/// `d = init + sum_t value[t] * m[index[t], :]` over the padded width of `d` (`init` defaults
-/// to `d` itself; a shorter `init` leaves the padding lanes as they were).
+/// `d += sum_t value[t] * m[index[t], :]` over the padded width of `d`.
 #[inline(always)]
-fn rows_accumulate_sparse<const FMA: bool>(
-    d: &mut [f32],
-    init: Option<&[f32]>,
-    index: &[u32],
-    value: &[f32],
-    m: &PaddedRows,
-) {
-    if let Some(init) = init {
-        d[..init.len()].copy_from_slice(init);
-    }
+fn rows_accumulate_sparse<const FMA: bool>(d: &mut [f32], index: &[u32], value: &[f32], m: &PaddedRows) {
     #[cfg(target_arch = "x86_64")]
     if FMA {
         // SAFETY: FMA is only true on the AVX2+FMA path chosen by `simd_dispatch`.
@@ -230,7 +227,7 @@ fn rows_accumulate_sparse<const FMA: bool>(
     }
 }
 
-/// `d[j] += src . m[j, :]` for the rows `j < d.len()` of `m`; `src` is padded to `m.stride`.
+/// `d[j] += src . m[j, :]` for the rows `j < d.len()` of `m` (`src` no longer than a row).
 #[inline(always)]
 fn dots<const FMA: bool>(d: &mut [f32], src: &[f32], m: &PaddedRows) {
     #[cfg(target_arch = "x86_64")]
@@ -239,12 +236,22 @@ fn dots<const FMA: bool>(d: &mut [f32], src: &[f32], m: &PaddedRows) {
         return unsafe { avx2::dots(d, src, m) };
     }
     for (j, x) in d.iter_mut().enumerate().take(m.rows) {
-        let row = &m.data[j * m.stride..(j + 1) * m.stride];
-        *x += row
-            .iter()
-            .zip(src)
-            .fold(0.0, |acc, (&w, &s)| fmadd::<FMA>(w, s, acc));
+        let row = &m.data[j * m.stride..j * m.stride + src.len()];
+        *x += row.iter().zip(src).fold(0.0, |acc, (&w, &s)| fmadd::<FMA>(w, s, acc));
     }
+}
+
+/// [`dots`] for two samples at once: each row of `m` is read once for both.
+#[inline(always)]
+fn dots2<const FMA: bool>(d: [&mut [f32]; 2], src: [&[f32]; 2], m: &PaddedRows) {
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        // SAFETY: FMA is only true on the AVX2+FMA path chosen by `simd_dispatch`.
+        return unsafe { avx2::dots2(d, src, m) };
+    }
+    let [d0, d1] = d;
+    dots::<FMA>(d0, src[0], m);
+    dots::<FMA>(d1, src[1], m);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -311,56 +318,79 @@ mod avx2 {
     }
 
     /// Dot products of `src` with the first `d.len()` (at most `m.rows`) rows of `m`, four rows at
-    /// a time with two accumulators each, so every load of `src` serves four rows and the FMA
-    /// latency is hidden.
+    /// a time, so every load of `src` serves four rows; the last partial vector is done in scalar.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dots(d: &mut [f32], src: &[f32], m: &PaddedRows) {
         let rows = d.len().min(m.rows);
-        assert!(
-            src.len() == m.stride
-                && m.stride.is_multiple_of(LANES)
-                && m.data.len() >= rows * m.stride
-        );
+        assert!(src.len() <= m.stride && m.data.len() >= rows * m.stride);
         let mut j = 0;
-        // SAFETY: rows j..j+R < m.rows, and each row read covers [0, stride) inside m.data.
+        // SAFETY: rows j..j+R < m.rows; each row read covers [0, src.len()) inside m.data.
         unsafe {
             while j + 4 <= rows {
-                let sums = dot_rows::<4>(src, m.data.as_ptr().add(j * m.stride), m.stride);
-                d[j..j + 4].iter_mut().zip(sums).for_each(|(x, s)| *x += s);
+                let sums = dot_rows::<4, 1>([src, src], m.data.as_ptr().add(j * m.stride), m.stride);
+                d[j..j + 4].iter_mut().zip(sums[0]).for_each(|(x, s)| *x += s);
                 j += 4;
             }
             while j < rows {
-                let [sum] = dot_rows::<1>(src, m.data.as_ptr().add(j * m.stride), m.stride);
-                d[j] += sum;
+                let sums = dot_rows::<1, 1>([src, src], m.data.as_ptr().add(j * m.stride), m.stride);
+                d[j] += sums[0][0];
                 j += 1;
             }
         }
     }
 
-    #[inline(always)]
-    unsafe fn dot_rows<const R: usize>(src: &[f32], m: *const f32, stride: usize) -> [f32; R] {
+    /// [`dots`] for two source rows (of equal length) at once.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dots2(d: [&mut [f32]; 2], src: [&[f32]; 2], m: &PaddedRows) {
+        let [d0, d1] = d;
+        let rows = d0.len().min(d1.len()).min(m.rows);
+        assert!(src[0].len() == src[1].len() && src[0].len() <= m.stride);
+        assert!(m.data.len() >= rows * m.stride);
+        let mut j = 0;
+        // SAFETY: as in `dots`.
         unsafe {
-            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            while j + 4 <= rows {
+                let [s0, s1] = dot_rows::<4, 2>(src, m.data.as_ptr().add(j * m.stride), m.stride);
+                d0[j..j + 4].iter_mut().zip(s0).for_each(|(x, s)| *x += s);
+                d1[j..j + 4].iter_mut().zip(s1).for_each(|(x, s)| *x += s);
+                j += 4;
+            }
+            while j < rows {
+                let [s0, s1] = dot_rows::<1, 2>(src, m.data.as_ptr().add(j * m.stride), m.stride);
+                d0[j] += s0[0];
+                d1[j] += s1[0];
+                j += 1;
+            }
+        }
+    }
+
+    /// Dot products of `S` sources with `R` consecutive rows of `m` (one accumulator each).
+    #[inline(always)]
+    unsafe fn dot_rows<const R: usize, const S: usize>(
+        src: [&[f32]; 2],
+        m: *const f32,
+        stride: usize,
+    ) -> [[f32; R]; S] {
+        let n = src[0].len();
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); R]; S];
             let mut at = 0;
-            while at + 2 * LANES <= stride {
-                let x0 = _mm256_loadu_ps(src.as_ptr().add(at));
-                let x1 = _mm256_loadu_ps(src.as_ptr().add(at + LANES));
-                for (r, a) in acc.iter_mut().enumerate() {
-                    let row = m.add(r * stride + at);
-                    a[0] = _mm256_fmadd_ps(x0, _mm256_loadu_ps(row), a[0]);
-                    a[1] = _mm256_fmadd_ps(x1, _mm256_loadu_ps(row.add(LANES)), a[1]);
+            while at + LANES <= n {
+                let x: [__m256; S] = std::array::from_fn(|t| _mm256_loadu_ps(src[t].as_ptr().add(at)));
+                for r in 0..R {
+                    let w = _mm256_loadu_ps(m.add(r * stride + at));
+                    for t in 0..S {
+                        acc[t][r] = _mm256_fmadd_ps(x[t], w, acc[t][r]);
+                    }
                 }
-                at += 2 * LANES;
+                at += LANES;
             }
-            if at < stride {
-                let x0 = _mm256_loadu_ps(src.as_ptr().add(at));
-                for (r, a) in acc.iter_mut().enumerate() {
-                    a[0] = _mm256_fmadd_ps(x0, _mm256_loadu_ps(m.add(r * stride + at)), a[0]);
+            let mut sums = [[0.0; R]; S];
+            for t in 0..S {
+                for r in 0..R {
+                    let tail: f32 = (at..n).map(|i| src[t][i] * *m.add(r * stride + i)).sum();
+                    sums[t][r] = horizontal_sum(acc[t][r]) + tail;
                 }
-            }
-            let mut sums = [0.0; R];
-            for (sum, [a, b]) in sums.iter_mut().zip(acc) {
-                *sum = horizontal_sum(_mm256_add_ps(a, b));
             }
             sums
         }
