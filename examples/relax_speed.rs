@@ -23,7 +23,10 @@ fn fastest(reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
-    let batch: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let batch: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
     let kernel = match std::env::args().nth(2).as_deref() {
         Some("gemm") => Kernel::Gemm,
         Some("fused") => Kernel::Fused,
@@ -34,13 +37,21 @@ fn main() {
     let net = Network::glorot(&sizes, &mut rng).unwrap();
     let mut state = State::zeros(&sizes, batch);
     for v in state.layers[0].as_mut_slice() {
-        *v = if rng.random_bool(0.19) { rng.random_range(0.0..1.0) } else { 0.0 };
+        *v = if rng.random_bool(0.19) {
+            rng.random_range(0.0..1.0)
+        } else {
+            0.0
+        };
     }
     let clamped = [true, false, false];
     let mut relax = Relaxation::new(&sizes, batch).with_kernel(kernel);
     let reps = 2000 / batch;
     let prepare = fastest(reps, || relax.prepare(&net, &state, &clamped));
-    let phase = Phase { steps: 24, eps: 0.5, nudge: None };
+    let phase = Phase {
+        steps: 24,
+        eps: 0.5,
+        nudge: None,
+    };
     let step = fastest(reps, || relax.relax(&net, &mut state, &phase)) / 24.0;
     let mut sparse = SparseColumns::default();
     let rebuild = fastest(reps, || sparse.rebuild(&state.layers[0]));
@@ -48,7 +59,9 @@ fn main() {
     let drive = fastest(reps, || sparse.drive_into(net.weight(1), &mut d));
     let mut w = net.weight(1).clone();
     let delta = state.layers[1].clone();
-    let update = fastest(reps, || sparse.rank_update(1e-6, &delta, 0, w.as_mut_slice()));
+    let update = fastest(reps, || {
+        sparse.rank_update(1e-6, &delta, 0, w.as_mut_slice())
+    });
     let per = |us: f64| us / batch as f64;
     println!(
         "{kernel:?} batch {batch} (us/sample): prepare {:.2} [rebuild {:.2} drive {:.2}] relax-step {:.3} rank-update {:.2}",

@@ -124,7 +124,7 @@ impl Particles {
     }
 
     /// `delta = s_1^+ - s_1^-`, the factor of the sparse `W_1` update.
-    fn refresh_delta(&mut self, nudging: Nudging) {
+    pub fn refresh_delta(&mut self, nudging: Nudging) {
         let neg = match nudging {
             Nudging::Symmetric => &self.minus,
             Nudging::Positive | Nudging::RandomSign => &self.free,
@@ -150,11 +150,26 @@ impl Particles {
     }
 }
 
+/// The factor `lr_k / (beta_eff B)` of each layer's update for a mini-batch of `particles`.
+pub fn update_scales(
+    lrs: &[f32],
+    particles: &[Particles],
+    nudging: Nudging,
+    beta: f32,
+) -> Vec<f32> {
+    let batch: usize = particles.iter().map(Particles::batch).sum();
+    let beta_eff = particles[0].contrast(nudging, beta).2;
+    lrs.iter()
+        .map(|lr| lr / (beta_eff * batch as f32))
+        .collect()
+}
+
 /// Applies the EqProp update accumulated over every chunk of a mini-batch.
 ///
 /// `lrs[k-1]` is the learning rate of `W_k` and `b_k`; `beta` is the (signed) nudge strength used
 /// by [`Particles::nudged_phases`]. The `W_1` update reads only the non-zero inputs and is split
-/// across threads by rows; the other layers run beside it.
+/// across threads by rows; the other layers run beside it. (The trainer runs the same pieces on
+/// its own workers: [`update_first_layer_rows`], [`update_dense_layer`], [`update_biases`].)
 pub fn apply_update(
     net: &mut Network,
     lrs: &[f32],
@@ -162,22 +177,25 @@ pub fn apply_update(
     nudging: Nudging,
     beta: f32,
 ) {
-    let batch: usize = particles.iter().map(Particles::batch).sum();
-    let beta_eff = particles[0].contrast(nudging, beta).2;
-    let scale: Vec<f32> = lrs
-        .iter()
-        .map(|lr| lr / (beta_eff * batch as f32))
-        .collect();
     for p in particles.iter_mut() {
         p.refresh_delta(nudging);
     }
+    let scale = update_scales(lrs, particles, nudging, beta);
     let (weights, biases) = net.params_mut();
     let (w1, upper) = weights
         .split_first_mut()
         .expect("a network has at least one coupling");
     let particles = &*particles;
     rayon::join(
-        || update_first_layer(w1, scale[0], particles, nudging, beta),
+        || {
+            let half = w1.rows().div_ceil(2);
+            let units = w1.cols();
+            let (top, bottom) = w1.as_mut_slice().split_at_mut(half * units);
+            rayon::join(
+                || update_first_layer_rows(top, 0, scale[0], particles, nudging, beta),
+                || update_first_layer_rows(bottom, half, scale[0], particles, nudging, beta),
+            );
+        },
         || {
             for (i, w) in upper.iter_mut().enumerate() {
                 update_dense_layer(w, i + 2, scale[i + 1], particles, nudging, beta);
@@ -187,33 +205,45 @@ pub fn apply_update(
     );
 }
 
-/// `W_1 += c X^T (s_1^+ - s_1^-)`, over the non-zero inputs, two row blocks in parallel.
-fn update_first_layer(
-    w1: &mut Matrix,
+/// `W_1[rows] += c X^T (s_1^+ - s_1^-)` for the block of rows starting at `first_row` (`block`
+/// holds whole rows), over the non-zero inputs. Needs [`Particles::refresh_delta`] first.
+pub fn update_first_layer_rows(
+    block: &mut [f32],
+    first_row: usize,
     c: f32,
     particles: &[Particles],
     nudging: Nudging,
     beta: f32,
 ) {
-    let units = w1.cols();
-    let rows = w1.rows();
-    let sparse_ok = particles.iter().all(|p| p.relax.sparse_input().is_some());
-    if !sparse_ok {
-        return update_dense_layer(w1, 1, c, particles, nudging, beta);
-    }
-    let half = rows.div_ceil(2);
-    let (top, bottom) = w1.as_mut_slice().split_at_mut(half * units);
-    let run = |block: &mut [f32], first_row: usize| {
-        for p in particles {
-            let sparse = p.relax.sparse_input().expect("checked above");
-            sparse.rank_update(c, &p.delta, first_row, block);
+    for p in particles {
+        match p.relax.sparse_input() {
+            Some(sparse) => sparse.rank_update(c, &p.delta, first_row, block),
+            None => {
+                // The input was not clamped (no sparse copy of it): outer products row by row.
+                let (pos, neg, _) = p.contrast(nudging, beta);
+                let units = p.delta.cols();
+                for (i, wrow) in block.chunks_exact_mut(units).enumerate() {
+                    for r in 0..p.batch() {
+                        let (a, b) = (
+                            pos.layers[0].get(r, first_row + i),
+                            neg.layers[0].get(r, first_row + i),
+                        );
+                        for ((w, &x), &y) in wrow
+                            .iter_mut()
+                            .zip(pos.layers[1].row(r))
+                            .zip(neg.layers[1].row(r))
+                        {
+                            *w += c * (a * x - b * y);
+                        }
+                    }
+                }
+            }
         }
-    };
-    rayon::join(|| run(top, 0), || run(bottom, half));
+    }
 }
 
 /// `W_k += c (s_{k-1}^+^T s_k^+ - s_{k-1}^-^T s_k^-)` with two GEMMs per chunk.
-fn update_dense_layer(
+pub fn update_dense_layer(
     w: &mut Matrix,
     k: usize,
     c: f32,
@@ -243,7 +273,7 @@ fn update_dense_layer(
 }
 
 /// `b_k += c_k sum_batch (s_k^+ - s_k^-)` for every layer above the input.
-fn update_biases(
+pub fn update_biases(
     biases: &mut [Vec<f32>],
     scale: &[f32],
     particles: &[Particles],

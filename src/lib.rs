@@ -22,5 +22,6 @@ pub mod energy;
 pub mod learning_rule;
 pub mod metrics;
 pub mod network;
+pub mod parallel;
 pub mod tensor;
 pub mod train;

@@ -6,8 +6,11 @@
 
 use crate::config::{ConfigError, Hyperparams};
 use crate::data::Dataset;
-use crate::learning_rule::{Nudging, Particles, apply_update};
+use crate::learning_rule::{
+    Nudging, Particles, update_biases, update_dense_layer, update_first_layer_rows, update_scales,
+};
 use crate::network::Network;
+use crate::parallel::{Shared, run_workers};
 use crate::tensor::Matrix;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -150,27 +153,13 @@ impl Trainer {
         &mut self,
         data: &Dataset,
         stop: &AtomicBool,
-        mut on_batch: impl FnMut(&Progress),
+        on_batch: impl FnMut(&Progress) + Send,
     ) -> EpochEnd {
         self.ensure_persistent(data.len());
         let (order, betas) = epoch_plan(&self.hp, self.progress.epoch, data.len());
         let lrs = self.hp.learning_rates(self.progress.epoch);
-        let batches = data.len() / self.hp.batch_size;
-        while self.progress.batch < batches {
-            if stop.load(Ordering::SeqCst) {
-                return EpochEnd::Interrupted;
-            }
-            let started = Instant::now();
-            let b = self.progress.batch;
-            let indices = &order[b * self.hp.batch_size..(b + 1) * self.hp.batch_size];
-            let (correct, energy) = self.train_batch(data, indices, betas[b], &lrs);
-            let p = &mut self.progress;
-            p.batch += 1;
-            p.correct += correct as u64;
-            p.seen += indices.len() as u64;
-            p.energy_sum += energy;
-            p.seconds += started.elapsed().as_secs_f64();
-            on_batch(p);
+        if !self.train_batches(data, &order, &betas, &lrs, stop, on_batch) {
+            return EpochEnd::Interrupted;
         }
         let p = std::mem::take(&mut self.progress);
         self.progress.epoch = p.epoch + 1;
@@ -181,6 +170,120 @@ impl Trainer {
             seconds: p.seconds,
             samples_per_second: p.seen as f64 / p.seconds.max(1e-9),
         })
+    }
+
+    /// The mini-batches of the epoch from `progress.batch` on; false if `stop` ended it early.
+    ///
+    /// Workers (as many as the thread pool has, at most one per chunk) meet at two barriers per
+    /// mini-batch. Phase 1: each relaxes its own chunks (reading the network, writing only its
+    /// chunks' particles and statistics). Phase 2: each updates its own block of `W_1` rows; the
+    /// upper layers go round-robin; worker 0 also updates the biases, the persistent states and
+    /// the progress (reading every chunk). No two workers touch the same data within a phase.
+    fn train_batches(
+        &mut self,
+        data: &Dataset,
+        order: &[usize],
+        betas: &[f32],
+        lrs: &[f32],
+        stop: &AtomicBool,
+        on_batch: impl FnMut(&Progress) + Send,
+    ) -> bool {
+        let hp = self.hp.clone();
+        let batches = data.len() / hp.batch_size;
+        let chunks = self.particles.len();
+        let workers = rayon::current_num_threads().clamp(1, chunks);
+        let starts = chunk_starts(&self.particles);
+        let (weights, biases) = self.net.raw_parts();
+        let w1 = &mut self.net.weights_mut()[0];
+        let (w1_rows, w1_cols) = (w1.rows(), w1.cols());
+        let w1_data = Shared(w1.as_mut_slice().as_mut_ptr());
+        let (weights, biases) = (Shared(weights), Shared(biases));
+        let net = Shared(&mut self.net as *mut Network);
+        let particles = Shared(self.particles.as_mut_ptr());
+        let stats = Shared(self.stats.as_mut_ptr());
+        let persistent = Shared(&mut self.persistent as *mut Option<Vec<Matrix>>);
+        let progress = Shared(&mut self.progress as *mut Progress);
+        let on_batch = std::sync::Mutex::new(on_batch);
+        let halt = AtomicBool::new(false);
+        run_workers(workers, |t, barrier| {
+            loop {
+                if t == 0 {
+                    // SAFETY: between barriers only worker 0 touches the progress.
+                    let b = unsafe { (*progress.ptr()).batch };
+                    halt.store(
+                        b >= batches || stop.load(Ordering::SeqCst),
+                        Ordering::SeqCst,
+                    );
+                }
+                if barrier.wait().is_err() || halt.load(Ordering::SeqCst) {
+                    break;
+                }
+                let started = Instant::now();
+                // SAFETY (phase 1): the network and persistent states are only read; chunk c
+                // (particles and stats) belongs to worker c % workers alone.
+                let b = unsafe { (*progress.ptr()).batch };
+                let indices = &order[b * hp.batch_size..(b + 1) * hp.batch_size];
+                for c in (t..chunks).step_by(workers) {
+                    let (p, stat) =
+                        unsafe { (&mut *particles.ptr().add(c), &mut *stats.ptr().add(c)) };
+                    let saved = unsafe { (*persistent.ptr()).as_deref() };
+                    let net = unsafe { &*net.ptr() };
+                    relax_chunk(
+                        net,
+                        &hp,
+                        p,
+                        stat,
+                        data,
+                        &indices[starts[c]..starts[c] + p.batch()],
+                        saved,
+                        betas[b],
+                    );
+                }
+                if barrier.wait().is_err() {
+                    break;
+                }
+                // SAFETY (phase 2): every chunk is only read; W_1 rows are split in disjoint
+                // blocks; upper layer k belongs to worker (k - 2) % workers; biases, persistent
+                // states and progress to worker 0.
+                let all = unsafe { std::slice::from_raw_parts(particles.ptr(), chunks) };
+                let scale = update_scales(lrs, all, hp.nudging, betas[b]);
+                let (first, last) = (t * w1_rows / workers, (t + 1) * w1_rows / workers);
+                let block = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        w1_data.ptr().add(first * w1_cols),
+                        (last - first) * w1_cols,
+                    )
+                };
+                update_first_layer_rows(block, first, scale[0], all, hp.nudging, betas[b]);
+                for k in (2..hp.layers.len()).filter(|k| (k - 2) % workers == t) {
+                    let w = unsafe { &mut *weights.ptr().add(k - 1) };
+                    update_dense_layer(w, k, scale[k - 1], all, hp.nudging, betas[b]);
+                }
+                if t == 0 {
+                    let biases =
+                        unsafe { std::slice::from_raw_parts_mut(biases.ptr(), hp.layers.len()) };
+                    update_biases(biases, &scale, all, hp.nudging, betas[b]);
+                    let stats = unsafe { std::slice::from_raw_parts(stats.ptr(), chunks) };
+                    let progress = unsafe { &mut *progress.ptr() };
+                    if let Some(saved) = unsafe { (*persistent.ptr()).as_mut() } {
+                        for (p, &at) in all.iter().zip(&starts) {
+                            copy_rows_back(&p.free.layers, &indices[at..at + p.batch()], saved);
+                        }
+                    }
+                    progress.batch += 1;
+                    progress.correct += stats.iter().map(|s| s.correct as u64).sum::<u64>();
+                    progress.seen += indices.len() as u64;
+                    progress.energy_sum += stats
+                        .iter()
+                        .flat_map(|s| &s.energy)
+                        .map(|&e| e as f64)
+                        .sum::<f64>();
+                    progress.seconds += started.elapsed().as_secs_f64();
+                    (on_batch.lock().expect("progress callback"))(progress);
+                }
+            }
+        });
+        self.progress.batch >= batches
     }
 
     fn ensure_persistent(&mut self, n: usize) {
@@ -198,52 +301,30 @@ impl Trainer {
             );
         }
     }
+}
 
-    /// One EqProp step on the examples `indices`; returns (correct predictions, energy sum).
-    fn train_batch(
-        &mut self,
-        data: &Dataset,
-        indices: &[usize],
-        beta: f32,
-        lrs: &[f32],
-    ) -> (usize, f64) {
-        let hp = &self.hp;
-        let net = &self.net;
-        let persistent = self.persistent.as_deref();
-        let starts = chunk_starts(&self.particles);
-        let work = self
-            .particles
-            .par_iter_mut()
-            .zip(&mut self.stats)
-            .zip(starts);
-        work.for_each(|((p, stats), at)| {
-            let rows = &indices[at..at + p.batch()];
-            load_examples(p, data, rows, hp);
-            if let Some(saved) = persistent {
-                copy_rows(saved, rows, &mut p.free.layers);
-            }
-            p.free_phase(net, hp.t_free, hp.eps);
-            stats.correct = count_correct(p.free.output(), &p.target);
-            p.relax.energy(net, &p.free, &mut stats.energy);
-            p.nudged_phases(net, hp.nudging, hp.t_nudge, hp.eps, beta);
-        });
-        let mut at = 0;
-        for p in &self.particles {
-            if let Some(saved) = &mut self.persistent {
-                copy_rows_back(&p.free.layers, &indices[at..at + p.batch()], saved);
-            }
-            at += p.batch();
-        }
-        apply_update(&mut self.net, lrs, &mut self.particles, hp.nudging, beta);
-        let correct = self.stats.iter().map(|s| s.correct).sum();
-        let energy = self
-            .stats
-            .iter()
-            .flat_map(|s| &s.energy)
-            .map(|&e| e as f64)
-            .sum();
-        (correct, energy)
+/// Phase 1 of a mini-batch for one chunk: load its examples, relax the free phase, record the
+/// prediction and energy, relax the nudged phase(s), and form the `W_1` update factor.
+#[allow(clippy::too_many_arguments)]
+fn relax_chunk(
+    net: &Network,
+    hp: &Hyperparams,
+    p: &mut Particles,
+    stats: &mut ChunkStats,
+    data: &Dataset,
+    rows: &[usize],
+    saved: Option<&[Matrix]>,
+    beta: f32,
+) {
+    load_examples(p, data, rows, hp);
+    if let Some(saved) = saved {
+        copy_rows(saved, rows, &mut p.free.layers);
     }
+    p.free_phase(net, hp.t_free, hp.eps);
+    stats.correct = count_correct(p.free.output(), &p.target);
+    p.relax.energy(net, &p.free, &mut stats.energy);
+    p.nudged_phases(net, hp.nudging, hp.t_nudge, hp.eps, beta);
+    p.refresh_delta(hp.nudging);
 }
 
 /// Fills the inputs and one-hot targets of a chunk.

@@ -115,9 +115,7 @@ fn serve(
         match listener.accept() {
             Ok((stream, _)) => {
                 served += 1;
-                if let Some(path) = handle(stream, &files) {
-                    requests.lock().unwrap().push(path);
-                }
+                handle(stream, &files, &requests);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(2));
@@ -128,7 +126,13 @@ fn serve(
 }
 
 /// Serves one request; returns the requested path.
-fn handle(stream: TcpStream, files: &HashMap<String, Vec<u8>>) -> Option<String> {
+/// Serves one request; logs its path before answering, so a client that has its answer always
+/// finds the request in the log.
+fn handle(
+    stream: TcpStream,
+    files: &HashMap<String, Vec<u8>>,
+    log: &Mutex<Vec<String>>,
+) -> Option<()> {
     stream.set_nonblocking(false).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(stream.try_clone().ok()?);
@@ -141,6 +145,7 @@ fn handle(stream: TcpStream, files: &HashMap<String, Vec<u8>>) -> Option<String>
         }
     }
     let path = request_line.split_whitespace().nth(1)?.to_string();
+    log.lock().unwrap().push(path.clone());
     let mut stream = stream;
     let (status, body): (&str, &[u8]) = match files.get(&path) {
         Some(body) => ("200 OK", body),
@@ -153,7 +158,7 @@ fn handle(stream: TcpStream, files: &HashMap<String, Vec<u8>>) -> Option<String>
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(body);
     let _ = stream.flush();
-    Some(path)
+    Some(())
 }
 
 /// A base URL on which nothing listens.

@@ -173,3 +173,19 @@ fn corrupt_checkpoints_are_clear_errors() {
     let err = checkpoint::load(&foreign).unwrap_err().to_string();
     assert!(err.contains("not an eqprop checkpoint"), "{err}");
 }
+
+/// Chunking depends on the batch size only, so one worker and two give bit-identical weights.
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let mut train_set = mnist(Split::Train);
+    train_set.truncate(600);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut trainer = Trainer::new(small_hyperparams()).unwrap();
+            train_epochs(&mut trainer, &train_set);
+            trainer.network().clone()
+        })
+    };
+    assert_eq!(run(1), run(2));
+}

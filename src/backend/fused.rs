@@ -93,7 +93,10 @@ impl FusedScratch {
     pub fn new(sizes: &[usize]) -> Self {
         let widest = padded(sizes.iter().copied().max().unwrap_or(0));
         Self {
-            drive: sizes.iter().flat_map(|&n| [vec![0.0; padded(n)], vec![0.0; padded(n)]]).collect(),
+            drive: sizes
+                .iter()
+                .flat_map(|&n| [vec![0.0; padded(n)], vec![0.0; padded(n)]])
+                .collect(),
             index: vec![0; widest],
             value: vec![0.0; widest],
         }
@@ -194,7 +197,12 @@ fn drive_layer<const FMA: bool>(
 
 /// `d += src M` in rows form, over the non-zero sources only (compacted first, without branches).
 #[inline(always)]
-fn accumulate<const FMA: bool>(d: &mut [f32], src: &[f32], m: &PaddedRows, scratch: &mut FusedScratch) {
+fn accumulate<const FMA: bool>(
+    d: &mut [f32],
+    src: &[f32],
+    m: &PaddedRows,
+    scratch: &mut FusedScratch,
+) {
     let count = compact(src, &mut scratch.index, &mut scratch.value);
     rows_accumulate_sparse::<FMA>(d, &scratch.index[..count], &scratch.value[..count], m);
 }
@@ -213,7 +221,12 @@ fn compact(src: &[f32], index: &mut [u32], value: &mut [f32]) -> usize {
 
 /// `d += sum_t value[t] * m[index[t], :]` over the padded width of `d`.
 #[inline(always)]
-fn rows_accumulate_sparse<const FMA: bool>(d: &mut [f32], index: &[u32], value: &[f32], m: &PaddedRows) {
+fn rows_accumulate_sparse<const FMA: bool>(
+    d: &mut [f32],
+    index: &[u32],
+    value: &[f32],
+    m: &PaddedRows,
+) {
     #[cfg(target_arch = "x86_64")]
     if FMA {
         // SAFETY: FMA is only true on the AVX2+FMA path chosen by `simd_dispatch`.
@@ -237,7 +250,10 @@ fn dots<const FMA: bool>(d: &mut [f32], src: &[f32], m: &PaddedRows) {
     }
     for (j, x) in d.iter_mut().enumerate().take(m.rows) {
         let row = &m.data[j * m.stride..j * m.stride + src.len()];
-        *x += row.iter().zip(src).fold(0.0, |acc, (&w, &s)| fmadd::<FMA>(w, s, acc));
+        *x += row
+            .iter()
+            .zip(src)
+            .fold(0.0, |acc, (&w, &s)| fmadd::<FMA>(w, s, acc));
     }
 }
 
@@ -327,12 +343,17 @@ mod avx2 {
         // SAFETY: rows j..j+R < m.rows; each row read covers [0, src.len()) inside m.data.
         unsafe {
             while j + 4 <= rows {
-                let sums = dot_rows::<4, 1>([src, src], m.data.as_ptr().add(j * m.stride), m.stride);
-                d[j..j + 4].iter_mut().zip(sums[0]).for_each(|(x, s)| *x += s);
+                let sums =
+                    dot_rows::<4, 1>([src, src], m.data.as_ptr().add(j * m.stride), m.stride);
+                d[j..j + 4]
+                    .iter_mut()
+                    .zip(sums[0])
+                    .for_each(|(x, s)| *x += s);
                 j += 4;
             }
             while j < rows {
-                let sums = dot_rows::<1, 1>([src, src], m.data.as_ptr().add(j * m.stride), m.stride);
+                let sums =
+                    dot_rows::<1, 1>([src, src], m.data.as_ptr().add(j * m.stride), m.stride);
                 d[j] += sums[0][0];
                 j += 1;
             }
@@ -376,11 +397,14 @@ mod avx2 {
             let mut acc = [[_mm256_setzero_ps(); R]; S];
             let mut at = 0;
             while at + LANES <= n {
-                let x: [__m256; S] = std::array::from_fn(|t| _mm256_loadu_ps(src[t].as_ptr().add(at)));
+                let mut x = [_mm256_setzero_ps(); S];
+                for (x, src) in x.iter_mut().zip(src) {
+                    *x = _mm256_loadu_ps(src.as_ptr().add(at));
+                }
                 for r in 0..R {
                     let w = _mm256_loadu_ps(m.add(r * stride + at));
-                    for t in 0..S {
-                        acc[t][r] = _mm256_fmadd_ps(x[t], w, acc[t][r]);
+                    for (acc, &x) in acc.iter_mut().zip(&x) {
+                        acc[r] = _mm256_fmadd_ps(x, w, acc[r]);
                     }
                 }
                 at += LANES;
