@@ -198,6 +198,9 @@ struct BenchArgs {
     /// Time only this implementation.
     #[arg(long)]
     no_torch: bool,
+    /// Seconds to let the machine settle before each timed run (both sides alike).
+    #[arg(long, default_value_t = 3.0)]
+    settle: f64,
     #[command(flatten)]
     overrides: Overrides,
 }
@@ -493,12 +496,15 @@ fn bench(args: BenchArgs) -> Result<()> {
     );
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     let (mut our_error, mut their_error) = (f64::NAN, f64::NAN);
+    let settle = || std::thread::sleep(std::time::Duration::from_secs_f64(args.settle));
     for round in 1..=args.rounds {
+        settle();
         let (seconds, error) = time_eqprop(&hp, &trainset, &testset)?;
         eprintln!("round {round}: eqprop  {seconds:.3?} s/epoch, test error {error:.2}%");
         ours.extend(seconds);
         our_error = error;
         if !args.no_torch {
+            settle();
             let result = time_torch(&args, &hp, &data_dir)?;
             let seconds: Vec<f64> =
                 serde_json::from_value(result["train_seconds_per_epoch"].clone())?;

@@ -180,7 +180,10 @@ fn results_do_not_depend_on_the_thread_count() {
     let mut train_set = mnist(Split::Train);
     train_set.truncate(600);
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| {
             let mut trainer = Trainer::new(small_hyperparams()).unwrap();
             train_epochs(&mut trainer, &train_set);
