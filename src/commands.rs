@@ -63,12 +63,14 @@ impl DataArgs {
 struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Starting hyperparameters: best, paper, paper-2h, paper-3h.
-    #[arg(long, default_value = "best")]
-    preset: String,
-    /// Output folder for checkpoint.safetensors, metrics.jsonl and curve.svg.
-    #[arg(long, default_value = "runs/mnist")]
-    out: PathBuf,
+    /// Starting hyperparameters: best, best-fashion, paper, paper-2h, paper-3h [default: best
+    /// for mnist, best-fashion for fashion-mnist].
+    #[arg(long)]
+    preset: Option<String>,
+    /// Output folder for checkpoint.safetensors, metrics.jsonl and curve.svg [default:
+    /// runs/<dataset>].
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Continue the run saved in --out.
     #[arg(long)]
     resume: bool,
@@ -224,6 +226,7 @@ fn init_threads(threads: Option<usize>) -> Result<()> {
 }
 
 struct RunFiles {
+    dir: PathBuf,
     checkpoint: PathBuf,
     metrics: PathBuf,
     curve: PathBuf,
@@ -232,6 +235,7 @@ struct RunFiles {
 impl RunFiles {
     fn in_dir(dir: &Path) -> Self {
         Self {
+            dir: dir.to_path_buf(),
             checkpoint: dir.join("checkpoint.safetensors"),
             metrics: dir.join("metrics.jsonl"),
             curve: dir.join("curve.svg"),
@@ -267,18 +271,26 @@ fn start_trainer(args: &TrainArgs, files: &RunFiles) -> Result<Trainer> {
     if files.checkpoint.exists() && !args.force {
         bail!(
             "{} already holds a run: pass --resume to continue it or --force to start over",
-            args.out.display()
+            files.dir.display()
         );
     }
     let _ = std::fs::remove_file(&files.metrics);
-    let mut hp = Hyperparams::preset(&args.preset)?;
+    let default = match args.data.dataset {
+        DatasetName::Mnist => "best",
+        DatasetName::FashionMnist => "best-fashion",
+    };
+    let mut hp = Hyperparams::preset(args.preset.as_deref().unwrap_or(default))?;
     args.overrides.apply(&mut hp);
     Ok(Trainer::new(hp)?)
 }
 
 fn train(args: TrainArgs) -> Result<()> {
     init_threads(args.threads)?;
-    let files = RunFiles::in_dir(&args.out);
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("runs").join(args.data.dataset.as_str()));
+    let files = RunFiles::in_dir(&dir);
     let mut trainset = args.data.load(Split::Train)?;
     if let Some(n) = args.train_limit {
         trainset.truncate(n);

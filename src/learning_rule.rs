@@ -10,7 +10,7 @@
 //! `beta -> 0` the update tends to `-lr dL/dW` with `L` the cost at the free fixed point
 //! (Scellier & Bengio 2017, Theorem 1).
 
-use crate::backend::{Transpose, matmul_acc};
+use crate::backend::{Transpose, matmul_acc, outer_acc_rows};
 use crate::dynamics::{Nudge, Phase, Relaxation, State};
 use crate::network::Network;
 use crate::tensor::Matrix;
@@ -239,6 +239,24 @@ pub fn update_first_layer_rows(
                 }
             }
         }
+    }
+}
+
+/// `W_k[rows] += c (s_{k-1}^+^T s_k^+ - s_{k-1}^-^T s_k^-)[rows]` for the block of rows starting
+/// at `first_row` (one worker's share), two GEMMs per chunk.
+pub fn update_dense_layer_rows(
+    block: &mut [f32],
+    first_row: usize,
+    k: usize,
+    c: f32,
+    particles: &[Particles],
+    nudging: Nudging,
+    beta: f32,
+) {
+    for p in particles {
+        let (pos, neg, _) = p.contrast(nudging, beta);
+        outer_acc_rows(block, first_row, &pos.layers[k - 1], &pos.layers[k], c);
+        outer_acc_rows(block, first_row, &neg.layers[k - 1], &neg.layers[k], -c);
     }
 }
 

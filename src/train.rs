@@ -7,7 +7,8 @@
 use crate::config::{ConfigError, Hyperparams};
 use crate::data::Dataset;
 use crate::learning_rule::{
-    Nudging, Particles, update_biases, update_dense_layer, update_first_layer_rows, update_scales,
+    Nudging, Particles, update_biases, update_dense_layer_rows, update_first_layer_rows,
+    update_scales,
 };
 use crate::network::Network;
 use crate::parallel::{Shared, run_workers};
@@ -193,11 +194,16 @@ impl Trainer {
         let chunks = self.particles.len();
         let workers = rayon::current_num_threads().clamp(1, chunks);
         let starts = chunk_starts(&self.particles);
-        let (weights, biases) = self.net.raw_parts();
-        let w1 = &mut self.net.weights_mut()[0];
-        let (w1_rows, w1_cols) = (w1.rows(), w1.cols());
-        let w1_data = Shared(w1.as_mut_slice().as_mut_ptr());
-        let (weights, biases) = (Shared(weights), Shared(biases));
+        let (_, biases) = self.net.raw_parts();
+        let biases = Shared(biases);
+        // Every coupling's buffer, taken once here: workers write disjoint row blocks of them.
+        let couplings: Vec<(Shared<f32>, usize, usize)> = self
+            .net
+            .weights_mut()
+            .iter_mut()
+            .map(|w| (w.rows(), w.cols(), Shared(w.as_mut_slice().as_mut_ptr())))
+            .map(|(rows, cols, data)| (data, rows, cols))
+            .collect();
         let net = Shared(&mut self.net as *mut Network);
         let particles = Shared(self.particles.as_mut_ptr());
         let stats = Shared(self.stats.as_mut_ptr());
@@ -247,17 +253,21 @@ impl Trainer {
                 // states and progress to worker 0.
                 let all = unsafe { std::slice::from_raw_parts(particles.ptr(), chunks) };
                 let scale = update_scales(lrs, all, hp.nudging, betas[b]);
-                let (first, last) = (t * w1_rows / workers, (t + 1) * w1_rows / workers);
-                let block = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        w1_data.ptr().add(first * w1_cols),
-                        (last - first) * w1_cols,
-                    )
-                };
+                // SAFETY: the row blocks of the workers are disjoint.
+                let (block, first) = unsafe { row_block(&couplings[0], t, workers) };
                 update_first_layer_rows(block, first, scale[0], all, hp.nudging, betas[b]);
-                for k in (2..hp.layers.len()).filter(|k| (k - 2) % workers == t) {
-                    let w = unsafe { &mut *weights.ptr().add(k - 1) };
-                    update_dense_layer(w, k, scale[k - 1], all, hp.nudging, betas[b]);
+                for k in 2..hp.layers.len() {
+                    // SAFETY: as above.
+                    let (block, first) = unsafe { row_block(&couplings[k - 1], t, workers) };
+                    update_dense_layer_rows(
+                        block,
+                        first,
+                        k,
+                        scale[k - 1],
+                        all,
+                        hp.nudging,
+                        betas[b],
+                    );
                 }
                 if t == 0 {
                     let biases =
@@ -301,6 +311,28 @@ impl Trainer {
             );
         }
     }
+}
+
+/// Worker `t`'s block of whole rows (of `workers` near-equal blocks) of the coupling whose buffer,
+/// rows and columns are given, and the block's first row.
+///
+/// # Safety
+/// The buffer must hold `rows x cols` floats, and no one else may touch these rows while the
+/// slice lives.
+unsafe fn row_block<'a>(
+    coupling: &(Shared<f32>, usize, usize),
+    t: usize,
+    workers: usize,
+) -> (&'a mut [f32], usize) {
+    let &(data, rows, cols) = coupling;
+    let (first, last) = (t * rows / workers, (t + 1) * rows / workers);
+    // SAFETY: inside the buffer; exclusivity is the caller's promise.
+    (
+        unsafe {
+            std::slice::from_raw_parts_mut(data.ptr().add(first * cols), (last - first) * cols)
+        },
+        first,
+    )
 }
 
 /// Phase 1 of a mini-batch for one chunk: load its examples, relax the free phase, record the

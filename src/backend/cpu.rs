@@ -65,6 +65,46 @@ pub fn matmul_acc(
     }
 }
 
+/// `W[rows] += alpha A[:, rows]^T B` for the block of rows of `W` starting at `first_row`
+/// (`block` holds whole rows of `B.cols()` floats): one worker's share of an outer-product update.
+pub fn outer_acc_rows(block: &mut [f32], first_row: usize, a: &Matrix, b: &Matrix, alpha: f32) {
+    let n = b.cols();
+    let m = block.len() / n.max(1);
+    assert_eq!(a.rows(), b.rows(), "one row per sample in both factors");
+    assert!(
+        first_row + m <= a.cols() && block.len() == m * n,
+        "block outside the matrix"
+    );
+    if m == 0 || n == 0 || a.rows() == 0 {
+        return;
+    }
+    // SAFETY: lhs element (i, s) is a[s][first_row + i], inside `a` for i < m, s < a.rows();
+    // rhs is `b` row-major; dst is `block`, m x n row-major, borrowed mutably.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            a.rows(),
+            block.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            a.as_slice().as_ptr().add(first_row),
+            a.cols() as isize,
+            1,
+            b.as_slice().as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 /// A batch of clamped inputs stored by column (pixel): for each pixel, the samples in which it is
 /// non-zero and their values. Each column has room for every sample, so it is filled in one pass
 /// without branches; rebuilt per batch into reused buffers, it never allocates once warmed up.
