@@ -166,25 +166,11 @@ impl Relaxation {
             if k > 0 && clamped[k - 1] {
                 match k {
                     1 if self.has_input_product => add(fixed, &self.input_product),
-                    _ => matmul_acc(
-                        fixed,
-                        &state.layers[k - 1],
-                        Transpose::No,
-                        net.weight(k),
-                        Transpose::No,
-                        1.0,
-                    ),
+                    _ => add_neighbour_drive(fixed, net, state, k, k - 1),
                 }
             }
             if k + 1 < net.num_layers() && clamped[k + 1] {
-                matmul_acc(
-                    fixed,
-                    &state.layers[k + 1],
-                    Transpose::No,
-                    net.weight(k + 1),
-                    Transpose::Yes,
-                    1.0,
-                );
+                add_neighbour_drive(fixed, net, state, k, k + 1);
             }
         }
     }
@@ -240,24 +226,10 @@ impl Relaxation {
             let drive = &mut self.drive[k];
             drive.copy_from(&self.fixed_drive[k]);
             if k > 0 && !self.clamped[k - 1] {
-                matmul_acc(
-                    drive,
-                    &state.layers[k - 1],
-                    Transpose::No,
-                    net.weight(k),
-                    Transpose::No,
-                    1.0,
-                );
+                add_neighbour_drive(drive, net, state, k, k - 1);
             }
             if k < last && !self.clamped[k + 1] {
-                matmul_acc(
-                    drive,
-                    &state.layers[k + 1],
-                    Transpose::No,
-                    net.weight(k + 1),
-                    Transpose::Yes,
-                    1.0,
-                );
+                add_neighbour_drive(drive, net, state, k, k + 1);
             }
         }
     }
@@ -291,6 +263,17 @@ impl Relaxation {
             out,
         );
     }
+}
+
+/// `drive_k += rho(s_j) W_k` from the layer below (`j = k - 1`) or `rho(s_j) W_{k+1}^T` from the
+/// layer above (`j = k + 1`).
+fn add_neighbour_drive(drive: &mut Matrix, net: &Network, state: &State, k: usize, j: usize) {
+    let (w, t) = if j < k {
+        (net.weight(k), Transpose::No)
+    } else {
+        (net.weight(j), Transpose::Yes)
+    };
+    matmul_acc(drive, &state.layers[j], Transpose::No, w, t, 1.0);
 }
 
 fn add(dst: &mut Matrix, src: &Matrix) {

@@ -10,7 +10,7 @@
 //! `beta -> 0` the update tends to `-lr dL/dW` with `L` the cost at the free fixed point
 //! (Scellier & Bengio 2017, Theorem 1).
 
-use crate::backend::{Transpose, matmul_acc, outer_acc_rows};
+use crate::backend::outer_acc_rows;
 use crate::dynamics::{Nudge, Phase, Relaxation, State};
 use crate::network::Network;
 use crate::tensor::Matrix;
@@ -269,25 +269,7 @@ pub fn update_dense_layer(
     nudging: Nudging,
     beta: f32,
 ) {
-    for p in particles {
-        let (pos, neg, _) = p.contrast(nudging, beta);
-        matmul_acc(
-            w,
-            &pos.layers[k - 1],
-            Transpose::Yes,
-            &pos.layers[k],
-            Transpose::No,
-            c,
-        );
-        matmul_acc(
-            w,
-            &neg.layers[k - 1],
-            Transpose::Yes,
-            &neg.layers[k],
-            Transpose::No,
-            -c,
-        );
-    }
+    update_dense_layer_rows(w.as_mut_slice(), 0, k, c, particles, nudging, beta);
 }
 
 /// `b_k += c_k sum_batch (s_k^+ - s_k^-)` for every layer above the input.

@@ -37,24 +37,48 @@ pub fn matmul_acc(
     if m == 0 || n == 0 || k == 0 {
         return;
     }
-    let c_rs = n as isize;
     // SAFETY: the strides above describe exactly the row-major buffers of `a`, `b` and `c`, whose
     // lengths are rows*cols; `c` is borrowed mutably so it aliases neither input.
+    unsafe {
+        gemm_acc(
+            (m, n, k),
+            c.as_mut_slice().as_mut_ptr(),
+            (a.as_slice().as_ptr(), a_rs, a_cs),
+            (b.as_slice().as_ptr(), b_rs, b_cs),
+            alpha,
+        );
+    }
+}
+
+/// `dst (m x n, row-major) += alpha lhs rhs` for strided `(pointer, row stride, column stride)`
+/// operands, on the calling thread.
+///
+/// # Safety
+/// Every element addressed by the shapes and strides must lie inside its buffer, and `dst` must
+/// alias neither operand.
+unsafe fn gemm_acc(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    (lhs, lhs_rs, lhs_cs): (*const f32, isize, isize),
+    (rhs, rhs_rs, rhs_cs): (*const f32, isize, isize),
+    alpha: f32,
+) {
+    // SAFETY: the caller's promise.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_slice().as_mut_ptr(),
+            dst,
             1,
-            c_rs,
+            n as isize,
             true,
-            a.as_slice().as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_slice().as_ptr(),
-            b_cs,
-            b_rs,
+            lhs,
+            lhs_cs,
+            lhs_rs,
+            rhs,
+            rhs_cs,
+            rhs_rs,
             1.0,
             alpha,
             false,
@@ -81,26 +105,12 @@ pub fn outer_acc_rows(block: &mut [f32], first_row: usize, a: &Matrix, b: &Matri
     // SAFETY: lhs element (i, s) is a[s][first_row + i], inside `a` for i < m, s < a.rows();
     // rhs is `b` row-major; dst is `block`, m x n row-major, borrowed mutably.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            a.rows(),
+        gemm_acc(
+            (m, n, a.rows()),
             block.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            a.as_slice().as_ptr().add(first_row),
-            a.cols() as isize,
-            1,
-            b.as_slice().as_ptr(),
-            1,
-            n as isize,
-            1.0,
+            (a.as_slice().as_ptr().add(first_row), 1, a.cols() as isize),
+            (b.as_slice().as_ptr(), n as isize, 1),
             alpha,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
         );
     }
 }
