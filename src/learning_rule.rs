@@ -10,7 +10,7 @@
 //! `beta -> 0` the update tends to `-lr dL/dW` with `L` the cost at the free fixed point
 //! (Scellier & Bengio 2017, Theorem 1).
 
-use crate::backend::outer_acc_rows;
+use crate::backend::{SparseColumns, outer_acc_rows, rank_update_chunks};
 use crate::dynamics::{Nudge, Phase, Relaxation, State};
 use crate::network::Network;
 use crate::tensor::Matrix;
@@ -215,27 +215,29 @@ pub fn update_first_layer_rows(
     nudging: Nudging,
     beta: f32,
 ) {
+    let sparse: Option<Vec<(&SparseColumns, &Matrix)>> = particles
+        .iter()
+        .map(|p| p.relax.sparse_input().map(|x| (x, &p.delta)))
+        .collect();
+    if let Some(chunks) = sparse {
+        return rank_update_chunks(c, &chunks, first_row, block);
+    }
     for p in particles {
-        match p.relax.sparse_input() {
-            Some(sparse) => sparse.rank_update(c, &p.delta, first_row, block),
-            None => {
-                // The input was not clamped (no sparse copy of it): outer products row by row.
-                let (pos, neg, _) = p.contrast(nudging, beta);
-                let units = p.delta.cols();
-                for (i, wrow) in block.chunks_exact_mut(units).enumerate() {
-                    for r in 0..p.batch() {
-                        let (a, b) = (
-                            pos.layers[0].get(r, first_row + i),
-                            neg.layers[0].get(r, first_row + i),
-                        );
-                        for ((w, &x), &y) in wrow
-                            .iter_mut()
-                            .zip(pos.layers[1].row(r))
-                            .zip(neg.layers[1].row(r))
-                        {
-                            *w += c * (a * x - b * y);
-                        }
-                    }
+        // The input was not clamped (no sparse copy of it): outer products row by row.
+        let (pos, neg, _) = p.contrast(nudging, beta);
+        let units = p.delta.cols();
+        for (i, wrow) in block.chunks_exact_mut(units).enumerate() {
+            for r in 0..p.batch() {
+                let (a, b) = (
+                    pos.layers[0].get(r, first_row + i),
+                    neg.layers[0].get(r, first_row + i),
+                );
+                for ((w, &x), &y) in wrow
+                    .iter_mut()
+                    .zip(pos.layers[1].row(r))
+                    .zip(neg.layers[1].row(r))
+                {
+                    *w += c * (a * x - b * y);
                 }
             }
         }

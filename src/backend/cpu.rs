@@ -1,6 +1,6 @@
 //! CPU kernels: dense GEMM through the `gemm` crate, sparse input products by hand.
 
-use super::simd::{axpy, simd_dispatch};
+use super::simd::{axpy, axpy_terms, simd_dispatch};
 use crate::tensor::Matrix;
 
 /// Whether an operand enters a product as stored or transposed.
@@ -174,14 +174,28 @@ impl SparseColumns {
     /// `W[rows] += c X^T Delta` for the weight rows `first_row..first_row + w_rows.len()/units`,
     /// where `w_rows` is that block of `W` (so threads can own disjoint blocks).
     pub fn rank_update(&self, c: f32, delta: &Matrix, first_row: usize, w_rows: &mut [f32]) {
-        sparse_rank_update(self, c, delta, first_row, w_rows);
+        rank_update_chunks(c, &[(self, delta)], first_row, w_rows);
     }
+}
+
+/// [`SparseColumns::rank_update`] summed over several chunks of a mini-batch, `(inputs, delta)`
+/// each: the lit samples of all chunks are grouped four at a time, so a weight row is loaded and
+/// stored once per four samples.
+pub fn rank_update_chunks(
+    c: f32,
+    chunks: &[(&SparseColumns, &Matrix)],
+    first_row: usize,
+    w_rows: &mut [f32],
+) {
+    sparse_rank_update(chunks, c, first_row, w_rows);
 }
 
 simd_dispatch! {
     fn sparse_drive => sparse_drive_impl(x: &SparseColumns, w: &Matrix, d: &mut Matrix)
 }
 
+/// Pixel by pixel, each weight row is read once per chunk and added to the samples whose pixel
+/// is lit.
 #[inline(always)]
 fn sparse_drive_impl<const FMA: bool>(x: &SparseColumns, w: &Matrix, d: &mut Matrix) {
     for p in 0..x.cols {
@@ -194,22 +208,34 @@ fn sparse_drive_impl<const FMA: bool>(x: &SparseColumns, w: &Matrix, d: &mut Mat
 
 simd_dispatch! {
     fn sparse_rank_update => sparse_rank_update_impl(
-        x: &SparseColumns, c: f32, delta: &Matrix, first_row: usize, w_rows: &mut [f32],
+        chunks: &[(&SparseColumns, &Matrix)], c: f32, first_row: usize, w_rows: &mut [f32],
     )
 }
 
 #[inline(always)]
 fn sparse_rank_update_impl<const FMA: bool>(
-    x: &SparseColumns,
+    chunks: &[(&SparseColumns, &Matrix)],
     c: f32,
-    delta: &Matrix,
     first_row: usize,
     w_rows: &mut [f32],
 ) {
-    for (i, wrow) in w_rows.chunks_exact_mut(delta.cols()).enumerate() {
-        for (s, v) in x.column(first_row + i) {
-            axpy::<FMA>(c * v, delta.row(s), wrow);
+    let Some(units) = chunks.first().map(|(_, delta)| delta.cols()) else {
+        return;
+    };
+    for (i, wrow) in w_rows.chunks_exact_mut(units).enumerate() {
+        let mut terms = [(0.0f32, &[][..]); 4];
+        let mut count = 0;
+        for &(x, delta) in chunks {
+            for (s, v) in x.column(first_row + i) {
+                terms[count] = (c * v, delta.row(s));
+                count += 1;
+                if count == terms.len() {
+                    axpy_terms::<FMA>(&terms, wrow);
+                    count = 0;
+                }
+            }
         }
+        axpy_terms::<FMA>(&terms[..count], wrow);
     }
 }
 

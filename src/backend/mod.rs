@@ -13,5 +13,5 @@ pub mod cpu;
 pub mod fused;
 pub mod simd;
 
-pub use cpu::{SparseColumns, Transpose, matmul_acc, outer_acc_rows, step_row};
+pub use cpu::{SparseColumns, Transpose, matmul_acc, outer_acc_rows, rank_update_chunks, step_row};
 pub use fused::{FusedCouplings, FusedPhase, FusedScratch, relax_fused};

@@ -41,6 +41,41 @@ pub fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA { a.mul_add(b, c) } else { a * b + c }
 }
 
+/// `y += sum_t a[t] x[t]` in one pass over `y` (one load and store of `y` for all `K` terms).
+#[inline(always)]
+pub fn axpy_k<const FMA: bool, const K: usize>(a: [f32; K], x: [&[f32]; K], y: &mut [f32]) {
+    let n = y.len();
+    for row in &x {
+        assert!(row.len() >= n, "term shorter than the destination");
+    }
+    for i in 0..n {
+        let mut acc = y[i];
+        for t in 0..K {
+            acc = fmadd::<FMA>(a[t], x[t][i], acc);
+        }
+        y[i] = acc;
+    }
+}
+
+/// `y += sum_t coef_t row_t` over any number of terms, four per pass over `y`.
+#[inline(always)]
+pub fn axpy_terms<const FMA: bool>(terms: &[(f32, &[f32])], y: &mut [f32]) {
+    let mut groups = terms.chunks_exact(4);
+    for g in &mut groups {
+        axpy_k::<FMA, 4>(
+            [g[0].0, g[1].0, g[2].0, g[3].0],
+            [g[0].1, g[1].1, g[2].1, g[3].1],
+            y,
+        );
+    }
+    match *groups.remainder() {
+        [(a, x), (b, u), (c, v)] => axpy_k::<FMA, 3>([a, b, c], [x, u, v], y),
+        [(a, x), (b, u)] => axpy_k::<FMA, 2>([a, b], [x, u], y),
+        [(a, x)] => axpy::<FMA>(a, x, y),
+        _ => {}
+    }
+}
+
 /// `y += a x`.
 #[inline(always)]
 pub fn axpy<const FMA: bool>(a: f32, x: &[f32], y: &mut [f32]) {
