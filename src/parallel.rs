@@ -68,10 +68,16 @@ impl Drop for PoisonOnPanic<'_> {
 /// scoped threads; returns worker 0's result. A panic in any worker is propagated.
 pub fn run_workers<R>(threads: usize, work: impl Fn(usize, &SpinBarrier) -> R + Sync) -> R {
     let barrier = SpinBarrier::new(threads);
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
     std::thread::scope(|scope| {
         for t in 1..threads {
             let (work, barrier) = (&work, &barrier);
+            let core = (cores.len() >= threads).then(|| cores[t]);
             scope.spawn(move || {
+                // A spinning worker must not share a core with another: pin it to its own.
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
                 let _guard = PoisonOnPanic(barrier);
                 drop(work(t, barrier));
             });
