@@ -68,23 +68,78 @@ impl Drop for PoisonOnPanic<'_> {
 /// scoped threads; returns worker 0's result. A panic in any worker is propagated.
 pub fn run_workers<R>(threads: usize, work: impl Fn(usize, &SpinBarrier) -> R + Sync) -> R {
     let barrier = SpinBarrier::new(threads);
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let cpus = allowed_cpus();
+    let cpu = |t: usize| (cpus.len() >= threads).then(|| cpus[t]);
     std::thread::scope(|scope| {
         for t in 1..threads {
-            let (work, barrier) = (&work, &barrier);
-            let core = (cores.len() >= threads).then(|| cores[t]);
+            let (work, barrier, cpu) = (&work, &barrier, cpu(t));
             scope.spawn(move || {
-                // A spinning worker must not share a core with another: pin it to its own.
-                if let Some(core) = core {
-                    core_affinity::set_for_current(core);
-                }
+                let _pin = cpu.map(Pinned::to);
                 let _guard = PoisonOnPanic(barrier);
                 drop(work(t, barrier));
             });
         }
+        // Spinning workers must not share a core: each is pinned to its own for the duration.
+        let _pin = cpu(0).map(Pinned::to);
         let _guard = PoisonOnPanic(&barrier);
         work(0, &barrier)
     })
+}
+
+/// The CPUs this thread may run on (empty where that cannot be asked).
+fn allowed_cpus() -> Vec<usize> {
+    #[cfg(target_os = "linux")]
+    // SAFETY: sched_getaffinity fills a cpu_set_t of the size given; CPU_ISSET reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            return (0..libc::CPU_SETSIZE as usize)
+                .filter(|&c| libc::CPU_ISSET(c, &set))
+                .collect();
+        }
+    }
+    Vec::new()
+}
+
+/// Pins the calling thread to one CPU until dropped, then restores the CPUs it had.
+struct Pinned {
+    #[cfg(target_os = "linux")]
+    previous: Option<libc::cpu_set_t>,
+}
+
+impl Pinned {
+    fn to(cpu: usize) -> Self {
+        #[cfg(target_os = "linux")]
+        // SAFETY: plain cpu_set_t values of the right size are passed to the affinity calls.
+        unsafe {
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            let mut previous: libc::cpu_set_t = std::mem::zeroed();
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            let ok = libc::sched_getaffinity(0, size, &mut previous) == 0
+                && libc::sched_setaffinity(0, size, &set) == 0;
+            Self {
+                previous: ok.then_some(previous),
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = cpu;
+            Self {}
+        }
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Some(previous) = &self.previous {
+            // SAFETY: restores the set read in `to`.
+            unsafe {
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), previous);
+            }
+        }
+    }
 }
 
 /// A raw pointer that workers may share: every use is separated by a barrier from any
