@@ -32,6 +32,10 @@ enum Command {
     Eval(EvalArgs),
     /// Time training epochs against the PyTorch baseline on the same data and settings.
     Bench(Box<BenchArgs>),
+    /// Gymnasium-compatible classic-control environments (CartPole-v1, Pendulum-v1).
+    Env(EnvArgs),
+    /// Render an episode of an environment to an animated GIF.
+    Render(RenderArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -212,6 +216,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train(*args),
         Command::Eval(args) => eval(args),
         Command::Bench(args) => bench(*args),
+        Command::Env(args) => env_command(args),
+        Command::Render(args) => render_command(args),
     }
 }
 
@@ -549,6 +555,143 @@ fn bench(args: BenchArgs) -> Result<()> {
         floor,
         ours / floor,
         flops.performed / ours / 1e9
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+struct EnvArgs {
+    #[command(subcommand)]
+    command: EnvCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum EnvCommand {
+    /// Replay a Gymnasium fixture (tools/gym_fixtures.py) and count mismatching values.
+    Replay {
+        /// The fixture JSON, e.g. tests/fixtures/gym_cartpole.json.
+        fixture: PathBuf,
+    },
+    /// Mean episode length and return of the uniformly random policy.
+    Random(EnvRandomArgs),
+}
+
+#[derive(Args, Debug)]
+struct EnvRandomArgs {
+    /// cartpole-v1 or pendulum-v1.
+    #[arg(long)]
+    env: String,
+    #[arg(long, default_value_t = 100)]
+    episodes: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum RenderPolicy {
+    Random,
+}
+
+#[derive(Args, Debug)]
+struct RenderArgs {
+    /// cartpole-v1 or pendulum-v1.
+    #[arg(long)]
+    env: String,
+    /// Who picks the actions.
+    #[arg(long, value_enum, default_value = "random")]
+    policy: RenderPolicy,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The animated GIF to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn env_command(args: EnvArgs) -> Result<()> {
+    match args.command {
+        EnvCommand::Replay { fixture } => {
+            let text = std::fs::read_to_string(&fixture)
+                .with_context(|| format!("reading {}", fixture.display()))?;
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", fixture.display()))?;
+            let rep = eqprop::env::fixture::replay(&value)
+                .map_err(|e| anyhow::anyhow!("malformed fixture {}: {e}", fixture.display()))?;
+            for d in &rep.details {
+                println!("mismatch: {d}");
+            }
+            println!(
+                "{}: {} episodes, {} steps, {} values compared, {} mismatching",
+                rep.env_id, rep.episodes, rep.steps, rep.values, rep.mismatches
+            );
+            if rep.mismatches > 0 {
+                bail!("{} mismatching values", rep.mismatches);
+            }
+            Ok(())
+        }
+        EnvCommand::Random(a) => {
+            if a.episodes == 0 {
+                bail!("--episodes must be positive");
+            }
+            let mut env = eqprop::env::make(&a.env)?;
+            let eps = eqprop::env::random_policy_episodes(env.as_mut(), a.episodes, a.seed);
+            let n = eps.len() as f64;
+            let mean_len = eps.iter().map(|e| e.0 as f64).sum::<f64>() / n;
+            let mean_ret = eps.iter().map(|e| e.1).sum::<f64>() / n;
+            println!(
+                "{}: random policy, {} episodes (seed {}): mean length {mean_len:.3}, mean return {mean_ret:.3}",
+                env.id(),
+                a.episodes,
+                a.seed
+            );
+            Ok(())
+        }
+    }
+}
+
+fn render_command(args: RenderArgs) -> Result<()> {
+    use image::codecs::gif::{GifEncoder, Repeat};
+    use image::{Delay, Frame};
+    use rand::SeedableRng;
+
+    let mut env = eqprop::env::make(&args.env)?;
+    let id = env.id();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
+    let space = env.action_space();
+    env.reset(args.seed);
+    let mut states = vec![env.state()];
+    let mut ret = 0.0;
+    loop {
+        let action = match args.policy {
+            RenderPolicy::Random => eqprop::env::sample_action(&space, &mut rng),
+        };
+        let s = env.step(&action)?;
+        ret += s.reward;
+        states.push(env.state());
+        if s.terminated || s.truncated {
+            break;
+        }
+    }
+    // Gymnasium's render_fps: 50 for CartPole, 30 for Pendulum.
+    let ms = if id.starts_with("CartPole") { 20 } else { 33 };
+    let file = std::fs::File::create(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut enc = GifEncoder::new_with_speed(std::io::BufWriter::new(file), 10);
+    enc.set_repeat(Repeat::Infinite)?;
+    for st in &states {
+        let img = eqprop::env::render::frame(id, st).context("no renderer for this env")?;
+        enc.encode_frame(Frame::from_parts(
+            img,
+            0,
+            0,
+            Delay::from_numer_denom_ms(ms, 1),
+        ))?;
+    }
+    drop(enc);
+    println!(
+        "{id}: {} steps, return {ret:.3}; wrote {} frames to {}",
+        states.len() - 1,
+        states.len(),
+        args.out.display()
     );
     Ok(())
 }

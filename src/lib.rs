@@ -19,6 +19,7 @@ pub mod config;
 pub mod data;
 pub mod dynamics;
 pub mod energy;
+pub mod env;
 pub mod learning_rule;
 pub mod metrics;
 pub mod network;
