@@ -1,6 +1,6 @@
 //! `CartPole-v1`: Gymnasium's `CartPoleEnv` (euler integrator) inside `TimeLimit(500)`.
 
-use super::{Action, Env, EnvError, Space, Step};
+use super::{Action, Env, EnvError, Space, Step, state_array};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -147,12 +147,7 @@ impl Env for CartPole {
     }
 
     fn set_state(&mut self, state: &[f64]) -> Result<(), EnvError> {
-        let s: [f64; 4] = state.try_into().map_err(|_| EnvError::WrongStateLength {
-            env: ID,
-            expected: 4,
-            got: state.len(),
-        })?;
-        self.state = Some(s);
+        self.state = Some(state_array(ID, state)?);
         Ok(())
     }
 

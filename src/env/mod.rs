@@ -174,3 +174,15 @@ pub fn random_policy_episodes(env: &mut dyn Env, episodes: usize, seed: u64) -> 
         })
         .collect()
 }
+
+/// `state` as the fixed-size state of environment `env`, or the error naming it.
+pub(crate) fn state_array<const N: usize>(
+    env: &'static str,
+    state: &[f64],
+) -> Result<[f64; N], EnvError> {
+    state.try_into().map_err(|_| EnvError::WrongStateLength {
+        env,
+        expected: N,
+        got: state.len(),
+    })
+}

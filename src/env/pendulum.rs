@@ -4,7 +4,7 @@
 //! a float32 scalar; `0.001 * u**2` and `3.0 / (m * l**2) * u` are float32 products (Python
 //! floats are "weak" scalars) that are then promoted to float64 when added to float64 terms.
 
-use super::{Action, Env, EnvError, Space, Step, np_pow2_f32, np_pow2_f64, py_mod};
+use super::{Action, Env, EnvError, Space, Step, np_pow2_f32, np_pow2_f64, py_mod, state_array};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::f64::consts::PI;
@@ -138,12 +138,7 @@ impl Env for Pendulum {
     }
 
     fn set_state(&mut self, state: &[f64]) -> Result<(), EnvError> {
-        let s: [f64; 2] = state.try_into().map_err(|_| EnvError::WrongStateLength {
-            env: ID,
-            expected: 2,
-            got: state.len(),
-        })?;
-        self.state = Some(s);
+        self.state = Some(state_array(ID, state)?);
         Ok(())
     }
 
