@@ -184,3 +184,53 @@ fn fused_and_gemm_kernels_agree() {
         assert_ne!(results[0], start, "the phase must move the state");
     }
 }
+
+/// In a nudged phase the dynamics descend the total energy `F = E + beta C`.
+#[test]
+fn total_energy_never_rises_during_nudged_relaxation() {
+    use eqprop::dynamics::Nudge;
+    use eqprop::energy::cost;
+    let sizes = [40, 30, 10];
+    let (net, mut state) = random_setup(&sizes, 6, 1.0, 21);
+    let target = Matrix::from_vec(
+        6,
+        10,
+        (0..60).map(|i| f32::from(i % 10 == i / 10)).collect(),
+    )
+    .unwrap();
+    let clamped = [true, false, false];
+    let mut relax = Relaxation::new(&sizes, 6);
+    relax.prepare(&net, &state, &clamped);
+    for beta in [0.5f32, 1.0] {
+        let total = |s: &State| -> Vec<f32> {
+            let c = cost(s.output(), &target);
+            energy(&net, &s.layers)
+                .iter()
+                .zip(c)
+                .map(|(e, c)| e + beta * c)
+                .collect()
+        };
+        let mut before = total(&state);
+        for _ in 0..40 {
+            let nudge = Nudge {
+                layer: 2,
+                beta,
+                target: &target,
+            };
+            relax.relax(
+                &net,
+                &mut state,
+                &Phase {
+                    steps: 1,
+                    eps: 0.5,
+                    nudge: Some(nudge),
+                },
+            );
+            let after = total(&state);
+            for (a, b) in after.iter().zip(&before) {
+                assert!(a - b <= 1e-4, "F rose by {} at beta {beta}", a - b);
+            }
+            before = after;
+        }
+    }
+}

@@ -149,11 +149,6 @@ impl SparseColumns {
         }
     }
 
-    /// Number of non-zero entries.
-    pub fn nnz(&self) -> usize {
-        self.count.iter().map(|&c| c as usize).sum()
-    }
-
     /// Non-zero `(sample, value)` pairs of column `p`.
     fn column(&self, p: usize) -> impl Iterator<Item = (usize, f32)> + '_ {
         let range = p * self.capacity..p * self.capacity + self.count[p] as usize;
@@ -252,21 +247,6 @@ pub fn step_row(s: &mut [f32], d: &[f32], eps: f32, nudge: Option<(f32, &[f32])>
             for (x, &d) in s.iter_mut().zip(d) {
                 *x = (*x + eps * (d - *x)).clamp(0.0, 1.0);
             }
-        }
-    }
-}
-
-/// Writes `w^T` into `t` (resized as needed).
-pub fn transpose_into(w: &Matrix, t: &mut Matrix) {
-    if (t.rows(), t.cols()) != (w.cols(), w.rows()) {
-        *t = Matrix::zeros(w.cols(), w.rows());
-    }
-    let (rows, cols) = (w.rows(), w.cols());
-    let src = w.as_slice();
-    let dst = t.as_mut_slice();
-    for i in 0..rows {
-        for j in 0..cols {
-            dst[j * rows + i] = src[i * cols + j];
         }
     }
 }
