@@ -11,7 +11,7 @@
 //! (Scellier & Bengio 2017, Theorem 1).
 
 use crate::backend::{SparseColumns, outer_acc_rows, rank_update_chunks};
-use crate::dynamics::{Nudge, Phase, Relaxation, State};
+use crate::dynamics::{Kernel, Nudge, Phase, Relaxation, State};
 use crate::network::Network;
 use crate::tensor::Matrix;
 use serde::{Deserialize, Serialize};
@@ -58,6 +58,12 @@ impl Particles {
             clamped: (0..sizes.len()).map(|k| k == 0).collect(),
             delta: Matrix::zeros(batch, sizes[1]),
         }
+    }
+
+    /// Uses `kernel` for every relaxation (the default picks by size).
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.relax = self.relax.with_kernel(kernel);
+        self
     }
 
     /// Number of samples in the chunk.
