@@ -103,6 +103,15 @@ fn tiny() -> (Vec<u8>, Vec<u8>) {
     )
 }
 
+/// The error matches the pattern and its message names the file.
+macro_rules! assert_error {
+    ($err:expr, $pattern:pat $(if $guard:expr)?, $path:expr) => {{
+        let err = &$err;
+        assert!(matches!(err, $pattern $(if $guard)?), "{err:?}");
+        assert_names(err, $path);
+    }};
+}
+
 fn assert_names(err: &DataError, path: &Path) {
     let msg = err.to_string();
     let shown = path.display().to_string();
@@ -244,26 +253,19 @@ fn bad_magic() {
     bad[3] = 0x01;
     let (ip, _) = write_split(tmp.path(), &bad, &labels);
     let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
-    assert!(
-        matches!(err, DataError::BadMagic { expected: 0x803, found: 0x801, ref path } if *path == ip),
-        "{err:?}"
-    );
-    assert_names(&err, &ip);
+    assert_error!(err, DataError::BadMagic { expected: 0x803, found: 0x801, path } if *path == ip, &ip);
     // A labels reader given a (valid) images file.
     std::fs::write(&ip, gzip(&images)).unwrap();
     let err = read_idx_labels(&ip).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::BadMagic {
-                expected: 0x801,
-                found: 0x803,
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_error!(
+        err,
+        DataError::BadMagic {
+            expected: 0x801,
+            found: 0x803,
+            ..
+        },
+        &ip
     );
-    assert_names(&err, &ip);
 }
 
 #[test]
@@ -273,18 +275,15 @@ fn bad_magic_labels() {
     let tmp = TempDir::new("magic-labels");
     let (_, lp) = write_split(tmp.path(), &images, &labels);
     let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::BadMagic {
-                expected: 0x801,
-                found: 0x803,
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_error!(
+        err,
+        DataError::BadMagic {
+            expected: 0x801,
+            found: 0x803,
+            ..
+        },
+        &lp
     );
-    assert_names(&err, &lp);
 }
 
 #[test]
@@ -302,18 +301,15 @@ fn truncated_header() {
     }
     let (_, lp) = write_split(tmp.path(), &images, &labels[..7]);
     let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::TruncatedHeader {
-                len: 7,
-                needed: 8,
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_error!(
+        err,
+        DataError::TruncatedHeader {
+            len: 7,
+            needed: 8,
+            ..
+        },
+        &lp
     );
-    assert_names(&err, &lp);
 }
 
 #[test]
@@ -322,32 +318,26 @@ fn truncated_data() {
     let tmp = TempDir::new("data");
     let (ip, _) = write_split(tmp.path(), &images[..images.len() - 1], &labels);
     let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::TruncatedData {
-                expected: 12,
-                actual: 11,
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_error!(
+        err,
+        DataError::TruncatedData {
+            expected: 12,
+            actual: 11,
+            ..
+        },
+        &ip
     );
-    assert_names(&err, &ip);
     let (_, lp) = write_split(tmp.path(), &images, &labels[..labels.len() - 1]);
     let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::TruncatedData {
-                expected: 3,
-                actual: 2,
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_error!(
+        err,
+        DataError::TruncatedData {
+            expected: 3,
+            actual: 2,
+            ..
+        },
+        &lp
     );
-    assert_names(&err, &lp);
 }
 
 #[test]
@@ -357,34 +347,28 @@ fn trailing_bytes() {
     let tmp = TempDir::new("trailing");
     let (ip, _) = write_split(tmp.path(), &images, &labels);
     let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::TrailingBytes {
-                expected: 12,
-                extra: 1,
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_error!(
+        err,
+        DataError::TrailingBytes {
+            expected: 12,
+            extra: 1,
+            ..
+        },
+        &ip
     );
-    assert_names(&err, &ip);
     images.pop();
     labels.extend_from_slice(&[1, 2]);
     let (_, lp) = write_split(tmp.path(), &images, &labels);
     let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::TrailingBytes {
-                expected: 3,
-                extra: 2,
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_error!(
+        err,
+        DataError::TrailingBytes {
+            expected: 3,
+            extra: 2,
+            ..
+        },
+        &lp
     );
-    assert_names(&err, &lp);
 }
 
 #[test]
@@ -397,14 +381,11 @@ fn huge_dimensions() {
     )
     .unwrap();
     let err = read_idx_images(&path).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::BadDimensions { .. } | DataError::TruncatedData { .. }
-        ),
-        "{err:?}"
+    assert_error!(
+        err,
+        DataError::BadDimensions { .. } | DataError::TruncatedData { .. },
+        &path
     );
-    assert_names(&err, &path);
 }
 
 #[test]
@@ -414,18 +395,15 @@ fn count_mismatch() {
     let tmp = TempDir::new("count");
     let (ip, lp) = write_split(tmp.path(), &images, &labels);
     let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::CountMismatch {
-                images: 3,
-                labels: 4,
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_error!(
+        err,
+        DataError::CountMismatch {
+            images: 3,
+            labels: 4,
+            ..
+        },
+        &ip
     );
-    assert_names(&err, &ip);
     assert_names(&err, &lp);
 }
 
@@ -438,15 +416,13 @@ fn corrupt_gzip() {
     let gz = gzip(&images);
     std::fs::write(&ip, &gz[..gz.len() / 2]).unwrap();
     let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
-    assert!(matches!(err, DataError::Gzip { .. }), "{err:?}");
-    assert_names(&err, &ip);
+    assert_error!(err, DataError::Gzip { .. }, &ip);
     // Garbage after a valid gzip header.
     let mut garbage = gz[..10].to_vec();
     garbage.extend_from_slice(&[0xff; 40]);
     std::fs::write(&ip, &garbage).unwrap();
     let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
-    assert!(matches!(err, DataError::Gzip { .. }), "{err:?}");
-    assert_names(&err, &ip);
+    assert_error!(err, DataError::Gzip { .. }, &ip);
     // A flipped CRC.
     let mut crc = gz.clone();
     let n = crc.len();
@@ -463,18 +439,15 @@ fn label_out_of_range() {
     let tmp = TempDir::new("label");
     let (_, lp) = write_split(tmp.path(), &images, &labels);
     let err = load(DatasetName::Mnist, Split::Test, tmp.path()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::BadLabel {
-                index: 1,
-                label: 10,
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_error!(
+        err,
+        DataError::BadLabel {
+            index: 1,
+            label: 10,
+            ..
+        },
+        &lp
     );
-    assert_names(&err, &lp);
 }
 
 #[test]
@@ -482,11 +455,7 @@ fn missing_file() {
     let tmp = TempDir::new("missing");
     let err = load(DatasetName::Mnist, Split::Train, tmp.path()).unwrap_err();
     let expected = tmp.path().join("train-images-idx3-ubyte.gz");
-    assert!(
-        matches!(err, DataError::NotFound { ref path } if *path == expected),
-        "{err:?}"
-    );
-    assert_names(&err, &expected);
+    assert_error!(err, DataError::NotFound { path } if *path == expected, &expected);
     assert!(err.to_string().contains("--data-dir"));
     // Images present, labels missing.
     let (images, labels) = tiny();
