@@ -47,11 +47,7 @@ fn main() {
     let mut relax = Relaxation::new(&sizes, batch).with_kernel(kernel);
     let reps = 2000 / batch;
     let prepare = fastest(reps, || relax.prepare(&net, &state, &clamped));
-    let phase = Phase {
-        steps: 24,
-        eps: 0.5,
-        nudge: None,
-    };
+    let phase = Phase::free(24, 0.5);
     let step = fastest(reps, || relax.relax(&net, &mut state, &phase)) / 24.0;
     let mut sparse = SparseColumns::default();
     let rebuild = fastest(reps, || sparse.rebuild(&state.layers[0]));

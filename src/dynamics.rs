@@ -76,6 +76,17 @@ pub struct Phase<'a> {
     pub nudge: Option<Nudge<'a>>,
 }
 
+impl Phase<'_> {
+    /// A free phase (no nudge) of `steps` steps of size `eps`.
+    pub fn free(steps: usize, eps: f32) -> Self {
+        Self {
+            steps,
+            eps,
+            nudge: None,
+        }
+    }
+}
+
 /// Which kernel relaxes a phase.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Kernel {

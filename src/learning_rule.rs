@@ -74,15 +74,8 @@ impl Particles {
     /// Clamps the input (already in `free.layers[0]`) and relaxes the free phase.
     pub fn free_phase(&mut self, net: &Network, steps: usize, eps: f32) {
         self.relax.prepare(net, &self.free, &self.clamped);
-        self.relax.relax(
-            net,
-            &mut self.free,
-            &Phase {
-                steps,
-                eps,
-                nudge: None,
-            },
-        );
+        self.relax
+            .relax(net, &mut self.free, &Phase::free(steps, eps));
     }
 
     /// Relaxes the nudged phase(s) from the free fixed point with nudge strength `beta`.

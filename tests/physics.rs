@@ -1,7 +1,7 @@
 //! The physics: relaxation descends the energy and keeps states in [0, 1].
 
-use eqprop::dynamics::{Phase, Relaxation, State};
-use eqprop::energy::energy;
+use eqprop::dynamics::{Nudge, Phase, Relaxation, State};
+use eqprop::energy::{cost, energy};
 use eqprop::network::Network;
 use eqprop::tensor::Matrix;
 use rand::{RngExt, SeedableRng};
@@ -26,12 +26,30 @@ fn random_setup(sizes: &[usize], batch: usize, weight_gain: f32, seed: u64) -> (
     (net, state)
 }
 
-/// Runs `steps` single steps of free relaxation and returns the largest per-sample energy rise.
-fn largest_energy_rise(net: &Network, state: &mut State, eps: f32, steps: usize) -> f32 {
+/// Runs `steps` single steps of relaxation (free, or nudged toward `target` with `beta`) and
+/// returns the largest per-sample rise of `F = E + beta C`, checking states stay in [0, 1].
+fn largest_rise(
+    net: &Network,
+    state: &mut State,
+    eps: f32,
+    steps: usize,
+    nudge: Option<Nudge>,
+) -> f32 {
     let clamped: Vec<bool> = (0..net.num_layers()).map(|k| k == 0).collect();
     let mut relax = Relaxation::new(net.sizes(), state.batch());
     relax.prepare(net, state, &clamped);
-    let mut before = energy(net, &state.layers);
+    let total = |s: &State| -> Vec<f32> {
+        let e = energy(net, &s.layers);
+        match nudge {
+            Some(n) => e
+                .iter()
+                .zip(cost(s.output(), n.target))
+                .map(|(e, c)| e + n.beta * c)
+                .collect(),
+            None => e,
+        }
+    };
+    let mut before = total(state);
     let mut worst = f32::NEG_INFINITY;
     for _ in 0..steps {
         relax.relax(
@@ -40,7 +58,7 @@ fn largest_energy_rise(net: &Network, state: &mut State, eps: f32, steps: usize)
             &Phase {
                 steps: 1,
                 eps,
-                nudge: None,
+                nudge,
             },
         );
         for layer in &state.layers {
@@ -49,7 +67,7 @@ fn largest_energy_rise(net: &Network, state: &mut State, eps: f32, steps: usize)
                 "state left [0, 1]"
             );
         }
-        let after = energy(net, &state.layers);
+        let after = total(state);
         for (a, b) in after.iter().zip(&before) {
             worst = worst.max(a - b);
         }
@@ -67,7 +85,7 @@ fn energy_never_rises_during_free_relaxation() {
     ] {
         for eps in [0.5, 0.25, 0.1] {
             let (net, mut state) = random_setup(&sizes, 8, 1.0, seed);
-            let rise = largest_energy_rise(&net, &mut state, eps, 60);
+            let rise = largest_rise(&net, &mut state, eps, 60, None);
             assert!(
                 rise <= 1e-4,
                 "sizes {sizes:?} eps {eps}: energy rose by {rise}"
@@ -81,7 +99,7 @@ fn energy_never_rises_during_free_relaxation() {
 #[test]
 fn energy_rises_when_the_step_is_too_large() {
     let (net, mut state) = random_setup(&[20, 64, 64, 5], 8, 6.0, 4);
-    let rise = largest_energy_rise(&net, &mut state, 1.0, 30);
+    let rise = largest_rise(&net, &mut state, 1.0, 30, None);
     assert!(
         rise > 1e-2,
         "expected an energy rise at eps = 1 with strong weights, got {rise}"
@@ -94,25 +112,9 @@ fn relaxation_reaches_a_fixed_point() {
     let clamped = [true, false, false];
     let mut relax = Relaxation::new(net.sizes(), 4);
     relax.prepare(&net, &state, &clamped);
-    relax.relax(
-        &net,
-        &mut state,
-        &Phase {
-            steps: 200,
-            eps: 0.5,
-            nudge: None,
-        },
-    );
+    relax.relax(&net, &mut state, &Phase::free(200, 0.5));
     let settled = state.clone();
-    relax.relax(
-        &net,
-        &mut state,
-        &Phase {
-            steps: 1,
-            eps: 0.5,
-            nudge: None,
-        },
-    );
+    relax.relax(&net, &mut state, &Phase::free(1, 0.5));
     let moved: f32 = state
         .layers
         .iter()
@@ -133,7 +135,7 @@ fn max_abs_diff(a: &Matrix, b: &Matrix) -> f32 {
 /// The fused per-sample kernel and the batched GEMM kernel compute the same dynamics.
 #[test]
 fn fused_and_gemm_kernels_agree() {
-    use eqprop::dynamics::{Kernel, Nudge};
+    use eqprop::dynamics::Kernel;
     let cases: [(&[usize], &[bool]); 4] = [
         (&[784, 500, 10], &[true, false, false]),
         (&[50, 40, 30, 10], &[true, false, false, false]),
@@ -149,15 +151,7 @@ fn fused_and_gemm_kernels_agree() {
             let mut state = start.clone();
             let mut relax = Relaxation::new(sizes, 5).with_kernel(kernel);
             relax.prepare(&net, &state, clamped);
-            relax.relax(
-                &net,
-                &mut state,
-                &Phase {
-                    steps: 7,
-                    eps: 0.5,
-                    nudge: None,
-                },
-            );
+            relax.relax(&net, &mut state, &Phase::free(7, 0.5));
             let nudge = Nudge {
                 layer: last,
                 beta: 0.7,
@@ -188,49 +182,17 @@ fn fused_and_gemm_kernels_agree() {
 /// In a nudged phase the dynamics descend the total energy `F = E + beta C`.
 #[test]
 fn total_energy_never_rises_during_nudged_relaxation() {
-    use eqprop::dynamics::Nudge;
-    use eqprop::energy::cost;
     let sizes = [40, 30, 10];
-    let (net, mut state) = random_setup(&sizes, 6, 1.0, 21);
-    let target = Matrix::from_vec(
-        6,
-        10,
-        (0..60).map(|i| f32::from(i % 10 == i / 10)).collect(),
-    )
-    .unwrap();
-    let clamped = [true, false, false];
-    let mut relax = Relaxation::new(&sizes, 6);
-    relax.prepare(&net, &state, &clamped);
+    let one_hot = (0..60).map(|i| f32::from(i % 10 == i / 10)).collect();
+    let target = Matrix::from_vec(6, 10, one_hot).unwrap();
     for beta in [0.5f32, 1.0] {
-        let total = |s: &State| -> Vec<f32> {
-            let c = cost(s.output(), &target);
-            energy(&net, &s.layers)
-                .iter()
-                .zip(c)
-                .map(|(e, c)| e + beta * c)
-                .collect()
+        let (net, mut state) = random_setup(&sizes, 6, 1.0, 21);
+        let nudge = Nudge {
+            layer: 2,
+            beta,
+            target: &target,
         };
-        let mut before = total(&state);
-        for _ in 0..40 {
-            let nudge = Nudge {
-                layer: 2,
-                beta,
-                target: &target,
-            };
-            relax.relax(
-                &net,
-                &mut state,
-                &Phase {
-                    steps: 1,
-                    eps: 0.5,
-                    nudge: Some(nudge),
-                },
-            );
-            let after = total(&state);
-            for (a, b) in after.iter().zip(&before) {
-                assert!(a - b <= 1e-4, "F rose by {} at beta {beta}", a - b);
-            }
-            before = after;
-        }
+        let rise = largest_rise(&net, &mut state, 0.5, 40, Some(nudge));
+        assert!(rise <= 1e-4, "F rose by {rise} at beta {beta}");
     }
 }
