@@ -40,6 +40,13 @@ fn assert_clear_error(out: &Output, needles: &[&str]) {
     }
 }
 
+/// Runs `eqprop train --out dir` with the flags `extra` and then `args`.
+fn train(dir: &Path, extra: &[&str], args: &[&str]) -> Output {
+    let mut cmd = eqprop();
+    cmd.args(["train", "--out"]).arg(dir).args(extra).args(args);
+    cmd.output().unwrap()
+}
+
 const SMALL: [&str; 6] = [
     "--train-limit",
     "1000",
@@ -69,25 +76,11 @@ fn missing_data_offline_says_which_files_to_put_where() {
 #[test]
 fn bad_hyperparameters_are_named() {
     let dir = temp_dir("badhp");
-    let out = eqprop()
-        .args(["train", "--lr", "0.1", "--out"])
-        .arg(&dir)
-        .args(SMALL)
-        .output()
-        .unwrap();
+    let out = train(&dir, &["--lr", "0.1"], &SMALL);
     assert_clear_error(&out, &["learning rates"]);
-    let out = eqprop()
-        .args(["train", "--eps", "2", "--out"])
-        .arg(&dir)
-        .args(SMALL)
-        .output()
-        .unwrap();
+    let out = train(&dir, &["--eps", "2"], &SMALL);
     assert_clear_error(&out, &["eps"]);
-    let out = eqprop()
-        .args(["train", "--preset", "nope", "--out"])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let out = train(&dir, &["--preset", "nope"], &[]);
     assert_clear_error(&out, &["unknown preset 'nope'"]);
 }
 
@@ -114,22 +107,12 @@ fn eval_of_a_missing_or_corrupt_checkpoint_names_it() {
 #[test]
 fn an_existing_run_is_not_overwritten_without_force() {
     let dir = temp_dir("existing");
-    let out = eqprop()
-        .args(["train", "--out"])
-        .arg(&dir)
-        .args(SMALL)
-        .output()
-        .unwrap();
+    let out = train(&dir, &[], &SMALL);
     assert!(out.status.success(), "{}", stderr(&out));
     for file in ["checkpoint.safetensors", "metrics.jsonl", "curve.svg"] {
         assert!(dir.join(file).exists(), "{file} missing");
     }
-    let out = eqprop()
-        .args(["train", "--out"])
-        .arg(&dir)
-        .args(SMALL)
-        .output()
-        .unwrap();
+    let out = train(&dir, &[], &SMALL);
     assert_clear_error(&out, &["--resume", "--force"]);
     let out = eqprop()
         .args(["eval", "--checkpoint"])
@@ -167,12 +150,7 @@ fn ctrl_c_saves_and_resume_matches_an_uninterrupted_run() {
         "3",
     ];
     let straight = temp_dir("straight");
-    let out = eqprop()
-        .args(["train", "--out"])
-        .arg(&straight)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = train(&straight, &[], &args);
     assert!(out.status.success(), "{}", stderr(&out));
 
     let broken = temp_dir("broken");
@@ -197,12 +175,7 @@ fn ctrl_c_saves_and_resume_matches_an_uninterrupted_run() {
         Some(130),
         "Ctrl-C must save and exit with 130"
     );
-    let out = eqprop()
-        .args(["train", "--resume", "--out"])
-        .arg(&broken)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = train(&broken, &["--resume"], &args);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("resuming"));
 
