@@ -156,12 +156,6 @@ impl Network {
         &mut self.biases
     }
 
-    /// Raw pointers to the couplings (`W_1` first) and biases, for workers that update disjoint
-    /// parts of one network at the same time (see `train`).
-    pub fn raw_parts(&mut self) -> (*mut Matrix, *mut Vec<f32>) {
-        (self.weights.as_mut_ptr(), self.biases.as_mut_ptr())
-    }
-
     /// Couplings and biases together, mutably (the learning rule updates both at once).
     pub fn params_mut(&mut self) -> (&mut [Matrix], &mut [Vec<f32>]) {
         (&mut self.weights, &mut self.biases)

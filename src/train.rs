@@ -194,15 +194,16 @@ impl Trainer {
         let chunks = self.particles.len();
         let workers = rayon::current_num_threads().clamp(1, chunks);
         let starts = chunk_starts(&self.particles);
-        let (_, biases) = self.net.raw_parts();
-        let biases = Shared(biases);
+        let biases = Shared(self.net.biases_mut().as_mut_ptr());
         // Every coupling's buffer, taken once here: workers write disjoint row blocks of them.
         let couplings: Vec<(Shared<f32>, usize, usize)> = self
             .net
             .weights_mut()
             .iter_mut()
-            .map(|w| (w.rows(), w.cols(), Shared(w.as_mut_slice().as_mut_ptr())))
-            .map(|(rows, cols, data)| (data, rows, cols))
+            .map(|w| {
+                let (rows, cols) = (w.rows(), w.cols());
+                (Shared(w.as_mut_slice().as_mut_ptr()), rows, cols)
+            })
             .collect();
         let net = Shared(&mut self.net as *mut Network);
         let particles = Shared(self.particles.as_mut_ptr());

@@ -134,7 +134,7 @@ fn relax_fused_impl<const FMA: bool>(
     scratch: &mut FusedScratch,
 ) {
     let layers = states.len();
-    let free: Vec<usize> = (0..layers).filter(|&k| !ph.clamped[k]).collect();
+    let free = || (0..layers).filter(|&k| !ph.clamped[k]);
     let batch = states[0].rows();
     // Samples go in pairs: the dot products of a narrow layer then read each coupling once for
     // both samples.
@@ -142,10 +142,10 @@ fn relax_fused_impl<const FMA: bool>(
         let pair = [first, (first + 1).min(batch - 1)];
         let count = if first + 1 < batch { 2 } else { 1 };
         for _ in 0..ph.steps {
-            for &k in &free {
+            for k in free() {
                 drive_layer::<FMA>(ph, states, scratch, k, &pair[..count]);
             }
-            for &k in &free {
+            for k in free() {
                 let n = states[k].cols();
                 for (slot, &r) in pair[..count].iter().enumerate() {
                     let nudge = ph.nudge.filter(|n| n.0 == k);
