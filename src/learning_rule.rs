@@ -221,26 +221,8 @@ pub fn update_first_layer_rows(
     if let Some(chunks) = sparse {
         return rank_update_chunks(c, &chunks, first_row, block);
     }
-    for p in particles {
-        // The input was not clamped (no sparse copy of it): outer products row by row.
-        let (pos, neg, _) = p.contrast(nudging, beta);
-        let units = p.delta.cols();
-        for (i, wrow) in block.chunks_exact_mut(units).enumerate() {
-            for r in 0..p.batch() {
-                let (a, b) = (
-                    pos.layers[0].get(r, first_row + i),
-                    neg.layers[0].get(r, first_row + i),
-                );
-                for ((w, &x), &y) in wrow
-                    .iter_mut()
-                    .zip(pos.layers[1].row(r))
-                    .zip(neg.layers[1].row(r))
-                {
-                    *w += c * (a * x - b * y);
-                }
-            }
-        }
-    }
+    // The input was not clamped (no sparse copy of it): the dense outer products.
+    update_dense_layer_rows(block, first_row, 1, c, particles, nudging, beta);
 }
 
 /// `W_k[rows] += c (s_{k-1}^+^T s_k^+ - s_{k-1}^-^T s_k^-)[rows]` for the block of rows starting
