@@ -38,10 +38,15 @@ impl PaddedRows {
         self.stride = padded(cols);
         self.data.clear();
         self.data.resize(rows * self.stride, 0.0);
-        for i in 0..rows {
-            let row = &mut self.data[i * self.stride..i * self.stride + cols];
-            for (j, v) in row.iter_mut().enumerate() {
-                *v = if transpose { m.get(j, i) } else { m.get(i, j) };
+        let stride = self.stride;
+        for (i, src) in m.as_slice().chunks_exact(m.cols().max(1)).enumerate() {
+            if transpose {
+                // Column i of the layout: element (j, i) for every source entry j.
+                for (dst, &v) in self.data[i..].iter_mut().step_by(stride).zip(src) {
+                    *dst = v;
+                }
+            } else {
+                self.data[i * stride..i * stride + cols].copy_from_slice(src);
             }
         }
     }
@@ -87,6 +92,9 @@ pub struct FusedScratch {
     drive: Vec<Vec<f32>>,
     index: Vec<u32>,
     value: Vec<f32>,
+    /// The second source list of a layer updated by [`drive_step_wide`].
+    index2: Vec<u32>,
+    value2: Vec<f32>,
 }
 
 impl FusedScratch {
@@ -99,6 +107,8 @@ impl FusedScratch {
                 .collect(),
             index: vec![0; widest],
             value: vec![0.0; widest],
+            index2: vec![0; widest],
+            value2: vec![0.0; widest],
         }
     }
 
@@ -133,8 +143,27 @@ fn relax_fused_impl<const FMA: bool>(
     states: &mut [Matrix],
     scratch: &mut FusedScratch,
 ) {
+    relax_pairs::<FMA>(ph, states, scratch, FMA);
+}
+
+/// The body of [`relax_fused`]. With `fuse_wide`, a wide layer whose free neighbours are all
+/// narrow takes drive and step in one pass (its drive never leaves the registers); this is exact
+/// because the narrow neighbours' drives are computed first, from the old states, and only then
+/// does any state change.
+#[inline(always)]
+fn relax_pairs<const FMA: bool>(
+    ph: &FusedPhase,
+    states: &mut [Matrix],
+    scratch: &mut FusedScratch,
+    fuse_wide: bool,
+) {
     let layers = states.len();
     let free = || (0..layers).filter(|&k| !ph.clamped[k]);
+    let sizes = |k: usize| states[k].cols();
+    let fused: u64 = free()
+        .filter(|&k| fuse_wide && k < 64 && one_pass(ph.clamped, k, sizes))
+        .fold(0, |bits, k| bits | 1 << k);
+    let is_fused = |k: usize| k < 64 && fused & (1 << k) != 0;
     let batch = states[0].rows();
     // Samples go in pairs: the dot products of a narrow layer then read each coupling once for
     // both samples.
@@ -142,10 +171,15 @@ fn relax_fused_impl<const FMA: bool>(
         let pair = [first, (first + 1).min(batch - 1)];
         let count = if first + 1 < batch { 2 } else { 1 };
         for _ in 0..ph.steps {
-            for k in free() {
+            for k in free().filter(|&k| !is_fused(k)) {
                 drive_layer::<FMA>(ph, states, scratch, k, &pair[..count]);
             }
-            for k in free() {
+            for k in free().filter(|&k| is_fused(k)) {
+                for &r in &pair[..count] {
+                    drive_step_wide(ph, states, scratch, k, r);
+                }
+            }
+            for k in free().filter(|&k| !is_fused(k)) {
                 let n = states[k].cols();
                 for (slot, &r) in pair[..count].iter().enumerate() {
                     let nudge = ph.nudge.filter(|n| n.0 == k);
@@ -156,6 +190,69 @@ fn relax_fused_impl<const FMA: bool>(
             }
         }
     }
+}
+
+/// Whether free layer `k` can be driven and stepped in one pass: it is wide and every free
+/// neighbour is narrow (so no neighbour needs its old state after it has moved).
+fn one_pass(clamped: &[bool], k: usize, sizes: impl Fn(usize) -> usize) -> bool {
+    let narrow_or_clamped = |j: usize| clamped[j] || is_narrow(sizes(j));
+    !is_narrow(sizes(k))
+        && (k == 0 || narrow_or_clamped(k - 1))
+        && (k + 1 >= clamped.len() || narrow_or_clamped(k + 1))
+}
+
+/// Drive and step of the wide layer `k` for sample `r` in one pass (AVX2 path only): the
+/// non-zero sources of both neighbours are compacted, then every block of units accumulates its
+/// drive in registers and steps, as [`step_row`] does, without storing the drive.
+#[inline(always)]
+fn drive_step_wide(
+    ph: &FusedPhase,
+    states: &mut [Matrix],
+    scratch: &mut FusedScratch,
+    k: usize,
+    r: usize,
+) {
+    let layers = states.len();
+    let free = |j: usize| j < layers && !ph.clamped[j];
+    let mut lists = [(0, None), (0, None)];
+    if k > 0 && free(k - 1) {
+        let n = compact(states[k - 1].row(r), &mut scratch.index, &mut scratch.value);
+        lists[0] = (n, Some(&ph.couplings.down[k]));
+    }
+    if free(k + 1) {
+        let n = compact(
+            states[k + 1].row(r),
+            &mut scratch.index2,
+            &mut scratch.value2,
+        );
+        lists[1] = (n, Some(&ph.couplings.up[k]));
+    }
+    let sources = [
+        (
+            &scratch.index[..lists[0].0],
+            &scratch.value[..lists[0].0],
+            lists[0].1,
+        ),
+        (
+            &scratch.index2[..lists[1].0],
+            &scratch.value2[..lists[1].0],
+            lists[1].1,
+        ),
+    ];
+    let nudge = ph.nudge.filter(|n| n.0 == k).map(|(_, b, t)| (b, t.row(r)));
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: only reached with `fuse_wide`, which the AVX2+FMA entry point alone sets.
+    unsafe {
+        avx2::drive_step(
+            ph.fixed[k].row(r),
+            &sources,
+            states[k].row_mut(r),
+            ph.eps,
+            nudge,
+        )
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("one-pass steps exist on x86-64 only: {sources:?} {nudge:?}");
 }
 
 /// Computes the drive of layer `k` for the samples `rows` (one or two) into their scratch rows.
@@ -333,6 +430,106 @@ mod avx2 {
         }
     }
 
+    /// Non-zero sources `(index, value)` and the padded couplings they drive through.
+    pub type Sources<'a> = [(&'a [u32], &'a [f32], Option<&'a PaddedRows>); 2];
+
+    /// `s <- clamp(s + eps (d - s) [+ eps beta (t - s)], 0, 1)` with
+    /// `d = fixed + sum_t value[t] m[index[t], :]` over both source lists, four vectors of `d`
+    /// at a time in registers; the same operations in the same order as [`rows_accumulate_sparse`]
+    /// followed by `step_row`, so the result is bit for bit the same.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn drive_step(
+        fixed: &[f32],
+        sources: &Sources,
+        s: &mut [f32],
+        eps: f32,
+        nudge: Option<(f32, &[f32])>,
+    ) {
+        let n = s.len();
+        assert!(fixed.len() == n && nudge.is_none_or(|(_, t)| t.len() == n));
+        for &(index, value, m) in sources {
+            assert_eq!(index.len(), value.len());
+            if let Some(m) = m {
+                assert!(m.stride >= n && index.iter().all(|&i| (i as usize) < m.rows));
+            }
+        }
+        let vectors = n / LANES;
+        let mut start = 0;
+        while start < vectors * LANES {
+            let v = ((vectors * LANES - start) / LANES).min(4);
+            // SAFETY: columns start..start + v * LANES <= n lie inside every row touched.
+            unsafe {
+                match v {
+                    4 => step_block::<4>(fixed, sources, s, eps, nudge, start),
+                    3 => step_block::<3>(fixed, sources, s, eps, nudge, start),
+                    2 => step_block::<2>(fixed, sources, s, eps, nudge, start),
+                    _ => step_block::<1>(fixed, sources, s, eps, nudge, start),
+                }
+            }
+            start += v * LANES;
+        }
+        for j in start..n {
+            let mut d = fixed[j];
+            for &(index, value, m) in sources {
+                let Some(m) = m else { continue };
+                for (&i, &x) in index.iter().zip(value) {
+                    d = x.mul_add(m.data[i as usize * m.stride + j], d);
+                }
+            }
+            super::step_row(
+                &mut s[j..j + 1],
+                &[d],
+                eps,
+                nudge.map(|(b, t)| (b, &t[j..j + 1])),
+            );
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn step_block<const V: usize>(
+        fixed: &[f32],
+        sources: &Sources,
+        s: &mut [f32],
+        eps: f32,
+        nudge: Option<(f32, &[f32])>,
+        start: usize,
+    ) {
+        unsafe {
+            let mut acc = [_mm256_setzero_ps(); V];
+            for (v, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_loadu_ps(fixed.as_ptr().add(start + v * LANES));
+            }
+            for &(index, value, m) in sources {
+                let Some(m) = m else { continue };
+                for (&i, &x) in index.iter().zip(value) {
+                    let row = m.data.as_ptr().add(i as usize * m.stride + start);
+                    let x = _mm256_set1_ps(x);
+                    for (v, a) in acc.iter_mut().enumerate() {
+                        *a = _mm256_fmadd_ps(x, _mm256_loadu_ps(row.add(v * LANES)), *a);
+                    }
+                }
+            }
+            let (zero, one, eps) = (
+                _mm256_setzero_ps(),
+                _mm256_set1_ps(1.0),
+                _mm256_set1_ps(eps),
+            );
+            for (v, &d) in acc.iter().enumerate() {
+                let at = s.as_mut_ptr().add(start + v * LANES);
+                let x = _mm256_loadu_ps(at);
+                let mut pull = _mm256_sub_ps(d, x);
+                if let Some((beta, t)) = nudge {
+                    let t = _mm256_loadu_ps(t.as_ptr().add(start + v * LANES));
+                    let nudge = _mm256_mul_ps(_mm256_set1_ps(beta), _mm256_sub_ps(t, x));
+                    pull = _mm256_add_ps(pull, nudge);
+                }
+                let moved = _mm256_add_ps(x, _mm256_mul_ps(eps, pull));
+                // `max(0, x)` then `min(1, x)` in this operand order keep NaN and -0 as `f32::clamp`.
+                _mm256_storeu_ps(at, _mm256_min_ps(one, _mm256_max_ps(zero, moved)));
+            }
+        }
+    }
+
     /// Dot products of `src` with the first `d.len()` (at most `m.rows`) rows of `m`, four rows at
     /// a time, so every load of `src` serves four rows; the last partial vector is done in scalar.
     #[target_feature(enable = "avx2,fma")]
@@ -369,20 +566,46 @@ mod avx2 {
         assert!(m.data.len() >= rows * m.stride);
         let mut j = 0;
         // SAFETY: as in `dots`.
+        // Five rows at a time (ten independent FMA chains cover the FMA latency), then the rest
+        // in one group.
         unsafe {
-            while j + 4 <= rows {
-                let [s0, s1] = dot_rows::<4, 2>(src, m.data.as_ptr().add(j * m.stride), m.stride);
-                d0[j..j + 4].iter_mut().zip(s0).for_each(|(x, s)| *x += s);
-                d1[j..j + 4].iter_mut().zip(s1).for_each(|(x, s)| *x += s);
-                j += 4;
+            let at = |j: usize| m.data.as_ptr().add(j * m.stride);
+            while j + 5 <= rows {
+                let sums = dot_rows::<5, 2>(src, at(j), m.stride);
+                add_sums(&mut d0[j..], &mut d1[j..], sums);
+                j += 5;
             }
-            while j < rows {
-                let [s0, s1] = dot_rows::<1, 2>(src, m.data.as_ptr().add(j * m.stride), m.stride);
-                d0[j] += s0[0];
-                d1[j] += s1[0];
-                j += 1;
+            match rows - j {
+                4 => add_sums(
+                    &mut d0[j..],
+                    &mut d1[j..],
+                    dot_rows::<4, 2>(src, at(j), m.stride),
+                ),
+                3 => add_sums(
+                    &mut d0[j..],
+                    &mut d1[j..],
+                    dot_rows::<3, 2>(src, at(j), m.stride),
+                ),
+                2 => add_sums(
+                    &mut d0[j..],
+                    &mut d1[j..],
+                    dot_rows::<2, 2>(src, at(j), m.stride),
+                ),
+                1 => add_sums(
+                    &mut d0[j..],
+                    &mut d1[j..],
+                    dot_rows::<1, 2>(src, at(j), m.stride),
+                ),
+                _ => {}
             }
         }
+    }
+
+    /// `d0[r] += sums[0][r]`, `d1[r] += sums[1][r]` for the `R` rows of a group.
+    #[inline(always)]
+    fn add_sums<const R: usize>(d0: &mut [f32], d1: &mut [f32], sums: [[f32; R]; 2]) {
+        d0[..R].iter_mut().zip(sums[0]).for_each(|(x, s)| *x += s);
+        d1[..R].iter_mut().zip(sums[1]).for_each(|(x, s)| *x += s);
     }
 
     /// Dot products of `S` sources with `R` consecutive rows of `m` (one accumulator each).
@@ -426,5 +649,88 @@ mod avx2 {
         let quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
         _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)))
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    fn relax_avx2(ph: &FusedPhase, states: &mut [Matrix], scratch: &mut FusedScratch, fuse: bool) {
+        relax_pairs::<true>(ph, states, scratch, fuse);
+    }
+
+    fn filled(rows: usize, cols: usize, seed: u32, scale: f32) -> Matrix {
+        let data = (0..rows * cols)
+            .map(|i| {
+                let h = (i as u32 ^ seed).wrapping_mul(2_654_435_761) >> 8;
+                (h % 2001) as f32 / 1000.0 - 1.0
+            })
+            .map(|v| v * scale)
+            .collect();
+        Matrix::from_vec(rows, cols, data).unwrap()
+    }
+
+    /// The one-pass drive-and-step of wide layers changes nothing: same bits as computing the
+    /// drive first, for a wide hidden layer (with a tail of units past the last whole vector)
+    /// and for a wide nudged output layer.
+    #[test]
+    fn one_pass_wide_step_is_bit_exact() {
+        if !crate::backend::simd::has_avx2_fma() {
+            return;
+        }
+        for sizes in [vec![30, 37, 10], vec![12, 41], vec![20, 40, 10, 7]] {
+            let layers = sizes.len();
+            let batch = 5;
+            let weights: Vec<Matrix> = sizes
+                .windows(2)
+                .enumerate()
+                .map(|(k, w)| filled(w[0], w[1], 7 + k as u32, 0.4))
+                .collect();
+            let clamped: Vec<bool> = (0..layers).map(|k| k == 0).collect();
+            let fixed: Vec<Matrix> = sizes
+                .iter()
+                .enumerate()
+                .map(|(k, &n)| filled(batch, n, 100 + k as u32, 0.8))
+                .collect();
+            let target = filled(batch, sizes[layers - 1], 55, 1.0);
+            let mut couplings = FusedCouplings::default();
+            couplings.prepare(&weights, &clamped);
+            let start: Vec<Matrix> = sizes
+                .iter()
+                .enumerate()
+                .map(|(k, &n)| {
+                    let mut m = filled(batch, n, 200 + k as u32, 1.0);
+                    m.as_mut_slice().iter_mut().for_each(|v| *v = v.max(0.0));
+                    m
+                })
+                .collect();
+            for nudge in [None, Some((layers - 1, 0.7, &target))] {
+                let ph = FusedPhase {
+                    clamped: &clamped,
+                    fixed: &fixed,
+                    couplings: &couplings,
+                    steps: 6,
+                    // Not a power of two, so a fused multiply-add would round differently.
+                    eps: 0.3,
+                    nudge,
+                };
+                let run = |fuse: bool| {
+                    let mut states = start.clone();
+                    let mut scratch = FusedScratch::new(&sizes);
+                    // SAFETY: AVX2 and FMA were detected above.
+                    unsafe { relax_avx2(&ph, &mut states, &mut scratch, fuse) };
+                    states
+                };
+                let (two_pass, one_pass) = (run(false), run(true));
+                assert_ne!(two_pass[1], start[1], "{sizes:?}: the states moved");
+                for (a, b) in two_pass.iter().zip(&one_pass) {
+                    let bits =
+                        |m: &Matrix| m.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(a), bits(b), "{sizes:?} nudge {:?}", nudge.map(|n| n.0));
+                }
+            }
+        }
     }
 }
