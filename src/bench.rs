@@ -1,8 +1,9 @@
 //! Counting the work of an epoch, and the machine's floor for it.
 //!
 //! FLOPs are counted as 2 per multiply-add, for the work the CPU backend actually does: the input
-//! drive and the `W_1` update touch only non-zero pixels; every relaxation step computes both
-//! directions of every free-to-free coupling.
+//! drive and the `W_1` update touch only non-zero pixels; every relaxation step is counted with
+//! both directions of every free-to-free coupling in full (an upper bound: the fused kernel skips
+//! source units resting exactly at 0).
 
 use crate::config::Hyperparams;
 use crate::data::Dataset;
