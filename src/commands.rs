@@ -5,13 +5,15 @@ use clap::{Args, Parser, Subcommand};
 use eqprop::checkpoint::{self, CheckpointRef};
 use eqprop::config::{Hyperparams, Schedule};
 use eqprop::data::{self, Dataset, DatasetName, Split};
-use eqprop::learning_rule::Nudging;
+use eqprop::learning_rule::{GenerativeStart, Nudging};
 use eqprop::metrics::{self, EpochRecord};
 use eqprop::train::{self, EpochEnd, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+mod dream;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,6 +38,10 @@ enum Command {
     Env(EnvArgs),
     /// Render an episode of an environment to an animated GIF.
     Render(RenderArgs),
+    /// Clamp labels on the output, relax the input, and write what the network imagines.
+    Dream(Box<dream::DreamArgs>),
+    /// Train the backprop classifier that judges dreams (not the dreamer) on real images.
+    Judge(dream::JudgeArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -87,6 +93,11 @@ struct TrainArgs {
     /// Worker threads [default: all cores].
     #[arg(long)]
     threads: Option<usize>,
+    /// After every epoch, write a grid of dreams (labels 0-9) to dreams/epoch-N.png in --out.
+    #[arg(long)]
+    dreams: bool,
+    #[command(flatten)]
+    dream: dream::DreamDynamics,
     #[command(flatten)]
     overrides: Overrides,
 }
@@ -133,6 +144,31 @@ struct Overrides {
     target_on: Option<f32>,
     #[arg(long)]
     seed: Option<u64>,
+    /// Train for dreaming too: a phase pair with the label clamped and the input free, nudged
+    /// toward the real image.
+    #[arg(long)]
+    generative: bool,
+    /// Strength of the generative nudge of the input toward the real image.
+    #[arg(long, requires = "generative")]
+    gen_beta: Option<f32>,
+    /// Steps of the generative free phase.
+    #[arg(long, requires = "generative")]
+    gen_t_free: Option<usize>,
+    /// Steps of the generative nudged phase.
+    #[arg(long, requires = "generative")]
+    gen_t_nudge: Option<usize>,
+    /// Generative learning rates as a fraction of the discriminative ones.
+    #[arg(long, requires = "generative")]
+    gen_lr_scale: Option<f32>,
+    /// Where the generative free phase starts.
+    #[arg(long, requires = "generative", value_enum)]
+    gen_start: Option<GenerativeStart>,
+    /// Stiffness of the free input layer in generative phases and dreams.
+    #[arg(long, requires = "generative")]
+    gen_stiffness: Option<f32>,
+    /// First epoch (1-based) with generative phases.
+    #[arg(long, requires = "generative")]
+    gen_from_epoch: Option<usize>,
 }
 
 impl Overrides {
@@ -161,6 +197,19 @@ impl Overrides {
         }
         set(&mut hp.target_off, o.target_off);
         set(&mut hp.target_on, o.target_on);
+        if o.generative {
+            let g = hp.generative.get_or_insert_with(Default::default);
+            set(&mut g.beta, o.gen_beta);
+            set(&mut g.t_free, o.gen_t_free);
+            set(&mut g.t_nudge, o.gen_t_nudge);
+            set(&mut g.lr_scale, o.gen_lr_scale);
+            set(&mut g.start, o.gen_start);
+            set(&mut g.input_stiffness, o.gen_stiffness);
+            set(
+                &mut g.from_epoch,
+                o.gen_from_epoch.map(|e| e.saturating_sub(1)),
+            );
+        }
     }
 }
 
@@ -218,6 +267,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench(*args),
         Command::Env(args) => env_command(args),
         Command::Render(args) => render_command(args),
+        Command::Dream(args) => dream::run(*args),
+        Command::Judge(args) => dream::judge(args),
     }
 }
 
@@ -365,6 +416,12 @@ fn train(args: TrainArgs) -> Result<()> {
         let title = format!("EqProp {:?} on {dataset}", hp.layers);
         if let Err(e) = metrics::plot_curve(&files.curve, &records, &title) {
             eprintln!("warning: could not draw {}: {e}", files.curve.display());
+        }
+        if args.dreams {
+            let path = dir
+                .join("dreams")
+                .join(format!("epoch-{}.png", record.epoch));
+            dream::write_epoch_grid(trainer.network(), &hp, &args.dream, &path)?;
         }
     }
     eprintln!(
@@ -658,8 +715,6 @@ fn env_command(args: EnvArgs) -> Result<()> {
 }
 
 fn render_command(args: RenderArgs) -> Result<()> {
-    use image::codecs::gif::{GifEncoder, Repeat};
-    use image::{Delay, Frame};
     use rand::SeedableRng;
 
     let mut env = eqprop::env::make(&args.env)?;
@@ -682,20 +737,11 @@ fn render_command(args: RenderArgs) -> Result<()> {
     }
     // Gymnasium's render_fps: 50 for CartPole, 30 for Pendulum.
     let ms = if id.starts_with("CartPole") { 20 } else { 33 };
-    let file = std::fs::File::create(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let mut enc = GifEncoder::new_with_speed(std::io::BufWriter::new(file), 10);
-    enc.set_repeat(Repeat::Infinite)?;
-    for st in &states {
-        let img = eqprop::env::render::frame(id, st).context("no renderer for this env")?;
-        enc.encode_frame(Frame::from_parts(
-            img,
-            0,
-            0,
-            Delay::from_numer_denom_ms(ms, 1),
-        ))?;
-    }
-    drop(enc);
+    let frames = states
+        .iter()
+        .map(|st| eqprop::env::render::frame(id, st).context("no renderer for this env"))
+        .collect::<Result<Vec<_>>>()?;
+    eqprop::picture::write_gif(frames, ms, &args.out)?;
     println!(
         "{id}: {} steps, return {ret:.3}; wrote {} frames to {}",
         states.len() - 1,

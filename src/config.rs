@@ -1,6 +1,6 @@
 //! Hyperparameters, their validation, and the named presets.
 
-use crate::learning_rule::Nudging;
+use crate::learning_rule::{Generative, Nudging};
 use crate::network::{ShapeError, validate_sizes};
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +39,9 @@ pub struct Hyperparams {
     pub target_off: f32,
     pub target_on: f32,
     pub seed: u64,
+    /// Generative training for dreaming (none: purely discriminative).
+    #[serde(default)]
+    pub generative: Option<Generative>,
 }
 
 /// A hyperparameter that cannot work, found before any training starts.
@@ -81,6 +84,7 @@ impl Hyperparams {
             target_off: 0.0,
             target_on: 1.0,
             seed: 1,
+            generative: None,
         };
         match name {
             "paper" => Ok(paper),
@@ -177,6 +181,29 @@ impl Hyperparams {
         let targets_ok =
             (0.0..=1.0).contains(&self.target_off) && (0.0..=1.0).contains(&self.target_on);
         range("targets", targets_ok, "in [0, 1]", self.target_on as f64)?;
+        if let Some(g) = &self.generative {
+            let beta_ok = g.beta > 0.0 && g.beta.is_finite();
+            range("generative beta", beta_ok, "positive", g.beta as f64)?;
+            range(
+                "generative t_free",
+                g.t_free > 0,
+                "at least 1",
+                g.t_free as f64,
+            )?;
+            range(
+                "generative t_nudge",
+                g.t_nudge > 0,
+                "at least 1",
+                g.t_nudge as f64,
+            )?;
+            let scale_ok = g.lr_scale >= 0.0 && g.lr_scale.is_finite();
+            range(
+                "generative lr_scale",
+                scale_ok,
+                "non-negative",
+                g.lr_scale as f64,
+            )?;
+        }
         Ok(())
     }
 

@@ -122,6 +122,8 @@ pub struct Relaxation {
     /// Couplings between free layers laid out for the fused kernel.
     couplings: FusedCouplings,
     scratch: FusedScratch,
+    /// Stiffness `kappa` of the free input layer: its self term is `kappa/2 ||s_0||^2`.
+    input_stiffness: f32,
 }
 
 impl Relaxation {
@@ -144,7 +146,25 @@ impl Relaxation {
             fused: false,
             couplings: FusedCouplings::default(),
             scratch: FusedScratch::new(sizes),
+            input_stiffness: 1.0,
         }
+    }
+
+    /// Gives the input layer, when it is free, the self term `kappa/2 ||s_0||^2` instead of
+    /// `1/2 ||s_0||^2`, so its fixed point is `clamp((b_0 + rho(s_1) W_1^T) / kappa)`.
+    ///
+    /// A free input fed back through `W_1` forms a loop whose gain, for trained weights, is well
+    /// above 1: the pixels then saturate into a pattern that ignores the label. A stiffer input
+    /// lowers that gain (used by dreaming and its training; a clamped input is unaffected).
+    pub fn with_input_stiffness(mut self, kappa: f32) -> Self {
+        self.set_input_stiffness(kappa);
+        self
+    }
+
+    /// See [`with_input_stiffness`](Self::with_input_stiffness); takes effect at the next
+    /// [`prepare`](Self::prepare).
+    pub fn set_input_stiffness(&mut self, kappa: f32) {
+        self.input_stiffness = kappa;
     }
 
     /// Chooses the kernel (the default, [`Kernel::Auto`], picks by size).
@@ -192,7 +212,9 @@ impl Relaxation {
         let free_weights: usize = free_pairs()
             .map(|k| net.sizes()[k - 1] * net.sizes()[k])
             .sum();
+        let stiff_input = !clamped[0] && self.input_stiffness != 1.0;
         self.fused = match self.kernel {
+            _ if stiff_input => false,
             Kernel::Auto => free_weights <= FUSED_MAX_WEIGHTS,
             Kernel::Gemm => false,
             Kernel::Fused => true,
@@ -251,12 +273,17 @@ impl Relaxation {
             if self.clamped[k] {
                 continue;
             }
+            let kappa = if k == 0 { self.input_stiffness } else { 1.0 };
             for r in 0..s.rows() {
                 let target = phase
                     .nudge
                     .filter(|n| n.layer == k)
                     .map(|n| (n.beta, n.target.row(r)));
-                step_row(s.row_mut(r), self.drive[k].row(r), phase.eps, target);
+                if kappa == 1.0 {
+                    step_row(s.row_mut(r), self.drive[k].row(r), phase.eps, target);
+                } else {
+                    step_row_stiff(s.row_mut(r), self.drive[k].row(r), phase.eps, kappa, target);
+                }
             }
         }
     }
@@ -285,6 +312,15 @@ fn add_neighbour_drive(drive: &mut Matrix, net: &Network, state: &State, k: usiz
         (net.weight(j), Transpose::Yes)
     };
     matmul_acc(drive, &state.layers[j], Transpose::No, w, t, 1.0);
+}
+
+/// `s <- clamp(s + eps (d - kappa s) [+ eps beta (t - s)], 0, 1)`: a step of a layer with self
+/// term `kappa/2 ||s||^2`.
+fn step_row_stiff(s: &mut [f32], d: &[f32], eps: f32, kappa: f32, nudge: Option<(f32, &[f32])>) {
+    for (j, (x, &d)) in s.iter_mut().zip(d).enumerate() {
+        let pull = nudge.map_or(0.0, |(beta, t)| beta * (t[j] - *x));
+        *x = (*x + eps * (d - kappa * *x + pull)).clamp(0.0, 1.0);
+    }
 }
 
 fn add(dst: &mut Matrix, src: &Matrix) {

@@ -28,6 +28,197 @@ pub enum Nudging {
     Symmetric,
 }
 
+/// Generative training (for dreaming): besides the usual nudge of the output, a second phase
+/// pair with the label clamped on the output and the input free, whose nudge pulls the input
+/// toward the real image. Its EqProp update lowers `C_g = 1/2 ||s_0 - x||^2` at the fixed point
+/// reached from the real image, so the top-down couplings learn to draw what the label means.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Generative {
+    /// Strength of the pull of the free input toward the real image.
+    pub beta: f32,
+    /// Steps of the generative free and nudged phases.
+    pub t_free: usize,
+    pub t_nudge: usize,
+    /// Learning rates of the generative update as a fraction of the discriminative ones.
+    pub lr_scale: f32,
+    /// Where the free input and hidden layers start.
+    #[serde(default)]
+    pub start: GenerativeStart,
+    /// Stiffness of the free input layer (see [`Relaxation::with_input_stiffness`]); dreams
+    /// use the same.
+    #[serde(default = "unit_stiffness")]
+    pub input_stiffness: f32,
+    /// First epoch (0-based) with generative phases: later epochs teach the dreams to a network
+    /// that has already learned to classify.
+    #[serde(default)]
+    pub from_epoch: usize,
+}
+
+fn unit_stiffness() -> f32 {
+    1.0
+}
+
+/// Start of the generative free phase.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum GenerativeStart {
+    /// The real image and the hidden state it drives (real images become attractors).
+    #[default]
+    Image,
+    /// Every free unit at 0, as a dream from zeros starts (the label alone must draw).
+    Zeros,
+    /// Where the previous mini-batch's generative free phase ended (persistent chains, as in
+    /// persistent contrastive divergence): the update then also raises the energy of whatever
+    /// spurious pattern the free dynamics fall into.
+    Persistent,
+}
+
+impl Default for Generative {
+    fn default() -> Self {
+        Self {
+            beta: 0.5,
+            t_free: 10,
+            t_nudge: 4,
+            lr_scale: 0.25,
+            start: GenerativeStart::Image,
+            input_stiffness: 1.0,
+            from_epoch: 0,
+        }
+    }
+}
+
+/// The two states of a generative phase pair for a chunk, with their scratch.
+#[derive(Clone, Debug)]
+pub struct GenerativeParticles {
+    /// The fixed point with the label clamped and the input free.
+    pub free: State,
+    /// The same, nudged toward the real image.
+    pub nudged: State,
+    /// The real images (the nudge target of the input layer).
+    pub images: Matrix,
+    relax: Relaxation,
+    /// Clamp flags: the output only.
+    clamped: Vec<bool>,
+}
+
+impl GenerativeParticles {
+    /// Buffers for `batch` samples.
+    pub fn new(sizes: &[usize], batch: usize) -> Self {
+        let state = State::zeros(sizes, batch);
+        Self {
+            nudged: state.clone(),
+            free: state,
+            images: Matrix::zeros(batch, sizes[0]),
+            relax: Relaxation::new(sizes, batch),
+            clamped: (0..sizes.len()).map(|k| k + 1 == sizes.len()).collect(),
+        }
+    }
+
+    /// Runs both phases from `start` (the discriminative free fixed point of the real images,
+    /// whose input layer is the nudge target), with the output clamped at `labels`.
+    pub fn phases(
+        &mut self,
+        net: &Network,
+        start: &State,
+        labels: &Matrix,
+        g: &Generative,
+        eps: f32,
+    ) {
+        self.images.copy_from(&start.layers[0]);
+        match g.start {
+            GenerativeStart::Image => self.free.copy_from(start),
+            GenerativeStart::Zeros => self.free.layers.iter_mut().for_each(|m| m.fill(0.0)),
+            GenerativeStart::Persistent => {}
+        }
+        self.free.layers[net.output_layer()].copy_from(labels);
+        self.relax.set_input_stiffness(g.input_stiffness);
+        self.relax.prepare(net, &self.free, &self.clamped);
+        self.relax
+            .relax(net, &mut self.free, &Phase::free(g.t_free, eps));
+        self.nudged.copy_from(&self.free);
+        let nudge = Nudge {
+            layer: 0,
+            beta: g.beta,
+            target: &self.images,
+        };
+        self.relax.relax(
+            net,
+            &mut self.nudged,
+            &Phase {
+                steps: g.t_nudge,
+                eps,
+                nudge: Some(nudge),
+            },
+        );
+    }
+
+    fn batch(&self) -> usize {
+        self.free.batch()
+    }
+}
+
+/// The factor `lr_scale lr_k / (beta_g B)` of each layer's generative update.
+pub fn generative_scales(
+    lrs: &[f32],
+    particles: &[GenerativeParticles],
+    g: &Generative,
+) -> Vec<f32> {
+    let batch: usize = particles.iter().map(GenerativeParticles::batch).sum();
+    lrs.iter()
+        .map(|lr| g.lr_scale * lr / (g.beta * batch as f32))
+        .collect()
+}
+
+/// `W_k[rows] += c (s_{k-1}^g^T s_k^g - s_{k-1}^0^T s_k^0)[rows]`: the generative update of a
+/// block of rows of `W_k` (nudged against free, both with the label clamped).
+pub fn update_generative_rows(
+    block: &mut [f32],
+    first_row: usize,
+    k: usize,
+    c: f32,
+    particles: &[GenerativeParticles],
+) {
+    for p in particles {
+        outer_acc_rows(
+            block,
+            first_row,
+            &p.nudged.layers[k - 1],
+            &p.nudged.layers[k],
+            c,
+        );
+        outer_acc_rows(
+            block,
+            first_row,
+            &p.free.layers[k - 1],
+            &p.free.layers[k],
+            -c,
+        );
+    }
+}
+
+/// `b_k += c_k sum_batch (s_k^g - s_k^0)` for every layer, the input's bias included (it uses
+/// the rate of `W_1`); the clamped output contributes nothing.
+pub fn update_generative_biases(
+    biases: &mut [Vec<f32>],
+    scale: &[f32],
+    particles: &[GenerativeParticles],
+) {
+    for (k, b) in biases.iter_mut().enumerate() {
+        let c = scale[k.saturating_sub(1)];
+        for p in particles {
+            for r in 0..p.batch() {
+                let rows = p.nudged.layers[k]
+                    .row(r)
+                    .iter()
+                    .zip(p.free.layers[k].row(r));
+                for (bi, (&x, &y)) in b.iter_mut().zip(rows) {
+                    *bi += c * (x - y);
+                }
+            }
+        }
+    }
+}
+
 /// The states of one EqProp step for a chunk of a mini-batch, with their scratch buffers.
 #[derive(Clone, Debug)]
 pub struct Particles {

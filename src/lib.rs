@@ -11,18 +11,22 @@
 //! and updates each weight from purely local activity differences.
 //!
 //! Modules follow the paper: [`network`] (couplings), [`energy`], [`dynamics`] (relaxation),
-//! [`learning_rule`] (the EqProp update), [`data`], [`train`]; [`backend`] holds the kernels.
+//! [`learning_rule`] (the EqProp update), [`data`], [`train`], [`dream`] (the label clamped, the
+//! input free); [`backend`] holds the kernels.
 pub mod backend;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod dream;
 pub mod dynamics;
 pub mod energy;
 pub mod env;
+pub mod judge;
 pub mod learning_rule;
 pub mod metrics;
 pub mod network;
 pub mod parallel;
+pub mod picture;
 pub mod tensor;
 pub mod train;

@@ -7,8 +7,9 @@
 use crate::config::{ConfigError, Hyperparams};
 use crate::data::Dataset;
 use crate::learning_rule::{
-    Nudging, Particles, update_biases, update_dense_layer_rows, update_first_layer_rows,
-    update_scales,
+    GenerativeParticles, Nudging, Particles, generative_scales, update_biases,
+    update_dense_layer_rows, update_first_layer_rows, update_generative_biases,
+    update_generative_rows, update_scales,
 };
 use crate::network::Network;
 use crate::parallel::{Shared, run_workers};
@@ -83,6 +84,8 @@ pub struct Trainer {
     progress: Progress,
     /// One set of particles per parallel chunk of a mini-batch, with its statistics.
     particles: Vec<Particles>,
+    /// One generative phase pair per chunk when the run trains for dreaming, else none.
+    generative: Vec<GenerativeParticles>,
     stats: Vec<ChunkStats>,
     /// Last free fixed point of every training example, per layer (persistent particles).
     persistent: Option<Vec<Matrix>>,
@@ -109,6 +112,13 @@ impl Trainer {
             .iter()
             .map(|&n| Particles::new(&hp.layers, n))
             .collect();
+        let generative = match hp.generative {
+            Some(_) => sizes
+                .iter()
+                .map(|&n| GenerativeParticles::new(&hp.layers, n))
+                .collect(),
+            None => Vec::new(),
+        };
         let stats = sizes
             .iter()
             .map(|&n| ChunkStats {
@@ -121,6 +131,7 @@ impl Trainer {
             net,
             progress,
             particles,
+            generative,
             stats,
             persistent,
         }
@@ -207,6 +218,11 @@ impl Trainer {
             .collect();
         let net = Shared(&mut self.net as *mut Network);
         let particles = Shared(self.particles.as_mut_ptr());
+        let generative = Shared(self.generative.as_mut_ptr());
+        let dreaming = !self.generative.is_empty()
+            && hp
+                .generative
+                .is_some_and(|g| self.progress.epoch >= g.from_epoch);
         let stats = Shared(self.stats.as_mut_ptr());
         let persistent = Shared(&mut self.persistent as *mut Option<Vec<Matrix>>);
         let progress = Shared(&mut self.progress as *mut Progress);
@@ -245,6 +261,11 @@ impl Trainer {
                         saved,
                         betas[b],
                     );
+                    if let (true, Some(g)) = (dreaming, &hp.generative) {
+                        // SAFETY: generative chunk c belongs to this worker like chunk c.
+                        let gp = unsafe { &mut *generative.ptr().add(c) };
+                        gp.phases(net, &p.free, &p.target, g, hp.eps);
+                    }
                 }
                 if barrier.wait().is_err() {
                     break;
@@ -270,10 +291,28 @@ impl Trainer {
                         betas[b],
                     );
                 }
+                let dreams = match (dreaming, &hp.generative) {
+                    // SAFETY: in phase 2 every generative chunk is only read.
+                    (true, Some(g)) => {
+                        let gens = unsafe { std::slice::from_raw_parts(generative.ptr(), chunks) };
+                        Some((gens, generative_scales(lrs, gens, g)))
+                    }
+                    _ => None,
+                };
+                if let Some((gens, gen_scale)) = &dreams {
+                    for k in 1..hp.layers.len() {
+                        // SAFETY: as above.
+                        let (block, first) = unsafe { row_block(&couplings[k - 1], t, workers) };
+                        update_generative_rows(block, first, k, gen_scale[k - 1], gens);
+                    }
+                }
                 if t == 0 {
                     let biases =
                         unsafe { std::slice::from_raw_parts_mut(biases.ptr(), hp.layers.len()) };
                     update_biases(biases, &scale, all, hp.nudging, betas[b]);
+                    if let Some((gens, gen_scale)) = &dreams {
+                        update_generative_biases(biases, gen_scale, gens);
+                    }
                     let stats = unsafe { std::slice::from_raw_parts(stats.ptr(), chunks) };
                     let progress = unsafe { &mut *progress.ptr() };
                     if let Some(saved) = unsafe { (*persistent.ptr()).as_mut() } {

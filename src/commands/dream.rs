@@ -1,0 +1,252 @@
+//! `eqprop dream`: clamp labels, relax the input, write the pictures.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use eqprop::checkpoint;
+use eqprop::dream::{
+    DreamOptions, DreamStart, Dreams, LabelClamp, dream, dream_grid, repeat_labels,
+};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct DreamArgs {
+    /// A checkpoint written by `eqprop train`.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Labels to dream: a range like 0-9 or a list like 3,5,7.
+    #[arg(long, default_value = "0-9")]
+    pub labels: String,
+    /// Dreams per label (one grid row per label).
+    #[arg(long, default_value_t = 8)]
+    pub samples: usize,
+    /// The grid picture (PNG).
+    #[arg(long, default_value = "dreams.png")]
+    pub out: PathBuf,
+    /// Also write an animation of the input layer relaxing (GIF).
+    #[arg(long)]
+    pub gif: Option<PathBuf>,
+    #[command(flatten)]
+    pub dynamics: DreamDynamics,
+    /// Score the dreams with this judge (`eqprop judge`): the share it recognises per label, and
+    /// their diversity against real training images.
+    #[arg(long)]
+    pub judge: Option<PathBuf>,
+    /// The real training images the diversity is compared with (pass the checkpoint's data set).
+    #[command(flatten)]
+    pub data: super::DataArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct JudgeArgs {
+    #[command(flatten)]
+    pub data: super::DataArgs,
+    /// Where to save the trained judge.
+    #[arg(long, default_value = "judge.safetensors")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 8)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Trains the backprop judge on the real training images and saves it.
+pub fn judge(args: JudgeArgs) -> Result<()> {
+    use eqprop::data::Split;
+    use eqprop::judge::{Judge, JudgeOptions};
+    let train = args.data.load(Split::Train)?;
+    let test = args.data.load(Split::Test)?;
+    let options = JudgeOptions {
+        epochs: args.epochs,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let bar = indicatif::ProgressBar::new(args.epochs as u64);
+    let judge = Judge::train(&train, &options, |epoch, loss| {
+        bar.set_position(epoch as u64);
+        bar.set_message(format!("loss {loss:.4}"));
+    });
+    bar.finish_and_clear();
+    judge.save(&args.out)?;
+    println!(
+        "judge: {}-{}-10 MLP, {} epochs on {} ({} images): test accuracy {:.2}%; saved {}",
+        judge.pixels(),
+        options.hidden,
+        args.epochs,
+        args.data.dataset,
+        train.len(),
+        judge.accuracy(&test),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// How dreams relax (shared by `dream` and the per-epoch dreams of `train`).
+#[derive(Args, Debug, Clone)]
+pub struct DreamDynamics {
+    /// Relaxation steps.
+    #[arg(long, default_value_t = 200)]
+    pub dream_steps: usize,
+    /// Step size [default: the checkpoint's].
+    #[arg(long)]
+    pub dream_eps: Option<f32>,
+    /// Initial Langevin temperature, annealed to 0 (0: no noise).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Where the input starts.
+    #[arg(long, value_enum, default_value_t = StartKind::Noise)]
+    pub start: StartKind,
+    /// Nudge the output toward the label with this strength instead of clamping it.
+    #[arg(long)]
+    pub nudge: Option<f32>,
+    /// Share of hidden units silenced in each dream (a different random set per dream).
+    #[arg(long, default_value_t = 0.0)]
+    pub silence: f32,
+    /// Seed of the start and the noise.
+    #[arg(long, default_value_t = 0)]
+    pub dream_seed: u64,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum StartKind {
+    Zeros,
+    Noise,
+}
+
+impl DreamDynamics {
+    /// Options for a network trained with `hp`.
+    pub fn options(&self, hp: &eqprop::config::Hyperparams, record_every: usize) -> DreamOptions {
+        DreamOptions {
+            steps: self.dream_steps,
+            eps: self.dream_eps.unwrap_or(hp.eps),
+            temperature: self.temperature,
+            clamp: self
+                .nudge
+                .map_or(LabelClamp::Hard, |beta| LabelClamp::Nudge { beta }),
+            start: match self.start {
+                StartKind::Zeros => DreamStart::Zeros,
+                StartKind::Noise => DreamStart::Noise,
+            },
+            target_off: hp.target_off,
+            target_on: hp.target_on,
+            seed: self.dream_seed,
+            record_every,
+            input_stiffness: hp.generative.map_or(1.0, |g| g.input_stiffness),
+            silenced: self.silence,
+        }
+    }
+}
+
+/// Parses `0-9` or `3,5,7` into labels below `classes`.
+pub fn parse_labels(text: &str, classes: usize) -> Result<Vec<usize>> {
+    let parse = |s: &str| -> Result<usize> {
+        let label: usize = s
+            .trim()
+            .parse()
+            .with_context(|| format!("'{s}' is not a label"))?;
+        if label >= classes {
+            bail!("label {label} is outside the {classes} output units");
+        }
+        Ok(label)
+    };
+    let labels = match text.split_once('-') {
+        Some((a, b)) => (parse(a)?..=parse(b)?).collect(),
+        None => text.split(',').map(parse).collect::<Result<Vec<_>>>()?,
+    };
+    if labels.is_empty() {
+        bail!("no labels in '{text}'");
+    }
+    Ok(labels)
+}
+
+/// Side of the square input images of a network with `pixels` inputs.
+pub fn image_side(pixels: usize) -> Result<usize> {
+    let side = (pixels as f64).sqrt().round() as usize;
+    if side * side != pixels {
+        bail!("the input layer ({pixels} units) is not a square image");
+    }
+    Ok(side)
+}
+
+pub fn run(args: DreamArgs) -> Result<()> {
+    let ckpt = checkpoint::load(&args.checkpoint)?;
+    let hp = &ckpt.hyperparams;
+    let side = image_side(hp.layers[0])?;
+    let labels = parse_labels(&args.labels, *hp.layers.last().expect("validated"))?;
+    if args.samples == 0 {
+        bail!("--samples must be at least 1");
+    }
+    let record = if args.gif.is_some() {
+        (args.dynamics.dream_steps / 50).max(1)
+    } else {
+        0
+    };
+    let labels = repeat_labels(&labels, args.samples);
+    let dreams = dream(&ckpt.network, &labels, &args.dynamics.options(hp, record));
+    eqprop::picture::write_png(&dream_grid(&labels, &dreams.images, side), &args.out)?;
+    println!(
+        "dreamed {} images ({} per label) in {} steps; wrote {}",
+        labels.len(),
+        args.samples,
+        args.dynamics.dream_steps,
+        args.out.display()
+    );
+    if let Some(gif) = &args.gif {
+        write_animation(&dreams, side, gif)?;
+        println!("wrote {} frames to {}", dreams.frames.len(), gif.display());
+    }
+    if let Some(path) = &args.judge {
+        report(path, &dreams, &args.data)?;
+    }
+    Ok(())
+}
+
+/// Prints what the judge says of the dreams, label by label.
+fn report(path: &std::path::Path, dreams: &Dreams, data: &super::DataArgs) -> Result<()> {
+    use eqprop::judge::{Judge, score_dreams};
+    let judge = Judge::load(path)?;
+    if judge.pixels() != dreams.images.cols() {
+        bail!(
+            "{} reads {} pixels, the dreams have {}",
+            path.display(),
+            judge.pixels(),
+            dreams.images.cols()
+        );
+    }
+    let real = data.load(eqprop::data::Split::Train)?;
+    let r = score_dreams(&judge, dreams.images.as_slice(), &dreams.labels, &real, 200);
+    println!("| label | recognised by the judge | diversity (dreams / real) |");
+    println!("|---|---|---|");
+    for (label, (share, div)) in r.recognised.iter().zip(&r.diversity).enumerate() {
+        if !share.is_nan() {
+            println!("| {label} | {share:.1}% | {div:.2} |");
+        }
+    }
+    println!("| all | {:.1}% | {:.2} |", r.overall, r.mean_diversity);
+    Ok(())
+}
+
+fn write_animation(dreams: &Dreams, side: usize, path: &std::path::Path) -> Result<()> {
+    let frames = dreams
+        .frames
+        .iter()
+        .map(|f| dream_grid(&dreams.labels, f, side))
+        .collect();
+    eqprop::picture::write_gif(frames, 80, path)
+}
+
+/// The grid `train --dreams` writes after an epoch: labels 0-9 (as many as the outputs), 8 each.
+pub fn write_epoch_grid(
+    net: &eqprop::network::Network,
+    hp: &eqprop::config::Hyperparams,
+    dynamics: &DreamDynamics,
+    path: &std::path::Path,
+) -> Result<()> {
+    let side = image_side(hp.layers[0])?;
+    let classes = *hp.layers.last().expect("validated");
+    let labels = repeat_labels(&(0..classes.min(10)).collect::<Vec<_>>(), 8);
+    let dreams = dream(net, &labels, &dynamics.options(hp, 0));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| parent.display().to_string())?;
+    }
+    eqprop::picture::write_png(&dream_grid(&labels, &dreams.images, side), path)
+}

@@ -1,0 +1,270 @@
+//! Dreaming: clamp a label on the output, free the input, and let the physics draw.
+//!
+//! The network is the same energy `E` as in training, but the roles of the layers swap: the
+//! output is held at a one-hot label (hard clamp) or pulled toward it (a strong nudge,
+//! `F = E + beta C`), and the input pixels become free states in `[0, 1]` that relax with the
+//! hidden layers. Optional Langevin noise makes repeated dreams differ:
+//!
+//! ```text
+//! s <- clamp(s - eps dF/ds + sqrt(2 eps T_t) xi, 0, 1),   xi ~ N(0, 1),   T_t = T (1 - t / steps)
+//! ```
+//! The temperature is annealed to zero, so every dream ends near a minimum of the energy
+//! landscape given its label (a different one for different noise).
+
+use crate::dynamics::{Nudge, Phase, Relaxation, State};
+use crate::network::Network;
+use crate::tensor::Matrix;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// How the label holds the output layer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LabelClamp {
+    /// The output is fixed at the one-hot label.
+    Hard,
+    /// The output is free but nudged toward the one-hot label with this strength.
+    Nudge { beta: f32 },
+}
+
+/// Where the free layers start.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DreamStart {
+    /// Every free unit at 0.
+    Zeros,
+    /// Every free unit uniform in `[0, 1]` (seeded): different starts may fall into different
+    /// minima.
+    Noise,
+    /// Input pixels from these images (one row per dream), hidden units at 0: morphing.
+    Images(Matrix),
+}
+
+/// Options of [`dream`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct DreamOptions {
+    pub steps: usize,
+    pub eps: f32,
+    /// Initial Langevin temperature `T` (0: deterministic relaxation).
+    pub temperature: f32,
+    pub clamp: LabelClamp,
+    pub start: DreamStart,
+    /// Values of the one-hot label (the training targets).
+    pub target_off: f32,
+    pub target_on: f32,
+    pub seed: u64,
+    /// Keep the input layer every this many steps (for animations); 0 keeps none.
+    pub record_every: usize,
+    /// Stiffness of the free input (see [`Relaxation::with_input_stiffness`]); use the one the
+    /// network was trained with.
+    pub input_stiffness: f32,
+    /// Share of the hidden units held at 0 in each dream, a different random set per dream
+    /// (a dream then draws its label from another subset of the learned features).
+    pub silenced: f32,
+}
+
+impl Default for DreamOptions {
+    fn default() -> Self {
+        Self {
+            steps: 200,
+            eps: 0.5,
+            temperature: 0.0,
+            clamp: LabelClamp::Hard,
+            start: DreamStart::Zeros,
+            target_off: 0.0,
+            target_on: 1.0,
+            seed: 0,
+            record_every: 0,
+            input_stiffness: 1.0,
+            silenced: 0.0,
+        }
+    }
+}
+
+/// The result of [`dream`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dreams {
+    /// The clamped label of each dream.
+    pub labels: Vec<usize>,
+    /// The final input layer, one dream per row, values in `[0, 1]`.
+    pub images: Matrix,
+    /// Snapshots of the input layer (the first is the start, the last the final images).
+    pub frames: Vec<Matrix>,
+    /// The final output layer (the label itself under a hard clamp).
+    pub outputs: Matrix,
+}
+
+/// Dreams one image per entry of `labels`: the input relaxes with the label on the output.
+///
+/// Panics if a label is not an output unit (callers validate user input first).
+pub fn dream(net: &Network, labels: &[usize], options: &DreamOptions) -> Dreams {
+    let sizes = net.sizes();
+    let outputs = *sizes.last().expect("a network has layers");
+    assert!(
+        labels.iter().all(|&l| l < outputs),
+        "label outside the output layer"
+    );
+    let n = labels.len();
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let mut state = State::zeros(sizes, n);
+    let target = one_hot(labels, outputs, options.target_off, options.target_on);
+    start_state(&mut state, &options.start, &mut rng);
+    let output = net.output_layer();
+    let mut clamped = vec![false; sizes.len()];
+    if options.clamp == LabelClamp::Hard {
+        state.layers[output].copy_from(&target);
+        clamped[output] = true;
+    }
+    let mut relax = Relaxation::new(sizes, n).with_input_stiffness(options.input_stiffness);
+    relax.prepare(net, &state, &clamped);
+    let nudge = match options.clamp {
+        LabelClamp::Hard => None,
+        LabelClamp::Nudge { beta } => Some(Nudge {
+            layer: output,
+            beta,
+            target: &target,
+        }),
+    };
+    let phase = Phase {
+        steps: 1,
+        eps: options.eps,
+        nudge,
+    };
+    let masks = silence_masks(sizes, n, options.silenced, &mut rng);
+    apply_masks(&mut state, &masks);
+    let mut frames = vec![state.layers[0].clone()];
+    for t in 0..options.steps {
+        relax.relax(net, &mut state, &phase);
+        apply_masks(&mut state, &masks);
+        let temperature = options.temperature * (1.0 - t as f32 / options.steps as f32);
+        if temperature > 0.0 {
+            let sigma = (2.0 * options.eps * temperature).sqrt();
+            add_noise(&mut state, &clamped, sigma, &mut rng);
+            apply_masks(&mut state, &masks);
+        }
+        if options.record_every > 0 && (t + 1) % options.record_every == 0 {
+            frames.push(state.layers[0].clone());
+        }
+    }
+    if frames.len() == 1 || !options.steps.is_multiple_of(options.record_every.max(1)) {
+        frames.push(state.layers[0].clone());
+    }
+    Dreams {
+        labels: labels.to_vec(),
+        outputs: state.layers.pop().expect("a state has layers"),
+        images: state.layers.swap_remove(0),
+        frames,
+    }
+}
+
+/// For each hidden layer, a `batch x units` mask of ones with a `share` of zeros per row.
+fn silence_masks(sizes: &[usize], batch: usize, share: f32, rng: &mut ChaCha8Rng) -> Vec<Matrix> {
+    if share <= 0.0 {
+        return Vec::new();
+    }
+    let hidden = &sizes[1..sizes.len() - 1];
+    hidden
+        .iter()
+        .map(|&units| {
+            let mask = (0..batch * units)
+                .map(|_| {
+                    if rng.random_range(0.0..1.0) < share {
+                        0.0
+                    } else {
+                        1.0
+                    }
+                })
+                .collect();
+            Matrix::from_vec(batch, units, mask).expect("sized")
+        })
+        .collect()
+}
+
+/// Holds the silenced hidden units at 0.
+fn apply_masks(state: &mut State, masks: &[Matrix]) {
+    for (layer, mask) in state.layers[1..].iter_mut().zip(masks) {
+        for (v, &m) in layer.as_mut_slice().iter_mut().zip(mask.as_slice()) {
+            *v *= m;
+        }
+    }
+}
+
+/// Rows of `off` with `on` at each label.
+pub fn one_hot(labels: &[usize], units: usize, off: f32, on: f32) -> Matrix {
+    let mut m = Matrix::zeros(labels.len(), units);
+    m.fill(off);
+    for (r, &l) in labels.iter().enumerate() {
+        m.set(r, l, on);
+    }
+    m
+}
+
+fn start_state(state: &mut State, start: &DreamStart, rng: &mut ChaCha8Rng) {
+    if *start == DreamStart::Noise {
+        for layer in &mut state.layers {
+            layer
+                .as_mut_slice()
+                .iter_mut()
+                .for_each(|v| *v = rng.random_range(0.0..1.0));
+        }
+    }
+    let input = &mut state.layers[0];
+    match start {
+        DreamStart::Zeros | DreamStart::Noise => {}
+        DreamStart::Images(images) => {
+            assert_eq!(
+                (images.rows(), images.cols()),
+                (input.rows(), input.cols()),
+                "one start image per dream"
+            );
+            for (s, &v) in input.as_mut_slice().iter_mut().zip(images.as_slice()) {
+                *s = v.clamp(0.0, 1.0);
+            }
+        }
+    }
+}
+
+/// `s <- clamp(s + sigma xi, 0, 1)` on every free layer, `xi` standard normal.
+fn add_noise(state: &mut State, clamped: &[bool], sigma: f32, rng: &mut ChaCha8Rng) {
+    for (layer, _) in state
+        .layers
+        .iter_mut()
+        .zip(clamped)
+        .filter(|&(_, &fixed)| !fixed)
+    {
+        for v in layer.as_mut_slice() {
+            *v = (*v + sigma * standard_normal(rng)).clamp(0.0, 1.0);
+        }
+    }
+}
+
+/// A standard normal draw (Box-Muller; `rand` 0.10 keeps distributions in another crate).
+fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
+    let u: f32 = rng.random_range(f32::EPSILON..1.0);
+    let v: f32 = rng.random_range(0.0..1.0);
+    (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+}
+
+/// A labelled grid of dreams: one row per distinct label (in order of first appearance), the
+/// dreams of that label along it. `images` holds one `side x side` picture per row.
+pub fn dream_grid(labels: &[usize], images: &Matrix, side: usize) -> image::RgbaImage {
+    let mut rows: Vec<(usize, Vec<&[f32]>)> = Vec::new();
+    for (r, &label) in labels.iter().enumerate() {
+        match rows.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, row)) => row.push(images.row(r)),
+            None => rows.push((label, vec![images.row(r)])),
+        }
+    }
+    let layout = crate::picture::GridLayout {
+        width: side,
+        height: side,
+        scale: 2,
+    };
+    crate::picture::labelled_grid(&rows, layout)
+}
+
+/// `samples` copies of each label, label by label: the usual request of a dream grid.
+pub fn repeat_labels(labels: &[usize], samples: usize) -> Vec<usize> {
+    labels
+        .iter()
+        .flat_map(|&l| std::iter::repeat_n(l, samples))
+        .collect()
+}
