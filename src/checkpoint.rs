@@ -34,6 +34,8 @@ pub struct Checkpoint {
     pub progress: Progress,
     /// Persistent particles (one matrix per layer, training examples as rows), if the run has them.
     pub persistent: Option<Vec<Matrix>>,
+    /// The persistent chains of generative training (one matrix per layer), if the run has them.
+    pub dream_chains: Option<Vec<Matrix>>,
     /// Name of the data set it was trained on.
     pub dataset: String,
 }
@@ -44,6 +46,7 @@ pub struct CheckpointRef<'a> {
     pub network: &'a Network,
     pub progress: &'a Progress,
     pub persistent: Option<&'a [Matrix]>,
+    pub dream_chains: Option<&'a [Matrix]>,
     pub dataset: &'a str,
 }
 
@@ -71,6 +74,13 @@ pub fn save(path: &Path, ckpt: &CheckpointRef) -> Result<(), CheckpointError> {
     for (k, m) in ckpt.persistent.unwrap_or(&[]).iter().enumerate().skip(1) {
         tensors.push((
             format!("persistent{k}"),
+            vec![m.rows(), m.cols()],
+            to_bytes(m.as_slice()),
+        ));
+    }
+    for (k, m) in ckpt.dream_chains.unwrap_or(&[]).iter().enumerate() {
+        tensors.push((
+            format!("dream_chain{k}"),
             vec![m.rows(), m.cols()],
             to_bytes(m.as_slice()),
         ));
@@ -206,12 +216,22 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     } else {
         None
     };
+    let dream_chains = if tensors.names().iter().any(|n| n.starts_with("dream_chain")) {
+        Some(
+            (0..layers.len())
+                .map(|k| read(&format!("dream_chain{k}")))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+    } else {
+        None
+    };
     let dataset = field("dataset")?.clone();
     Ok(Checkpoint {
         hyperparams,
         network,
         progress,
         persistent,
+        dream_chains,
         dataset,
     })
 }

@@ -323,7 +323,8 @@ fn start_trainer(args: &TrainArgs, files: &RunFiles) -> Result<Trainer> {
             ckpt.network,
             ckpt.progress,
             ckpt.persistent,
-        ));
+        )
+        .with_dream_chains(ckpt.dream_chains));
     }
     if files.checkpoint.exists() && !args.force {
         bail!(
@@ -445,11 +446,13 @@ fn epoch_bar(trainer: &Trainer, n: usize) -> ProgressBar {
 }
 
 fn save(files: &RunFiles, trainer: &Trainer, dataset: &str) -> Result<()> {
+    let chains = trainer.dream_chains();
     let ckpt = CheckpointRef {
         hyperparams: trainer.hyperparams(),
         network: trainer.network(),
         progress: trainer.progress(),
         persistent: trainer.persistent_states(),
+        dream_chains: chains.as_deref(),
         dataset,
     };
     Ok(checkpoint::save(&files.checkpoint, &ckpt)?)

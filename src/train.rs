@@ -149,6 +149,51 @@ impl Trainer {
         &self.progress
     }
 
+    /// Where the persistent chains of generative training stand (one matrix per layer, the
+    /// chunks' rows one after another), if the run trains for dreaming.
+    pub fn dream_chains(&self) -> Option<Vec<Matrix>> {
+        let first = self.generative.first()?;
+        let layers = first.free.layers.len();
+        Some(
+            (0..layers)
+                .map(|k| {
+                    let cols = first.free.layers[k].cols();
+                    let data = self
+                        .generative
+                        .iter()
+                        .flat_map(|g| g.free.layers[k].as_slice().iter().copied())
+                        .collect();
+                    Matrix::from_vec(self.hp.batch_size, cols, data).expect("chunks fill the batch")
+                })
+                .collect(),
+        )
+    }
+
+    /// Restores the chains saved by [`dream_chains`](Self::dream_chains) (ignored if their
+    /// shapes do not fit this run), so that a resumed generative run continues exactly.
+    pub fn with_dream_chains(mut self, chains: Option<Vec<Matrix>>) -> Self {
+        let fits = |c: &[Matrix]| {
+            c.len() == self.hp.layers.len()
+                && c.iter()
+                    .zip(&self.hp.layers)
+                    .all(|(m, &n)| (m.rows(), m.cols()) == (self.hp.batch_size, n))
+        };
+        if let Some(chains) = chains.filter(|c| fits(c) && !self.generative.is_empty()) {
+            let mut row = 0;
+            for g in &mut self.generative {
+                let n = g.free.batch();
+                for (layer, saved) in g.free.layers.iter_mut().zip(&chains) {
+                    let cols = saved.cols();
+                    layer
+                        .as_mut_slice()
+                        .copy_from_slice(&saved.as_slice()[row * cols..(row + n) * cols]);
+                }
+                row += n;
+            }
+        }
+        self
+    }
+
     /// The persistent particles, if the run uses them.
     pub fn persistent_states(&self) -> Option<&[Matrix]> {
         self.persistent.as_deref()

@@ -3,7 +3,7 @@
 use eqprop::checkpoint::{self, CheckpointRef};
 use eqprop::config::Hyperparams;
 use eqprop::data::{self, Dataset, DatasetName, Split};
-use eqprop::learning_rule::Nudging;
+use eqprop::learning_rule::{Generative, GenerativeStart, Nudging};
 use eqprop::train::{self, EpochEnd, Trainer};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,6 +89,7 @@ fn checkpoint_round_trip_keeps_everything() {
         network: trainer.network(),
         progress: trainer.progress(),
         persistent: trainer.persistent_states(),
+        dream_chains: None,
         dataset: "mnist",
     };
     checkpoint::save(&path, &saved).unwrap();
@@ -101,16 +102,32 @@ fn checkpoint_round_trip_keeps_everything() {
     assert_eq!(&persistent[1..], &trainer.persistent_states().unwrap()[1..]);
 }
 
-/// Interrupting after any mini-batch, saving, loading and resuming gives bit-identical weights.
+/// Interrupting after any mini-batch, saving, loading and resuming gives bit-identical weights,
+/// also for generative training with persistent dream chains.
 #[test]
 fn interrupted_and_resumed_equals_uninterrupted() {
+    let generative = Hyperparams {
+        generative: Some(Generative {
+            start: GenerativeStart::Persistent,
+            t_free: 3,
+            t_nudge: 2,
+            ..Generative::default()
+        }),
+        ..small_hyperparams()
+    };
+    for hp in [small_hyperparams(), generative] {
+        check_resume(hp);
+    }
+}
+
+fn check_resume(hp: Hyperparams) {
     let mut train_set = mnist(Split::Train);
     train_set.truncate(400);
-    let mut straight = Trainer::new(small_hyperparams()).unwrap();
+    let mut straight = Trainer::new(hp.clone()).unwrap();
     train_epochs(&mut straight, &train_set);
 
     let path = temp_dir("resume").join("model.safetensors");
-    let mut first = Trainer::new(small_hyperparams()).unwrap();
+    let mut first = Trainer::new(hp.clone()).unwrap();
     let stop = AtomicBool::new(false);
     assert!(matches!(
         first.run_epoch(&train_set, &stop, |_| {}),
@@ -121,11 +138,14 @@ fn interrupted_and_resumed_equals_uninterrupted() {
     });
     assert_eq!(end, EpochEnd::Interrupted);
     assert_eq!((first.progress().epoch, first.progress().batch), (1, 7));
+    let chains = first.dream_chains();
+    assert_eq!(chains.is_some(), hp.generative.is_some());
     let saved = CheckpointRef {
         hyperparams: first.hyperparams(),
         network: first.network(),
         progress: first.progress(),
         persistent: first.persistent_states(),
+        dream_chains: chains.as_deref(),
         dataset: "mnist",
     };
     checkpoint::save(&path, &saved).unwrap();
@@ -137,17 +157,16 @@ fn interrupted_and_resumed_equals_uninterrupted() {
         ckpt.network,
         ckpt.progress,
         ckpt.persistent,
-    );
+    )
+    .with_dream_chains(ckpt.dream_chains);
     train_epochs(&mut resumed, &train_set);
     assert_eq!(
         resumed.network(),
         straight.network(),
-        "resumed weights differ"
+        "resumed weights differ ({:?})",
+        hp.generative
     );
-    assert_ne!(
-        resumed.network(),
-        Trainer::new(small_hyperparams()).unwrap().network()
-    );
+    assert_ne!(resumed.network(), Trainer::new(hp).unwrap().network());
 }
 
 #[test]
