@@ -169,6 +169,9 @@ struct Overrides {
     /// First epoch (1-based) with generative phases.
     #[arg(long, requires = "generative")]
     gen_from_epoch: Option<usize>,
+    /// The generative update changes only W_1 and the input bias.
+    #[arg(long, requires = "generative")]
+    gen_input_only: bool,
 }
 
 impl Overrides {
@@ -209,6 +212,7 @@ impl Overrides {
                 &mut g.from_epoch,
                 o.gen_from_epoch.map(|e| e.saturating_sub(1)),
             );
+            g.input_couplings_only |= o.gen_input_only;
         }
     }
 }

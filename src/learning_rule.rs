@@ -52,6 +52,10 @@ pub struct Generative {
     /// that has already learned to classify.
     #[serde(default)]
     pub from_epoch: usize,
+    /// Update only what draws the input (`W_1` and the input bias), leaving the upper layers to
+    /// the discriminative phases.
+    #[serde(default)]
+    pub input_couplings_only: bool,
 }
 
 fn unit_stiffness() -> f32 {
@@ -63,26 +67,29 @@ fn unit_stiffness() -> f32 {
 #[serde(rename_all = "kebab-case")]
 pub enum GenerativeStart {
     /// The real image and the hidden state it drives (real images become attractors).
-    #[default]
     Image,
     /// Every free unit at 0, as a dream from zeros starts (the label alone must draw).
     Zeros,
     /// Where the previous mini-batch's generative free phase ended (persistent chains, as in
     /// persistent contrastive divergence): the update then also raises the energy of whatever
     /// spurious pattern the free dynamics fall into.
+    #[default]
     Persistent,
 }
 
 impl Default for Generative {
+    /// The settings measured best on MNIST (README): persistent chains, 10 + 4 steps,
+    /// `beta_g = 1`, generative rates 1/500 of the discriminative ones.
     fn default() -> Self {
         Self {
-            beta: 0.5,
+            beta: 1.0,
             t_free: 10,
             t_nudge: 4,
-            lr_scale: 0.25,
-            start: GenerativeStart::Image,
+            lr_scale: 0.002,
+            start: GenerativeStart::Persistent,
             input_stiffness: 1.0,
             from_epoch: 0,
+            input_couplings_only: false,
         }
     }
 }

@@ -345,7 +345,7 @@ impl Trainer {
                     _ => None,
                 };
                 if let Some((gens, gen_scale)) = &dreams {
-                    for k in 1..hp.layers.len() {
+                    for k in 1..generative_layers(&hp).0 {
                         // SAFETY: as above.
                         let (block, first) = unsafe { row_block(&couplings[k - 1], t, workers) };
                         update_generative_rows(block, first, k, gen_scale[k - 1], gens);
@@ -356,7 +356,8 @@ impl Trainer {
                         unsafe { std::slice::from_raw_parts_mut(biases.ptr(), hp.layers.len()) };
                     update_biases(biases, &scale, all, hp.nudging, betas[b]);
                     if let Some((gens, gen_scale)) = &dreams {
-                        update_generative_biases(biases, gen_scale, gens);
+                        let (_, with_bias) = generative_layers(&hp);
+                        update_generative_biases(&mut biases[..with_bias], gen_scale, gens);
                     }
                     let stats = unsafe { std::slice::from_raw_parts(stats.ptr(), chunks) };
                     let progress = unsafe { &mut *progress.ptr() };
@@ -395,6 +396,15 @@ impl Trainer {
                     .collect(),
             );
         }
+    }
+}
+
+/// How far the generative update reaches: couplings `W_1..W_{c-1}` and biases `b_0..b_{b-1}`
+/// for the returned `(c, b)`; all of them, or only `W_1` and the input bias.
+fn generative_layers(hp: &Hyperparams) -> (usize, usize) {
+    match hp.generative {
+        Some(g) if g.input_couplings_only => (2, 1),
+        _ => (hp.layers.len(), hp.layers.len()),
     }
 }
 

@@ -84,7 +84,7 @@ pub fn judge(args: JudgeArgs) -> Result<()> {
 #[derive(Args, Debug, Clone)]
 pub struct DreamDynamics {
     /// Relaxation steps.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 100)]
     pub dream_steps: usize,
     /// Step size [default: the checkpoint's].
     #[arg(long)]
@@ -99,7 +99,7 @@ pub struct DreamDynamics {
     #[arg(long)]
     pub nudge: Option<f32>,
     /// Share of hidden units silenced in each dream (a different random set per dream).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.3)]
     pub silence: f32,
     /// Seed of the start and the noise.
     #[arg(long, default_value_t = 0)]
@@ -176,7 +176,7 @@ pub fn run(args: DreamArgs) -> Result<()> {
         bail!("--samples must be at least 1");
     }
     let record = if args.gif.is_some() {
-        (args.dynamics.dream_steps / 50).max(1)
+        (args.dynamics.dream_steps / 20).max(1)
     } else {
         0
     };
