@@ -78,8 +78,8 @@ pub enum GenerativeStart {
 }
 
 impl Default for Generative {
-    /// The settings measured best on MNIST (README): persistent chains, 10 + 4 steps,
-    /// `beta_g = 1`, generative rates 1/500 of the discriminative ones.
+    /// The settings measured best on MNIST (BENCHMARKS.md): persistent chains, 10 + 4 steps,
+    /// `beta_g = 1`, generative rates 1/500 of the discriminative ones, input stiffness 0.5.
     fn default() -> Self {
         Self {
             beta: 1.0,
@@ -87,7 +87,7 @@ impl Default for Generative {
             t_nudge: 4,
             lr_scale: 0.002,
             start: GenerativeStart::Persistent,
-            input_stiffness: 1.0,
+            input_stiffness: 0.5,
             from_epoch: 0,
             input_couplings_only: false,
         }
