@@ -79,13 +79,13 @@ pub enum GenerativeStart {
 
 impl Default for Generative {
     /// The settings measured best on MNIST (BENCHMARKS.md): persistent chains, 10 + 4 steps,
-    /// `beta_g = 1`, generative rates 1/500 of the discriminative ones, input stiffness 0.5.
+    /// `beta_g = 1`, generative rates 1/1000 of the discriminative ones, input stiffness 0.5.
     fn default() -> Self {
         Self {
             beta: 1.0,
             t_free: 10,
             t_nudge: 4,
-            lr_scale: 0.002,
+            lr_scale: 0.001,
             start: GenerativeStart::Persistent,
             input_stiffness: 0.5,
             from_epoch: 0,
