@@ -1,27 +1,11 @@
 //! The `eqprop` command line: bad input gives clear errors, Ctrl-C saves, --resume continues.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn data_root() -> PathBuf {
-    std::env::var_os("EQPROP_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")))
-}
-
-fn eqprop() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eqprop"));
-    cmd.env("EQPROP_DATA_DIR", data_root());
-    cmd
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("eqprop-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{eqprop, temp_dir};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

@@ -5,8 +5,9 @@ use eqprop::dream::{DreamOptions, DreamStart, LabelClamp, dream, one_hot};
 use eqprop::energy::{cost, energy};
 use eqprop::network::Network;
 use rand::SeedableRng;
-use std::path::PathBuf;
-use std::process::Command;
+
+mod common;
+use common::temp_dir;
 
 fn net(sizes: &[usize], seed: u64) -> Network {
     Network::glorot(sizes, &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed)).unwrap()
@@ -139,25 +140,8 @@ fn a_nudged_label_pulls_the_output_toward_it() {
     }
 }
 
-fn data_root() -> PathBuf {
-    std::env::var_os("EQPROP_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")))
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("eqprop-dream-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn eqprop(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_eqprop"))
-        .env("EQPROP_DATA_DIR", data_root())
-        .args(args)
-        .output()
-        .unwrap()
+    common::eqprop().args(args).output().unwrap()
 }
 
 /// `train --generative --dreams` writes a grid per epoch; `dream` writes the requested grid and

@@ -2,29 +2,13 @@
 
 use eqprop::checkpoint::{self, CheckpointRef};
 use eqprop::config::Hyperparams;
-use eqprop::data::{self, Dataset, DatasetName, Split};
+use eqprop::data::{Dataset, Split};
 use eqprop::learning_rule::{Generative, GenerativeStart, Nudging};
 use eqprop::train::{self, EpochEnd, Trainer};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-fn data_root() -> PathBuf {
-    std::env::var_os("EQPROP_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")))
-}
-
-fn mnist(split: Split) -> Dataset {
-    let dir = data::dataset_dir(Some(&data_root()), DatasetName::Mnist);
-    data::load(DatasetName::Mnist, split, &dir).expect("the shared MNIST files")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("eqprop-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{mnist, temp_dir};
 
 fn train_epochs(trainer: &mut Trainer, data: &Dataset) {
     let stop = AtomicBool::new(false);
