@@ -264,10 +264,11 @@ impl Trainer {
         let net = Shared(&mut self.net as *mut Network);
         let particles = Shared(self.particles.as_mut_ptr());
         let generative = Shared(self.generative.as_mut_ptr());
-        let dreaming = !self.generative.is_empty()
-            && hp
-                .generative
-                .is_some_and(|g| self.progress.epoch >= g.from_epoch);
+        // The generative settings when this epoch runs generative phases.
+        let epoch = self.progress.epoch;
+        let dreaming = hp
+            .generative
+            .filter(|g| !self.generative.is_empty() && epoch >= g.from_epoch);
         let stats = Shared(self.stats.as_mut_ptr());
         let persistent = Shared(&mut self.persistent as *mut Option<Vec<Matrix>>);
         let progress = Shared(&mut self.progress as *mut Progress);
@@ -306,7 +307,7 @@ impl Trainer {
                         saved,
                         betas[b],
                     );
-                    if let (true, Some(g)) = (dreaming, &hp.generative) {
+                    if let Some(g) = &dreaming {
                         // SAFETY: generative chunk c belongs to this worker like chunk c.
                         let gp = unsafe { &mut *generative.ptr().add(c) };
                         gp.phases(net, &p.free, &p.target, g, hp.eps);
@@ -336,14 +337,11 @@ impl Trainer {
                         betas[b],
                     );
                 }
-                let dreams = match (dreaming, &hp.generative) {
+                let dreams = dreaming.map(|g| {
                     // SAFETY: in phase 2 every generative chunk is only read.
-                    (true, Some(g)) => {
-                        let gens = unsafe { std::slice::from_raw_parts(generative.ptr(), chunks) };
-                        Some((gens, generative_scales(lrs, gens, g)))
-                    }
-                    _ => None,
-                };
+                    let gens = unsafe { std::slice::from_raw_parts(generative.ptr(), chunks) };
+                    (gens, generative_scales(lrs, gens, &g))
+                });
                 if let Some((gens, gen_scale)) = &dreams {
                     for k in 1..generative_layers(&hp).0 {
                         // SAFETY: as above.
