@@ -18,6 +18,11 @@ pub struct EpochFlops {
     /// What the same algorithm costs with dense input products (the PyTorch baseline
     /// additionally recomputes the input drive at every step, which is more still).
     pub dense: f64,
+    /// Share of `performed` that an example skipped by the surprise gate does not cost (its
+    /// nudged phases and its `W_1` update).
+    pub skipped_share: f64,
+    /// Share of the relaxation steps that are nudged-phase steps.
+    pub skipped_steps_share: f64,
 }
 
 /// FLOPs of one epoch of `hp` on `data` (mini-batches that do not fill up are dropped).
@@ -38,10 +43,26 @@ pub fn epoch_flops(hp: &Hyperparams, data: &Dataset) -> EpochFlops {
     // Two products per upper coupling in the update (nudged and reference outer products).
     let upper_update = 2.0 * 2.0 * free_couplings;
     let per_sample = |input: f64| 2.0 * input * first + relax + 2.0 * input * first + upper_update;
+    let nudged_steps = nudged_phases * hp.t_nudge as f64;
+    let skippable = nudged_steps * 2.0 * 2.0 * free_couplings + 2.0 * nonzero * first;
     EpochFlops {
         performed: samples * per_sample(nonzero),
         dense: samples * per_sample(sizes[0] as f64),
+        skipped_share: skippable / per_sample(nonzero),
+        skipped_steps_share: nudged_steps / steps,
     }
+}
+
+/// What a surprise gate saved in an epoch where `learned_share` of the examples learned:
+/// `(share of relaxation steps, share of FLOPs)`. A skipped example still relaxes its free
+/// phase and enters the (dense, batched) upper-layer update; it saves its nudged phase(s) and its
+/// sparse `W_1` update.
+pub fn gate_savings(flops: &EpochFlops, learned_share: f64) -> (f64, f64) {
+    let skipped = 1.0 - learned_share;
+    (
+        skipped * flops.skipped_steps_share,
+        skipped * flops.skipped_share,
+    )
 }
 
 /// Measured single-precision GEMM rate of this machine (GFLOP/s) on a large square product with

@@ -2,17 +2,20 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use eqprop::bench;
 use eqprop::checkpoint::{self, CheckpointRef};
 use eqprop::config::{Hyperparams, Schedule};
 use eqprop::data::{self, Dataset, DatasetName, Split};
 use eqprop::learning_rule::{GenerativeStart, Nudging};
-use eqprop::metrics::{self, EpochRecord};
+use eqprop::metrics::{self, EpochRecord, GateRecord};
+use eqprop::modulator::Threshold;
 use eqprop::train::{self, EpochEnd, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+mod continual;
 mod dream;
 
 #[derive(Parser, Debug)]
@@ -42,6 +45,9 @@ enum Command {
     Dream(Box<dream::DreamArgs>),
     /// Train the backprop classifier that judges dreams (not the dreamer) on real images.
     Judge(dream::JudgeArgs),
+    /// Learn Split-MNIST's tasks one after another, with or without replay; report the accuracy
+    /// matrix, average accuracy and forgetting.
+    Continual(Box<continual::ContinualArgs>),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -172,6 +178,22 @@ struct Overrides {
     /// The generative update changes only W_1 and the input bias.
     #[arg(long, requires = "generative")]
     gen_input_only: bool,
+    /// Surprise gate ("dopamine"): only examples whose free-phase output cost exceeds the
+    /// threshold get a nudged phase and an update.
+    #[arg(long)]
+    gate: bool,
+    /// Fixed gate threshold on the output cost 1/2 ||y - t||^2 [default: 1e-4].
+    #[arg(long, requires = "gate", conflicts_with = "gate_share")]
+    gate_threshold: Option<f32>,
+    /// Adaptive gate: the threshold tracks the quantile that lets this share of examples learn.
+    #[arg(long, requires = "gate")]
+    gate_share: Option<f32>,
+    /// Threshold move per mini-batch of the adaptive gate.
+    #[arg(long, requires = "gate_share", default_value_t = 0.01)]
+    gate_step: f32,
+    /// Learning-rate multiplier of the examples that pass the gate.
+    #[arg(long, requires = "gate")]
+    gate_gain: Option<f32>,
 }
 
 impl Overrides {
@@ -213,6 +235,19 @@ impl Overrides {
                 o.gen_from_epoch.map(|e| e.saturating_sub(1)),
             );
             g.input_couplings_only |= o.gen_input_only;
+        }
+        if o.gate {
+            let m = hp.modulator.get_or_insert_with(Default::default);
+            if let Some(value) = o.gate_threshold {
+                m.threshold = Threshold::Fixed { value };
+            }
+            if let Some(share) = o.gate_share {
+                m.threshold = Threshold::Adaptive {
+                    share,
+                    step: o.gate_step,
+                };
+            }
+            set(&mut m.gain, o.gate_gain);
         }
     }
 }
@@ -257,6 +292,11 @@ struct BenchArgs {
     /// Time only this implementation.
     #[arg(long)]
     no_torch: bool,
+    /// Instead of PyTorch, compare training without and with the surprise gate (--gate-*
+    /// settings, default threshold without them); reports test error, learned share, savings and
+    /// the wall-clock ratio.
+    #[arg(long)]
+    gate_ab: bool,
     /// Seconds to let the machine settle before each timed run (both sides alike).
     #[arg(long, default_value_t = 3.0)]
     settle: f64,
@@ -273,6 +313,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Render(args) => render_command(args),
         Command::Dream(args) => dream::run(*args),
         Command::Judge(args) => dream::judge(args),
+        Command::Continual(args) => continual::continual(*args),
     }
 }
 
@@ -373,6 +414,7 @@ fn train(args: TrainArgs) -> Result<()> {
     ctrlc::set_handler(move || handler_flag.store(true, Ordering::SeqCst))
         .context("installing the Ctrl-C handler")?;
     let dataset = args.data.dataset.as_str();
+    let flops = bench::epoch_flops(&hp, &trainset);
     while !trainer.finished() {
         let bar = epoch_bar(&trainer, trainset.len());
         let end = trainer.run_epoch(&trainset, &stop, |p| {
@@ -396,6 +438,15 @@ fn train(args: TrainArgs) -> Result<()> {
             }
         };
         let test = train::evaluate(trainer.network(), &hp, &testset);
+        let gate = trainer.progress().threshold.map(|threshold| {
+            let (steps_saved, flops_saved) = bench::gate_savings(&flops, summary.learned_share);
+            GateRecord {
+                learned_share: summary.learned_share,
+                steps_saved,
+                flops_saved,
+                threshold,
+            }
+        });
         let record = EpochRecord {
             epoch: summary.epoch,
             train_error: summary.train_error,
@@ -404,9 +455,18 @@ fn train(args: TrainArgs) -> Result<()> {
             seconds: summary.seconds,
             samples_per_second: summary.samples_per_second,
             learning_rates: hp.learning_rates(summary.epoch - 1),
+            gate,
         };
+        let gated = gate.map_or(String::new(), |g| {
+            format!(
+                "  learned {:>5.1}%  saved {:>4.1}% of steps, {:>4.1}% of FLOPs",
+                100.0 * g.learned_share,
+                100.0 * g.steps_saved,
+                100.0 * g.flops_saved
+            )
+        });
         println!(
-            "epoch {:>3}  train error {:>6.2}%  test error {:>6.2}%  free energy {:>8.4}  {:>6.2}s  {:>7.0} samples/s",
+            "epoch {:>3}  train error {:>6.2}%  test error {:>6.2}%  free energy {:>8.4}  {:>6.2}s  {:>7.0} samples/s{gated}",
             record.epoch,
             record.train_error,
             record.test_error,
@@ -487,18 +547,87 @@ fn eval(args: EvalArgs) -> Result<()> {
 
 /// Seconds per training epoch (each epoch of a fresh run) and the final test error.
 fn time_eqprop(hp: &Hyperparams, trainset: &Dataset, testset: &Dataset) -> Result<(Vec<f64>, f64)> {
+    let (epochs, error) = train_epochs(hp, trainset, testset)?;
+    Ok((epochs.iter().map(|s| s.seconds).collect(), error))
+}
+
+/// Trains a fresh network of `hp`: every epoch's summary and the final test error.
+fn train_epochs(
+    hp: &Hyperparams,
+    trainset: &Dataset,
+    testset: &Dataset,
+) -> Result<(Vec<train::EpochSummary>, f64)> {
     let mut trainer = Trainer::new(hp.clone())?;
     let stop = AtomicBool::new(false);
-    let mut seconds = Vec::new();
+    let mut epochs = Vec::new();
     while !trainer.finished() {
         if let EpochEnd::Completed(s) = trainer.run_epoch(trainset, &stop, |_| {}) {
-            seconds.push(s.seconds);
+            epochs.push(s);
         }
     }
     Ok((
-        seconds,
+        epochs,
         train::evaluate(trainer.network(), hp, testset).error,
     ))
+}
+
+/// `bench --gate-ab`: the same training without and with the surprise gate, interleaved.
+fn bench_gate(
+    args: &BenchArgs,
+    hp: &Hyperparams,
+    trainset: &Dataset,
+    testset: &Dataset,
+) -> Result<()> {
+    let gated = Hyperparams {
+        modulator: Some(hp.modulator.unwrap_or_default()),
+        ..hp.clone()
+    };
+    let plain = Hyperparams {
+        modulator: None,
+        ..hp.clone()
+    };
+    let flops = eqprop::bench::epoch_flops(hp, trainset);
+    let (mut times, mut errors) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    let mut learned = Vec::new();
+    for round in 1..=args.rounds {
+        for (side, hp) in [&plain, &gated].into_iter().enumerate() {
+            std::thread::sleep(std::time::Duration::from_secs_f64(args.settle));
+            let (epochs, error) = train_epochs(hp, trainset, testset)?;
+            let seconds: f64 = epochs.iter().map(|s| s.seconds).sum();
+            let share = epochs.iter().map(|s| s.learned_share).sum::<f64>() / epochs.len() as f64;
+            let name = ["ungated", "gated  "][side];
+            eprintln!(
+                "round {round}: {name} {seconds:.2} s for {} epochs, test error {error:.2}%, learned {:.1}% of examples",
+                epochs.len(),
+                100.0 * share
+            );
+            times[side].push(seconds);
+            errors[side].push(error);
+            if side == 1 {
+                learned.push(share);
+            }
+        }
+    }
+    let share = learned.iter().sum::<f64>() / learned.len() as f64;
+    let (steps, flops_saved) = eqprop::bench::gate_savings(&flops, share);
+    let [plain_s, gated_s] = times.map(|mut t| median(&mut t));
+    let [plain_e, gated_e] = errors.map(|mut e| median(&mut e));
+    println!(
+        "| run | seconds for {} epochs (median) | test error (median) |",
+        hp.epochs
+    );
+    println!("|---|---|---|");
+    println!("| ungated | {plain_s:.2} | {plain_e:.2}% |");
+    println!("| gated | {gated_s:.2} | {gated_e:.2}% |");
+    println!(
+        "gate: {:.1}% of examples learned ({:.1}% skipped the nudged phase and the update); saved {:.1}% of relaxation steps and {:.1}% of FLOPs; wall-clock ratio gated/ungated {:.3}",
+        100.0 * share,
+        100.0 * (1.0 - share),
+        100.0 * steps,
+        100.0 * flops_saved,
+        gated_s / plain_s
+    );
+    Ok(())
 }
 
 /// Runs the PyTorch baseline with the same hyperparameters; returns its `RESULT` JSON.
@@ -565,6 +694,9 @@ fn bench(args: BenchArgs) -> Result<()> {
     let data_dir = data::dataset_dir(args.data.data_dir.as_deref(), args.data.dataset);
     let trainset = args.data.load(Split::Train)?;
     let testset = args.data.load(Split::Test)?;
+    if args.gate_ab {
+        return bench_gate(&args, &hp, &trainset, &testset);
+    }
     let flops = eqprop::bench::epoch_flops(&hp, &trainset);
     eprintln!(
         "bench: {} x {} epochs of {:?} on {} ({} images), {} threads",

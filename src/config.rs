@@ -1,6 +1,7 @@
 //! Hyperparameters, their validation, and the named presets.
 
 use crate::learning_rule::{Generative, Nudging};
+use crate::modulator::Modulator;
 use crate::network::{ShapeError, validate_sizes};
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +43,14 @@ pub struct Hyperparams {
     /// Generative training for dreaming (none: purely discriminative).
     #[serde(default)]
     pub generative: Option<Generative>,
+    /// Surprise-gated learning (none: every example learns).
+    #[serde(default)]
+    pub modulator: Option<Modulator>,
+    /// Multi-head output: groups of output units (e.g. the tasks of a task-incremental run).
+    /// An example's cost then covers only the group of its label; the other units are nudged
+    /// toward their own free values, which adds nothing to the update to first order in beta.
+    #[serde(default)]
+    pub heads: Option<Vec<Vec<usize>>>,
 }
 
 /// A hyperparameter that cannot work, found before any training starts.
@@ -57,6 +66,8 @@ pub enum ConfigError {
         rule: &'static str,
         value: f64,
     },
+    #[error("{0}")]
+    Gate(String),
     #[error("unknown preset '{0}' (known: {known})", known = PRESETS.join(", "))]
     UnknownPreset(String),
 }
@@ -85,6 +96,8 @@ impl Hyperparams {
             target_on: 1.0,
             seed: 1,
             generative: None,
+            modulator: None,
+            heads: None,
         };
         match name {
             "paper" => Ok(paper),
@@ -202,6 +215,19 @@ impl Hyperparams {
                 scale_ok,
                 "non-negative",
                 g.lr_scale as f64,
+            )?;
+        }
+        if let Some(m) = &self.modulator {
+            m.validate().map_err(ConfigError::Gate)?;
+        }
+        if let Some(heads) = &self.heads {
+            let outputs = *self.layers.last().expect("validated sizes");
+            let unit = heads.iter().flatten().copied().find(|&u| u >= outputs);
+            range(
+                "heads",
+                unit.is_none(),
+                "output units",
+                unit.unwrap_or(0) as f64,
             )?;
         }
         Ok(())

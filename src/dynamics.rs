@@ -124,6 +124,9 @@ pub struct Relaxation {
     scratch: FusedScratch,
     /// Stiffness `kappa` of the free input layer: its self term is `kappa/2 ||s_0||^2`.
     input_stiffness: f32,
+    /// The states before a GEMM-path [`relax_rows`](Self::relax_rows), to restore the rows
+    /// that sit out (allocated at the first such call).
+    held: Option<State>,
 }
 
 impl Relaxation {
@@ -147,6 +150,7 @@ impl Relaxation {
             couplings: FusedCouplings::default(),
             scratch: FusedScratch::new(sizes),
             input_stiffness: 1.0,
+            held: None,
         }
     }
 
@@ -230,23 +234,60 @@ impl Relaxation {
         self.has_input_product.then_some(&self.sparse_input)
     }
 
+    /// Drops the samples whose `keep` is false from the sparse input (the drive is already
+    /// computed), so that the sparse `W_1` update skips them.
+    pub fn retain_input_samples(&mut self, keep: &[bool]) {
+        if self.has_input_product {
+            self.sparse_input.retain_samples(keep);
+        }
+    }
+
     /// Runs `phase.steps` synchronous steps on the free layers of `state`.
     pub fn relax(&mut self, net: &Network, state: &mut State, phase: &Phase) {
         if self.fused {
-            let fused = FusedPhase {
-                clamped: &self.clamped,
-                fixed: &self.fixed_drive,
-                couplings: &self.couplings,
-                steps: phase.steps,
-                eps: phase.eps,
-                nudge: phase.nudge.map(|n| (n.layer, n.beta, n.target)),
-            };
-            return relax_fused(&fused, &mut state.layers, &mut self.scratch);
+            return self.relax_fused(state, phase, None);
         }
         for _ in 0..phase.steps {
             self.compute_drives(net, state);
             self.apply_drives(state, phase);
         }
+    }
+
+    /// [`relax`](Self::relax) for the samples `rows` (increasing) only: the others keep their
+    /// states. The fused kernel skips the others' work; the GEMM path relaxes the whole batch
+    /// and puts the others back.
+    pub fn relax_rows(&mut self, net: &Network, state: &mut State, phase: &Phase, rows: &[usize]) {
+        if self.fused {
+            return self.relax_fused(state, phase, Some(rows));
+        }
+        let held = self.held.get_or_insert_with(|| state.clone());
+        held.copy_from(state);
+        self.relax(net, state, phase);
+        let held = self.held.as_ref().expect("filled above");
+        let mut keep = rows.iter().peekable();
+        for r in 0..state.batch() {
+            if keep.next_if_eq(&&r).is_some() {
+                continue;
+            }
+            for (k, layer) in state.layers.iter_mut().enumerate() {
+                if !self.clamped[k] {
+                    layer.row_mut(r).copy_from_slice(held.layers[k].row(r));
+                }
+            }
+        }
+    }
+
+    fn relax_fused(&mut self, state: &mut State, phase: &Phase, rows: Option<&[usize]>) {
+        let fused = FusedPhase {
+            clamped: &self.clamped,
+            fixed: &self.fixed_drive,
+            couplings: &self.couplings,
+            steps: phase.steps,
+            eps: phase.eps,
+            nudge: phase.nudge.map(|n| (n.layer, n.beta, n.target)),
+            rows,
+        };
+        relax_fused(&fused, &mut state.layers, &mut self.scratch);
     }
 
     /// `drive_k` for every free layer, from the current states.

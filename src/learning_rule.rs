@@ -238,6 +238,9 @@ pub struct Particles {
     /// The nudge target of the output layer.
     pub target: Matrix,
     pub relax: Relaxation,
+    /// Whether any sample of the chunk learns from this mini-batch (a surprise gate may have
+    /// skipped them all; then the chunk adds nothing, not even rounding, to the update).
+    pub learns: bool,
     /// Clamp flags of the learning phases: the input only.
     clamped: Vec<bool>,
     delta: Matrix,
@@ -253,6 +256,7 @@ impl Particles {
             free: state,
             target: Matrix::zeros(batch, *sizes.last().expect("sizes are validated")),
             relax: Relaxation::new(sizes, batch),
+            learns: true,
             clamped: (0..sizes.len()).map(|k| k == 0).collect(),
             delta: Matrix::zeros(batch, sizes[1]),
         }
@@ -285,6 +289,21 @@ impl Particles {
         eps: f32,
         beta: f32,
     ) {
+        self.nudged_phases_of(net, nudging, steps, eps, beta, None);
+    }
+
+    /// [`nudged_phases`](Self::nudged_phases) for the samples `rows` (increasing) only; the
+    /// nudged states of the others stay at their free fixed points, so they add nothing to the
+    /// update.
+    pub fn nudged_phases_of(
+        &mut self,
+        net: &Network,
+        nudging: Nudging,
+        steps: usize,
+        eps: f32,
+        beta: f32,
+        rows: Option<&[usize]>,
+    ) {
         let output = net.output_layer();
         self.plus.copy_from(&self.free);
         let nudge = Nudge {
@@ -292,15 +311,15 @@ impl Particles {
             beta,
             target: &self.target,
         };
-        self.relax.relax(
-            net,
-            &mut self.plus,
-            &Phase {
-                steps,
-                eps,
-                nudge: Some(nudge),
-            },
-        );
+        let phase = Phase {
+            steps,
+            eps,
+            nudge: Some(nudge),
+        };
+        match rows {
+            Some(rows) => self.relax.relax_rows(net, &mut self.plus, &phase, rows),
+            None => self.relax.relax(net, &mut self.plus, &phase),
+        }
         if nudging == Nudging::Symmetric {
             self.minus.copy_from(&self.free);
             let nudge = Nudge {
@@ -308,15 +327,15 @@ impl Particles {
                 beta: -beta,
                 target: &self.target,
             };
-            self.relax.relax(
-                net,
-                &mut self.minus,
-                &Phase {
-                    steps,
-                    eps,
-                    nudge: Some(nudge),
-                },
-            );
+            let phase = Phase {
+                steps,
+                eps,
+                nudge: Some(nudge),
+            };
+            match rows {
+                Some(rows) => self.relax.relax_rows(net, &mut self.minus, &phase, rows),
+                None => self.relax.relax(net, &mut self.minus, &phase),
+            }
         }
     }
 
@@ -434,7 +453,7 @@ pub fn update_dense_layer_rows(
     nudging: Nudging,
     beta: f32,
 ) {
-    for p in particles {
+    for p in particles.iter().filter(|p| p.learns) {
         let (pos, neg, _) = p.contrast(nudging, beta);
         outer_acc_rows(block, first_row, &pos.layers[k - 1], &pos.layers[k], c);
         outer_acc_rows(block, first_row, &neg.layers[k - 1], &neg.layers[k], -c);
@@ -463,7 +482,7 @@ pub fn update_biases(
 ) {
     for (k, b) in biases.iter_mut().enumerate().skip(1) {
         let c = scale[k - 1];
-        for p in particles {
+        for p in particles.iter().filter(|p| p.learns) {
             let (pos, neg, _) = p.contrast(nudging, beta);
             for r in 0..p.batch() {
                 for ((bi, &x), &y) in b

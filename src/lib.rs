@@ -12,11 +12,13 @@
 //!
 //! Modules follow the paper: [`network`] (couplings), [`energy`], [`dynamics`] (relaxation),
 //! [`learning_rule`] (the EqProp update), [`data`], [`train`], [`dream`] (the label clamped, the
-//! input free); [`backend`] holds the kernels.
+//! input free), [`modulator`] (surprise-gated learning), [`continual`] (task after task, with
+//! dream replay); [`backend`] holds the kernels.
 pub mod backend;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod continual;
 pub mod data;
 pub mod dream;
 pub mod dynamics;
@@ -25,6 +27,7 @@ pub mod env;
 pub mod judge;
 pub mod learning_rule;
 pub mod metrics;
+pub mod modulator;
 pub mod network;
 pub mod parallel;
 pub mod picture;

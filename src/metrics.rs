@@ -16,6 +16,20 @@ pub struct EpochRecord {
     pub seconds: f64,
     pub samples_per_second: f64,
     pub learning_rates: Vec<f32>,
+    /// With a surprise gate: the share of examples that learned, and the shares of relaxation
+    /// steps and FLOPs the skipped ones saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateRecord>,
+}
+
+/// What the surprise gate did in an epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateRecord {
+    pub learned_share: f64,
+    pub steps_saved: f64,
+    pub flops_saved: f64,
+    /// The threshold at the end of the epoch.
+    pub threshold: f32,
 }
 
 /// Appends one record as a JSON line.
@@ -97,6 +111,76 @@ pub fn plot_curve(
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Draws an accuracy matrix (rows: after each training stage, columns: on each task, values in
+/// percent) as a heat map SVG with the value in every cell.
+pub fn plot_accuracy_matrix(
+    path: &Path,
+    accuracy: &[Vec<f64>],
+    tasks: &[String],
+    title: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    const CELL: i32 = 72;
+    const LEFT: i32 = 110;
+    const TOP: i32 = 70;
+    let (cols, rows) = (tasks.len() as i32, accuracy.len() as i32);
+    let size = (
+        (LEFT + cols * CELL + 20) as u32,
+        (TOP + rows * CELL + 50) as u32,
+    );
+    let root = SVGBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE)?;
+    let text = |size: i32| ("sans-serif", size).into_font();
+    let centred = |size: i32| {
+        text(size)
+            .into_text_style(&root)
+            .pos(plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Center,
+                plotters::style::text_anchor::VPos::Center,
+            ))
+    };
+    root.draw(&Text::new(title, (size.0 as i32 / 2, 18), centred(18)))?;
+    root.draw(&Text::new(
+        "test accuracy (%) on task",
+        (LEFT + cols * CELL / 2, TOP - 40),
+        centred(14),
+    ))?;
+    for (j, name) in tasks.iter().enumerate() {
+        let x = LEFT + j as i32 * CELL + CELL / 2;
+        root.draw(&Text::new(name.as_str(), (x, TOP - 14), centred(14)))?;
+    }
+    for (t, row) in accuracy.iter().enumerate() {
+        let y = TOP + t as i32 * CELL;
+        let stage = if rows == 1 {
+            "joint".to_string()
+        } else {
+            format!("after {}", tasks[t])
+        };
+        root.draw(&Text::new(stage, (LEFT / 2, y + CELL / 2), centred(14)))?;
+        for (j, &a) in row.iter().enumerate() {
+            let x = LEFT + j as i32 * CELL;
+            let shade = (a / 100.0).clamp(0.0, 1.0);
+            // White (0%) to deep green (100%).
+            let colour = RGBColor(
+                (255.0 * (1.0 - 0.85 * shade)) as u8,
+                (255.0 * (1.0 - 0.45 * shade)) as u8,
+                (255.0 * (1.0 - 0.75 * shade)) as u8,
+            );
+            root.draw(&Rectangle::new(
+                [(x + 1, y + 1), (x + CELL - 1, y + CELL - 1)],
+                colour.filled(),
+            ))?;
+            let ink = if shade > 0.6 { WHITE } else { BLACK };
+            root.draw(&Text::new(
+                format!("{a:.1}"),
+                (x + CELL / 2, y + CELL / 2),
+                centred(16).color(&ink),
+            ))?;
+        }
+    }
     root.present()?;
     Ok(())
 }

@@ -11,6 +11,7 @@ use crate::learning_rule::{
     update_dense_layer_rows, update_first_layer_rows, update_generative_biases,
     update_generative_rows, update_scales,
 };
+use crate::modulator::{Modulator, surprise};
 use crate::network::Network;
 use crate::parallel::{Shared, run_workers};
 use crate::tensor::Matrix;
@@ -38,6 +39,12 @@ pub struct Progress {
     pub seen: u64,
     pub energy_sum: f64,
     pub seconds: f64,
+    /// Examples of the current epoch that passed the surprise gate (all without a gate).
+    #[serde(default)]
+    pub learned: u64,
+    /// The surprise gate's threshold, carried from epoch to epoch (none without a gate).
+    #[serde(default)]
+    pub threshold: Option<f32>,
 }
 
 /// Statistics of one finished training epoch.
@@ -52,6 +59,8 @@ pub struct EpochSummary {
     /// Wall-clock seconds spent training (evaluation excluded).
     pub seconds: f64,
     pub samples_per_second: f64,
+    /// Share of the examples that learned (1 without a surprise gate).
+    pub learned_share: f64,
 }
 
 /// How an epoch ended.
@@ -75,6 +84,11 @@ pub struct Evaluation {
 struct ChunkStats {
     energy: Vec<f32>,
     correct: usize,
+    /// Output cost at the free fixed point of each example (with a surprise gate).
+    surprise: Vec<f32>,
+    /// The examples that passed the gate, as indices and as flags.
+    learners: Vec<usize>,
+    learns: Vec<bool>,
 }
 
 /// Trains a network with EqProp.
@@ -124,6 +138,9 @@ impl Trainer {
             .map(|&n| ChunkStats {
                 energy: vec![0.0; n],
                 correct: 0,
+                surprise: vec![0.0; n],
+                learners: Vec::with_capacity(n),
+                learns: vec![true; n],
             })
             .collect();
         Self {
@@ -220,12 +237,15 @@ impl Trainer {
         }
         let p = std::mem::take(&mut self.progress);
         self.progress.epoch = p.epoch + 1;
+        self.progress.threshold = p.threshold;
+        let seen = p.seen.max(1) as f64;
         EpochEnd::Completed(EpochSummary {
             epoch: p.epoch + 1,
-            train_error: 100.0 * (1.0 - p.correct as f64 / p.seen.max(1) as f64),
-            mean_energy: p.energy_sum / p.seen.max(1) as f64,
+            train_error: 100.0 * (1.0 - p.correct as f64 / seen),
+            mean_energy: p.energy_sum / seen,
             seconds: p.seconds,
             samples_per_second: p.seen as f64 / p.seconds.max(1e-9),
+            learned_share: p.learned as f64 / seen,
         })
     }
 
@@ -271,6 +291,10 @@ impl Trainer {
             .filter(|g| !self.generative.is_empty() && epoch >= g.from_epoch);
         let stats = Shared(self.stats.as_mut_ptr());
         let persistent = Shared(&mut self.persistent as *mut Option<Vec<Matrix>>);
+        let gate = hp.modulator;
+        if let Some(m) = gate {
+            self.progress.threshold.get_or_insert(m.initial_threshold());
+        }
         let progress = Shared(&mut self.progress as *mut Progress);
         let on_batch = std::sync::Mutex::new(on_batch);
         let halt = AtomicBool::new(false);
@@ -290,7 +314,8 @@ impl Trainer {
                 let started = Instant::now();
                 // SAFETY (phase 1): the network and persistent states are only read; chunk c
                 // (particles and stats) belongs to worker c % workers alone.
-                let b = unsafe { (*progress.ptr()).batch };
+                let (b, threshold) =
+                    unsafe { ((*progress.ptr()).batch, (*progress.ptr()).threshold) };
                 let indices = &order[b * hp.batch_size..(b + 1) * hp.batch_size];
                 for c in (t..chunks).step_by(workers) {
                     let (p, stat) =
@@ -306,6 +331,7 @@ impl Trainer {
                         &indices[starts[c]..starts[c] + p.batch()],
                         saved,
                         betas[b],
+                        threshold,
                     );
                     if let Some(g) = &dreaming {
                         // SAFETY: generative chunk c belongs to this worker like chunk c.
@@ -320,7 +346,10 @@ impl Trainer {
                 // blocks; upper layer k belongs to worker (k - 2) % workers; biases, persistent
                 // states and progress to worker 0.
                 let all = unsafe { std::slice::from_raw_parts(particles.ptr(), chunks) };
-                let scale = update_scales(lrs, all, hp.nudging, betas[b]);
+                let mut scale = update_scales(lrs, all, hp.nudging, betas[b]);
+                if let Some(m) = gate {
+                    scale.iter_mut().for_each(|c| *c *= m.gain);
+                }
                 // SAFETY: the row blocks of the workers are disjoint.
                 let (block, first) = unsafe { row_block(&couplings[0], t, workers) };
                 update_first_layer_rows(block, first, scale[0], all, hp.nudging, betas[b]);
@@ -364,7 +393,15 @@ impl Trainer {
                             copy_rows_back(&p.free.layers, &indices[at..at + p.batch()], saved);
                         }
                     }
+                    if let (Some(m), Some(theta)) = (gate, progress.threshold) {
+                        let surprises: Vec<f32> = stats
+                            .iter()
+                            .flat_map(|s| s.surprise.iter().copied())
+                            .collect();
+                        progress.threshold = Some(m.adapt(theta, &surprises));
+                    }
                     progress.batch += 1;
+                    progress.learned += stats.iter().map(|s| s.learners.len() as u64).sum::<u64>();
                     progress.correct += stats.iter().map(|s| s.correct as u64).sum::<u64>();
                     progress.seen += indices.len() as u64;
                     progress.energy_sum += stats
@@ -430,6 +467,9 @@ unsafe fn row_block<'a>(
 
 /// Phase 1 of a mini-batch for one chunk: load its examples, relax the free phase, record the
 /// prediction and energy, relax the nudged phase(s), and form the `W_1` update factor.
+///
+/// With a surprise gate (`threshold`), only the examples whose free-phase output cost exceeds
+/// it relax a nudged phase and enter the update.
 #[allow(clippy::too_many_arguments)]
 fn relax_chunk(
     net: &Network,
@@ -440,6 +480,7 @@ fn relax_chunk(
     rows: &[usize],
     saved: Option<&[Matrix]>,
     beta: f32,
+    threshold: Option<f32>,
 ) {
     load_examples(p, data, rows, hp);
     if let Some(saved) = saved {
@@ -448,17 +489,75 @@ fn relax_chunk(
     p.free_phase(net, hp.t_free, hp.eps);
     stats.correct = count_correct(p.free.output(), &p.target);
     p.relax.energy(net, &p.free, &mut stats.energy);
-    p.nudged_phases(net, hp.nudging, hp.t_nudge, hp.eps, beta);
+    if let Some(heads) = &hp.heads {
+        release_other_heads(p, heads, rows.iter().map(|&i| data.labels[i] as usize));
+    }
+    stats.learners.clear();
+    match threshold {
+        Some(theta) => {
+            surprise(p.free.output(), &p.target, &mut stats.surprise);
+            for (r, &s) in stats.surprise.iter().enumerate() {
+                stats.learns[r] = Modulator::learns(s, theta);
+                if stats.learns[r] {
+                    stats.learners.push(r);
+                }
+            }
+            p.relax.retain_input_samples(&stats.learns);
+            p.learns = !stats.learners.is_empty();
+            let learners = Some(&stats.learners[..]);
+            p.nudged_phases_of(net, hp.nudging, hp.t_nudge, hp.eps, beta, learners);
+        }
+        None => {
+            p.learns = true;
+            stats.learners.extend(0..p.batch());
+            p.nudged_phases(net, hp.nudging, hp.t_nudge, hp.eps, beta);
+        }
+    }
     p.refresh_delta(hp.nudging);
+    if hp.heads.is_some() {
+        // The generative phases clamp the one-hot labels.
+        load_targets(p, data, rows, hp);
+    }
+}
+
+/// Multi-head output: the target of every unit outside the head of the example's label becomes
+/// its own free value (so the nudge leaves it alone, to first order).
+fn release_other_heads(
+    p: &mut Particles,
+    heads: &[Vec<usize>],
+    labels: impl Iterator<Item = usize>,
+) {
+    for (r, label) in labels.enumerate() {
+        let Some(head) = heads.iter().find(|h| h.contains(&label)) else {
+            continue;
+        };
+        for j in 0..p.target.cols() {
+            if !head.contains(&j) {
+                p.target.set(r, j, p.free.output().get(r, j));
+            }
+        }
+    }
 }
 
 /// Fills the inputs and one-hot targets of a chunk.
 fn load_examples(p: &mut Particles, data: &Dataset, indices: &[usize], hp: &Hyperparams) {
+    load_targets(p, data, indices, hp);
+    load_inputs(p, data, indices, hp.persistent);
+}
+
+/// Sets the one-hot targets of a chunk.
+fn load_targets(p: &mut Particles, data: &Dataset, indices: &[usize], hp: &Hyperparams) {
     p.target.fill(hp.target_off);
     for (r, &i) in indices.iter().enumerate() {
-        p.free.set_row(0, r, data.image(i));
         p.target.set(r, data.labels[i] as usize, hp.target_on);
-        if !hp.persistent {
+    }
+}
+
+/// Fills the inputs of a chunk (and, unless `persistent`, starts every other layer at 0).
+fn load_inputs(p: &mut Particles, data: &Dataset, indices: &[usize], persistent: bool) {
+    for (r, &i) in indices.iter().enumerate() {
+        p.free.set_row(0, r, data.image(i));
+        if !persistent {
             for layer in p.free.layers.iter_mut().skip(1) {
                 layer.row_mut(r).fill(0.0);
             }
@@ -522,24 +621,55 @@ pub fn epoch_plan(hp: &Hyperparams, epoch: usize, n: usize) -> (Vec<usize>, Vec<
     (order, betas)
 }
 
+/// Examples per parallel chunk of evaluation.
+const EVAL_CHUNK: usize = 250;
+
+/// The free phase of `idx` from zero states (what evaluation sees); the targets are loaded
+/// when asked for (the labels must then name output units).
+fn free_chunk(
+    net: &Network,
+    hp: &Hyperparams,
+    data: &Dataset,
+    idx: &[usize],
+    targets: bool,
+) -> Particles {
+    let mut p = Particles::new(&hp.layers, idx.len());
+    let fresh = Hyperparams {
+        persistent: false,
+        ..hp.clone()
+    };
+    match targets {
+        true => load_examples(&mut p, data, idx, &fresh),
+        false => load_inputs(&mut p, data, idx, false),
+    }
+    p.free_phase(net, hp.t_free, hp.eps);
+    p
+}
+
+/// The output layer at the free fixed point of every example, one row each.
+pub fn free_outputs(net: &Network, hp: &Hyperparams, data: &Dataset) -> Matrix {
+    let indices: Vec<usize> = (0..data.len()).collect();
+    let rows: Vec<Vec<f32>> = indices
+        .par_chunks(EVAL_CHUNK)
+        .map(|idx| {
+            free_chunk(net, hp, data, idx, false)
+                .free
+                .output()
+                .as_slice()
+                .to_vec()
+        })
+        .collect();
+    let units = *hp.layers.last().expect("validated layers");
+    Matrix::from_vec(data.len(), units, rows.concat()).expect("one row per example")
+}
+
 /// Test error and mean free energy: the free phase alone, in parallel chunks.
 pub fn evaluate(net: &Network, hp: &Hyperparams, data: &Dataset) -> Evaluation {
-    const EVAL_CHUNK: usize = 250;
     let indices: Vec<usize> = (0..data.len()).collect();
     let (wrong, energy) = indices
         .par_chunks(EVAL_CHUNK)
         .map(|idx| {
-            let mut p = Particles::new(&hp.layers, idx.len());
-            load_examples(
-                &mut p,
-                data,
-                idx,
-                &Hyperparams {
-                    persistent: false,
-                    ..hp.clone()
-                },
-            );
-            p.free_phase(net, hp.t_free, hp.eps);
+            let mut p = free_chunk(net, hp, data, idx, true);
             let mut energy = vec![0.0; idx.len()];
             p.relax.energy(net, &p.free, &mut energy);
             let wrong = idx.len() - count_correct(p.free.output(), &p.target);

@@ -149,6 +149,22 @@ impl SparseColumns {
         }
     }
 
+    /// Drops the entries of every sample `s` with `keep[s] == false`.
+    pub fn retain_samples(&mut self, keep: &[bool]) {
+        for p in 0..self.cols {
+            let start = p * self.capacity;
+            let mut kept = 0;
+            for slot in start..start + self.count[p] as usize {
+                if keep[self.sample[slot] as usize] {
+                    self.sample[start + kept] = self.sample[slot];
+                    self.value[start + kept] = self.value[slot];
+                    kept += 1;
+                }
+            }
+            self.count[p] = kept as u32;
+        }
+    }
+
     /// Non-zero `(sample, value)` pairs of column `p`.
     fn column(&self, p: usize) -> impl Iterator<Item = (usize, f32)> + '_ {
         let range = p * self.capacity..p * self.capacity + self.count[p] as usize;

@@ -129,6 +129,9 @@ pub struct FusedPhase<'a> {
     pub eps: f32,
     /// `(layer, beta, target)` of the nudge, if any.
     pub nudge: Option<(usize, f32, &'a Matrix)>,
+    /// The samples that relax (in increasing order); `None`: all of them. The others keep
+    /// their states.
+    pub rows: Option<&'a [usize]>,
 }
 
 simd_dispatch! {
@@ -164,12 +167,13 @@ fn relax_pairs<const FMA: bool>(
         .filter(|&k| fuse_wide && k < 64 && one_pass(ph.clamped, k, sizes))
         .fold(0, |bits, k| bits | 1 << k);
     let is_fused = |k: usize| k < 64 && fused & (1 << k) != 0;
-    let batch = states[0].rows();
+    let active = ph.rows.map_or(states[0].rows(), <[usize]>::len);
+    let row = |i: usize| ph.rows.map_or(i, |rows| rows[i]);
     // Samples go in pairs: the dot products of a narrow layer then read each coupling once for
     // both samples.
-    for first in (0..batch).step_by(2) {
-        let pair = [first, (first + 1).min(batch - 1)];
-        let count = if first + 1 < batch { 2 } else { 1 };
+    for first in (0..active).step_by(2) {
+        let pair = [row(first), row((first + 1).min(active - 1))];
+        let count = if first + 1 < active { 2 } else { 1 };
         for _ in 0..ph.steps {
             for k in free().filter(|&k| !is_fused(k)) {
                 drive_layer::<FMA>(ph, states, scratch, k, &pair[..count]);
@@ -715,6 +719,7 @@ mod tests {
                     // Not a power of two, so a fused multiply-add would round differently.
                     eps: 0.3,
                     nudge,
+                    rows: None,
                 };
                 let run = |fuse: bool| {
                     let mut states = start.clone();

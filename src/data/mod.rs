@@ -150,6 +150,36 @@ impl Dataset {
         &self.images[i * p..(i + 1) * p]
     }
 
+    /// No images, of the given size.
+    pub fn empty(rows: usize, cols: usize) -> Self {
+        Self {
+            images: Vec::new(),
+            labels: Vec::new(),
+            rows,
+            cols,
+        }
+    }
+
+    /// The images `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> Self {
+        Self {
+            images: indices
+                .iter()
+                .flat_map(|&i| self.image(i).iter().copied())
+                .collect(),
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+
+    /// Appends the images of `other` (of the same size).
+    pub fn extend(&mut self, other: &Dataset) {
+        debug_assert_eq!(self.pixels(), other.pixels());
+        self.images.extend_from_slice(&other.images);
+        self.labels.extend_from_slice(&other.labels);
+    }
+
     /// Keeps only the first `n` images (no-op if there are `n` or fewer).
     pub fn truncate(&mut self, n: usize) {
         self.labels.truncate(n);

@@ -1,0 +1,140 @@
+//! Dopamine: a global surprise signal that decides which examples learn.
+//!
+//! After the free phase, the surprise of an example is the output cost at its free fixed point,
+//! `C = 1/2 ||y^0 - t||^2`, the prediction error a neuromodulator would broadcast. With
+//! `C <= theta` the example was predicted well enough: it gets no nudged phase and no update (its
+//! learning rate is 0), so it costs only its prediction. With `C > theta` it learns with `gain`
+//! times the learning rate.
+//!
+//! The threshold `theta` is fixed, or adaptive: a running quantile estimate, moved after every
+//! mini-batch by `theta <- max(0, theta + step (a - share))` where `a` is the share of the batch
+//! above `theta`. It settles where a `share` of the examples learns (fewer, at `theta = 0`, when
+//! more than `1 - share` of them are predicted exactly: the hard-sigmoid output often hits its
+//! target).
+
+use crate::tensor::Matrix;
+use serde::{Deserialize, Serialize};
+
+/// How the threshold is set.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Threshold {
+    /// Examples with surprise above `value` learn.
+    Fixed { value: f32 },
+    /// A running quantile: about `share` of the examples learn; `step` is the threshold's move
+    /// per mini-batch and unit of share error.
+    Adaptive { share: f32, step: f32 },
+}
+
+/// The surprise gate of the learning rule.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Modulator {
+    pub threshold: Threshold,
+    /// Learning-rate multiplier of the examples that learn.
+    pub gain: f32,
+}
+
+impl Default for Modulator {
+    /// Learn only from the examples whose prediction missed at all (cost above 1e-4), at the
+    /// normal learning rate.
+    fn default() -> Self {
+        Self {
+            threshold: Threshold::Fixed { value: 1e-4 },
+            gain: 1.0,
+        }
+    }
+}
+
+impl Modulator {
+    /// The threshold before any example was seen.
+    pub fn initial_threshold(&self) -> f32 {
+        match self.threshold {
+            Threshold::Fixed { value } => value,
+            Threshold::Adaptive { .. } => 0.0,
+        }
+    }
+
+    /// Whether an example of this surprise learns under `threshold`.
+    pub fn learns(surprise: f32, threshold: f32) -> bool {
+        surprise > threshold
+    }
+
+    /// The threshold after a mini-batch with these surprises.
+    pub fn adapt(&self, threshold: f32, surprises: &[f32]) -> f32 {
+        match self.threshold {
+            Threshold::Fixed { value } => value,
+            Threshold::Adaptive { share, step } => {
+                let above = surprises
+                    .iter()
+                    .filter(|&&s| Self::learns(s, threshold))
+                    .count();
+                let observed = above as f32 / surprises.len().max(1) as f32;
+                (threshold + step * (observed - share)).max(0.0)
+            }
+        }
+    }
+
+    /// Checks the settings, naming the first bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.gain.is_finite() && self.gain > 0.0) {
+            return Err(format!("gate gain must be positive, got {}", self.gain));
+        }
+        match self.threshold {
+            Threshold::Fixed { value } if !(value.is_finite() && value >= 0.0) => {
+                Err(format!("gate threshold must be >= 0, got {value}"))
+            }
+            Threshold::Adaptive { share, .. } if !(share > 0.0 && share <= 1.0) => {
+                Err(format!("gate share must be in (0, 1], got {share}"))
+            }
+            Threshold::Adaptive { step, .. } if !(step.is_finite() && step > 0.0) => {
+                Err(format!("gate step must be positive, got {step}"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The surprise of each row: `C = 1/2 ||output - target||^2`.
+pub fn surprise(output: &Matrix, target: &Matrix, out: &mut [f32]) {
+    for (r, s) in out.iter_mut().enumerate() {
+        *s = 0.5
+            * output
+                .row(r)
+                .iter()
+                .zip(target.row(r))
+                .map(|(y, t)| (y - t) * (y - t))
+                .sum::<f32>();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adaptive_threshold_settles_at_the_quantile() {
+        let gate = Modulator {
+            threshold: Threshold::Adaptive {
+                share: 0.25,
+                step: 0.01,
+            },
+            gain: 1.0,
+        };
+        // Surprises uniform on [0, 1): a quarter lies above 0.75.
+        let batch: Vec<f32> = (0..100).map(|i| i as f32 / 100.0).collect();
+        let mut theta = gate.initial_threshold();
+        for _ in 0..2000 {
+            theta = gate.adapt(theta, &batch);
+        }
+        assert!((theta - 0.75).abs() < 0.02, "threshold {theta}");
+    }
+
+    #[test]
+    fn surprise_is_half_the_squared_error() {
+        let y = Matrix::from_vec(2, 2, vec![1.0, 0.0, 0.5, 0.5]).unwrap();
+        let t = Matrix::from_vec(2, 2, vec![1.0, 0.0, 0.0, 1.0]).unwrap();
+        let mut s = [9.0; 2];
+        surprise(&y, &t, &mut s);
+        assert_eq!(s, [0.0, 0.25]);
+    }
+}
