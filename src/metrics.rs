@@ -125,7 +125,7 @@ pub fn plot_accuracy_matrix(
 ) -> Result<(), Box<dyn std::error::Error>> {
     const CELL: i32 = 72;
     const LEFT: i32 = 110;
-    const TOP: i32 = 70;
+    const TOP: i32 = 84;
     let (cols, rows) = (tasks.len() as i32, accuracy.len() as i32);
     let size = (
         (LEFT + cols * CELL + 20) as u32,
@@ -142,10 +142,10 @@ pub fn plot_accuracy_matrix(
                 plotters::style::text_anchor::VPos::Center,
             ))
     };
-    root.draw(&Text::new(title, (size.0 as i32 / 2, 18), centred(18)))?;
+    root.draw(&Text::new(title, (size.0 as i32 / 2, 16), centred(18)))?;
     root.draw(&Text::new(
         "test accuracy (%) on task",
-        (LEFT + cols * CELL / 2, TOP - 40),
+        (LEFT + cols * CELL / 2, TOP - 42),
         centred(14),
     ))?;
     for (j, name) in tasks.iter().enumerate() {
