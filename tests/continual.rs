@@ -84,14 +84,21 @@ fn task_and_domain_scenarios_ask_easier_questions() {
     let (class, _) = two_tasks("class", &["--replay", "none"]);
     let (task, _) = two_tasks("task", &["--replay", "none", "--scenario", "task"]);
     assert!(task[1][0] > 80.0, "task 1 within its head: {:?}", task[1]);
-    assert!(class[1][0] < 50.0, "task 1 among all classes: {:?}", class[1]);
+    assert!(
+        class[1][0] < 50.0,
+        "task 1 among all classes: {:?}",
+        class[1]
+    );
     assert!(task[1][1] > 90.0, "{:?}", task[1]);
     assert!(task[0][2] > 20.0 && task[0][2] < 80.0, "{:?}", task[0]);
     let (domain, dir) = two_tasks("domain", &["--replay", "none", "--scenario", "domain"]);
     assert!(domain[1][1] > 90.0, "{:?}", domain[1]);
     let summary = std::fs::read_to_string(dir.join("summary.json")).unwrap();
     let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
-    assert_eq!(summary["hyperparams"]["layers"], serde_json::json!([784, 500, 2]));
+    assert_eq!(
+        summary["hyperparams"]["layers"],
+        serde_json::json!([784, 500, 2])
+    );
 }
 
 #[test]

@@ -24,6 +24,16 @@ pub enum ScenarioArg {
     Domain,
 }
 
+impl From<ScenarioArg> for Scenario {
+    fn from(arg: ScenarioArg) -> Self {
+        match arg {
+            ScenarioArg::Class => Scenario::Class,
+            ScenarioArg::Task => Scenario::Task,
+            ScenarioArg::Domain => Scenario::Domain,
+        }
+    }
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq)]
 pub enum ReplayArg {
     None,
@@ -110,7 +120,7 @@ impl ContinualArgs {
         }
         if self.replay == ReplayArg::Dreams && hp.generative.is_none() {
             hp.generative = Some(Generative {
-                lr_scale: continual::DREAM_REPLAY_LR_SCALE,
+                lr_scale: continual::dream_replay_lr_scale(self.scenario.into()),
                 ..Default::default()
             });
         }
@@ -131,11 +141,7 @@ pub fn continual(args: ContinualArgs) -> Result<()> {
     let test = data.load(Split::Test)?;
     let hp = args.hyperparams(dataset)?;
     let options = ContinualOptions {
-        scenario: match args.scenario {
-            ScenarioArg::Class => Scenario::Class,
-            ScenarioArg::Task => Scenario::Task,
-            ScenarioArg::Domain => Scenario::Domain,
-        },
+        scenario: args.scenario.into(),
         replay: match args.replay {
             ReplayArg::None => Replay::None,
             ReplayArg::Dreams => Replay::Dreams,
