@@ -304,37 +304,29 @@ impl Particles {
         beta: f32,
         rows: Option<&[usize]>,
     ) {
-        let output = net.output_layer();
-        self.plus.copy_from(&self.free);
-        let nudge = Nudge {
-            layer: output,
-            beta,
-            target: &self.target,
+        let signs: &[f32] = match nudging {
+            Nudging::Symmetric => &[1.0, -1.0],
+            Nudging::Positive | Nudging::RandomSign => &[1.0],
         };
-        let phase = Phase {
-            steps,
-            eps,
-            nudge: Some(nudge),
-        };
-        match rows {
-            Some(rows) => self.relax.relax_rows(net, &mut self.plus, &phase, rows),
-            None => self.relax.relax(net, &mut self.plus, &phase),
-        }
-        if nudging == Nudging::Symmetric {
-            self.minus.copy_from(&self.free);
-            let nudge = Nudge {
-                layer: output,
-                beta: -beta,
-                target: &self.target,
+        for &sign in signs {
+            let state = if sign > 0.0 {
+                &mut self.plus
+            } else {
+                &mut self.minus
             };
+            state.copy_from(&self.free);
             let phase = Phase {
                 steps,
                 eps,
-                nudge: Some(nudge),
+                nudge: Some(Nudge {
+                    layer: net.output_layer(),
+                    beta: sign * beta,
+                    target: &self.target,
+                }),
             };
             match rows {
-                Some(rows) => self.relax.relax_rows(net, &mut self.minus, &phase, rows),
-                None => self.relax.relax(net, &mut self.minus, &phase),
+                Some(rows) => self.relax.relax_rows(net, state, &phase, rows),
+                None => self.relax.relax(net, state, &phase),
             }
         }
     }

@@ -60,15 +60,14 @@ impl Modulator {
     }
 
     /// The threshold after a mini-batch with these surprises.
-    pub fn adapt(&self, threshold: f32, surprises: &[f32]) -> f32 {
+    pub fn adapt<'a>(&self, threshold: f32, surprises: impl IntoIterator<Item = &'a f32>) -> f32 {
         match self.threshold {
             Threshold::Fixed { value } => value,
             Threshold::Adaptive { share, step } => {
-                let above = surprises
-                    .iter()
-                    .filter(|&&s| Self::learns(s, threshold))
-                    .count();
-                let observed = above as f32 / surprises.len().max(1) as f32;
+                let (above, seen) = surprises.into_iter().fold((0usize, 0usize), |(a, n), &s| {
+                    (a + usize::from(Self::learns(s, threshold)), n + 1)
+                });
+                let observed = above as f32 / seen.max(1) as f32;
                 (threshold + step * (observed - share)).max(0.0)
             }
         }

@@ -394,11 +394,8 @@ impl Trainer {
                         }
                     }
                     if let (Some(m), Some(theta)) = (gate, progress.threshold) {
-                        let surprises: Vec<f32> = stats
-                            .iter()
-                            .flat_map(|s| s.surprise.iter().copied())
-                            .collect();
-                        progress.threshold = Some(m.adapt(theta, &surprises));
+                        let surprises = stats.iter().flat_map(|s| &s.surprise);
+                        progress.threshold = Some(m.adapt(theta, surprises));
                     }
                     progress.batch += 1;
                     progress.learned += stats.iter().map(|s| s.learners.len() as u64).sum::<u64>();
