@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 
 const FORMAT: &str = "eqprop-checkpoint-v1";
 
-/// A checkpoint that cannot be written or read, naming the file.
+/// A safetensors file of this crate (a checkpoint, a judge) that cannot be written or read,
+/// naming the file.
 #[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
+pub enum FileError {
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -22,9 +23,17 @@ pub enum CheckpointError {
     },
     #[error("{path}: not a safetensors file ({reason})")]
     Format { path: PathBuf, reason: String },
-    #[error("{path}: not an eqprop checkpoint: {reason}")]
-    Content { path: PathBuf, reason: String },
+    /// A safetensors file, but not the `what` (e.g. `"checkpoint"`) it should be.
+    #[error("{path}: not an eqprop {what}: {reason}")]
+    Content {
+        path: PathBuf,
+        what: &'static str,
+        reason: String,
+    },
 }
+
+/// A checkpoint that cannot be written or read.
+pub type CheckpointError = FileError;
 
 /// Everything needed to evaluate a network or resume its training.
 #[derive(Clone, Debug, PartialEq)]
@@ -153,6 +162,7 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     };
     let content = |reason: String| CheckpointError::Content {
         path: path.to_path_buf(),
+        what: "checkpoint",
         reason,
     };
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| format(e.to_string()))?;

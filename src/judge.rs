@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Number of classes the judge tells apart.
 pub const CLASSES: usize = 10;
@@ -60,18 +60,7 @@ impl Default for JudgeOptions {
 }
 
 /// A judge file that cannot be written or read, naming the file.
-#[derive(Debug, thiserror::Error)]
-pub enum JudgeError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: not a safetensors file ({reason})")]
-    Format { path: PathBuf, reason: String },
-    #[error("{path}: not an eqprop judge: {reason}")]
-    Content { path: PathBuf, reason: String },
-}
+pub type JudgeError = crate::checkpoint::FileError;
 
 /// One affine layer `z = x W + b` (`W` is `inputs x outputs`).
 #[derive(Clone, Debug, PartialEq)]
@@ -343,6 +332,7 @@ impl Judge {
         };
         let content = |reason: String| JudgeError::Content {
             path: path.to_path_buf(),
+            what: "judge",
             reason,
         };
         let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(not_safetensors)?;
