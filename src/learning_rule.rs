@@ -280,22 +280,10 @@ impl Particles {
             .relax(net, &mut self.free, &Phase::free(steps, eps));
     }
 
-    /// Relaxes the nudged phase(s) from the free fixed point with nudge strength `beta`.
+    /// Relaxes the nudged phase(s) from the free fixed point with nudge strength `beta`, for
+    /// every sample or only for `rows` (increasing): the nudged states of the others stay at
+    /// their free fixed points, so they add nothing to the update.
     pub fn nudged_phases(
-        &mut self,
-        net: &Network,
-        nudging: Nudging,
-        steps: usize,
-        eps: f32,
-        beta: f32,
-    ) {
-        self.nudged_phases_of(net, nudging, steps, eps, beta, None);
-    }
-
-    /// [`nudged_phases`](Self::nudged_phases) for the samples `rows` (increasing) only; the
-    /// nudged states of the others stay at their free fixed points, so they add nothing to the
-    /// update.
-    pub fn nudged_phases_of(
         &mut self,
         net: &Network,
         nudging: Nudging,

@@ -490,7 +490,7 @@ fn relax_chunk(
         release_other_heads(p, heads, rows.iter().map(|&i| data.labels[i] as usize));
     }
     stats.learners.clear();
-    match threshold {
+    let gated = match threshold {
         Some(theta) => {
             surprise(p.free.output(), &p.target, &mut stats.surprise);
             for (r, &s) in stats.surprise.iter().enumerate() {
@@ -500,16 +500,15 @@ fn relax_chunk(
                 }
             }
             p.relax.retain_input_samples(&stats.learns);
-            p.learns = !stats.learners.is_empty();
-            let learners = Some(&stats.learners[..]);
-            p.nudged_phases_of(net, hp.nudging, hp.t_nudge, hp.eps, beta, learners);
+            Some(&stats.learners[..])
         }
         None => {
-            p.learns = true;
             stats.learners.extend(0..p.batch());
-            p.nudged_phases(net, hp.nudging, hp.t_nudge, hp.eps, beta);
+            None
         }
-    }
+    };
+    p.learns = !stats.learners.is_empty();
+    p.nudged_phases(net, hp.nudging, hp.t_nudge, hp.eps, beta, gated);
     p.refresh_delta(hp.nudging);
     if hp.heads.is_some() {
         // The generative phases clamp the one-hot labels.

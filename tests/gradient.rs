@@ -111,7 +111,7 @@ fn eqprop_update_with(p: &Problem, nudging: Nudging, beta: f32, kernel: Kernel) 
         particles.target.row_mut(r).copy_from_slice(&t);
     }
     particles.free_phase(&p.net, 2000, 0.5);
-    particles.nudged_phases(&p.net, nudging, 2000, 0.5, beta);
+    particles.nudged_phases(&p.net, nudging, 2000, 0.5, beta, None);
     let mut net = p.net.clone();
     apply_update(
         &mut net,
