@@ -309,6 +309,19 @@ def run_relax(args, device):
             "torch_version": torch.__version__}
 
 
+def run_relax_grid(args, device):
+    """relax() for every width x batch x steps of the grid, one process, one RESULT."""
+    rows = []
+    for width in args.widths:
+        for batch in args.batches:
+            for steps in args.steps_list:
+                args.width, args.batch, args.steps = width, batch, steps
+                rows.append(run_relax(args, device))
+    return {"mode": "relax-grid", "rows": rows, "device": str(device),
+            "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
+            "torch_version": torch.__version__}
+
+
 # ----------------------------------------------------------------------------
 
 def int_list(s):
@@ -322,7 +335,8 @@ def float_list(s):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=["eqprop", "backprop", "relax"], default="eqprop")
+    ap.add_argument("--mode", choices=["eqprop", "backprop", "relax", "relax-grid"],
+                    default="eqprop")
     ap.add_argument("--data-dir", default="/work/shared/data/mnist")
     ap.add_argument("--layers", type=int_list, default=[784, 500, 10])
     ap.add_argument("--batch-size", type=int, default=20)
@@ -356,6 +370,10 @@ def main():
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=5)
+    # relax-grid: every combination of these
+    ap.add_argument("--widths", type=int_list, default=[500, 2048, 4096])
+    ap.add_argument("--batches", type=int_list, default=[1, 20, 256])
+    ap.add_argument("--steps-list", dest="steps_list", type=int_list, default=[24, 100])
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -367,6 +385,8 @@ def main():
 
     if args.mode == "relax":
         result = run_relax(args, device)
+    elif args.mode == "relax-grid":
+        result = run_relax_grid(args, device)
     else:
         data = load_data(args.data_dir)
         xtr, ytr, xte, yte = data

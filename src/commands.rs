@@ -6,6 +6,7 @@ use eqprop::bench;
 use eqprop::checkpoint::{self, CheckpointRef};
 use eqprop::config::{Hyperparams, Schedule};
 use eqprop::data::{self, Dataset, DatasetName, Split};
+use eqprop::device::{Accelerator, Device};
 use eqprop::learning_rule::{GenerativeStart, Nudging};
 use eqprop::metrics::{self, EpochRecord, GateRecord};
 use eqprop::modulator::Threshold;
@@ -17,6 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 mod continual;
 mod dream;
+#[cfg(feature = "cuda")]
+mod gpu;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -27,6 +30,9 @@ mod dream;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Where the work runs: cpu, or cuda (an NVIDIA GPU; needs a build with --features cuda).
+    #[arg(long, global = true, value_enum, default_value = "cpu")]
+    device: Device,
 }
 
 #[derive(Subcommand, Debug)]
@@ -300,20 +306,46 @@ struct BenchArgs {
     /// Seconds to let the machine settle before each timed run (both sides alike).
     #[arg(long, default_value_t = 3.0)]
     settle: f64,
+    /// With --device cuda: timed calls per relax() configuration.
+    #[arg(long, default_value_t = 20)]
+    repeats: usize,
+    /// With --device cuda: copies of the training file in the timed epoch (6 x 10k = 60k).
+    #[arg(long, default_value_t = 6)]
+    train_repeat: usize,
+    /// With --device cuda: also write the Markdown table to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
     #[command(flatten)]
     overrides: Overrides,
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    let device = cli.device;
+    let cpu_only = |name| device.require_cpu(name);
     match cli.command {
-        Command::Train(args) => train(*args),
-        Command::Eval(args) => eval(args),
-        Command::Bench(args) => bench(*args),
-        Command::Env(args) => env_command(args),
-        Command::Render(args) => render_command(args),
-        Command::Dream(args) => dream::run(*args),
-        Command::Judge(args) => dream::judge(args),
-        Command::Continual(args) => continual::continual(*args),
+        Command::Train(args) => train(*args, device),
+        Command::Eval(args) => eval(args, device),
+        Command::Bench(args) => bench(*args, device),
+        Command::Env(args) => {
+            cpu_only("env")?;
+            env_command(args)
+        }
+        Command::Render(args) => {
+            cpu_only("render")?;
+            render_command(args)
+        }
+        Command::Dream(args) => {
+            cpu_only("dream")?;
+            dream::run(*args)
+        }
+        Command::Judge(args) => {
+            cpu_only("judge")?;
+            dream::judge(args)
+        }
+        Command::Continual(args) => {
+            cpu_only("continual")?;
+            continual::continual(*args)
+        }
     }
 }
 
@@ -387,7 +419,7 @@ fn start_trainer(args: &TrainArgs, files: &RunFiles) -> Result<Trainer> {
     Ok(Trainer::new(hp)?)
 }
 
-fn train(args: TrainArgs) -> Result<()> {
+fn train(args: TrainArgs, device: Device) -> Result<()> {
     init_threads(args.threads)?;
     let dir = args
         .out
@@ -401,6 +433,13 @@ fn train(args: TrainArgs) -> Result<()> {
     let testset = args.data.load(Split::Test)?;
     let mut trainer = start_trainer(&args, &files)?;
     let hp = trainer.hyperparams().clone();
+    if args.dreams {
+        device.require_cpu("train --dreams")?;
+    }
+    let mut gpu = Accelerator::for_trainer(device, &trainer)?;
+    if let Some(gpu) = &gpu {
+        eprintln!("device: {}", gpu.name());
+    }
     eprintln!(
         "training {:?} on {} ({} train / {} test) with {}",
         hp.layers,
@@ -417,14 +456,18 @@ fn train(args: TrainArgs) -> Result<()> {
     let flops = bench::epoch_flops(&hp, &trainset);
     while !trainer.finished() {
         let bar = epoch_bar(&trainer, trainset.len());
-        let end = trainer.run_epoch(&trainset, &stop, |p| {
+        let show = |p: &train::Progress| {
             bar.set_position((p.batch * hp.batch_size) as u64);
             bar.set_message(format!(
                 "E={:.3} acc={:.2}%",
                 p.energy_sum / p.seen.max(1) as f64,
                 100.0 * p.correct as f64 / p.seen.max(1) as f64
             ));
-        });
+        };
+        let end = match &mut gpu {
+            Some(gpu) => gpu.run_epoch(&mut trainer, &trainset, &stop, show)?,
+            None => trainer.run_epoch(&trainset, &stop, show),
+        };
         bar.finish_and_clear();
         let summary = match end {
             EpochEnd::Completed(s) => s,
@@ -437,7 +480,10 @@ fn train(args: TrainArgs) -> Result<()> {
                 std::process::exit(130);
             }
         };
-        let test = train::evaluate(trainer.network(), &hp, &testset);
+        let test = match &gpu {
+            Some(gpu) => gpu.evaluate(&hp, &testset)?,
+            None => train::evaluate(trainer.network(), &hp, &testset),
+        };
         let gate = trainer.progress().threshold.map(|threshold| {
             let (steps_saved, flops_saved) = bench::gate_savings(&flops, summary.learned_share);
             GateRecord {
@@ -522,7 +568,7 @@ fn save(files: &RunFiles, trainer: &Trainer, dataset: &str) -> Result<()> {
     Ok(checkpoint::save(&files.checkpoint, &ckpt)?)
 }
 
-fn eval(args: EvalArgs) -> Result<()> {
+fn eval(args: EvalArgs, device: Device) -> Result<()> {
     init_threads(args.threads)?;
     let ckpt = checkpoint::load(&args.checkpoint)?;
     let testset = args.data.load(Split::Test)?;
@@ -535,7 +581,10 @@ fn eval(args: EvalArgs) -> Result<()> {
             testset.pixels()
         );
     }
-    let result = train::evaluate(&ckpt.network, &ckpt.hyperparams, &testset);
+    let result = match Accelerator::for_network(device, &ckpt.hyperparams, &ckpt.network)? {
+        Some(gpu) => gpu.evaluate(&ckpt.hyperparams, &testset)?,
+        None => train::evaluate(&ckpt.network, &ckpt.hyperparams, &testset),
+    };
     println!(
         "test error {:.2}% ({} images), mean free energy {:.4}",
         result.error,
@@ -631,7 +680,12 @@ fn bench_gate(
 }
 
 /// Runs the PyTorch baseline with the same hyperparameters; returns its `RESULT` JSON.
-fn time_torch(args: &BenchArgs, hp: &Hyperparams, data_dir: &Path) -> Result<serde_json::Value> {
+fn time_torch(
+    args: &BenchArgs,
+    hp: &Hyperparams,
+    data_dir: &Path,
+    extra: &[&str],
+) -> Result<serde_json::Value> {
     let join = |v: &[f32]| v.iter().map(f32::to_string).collect::<Vec<_>>().join(",");
     let layers = hp
         .layers
@@ -662,6 +716,7 @@ fn time_torch(args: &BenchArgs, hp: &Hyperparams, data_dir: &Path) -> Result<ser
     if hp.persistent {
         cmd.arg("--persistent");
     }
+    cmd.args(extra);
     let out = cmd
         .output()
         .with_context(|| format!("running {} {}", args.python, args.torch_script.display()))?;
@@ -685,7 +740,7 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-fn bench(args: BenchArgs) -> Result<()> {
+fn bench(args: BenchArgs, device: Device) -> Result<()> {
     init_threads(Some(args.threads))?;
     let mut hp = Hyperparams::preset(&args.preset)?;
     args.overrides.apply(&mut hp);
@@ -695,7 +750,14 @@ fn bench(args: BenchArgs) -> Result<()> {
     let trainset = args.data.load(Split::Train)?;
     let testset = args.data.load(Split::Test)?;
     if args.gate_ab {
+        device.require_cpu("bench --gate-ab")?;
         return bench_gate(&args, &hp, &trainset, &testset);
+    }
+    if device == Device::Cuda {
+        #[cfg(feature = "cuda")]
+        return gpu::bench(&args, &hp, &trainset, &testset, &data_dir);
+        #[cfg(not(feature = "cuda"))]
+        return Err(eqprop::device::DeviceError::NotBuilt.into());
     }
     let flops = eqprop::bench::epoch_flops(&hp, &trainset);
     eprintln!(
@@ -728,7 +790,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         our_error = error;
         if !args.no_torch {
             settle();
-            let result = time_torch(&args, &hp, &data_dir)?;
+            let result = time_torch(&args, &hp, &data_dir, &[])?;
             let seconds: Vec<f64> =
                 serde_json::from_value(result["train_seconds_per_epoch"].clone())?;
             their_error = result["final_test_error"].as_f64().unwrap_or(f64::NAN);

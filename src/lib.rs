@@ -20,6 +20,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod continual;
 pub mod data;
+pub mod device;
 pub mod dream;
 pub mod dynamics;
 pub mod energy;

@@ -63,6 +63,14 @@ pub struct EpochSummary {
     pub learned_share: f64,
 }
 
+/// What an epoch runs: the shuffled example order, the signed `beta` of each mini-batch and the
+/// learning rates.
+pub struct EpochPlan {
+    pub order: Vec<usize>,
+    pub betas: Vec<f32>,
+    pub lrs: Vec<f32>,
+}
+
 /// How an epoch ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum EpochEnd {
@@ -229,10 +237,23 @@ impl Trainer {
         stop: &AtomicBool,
         on_batch: impl FnMut(&Progress) + Send,
     ) -> EpochEnd {
-        self.ensure_persistent(data.len());
-        let (order, betas) = epoch_plan(&self.hp, self.progress.epoch, data.len());
+        let plan = self.begin_epoch(data.len());
+        let done = self.train_batches(data, &plan.order, &plan.betas, &plan.lrs, stop, on_batch);
+        self.end_epoch(done)
+    }
+
+    /// The example order, per-batch `beta` and learning rates of the current epoch (and the
+    /// persistent states sized for `n` examples).
+    pub(crate) fn begin_epoch(&mut self, n: usize) -> EpochPlan {
+        self.ensure_persistent(n);
+        let (order, betas) = epoch_plan(&self.hp, self.progress.epoch, n);
         let lrs = self.hp.learning_rates(self.progress.epoch);
-        if !self.train_batches(data, &order, &betas, &lrs, stop, on_batch) {
+        EpochPlan { order, betas, lrs }
+    }
+
+    /// Closes the epoch when every mini-batch ran (`completed`), else reports the interruption.
+    pub(crate) fn end_epoch(&mut self, completed: bool) -> EpochEnd {
+        if !completed {
             return EpochEnd::Interrupted;
         }
         let p = std::mem::take(&mut self.progress);
@@ -247,6 +268,12 @@ impl Trainer {
             samples_per_second: p.seen as f64 / p.seconds.max(1e-9),
             learned_share: p.learned as f64 / seen,
         })
+    }
+
+    /// The parts another backend trains: the network, the progress and the persistent states.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn parts_mut(&mut self) -> (&mut Network, &mut Progress, Option<&mut Vec<Matrix>>) {
+        (&mut self.net, &mut self.progress, self.persistent.as_mut())
     }
 
     /// The mini-batches of the epoch from `progress.batch` on; false if `stop` ended it early.

@@ -171,3 +171,22 @@ fn ctrl_c_saves_and_resume_matches_an_uninterrupted_run() {
     );
     assert_eq!(b.progress.epoch, 3);
 }
+
+/// `--device cuda` where it cannot run: a clear error, no panic, nothing trained.
+#[test]
+fn device_cuda_without_a_gpu_or_the_feature_is_a_clear_error() {
+    let dir = temp_dir("cuda-missing");
+    let out = train(&dir, &SMALL, &["--device", "cuda"]);
+    let expected = if cfg!(feature = "cuda") {
+        "no CUDA" // a build with the feature on a machine without the driver or a device
+    } else {
+        "built without CUDA support"
+    };
+    assert_clear_error(&out, &[expected]);
+    assert!(!dir.join("checkpoint.safetensors").exists());
+    let out = eqprop()
+        .args(["env", "random", "--env", "cartpole-v1", "--device", "cuda"])
+        .output()
+        .unwrap();
+    assert_clear_error(&out, &["runs on the CPU only"]);
+}

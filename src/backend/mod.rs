@@ -10,6 +10,8 @@
 //! * [`relax_fused`]: all steps of a phase for a chunk of samples, one sample at a time, when the
 //!   free-to-free couplings are small enough to stay in cache (the 784-500-10 case).
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod fused;
 pub mod simd;
 
