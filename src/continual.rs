@@ -81,6 +81,9 @@ pub struct ContinualOptions {
     pub replay_per_class: usize,
     /// How the dreams relax (`dreams` replay).
     pub dream: DreamOptions,
+    /// Dreams are trained toward the dreamer's whole output (soft targets: every unit, every
+    /// head) instead of a one-hot label of their class.
+    pub soft_targets: bool,
 }
 
 /// Split-MNIST's tasks: consecutive pairs of the `classes` labels.
@@ -404,6 +407,11 @@ fn dream_replay(
         };
         *label = argmax_among(outputs.row(i), &candidates) as u8;
         agree += usize::from(*label as usize == labels[i]);
+    }
+    if options.soft_targets {
+        data.targets = (0..data.len())
+            .map(|i| Some(outputs.row(i).to_vec()))
+            .collect();
     }
     let agreement = 100.0 * agree as f64 / labels.len().max(1) as f64;
     (data, agreement)

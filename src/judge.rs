@@ -527,6 +527,7 @@ mod tests {
             labels: (0..n).map(|i| (i % CLASSES) as u8).collect(),
             rows: 3,
             cols: 2,
+            targets: Vec::new(),
         }
     }
 

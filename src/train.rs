@@ -514,7 +514,11 @@ fn relax_chunk(
     stats.correct = count_correct(p.free.output(), &p.target);
     p.relax.energy(net, &p.free, &mut stats.energy);
     if let Some(heads) = &hp.heads {
-        release_other_heads(p, heads, rows.iter().map(|&i| data.labels[i] as usize));
+        // An example with its own target row keeps every unit's target.
+        let labels = rows
+            .iter()
+            .map(|&i| data.target(i).is_none().then_some(data.labels[i] as usize));
+        release_other_heads(p, heads, labels);
     }
     stats.learners.clear();
     let gated = match threshold {
@@ -544,13 +548,15 @@ fn relax_chunk(
 }
 
 /// Multi-head output: the target of every unit outside the head of the example's label becomes
-/// its own free value (so the nudge leaves it alone, to first order).
+/// its own free value (so the nudge leaves it alone, to first order). Examples without a label
+/// here (`None`: they carry their own target row) keep every target.
 fn release_other_heads(
     p: &mut Particles,
     heads: &[Vec<usize>],
-    labels: impl Iterator<Item = usize>,
+    labels: impl Iterator<Item = Option<usize>>,
 ) {
     for (r, label) in labels.enumerate() {
+        let Some(label) = label else { continue };
         let Some(head) = heads.iter().find(|h| h.contains(&label)) else {
             continue;
         };
@@ -568,11 +574,14 @@ fn load_examples(p: &mut Particles, data: &Dataset, indices: &[usize], hp: &Hype
     load_inputs(p, data, indices, hp.persistent);
 }
 
-/// Sets the one-hot targets of a chunk.
+/// Sets the targets of a chunk: one-hot labels, or the example's own target row.
 fn load_targets(p: &mut Particles, data: &Dataset, indices: &[usize], hp: &Hyperparams) {
     p.target.fill(hp.target_off);
     for (r, &i) in indices.iter().enumerate() {
-        p.target.set(r, data.labels[i] as usize, hp.target_on);
+        match data.target(i) {
+            Some(row) => p.target.row_mut(r).copy_from_slice(row),
+            None => p.target.set(r, data.labels[i] as usize, hp.target_on),
+        }
     }
 }
 

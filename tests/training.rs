@@ -195,3 +195,41 @@ fn results_do_not_depend_on_the_thread_count() {
     };
     assert_eq!(run(1), run(2));
 }
+
+/// Examples with their own target rows: a row equal to the one-hot label trains exactly like
+/// the label; another row trains differently; select, extend and truncate keep the rows with
+/// their examples.
+#[test]
+fn target_rows_replace_labels() {
+    let mut data = mnist(Split::Train);
+    data.truncate(400);
+    let hp = Hyperparams {
+        epochs: 1,
+        ..Hyperparams::preset("paper").unwrap()
+    };
+    let one_hot = |label: u8| -> Vec<f32> { (0..10).map(|j| f32::from(j == label)).collect() };
+    let train = |data: &Dataset| {
+        let mut trainer = Trainer::new(hp.clone()).unwrap();
+        train_epochs(&mut trainer, data);
+        trainer.network().clone()
+    };
+    let plain = train(&data);
+    let mut same = data.clone();
+    same.targets = data.labels.iter().map(|&l| Some(one_hot(l))).collect();
+    assert_eq!(train(&same), plain, "one-hot rows train like labels");
+    let mut soft = data.clone();
+    soft.targets = data
+        .labels
+        .iter()
+        .map(|&l| Some(one_hot((l + 1) % 10)))
+        .collect();
+    assert_ne!(train(&soft), plain, "other rows change the training");
+
+    let mut mixed = data.select(&[0, 1]);
+    mixed.extend(&same.select(&[2, 3]));
+    assert_eq!(mixed.targets.len(), 4);
+    assert_eq!(mixed.target(0), None);
+    assert_eq!(mixed.target(3), Some(&one_hot(data.labels[3])[..]));
+    mixed.truncate(3);
+    assert_eq!(mixed.targets.len(), 3);
+}

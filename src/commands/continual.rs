@@ -62,6 +62,10 @@ pub struct ContinualArgs {
     /// Replayed examples per old class (dreamed, or stored real ones).
     #[arg(long, default_value_t = 1000)]
     replay_per_class: usize,
+    /// Train each dream toward the dreamer's whole output (soft targets over every unit and
+    /// head) instead of the one-hot label of its class.
+    #[arg(long)]
+    soft_targets: bool,
     /// Output folder for accuracy.csv, accuracy.svg and summary.json [default:
     /// runs/continual/<protocol>-<scenario>-<replay>].
     #[arg(long)]
@@ -153,6 +157,7 @@ pub fn continual(args: ContinualArgs) -> Result<()> {
         epochs_per_task: args.epochs_per_task,
         replay_per_class: args.replay_per_class,
         dream: args.dream.options(&hp, 0),
+        soft_targets: args.soft_targets,
     };
     let dir = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs/continual").join(format!("{protocol}-{scenario}-{replay}"))
@@ -303,6 +308,7 @@ fn write_results(
         "replay": replay,
         "epochs_per_task": options.epochs_per_task,
         "replay_per_class": options.replay_per_class,
+        "soft_targets": options.soft_targets,
         "average_accuracy": matrix.final_average(),
         "forgetting": matrix.forgetting(),
         "accuracy": matrix.accuracy,

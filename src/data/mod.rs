@@ -123,6 +123,10 @@ pub struct Dataset {
     pub rows: usize,
     /// Image width.
     pub cols: usize,
+    /// Output targets that replace the one-hot label of some examples (a teacher's outputs on
+    /// replayed dreams, say): `targets[i]`, when present, is example `i`'s target row. Empty
+    /// when every example is trained toward its label.
+    pub targets: Vec<Option<Vec<f32>>>,
 }
 
 impl Dataset {
@@ -157,7 +161,13 @@ impl Dataset {
             labels: Vec::new(),
             rows,
             cols,
+            targets: Vec::new(),
         }
+    }
+
+    /// The target row that replaces example `i`'s label, if it has one.
+    pub fn target(&self, i: usize) -> Option<&[f32]> {
+        self.targets.get(i)?.as_deref()
     }
 
     /// The images `indices`, in that order.
@@ -170,19 +180,30 @@ impl Dataset {
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             rows: self.rows,
             cols: self.cols,
+            targets: match self.targets.is_empty() {
+                true => Vec::new(),
+                false => indices.iter().map(|&i| self.targets[i].clone()).collect(),
+            },
         }
     }
 
     /// Appends the images of `other` (of the same size).
     pub fn extend(&mut self, other: &Dataset) {
         debug_assert_eq!(self.pixels(), other.pixels());
+        let n = self.len();
         self.images.extend_from_slice(&other.images);
         self.labels.extend_from_slice(&other.labels);
+        if !(self.targets.is_empty() && other.targets.is_empty()) {
+            self.targets.resize(n, None);
+            self.targets.extend(other.targets.iter().cloned());
+            self.targets.resize(self.len(), None);
+        }
     }
 
     /// Keeps only the first `n` images (no-op if there are `n` or fewer).
     pub fn truncate(&mut self, n: usize) {
         self.labels.truncate(n);
+        self.targets.truncate(n);
         self.images.truncate(n.saturating_mul(self.pixels()));
     }
 }
@@ -247,6 +268,7 @@ pub fn load(name: DatasetName, split: Split, dir: &Path) -> Result<Dataset, Data
         labels,
         rows,
         cols,
+        targets: Vec::new(),
     })
 }
 

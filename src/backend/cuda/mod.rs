@@ -731,6 +731,9 @@ impl GpuDataset {
         data: &crate::data::Dataset,
         classes: usize,
     ) -> Result<Self, CudaError> {
+        if !data.targets.is_empty() {
+            return Err(CudaError::Unsupported("per-example target rows".into()));
+        }
         Ok(Self {
             images: gpu.upload(&data.images)?,
             labels: gpu.upload(&data.labels)?,
