@@ -84,6 +84,10 @@ pub struct ContinualOptions {
     /// Dreams are trained toward the dreamer's whole output (soft targets: every unit, every
     /// head) instead of a one-hot label of their class.
     pub soft_targets: bool,
+    /// Learning without forgetting on the new task's images: their targets on the units of
+    /// other tasks are the network's own outputs from before the task (not kept between
+    /// tasks: no old image is stored).
+    pub distill_new: bool,
 }
 
 /// Split-MNIST's tasks: consecutive pairs of the `classes` labels.
@@ -245,7 +249,10 @@ pub fn run(
             .flat_map(|&t| options.tasks[t].clone())
             .collect();
         let old: Vec<u8> = options.tasks[..learned[0]].concat();
-        let fresh = relabel(subset(train, &current), options);
+        let mut fresh = relabel(subset(train, &current), options);
+        if options.distill_new && s > 0 {
+            distill_targets(trainer.network(), hp, &mut fresh, &current, options);
+        }
         let replayed = match options.replay {
             Replay::Real => real_replay(train, &old, options, &mut rng),
             Replay::Dreams if !old.is_empty() => {
@@ -417,6 +424,34 @@ fn dream_replay(
     (data, agreement)
 }
 
+/// Gives every new image a target row: one-hot on the units of the current task (`current`
+/// classes; the two units in the domain scenario), the network's own free output elsewhere.
+fn distill_targets(
+    net: &Network,
+    hp: &Hyperparams,
+    fresh: &mut Dataset,
+    current: &[u8],
+    options: &ContinualOptions,
+) {
+    let outputs = free_outputs(net, hp, fresh);
+    let units: Vec<usize> = match options.scenario {
+        Scenario::Domain => vec![0, 1],
+        _ => current.iter().map(|&c| c as usize).collect(),
+    };
+    fresh.targets = (0..fresh.len())
+        .map(|i| {
+            let mut row = outputs.row(i).to_vec();
+            for &u in &units {
+                row[u] = match u == fresh.labels[i] as usize {
+                    true => hp.target_on,
+                    false => hp.target_off,
+                };
+            }
+            Some(row)
+        })
+        .collect();
+}
+
 /// Test accuracy (%) on every task under the scenario's question.
 pub fn measure(
     net: &Network,
@@ -467,6 +502,49 @@ fn argmax_among(row: &[f32], candidates: &[usize]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dream::DreamOptions;
+    use rand::SeedableRng;
+
+    /// New images keep one-hot targets on their task's units and the network's own free
+    /// outputs on every other unit.
+    #[test]
+    fn distilled_targets_are_one_hot_on_the_task_and_the_outputs_elsewhere() {
+        let hp = Hyperparams {
+            layers: vec![4, 6, 4],
+            ..Hyperparams::preset("paper").unwrap()
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let net = Network::glorot(&hp.layers, &mut rng).unwrap();
+        let mut fresh = Dataset {
+            images: vec![0.9, 0.1, 0.0, 0.5, 0.2, 0.8, 0.7, 0.0],
+            labels: vec![2, 3],
+            ..Dataset::empty(2, 2)
+        };
+        let options = ContinualOptions {
+            scenario: Scenario::Class,
+            replay: Replay::None,
+            tasks: vec![vec![0, 1], vec![2, 3]],
+            stages: 2,
+            epochs_per_task: 1,
+            replay_per_class: 0,
+            dream: DreamOptions::default(),
+            soft_targets: false,
+            distill_new: true,
+        };
+        let outputs = free_outputs(&net, &hp, &fresh);
+        distill_targets(&net, &hp, &mut fresh, &[2, 3], &options);
+        for i in 0..2 {
+            let row = fresh.target(i).expect("a target row");
+            assert_eq!(&row[..2], &outputs.row(i)[..2]);
+            let hot = fresh.labels[i] as usize;
+            assert_eq!(row[hot], 1.0);
+            assert_eq!(row[5 - hot], 0.0);
+        }
+        assert!(
+            outputs.as_slice().iter().any(|&y| y > 0.0),
+            "outputs worth copying"
+        );
+    }
 
     #[test]
     fn split_mnist_has_five_pairs() {

@@ -66,6 +66,10 @@ pub struct ContinualArgs {
     /// head) instead of the one-hot label of its class.
     #[arg(long)]
     soft_targets: bool,
+    /// Learning without forgetting: the new task's images keep the network's own outputs
+    /// (from before the task) as targets on the other tasks' units.
+    #[arg(long)]
+    distill_new: bool,
     /// Output folder for accuracy.csv, accuracy.svg and summary.json [default:
     /// runs/continual/<protocol>-<scenario>-<replay>].
     #[arg(long)]
@@ -158,6 +162,7 @@ pub fn continual(args: ContinualArgs) -> Result<()> {
         replay_per_class: args.replay_per_class,
         dream: args.dream.options(&hp, 0),
         soft_targets: args.soft_targets,
+        distill_new: args.distill_new,
     };
     let dir = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs/continual").join(format!("{protocol}-{scenario}-{replay}"))
@@ -309,6 +314,7 @@ fn write_results(
         "epochs_per_task": options.epochs_per_task,
         "replay_per_class": options.replay_per_class,
         "soft_targets": options.soft_targets,
+        "distill_new": options.distill_new,
         "average_accuracy": matrix.final_average(),
         "forgetting": matrix.forgetting(),
         "accuracy": matrix.accuracy,
