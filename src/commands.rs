@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+mod agent;
 mod continual;
 mod dream;
 
@@ -48,6 +49,9 @@ enum Command {
     /// Learn Split-MNIST's tasks one after another, with or without replay; report the accuracy
     /// matrix, average accuracy and forgetting.
     Continual(Box<continual::ContinualArgs>),
+    /// The robot: learn a world model online with EqProp and plan with it on CartPole-v1 or
+    /// Pendulum-v1 (or plan with the true simulator, or act at random, as baselines).
+    Agent(Box<agent::AgentArgs>),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -314,6 +318,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Dream(args) => dream::run(*args),
         Command::Judge(args) => dream::judge(args),
         Command::Continual(args) => continual::continual(*args),
+        Command::Agent(args) => agent::agent(*args),
     }
 }
 
