@@ -437,6 +437,8 @@ pub struct Episode {
     pub learn_seconds: f64,
     /// The float64 states, the initial one first (when asked for).
     pub states: Vec<Vec<f64>>,
+    /// The episode was stopped by `max_steps` before it ended.
+    pub cut: bool,
 }
 
 /// How an episode runs.
@@ -546,7 +548,11 @@ impl Agent {
             }
             on_step(ep.steps);
             obs = step.obs;
-            if step.terminated || step.truncated || ep.steps >= max_steps {
+            if step.terminated || step.truncated {
+                break;
+            }
+            if ep.steps >= max_steps {
+                ep.cut = true;
                 break;
             }
         }

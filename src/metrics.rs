@@ -186,7 +186,8 @@ pub fn plot_accuracy_matrix(
 }
 
 /// Draws episode returns against environment steps as an SVG: the learning episodes as a line
-/// at the step count where each ended, the evaluation episodes as dots after them.
+/// at the step count where each ended, the evaluation episodes as dots (at the learning steps
+/// they followed).
 pub fn plot_returns(
     path: &Path,
     learning: &[(usize, f64)],
@@ -196,7 +197,7 @@ pub fn plot_returns(
     let root = SVGBackend::new(path, (720, 440)).into_drawing_area();
     root.fill(&WHITE)?;
     let all = || learning.iter().chain(evaluation);
-    let last = all().map(|p| p.0).max().unwrap_or(1).max(1);
+    let last = all().map(|p| p.0).max().unwrap_or(1).max(1) * 21 / 20 + 1;
     let lo = all().map(|p| p.1).fold(0.0, f64::min);
     let hi = all().map(|p| p.1).fold(0.0, f64::max);
     let pad = 0.05 * (hi - lo).max(1.0);
@@ -218,9 +219,10 @@ pub fn plot_returns(
         ))?
         .label("learning (online)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+    chart.draw_series(learning.iter().map(|&p| Circle::new(p, 3, RED.filled())))?;
     chart
         .draw_series(evaluation.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))?
-        .label("evaluation (frozen)")
+        .label("evaluation (learning frozen)")
         .legend(|(x, y)| Circle::new((x + 10, y), 4, BLUE.filled()));
     chart
         .configure_series_labels()

@@ -199,6 +199,13 @@ pub fn agent(args: AgentArgs) -> Result<()> {
     if planner.horizon == 0 || planner.samples == 0 || planner.iterations == 0 {
         bail!("--horizon, --samples and --iterations must be positive");
     }
+    if planner.horizon.saturating_mul(planner.samples) > 10_000_000 {
+        bail!(
+            "--horizon {} x --samples {} imagines too many steps per decision (at most 10 million)",
+            planner.horizon,
+            planner.samples
+        );
+    }
     let world = args.world.config(args.seed);
     let brain = match args.model {
         ModelKind::Random => Brain::Random,
@@ -270,12 +277,17 @@ pub fn agent(args: AgentArgs) -> Result<()> {
             say(
                 &bar,
                 format!(
-                    "learn {:4}  steps {:4}  return {:9.2}  one-step error {:.4}  gate {:.2}  env steps {env_steps}",
+                    "learn {:4}  steps {:4}  return {:9.2}  one-step error {:.4}  gate {:.2}  env steps {env_steps}{}",
                     i + 1,
                     ep.steps,
                     ep.ret,
                     ep.pred_error,
                     ep.learned_share,
+                    if ep.cut {
+                        "  (cut by the step budget)"
+                    } else {
+                        ""
+                    },
                 ),
             );
             bar.set_message(format!("last return {:.1}", ep.ret));
@@ -334,16 +346,19 @@ pub fn agent(args: AgentArgs) -> Result<()> {
     bar.finish_and_clear();
 
     write_csv(&out.join("episodes.csv"), &rows)?;
-    let points = |phase: &str| -> Vec<(usize, f64)> {
-        rows.iter()
-            .filter(|r| r.phase == phase)
-            .map(|r| (r.env_steps, r.ep.ret))
-            .collect()
-    };
+    // Learning episodes where they ended (not the last one if the step budget cut it short);
+    // evaluation episodes at the learning steps they followed.
+    let learn_steps_done = env_steps - eval.iter().map(|e| e.0 as usize).sum::<usize>();
+    let learned: Vec<(usize, f64)> = rows
+        .iter()
+        .filter(|r| r.phase == "learn" && !r.ep.cut)
+        .map(|r| (r.env_steps, r.ep.ret))
+        .collect();
+    let evaluated: Vec<(usize, f64)> = eval.iter().map(|e| (learn_steps_done, e.1)).collect();
     eqprop::metrics::plot_returns(
         &out.join("returns.svg"),
-        &points("learn"),
-        &points("eval"),
+        &learned,
+        &evaluated,
         &format!("{} - {model_name} model", env.id()),
     )
     .map_err(|e| anyhow::anyhow!("drawing returns.svg: {e}"))?;
@@ -370,8 +385,26 @@ pub fn agent(args: AgentArgs) -> Result<()> {
         .filter(|e| e.is_finite())
         .collect();
     let total_decide: f64 = latencies.iter().sum();
+    let learning: Vec<&Episode> = rows
+        .iter()
+        .filter(|r| r.phase == "learn")
+        .map(|r| &r.ep)
+        .collect();
+    if learn_steps_done > 0 {
+        let gated: f64 = learning
+            .iter()
+            .map(|e| e.learned_share * e.steps as f64)
+            .sum();
+        let seconds: f64 = learning.iter().map(|e| e.learn_seconds).sum();
+        println!(
+            "learning: {learn_steps_done} steps in {} episodes, {:.1}% of transitions passed the gate, {:.3} ms per learning step",
+            learning.len(),
+            100.0 * gated / learn_steps_done as f64,
+            1e3 * seconds / learn_steps_done as f64
+        );
+    }
     println!(
-        "{}: {model_name} model after {learn_steps} learning steps: {} evaluation episodes, mean length {mean_len:.1}, mean return {mean_ret:.2}, one-step error {}, {:.0} decisions/s, median decision {:.3} ms",
+        "{}: {model_name} model after {learn_steps_done} learning steps: {} evaluation episodes, mean length {mean_len:.1}, mean return {mean_ret:.2}, one-step error {}, {:.0} decisions/s, median decision {:.3} ms",
         env.id(),
         eval.len(),
         if errors.is_empty() {
@@ -392,18 +425,19 @@ pub fn agent(args: AgentArgs) -> Result<()> {
 
 fn write_csv(path: &std::path::Path, rows: &[Row]) -> Result<()> {
     let mut text = String::from(
-        "episode,phase,seed,steps,return,env_steps,one_step_error,learned_share,decisions_per_s,median_decision_ms,learn_ms_per_step\n",
+        "episode,phase,seed,steps,return,cut,env_steps,one_step_error,learned_share,decisions_per_s,median_decision_ms,learn_ms_per_step\n",
     );
     for r in rows {
         let e = &r.ep;
         let decide: f64 = e.decision_seconds.iter().sum();
         text.push_str(&format!(
-            "{},{},{},{},{:.4},{},{:.6},{:.4},{:.1},{:.4},{:.4}\n",
+            "{},{},{},{},{:.4},{},{},{:.6},{:.4},{:.1},{:.4},{:.4}\n",
             r.episode,
             r.phase,
             r.seed,
             e.steps,
             e.ret,
+            e.cut,
             r.env_steps,
             e.pred_error,
             e.learned_share,
