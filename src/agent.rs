@@ -5,7 +5,7 @@
 //! Before each action the [`Planner`] rolls a model forward over `horizon` steps for a batch of
 //! candidate action sequences, scores every imagined future by the goal's cost ([`Task`]: pole
 //! upright and cart centred; pendulum upright and still) and takes the first action of the
-//! cheapest. The model is the online EqProp [`WorldModel`](crate::world_model::WorldModel), the
+//! cheapest. The model is the online EqProp [`WorldModel`], the
 //! true simulator ([`TrueModel`], the ceiling), or none (the random policy).
 
 use crate::env::{Action, CartPole, Env, EnvError, Pendulum};
