@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+mod agent;
 mod continual;
 mod dream;
 #[cfg(feature = "cuda")]
@@ -54,6 +55,9 @@ enum Command {
     /// Learn Split-MNIST's tasks one after another, with or without replay; report the accuracy
     /// matrix, average accuracy and forgetting.
     Continual(Box<continual::ContinualArgs>),
+    /// The robot: learn a world model online with EqProp and plan with it on CartPole-v1 or
+    /// Pendulum-v1 (or plan with the true simulator, or act at random, as baselines).
+    Agent(Box<agent::AgentArgs>),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -345,6 +349,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Continual(args) => {
             cpu_only("continual")?;
             continual::continual(*args)
+        }
+        Command::Agent(args) => {
+            cpu_only("agent")?;
+            agent::agent(*args)
         }
     }
 }

@@ -13,7 +13,9 @@
 //! Modules follow the paper: [`network`] (couplings), [`energy`], [`dynamics`] (relaxation),
 //! [`learning_rule`] (the EqProp update), [`data`], [`train`], [`dream`] (the label clamped, the
 //! input free), [`modulator`] (surprise-gated learning), [`continual`] (task after task, with
-//! dream replay); [`backend`] holds the kernels.
+//! dream replay), [`world_model`] and [`agent`] (an online EqProp world model and the planner that
+//! acts with it on CartPole and Pendulum); [`backend`] holds the kernels.
+pub mod agent;
 pub mod backend;
 pub mod bench;
 pub mod checkpoint;
@@ -34,3 +36,4 @@ pub mod parallel;
 pub mod picture;
 pub mod tensor;
 pub mod train;
+pub mod world_model;

@@ -184,3 +184,52 @@ pub fn plot_accuracy_matrix(
     root.present()?;
     Ok(())
 }
+
+/// Draws episode returns against environment steps as an SVG: the learning episodes as a line
+/// at the step count where each ended, the evaluation episodes as dots (at the learning steps
+/// they followed).
+pub fn plot_returns(
+    path: &Path,
+    learning: &[(usize, f64)],
+    evaluation: &[(usize, f64)],
+    title: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let root = SVGBackend::new(path, (720, 440)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let all = || learning.iter().chain(evaluation);
+    let last = all().map(|p| p.0).max().unwrap_or(1).max(1) * 21 / 20 + 1;
+    let lo = all().map(|p| p.1).fold(0.0, f64::min);
+    let hi = all().map(|p| p.1).fold(0.0, f64::max);
+    let pad = 0.05 * (hi - lo).max(1.0);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0usize..last, (lo - pad)..(hi + pad))?;
+    chart
+        .configure_mesh()
+        .x_desc("environment steps")
+        .y_desc("episode return")
+        .draw()?;
+    chart
+        .draw_series(LineSeries::new(
+            learning.iter().copied(),
+            RED.stroke_width(2),
+        ))?
+        .label("learning (online)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+    chart.draw_series(learning.iter().map(|&p| Circle::new(p, 3, RED.filled())))?;
+    chart
+        .draw_series(evaluation.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))?
+        .label("evaluation (learning frozen)")
+        .legend(|(x, y)| Circle::new((x + 10, y), 4, BLUE.filled()));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}

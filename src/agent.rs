@@ -1,0 +1,610 @@
+//! The robot: a planner that imagines the futures of its candidate actions with a world model
+//! and acts on the one whose imagined future costs least (active inference by model-predictive
+//! control).
+//!
+//! Before each action the [`Planner`] rolls a model forward over `horizon` steps for a batch of
+//! candidate action sequences, scores every imagined future by the goal's cost ([`Task`]: pole
+//! upright and cart centred; pendulum upright and still) and takes the first action of the
+//! cheapest. The model is the online EqProp [`WorldModel`], the
+//! true simulator ([`TrueModel`], the ceiling), or none (the random policy).
+
+use crate::env::{Action, CartPole, Env, EnvError, Pendulum};
+use crate::world_model::WorldModel;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::time::Instant;
+
+/// CartPole's time step.
+const CARTPOLE_TAU: f32 = 0.02;
+/// Pendulum's time step.
+const PENDULUM_DT: f32 = 0.05;
+/// CartPole's termination bounds on the cart position and the pole angle.
+const X_LIMIT: f32 = 2.4;
+const THETA_LIMIT: f32 = 0.209_439_5;
+
+/// What the robot faces: the environment's observation layout, the candidate actions, and the
+/// goal's cost.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Task {
+    /// `CartPole-v1`: push left (0) or right (1); keep the pole upright and the cart centred.
+    CartPole,
+    /// `Pendulum-v1` with a discretised torque set; swing up and hold upright and still.
+    Pendulum { torques: Vec<f32> },
+}
+
+impl Task {
+    /// The task of a Gymnasium id (`cartpole-v1`, `pendulum-v1`); Pendulum's torques are
+    /// `-2, -1, 0, 1, 2`.
+    pub fn from_env_id(id: &str) -> Result<Self, EnvError> {
+        match id.to_ascii_lowercase().as_str() {
+            "cartpole-v1" | "cartpole" => Ok(Task::CartPole),
+            "pendulum-v1" | "pendulum" => Ok(Task::Pendulum {
+                torques: vec![-2.0, -1.0, 0.0, 1.0, 2.0],
+            }),
+            _ => Err(EnvError::UnknownEnv(id.to_string())),
+        }
+    }
+
+    /// Observation components.
+    pub fn obs_dim(&self) -> usize {
+        match self {
+            Task::CartPole => 4,
+            Task::Pendulum { .. } => 3,
+        }
+    }
+
+    /// Typical magnitude of each observation component (the bounds of the observation space,
+    /// and 3 for CartPole's unbounded velocities): the model's input scale.
+    pub fn obs_scale(&self) -> &'static [f32] {
+        match self {
+            Task::CartPole => &[X_LIMIT, 3.0, THETA_LIMIT, 3.0],
+            Task::Pendulum { .. } => &[1.0, 1.0, 8.0],
+        }
+    }
+
+    /// Components that are velocities (the others follow from them by [`Task::integrate`]).
+    pub fn velocity_indices(&self) -> &'static [usize] {
+        match self {
+            Task::CartPole => &[1, 3],
+            Task::Pendulum { .. } => &[2],
+        }
+    }
+
+    /// Number of candidate actions.
+    pub fn num_actions(&self) -> usize {
+        match self {
+            Task::CartPole => 2,
+            Task::Pendulum { torques } => torques.len(),
+        }
+    }
+
+    /// The environment action of candidate `a`.
+    pub fn env_action(&self, a: usize) -> Action {
+        match self {
+            Task::CartPole => Action::Discrete(a as i64),
+            Task::Pendulum { torques } => Action::Continuous(vec![torques[a]]),
+        }
+    }
+
+    /// The torque of candidate `a` (0 for CartPole).
+    fn torque(&self, a: usize) -> f32 {
+        match self {
+            Task::CartPole => 0.0,
+            Task::Pendulum { torques } => torques[a],
+        }
+    }
+
+    /// Two input units for candidate `a`: CartPole one-hot; Pendulum the positive and negative
+    /// parts of the torque over its bound.
+    pub fn action_code(&self, a: usize) -> [f32; 2] {
+        match self {
+            Task::CartPole => [(1 - a.min(1)) as f32, a.min(1) as f32],
+            Task::Pendulum { torques } => {
+                let u = torques[a] / 2.0;
+                [u.max(0.0), (-u).max(0.0)]
+            }
+        }
+    }
+
+    /// Whether the observation ends the episode (CartPole's bounds; Pendulum never).
+    pub fn terminal(&self, obs: &[f32]) -> bool {
+        match self {
+            Task::CartPole => obs[0].abs() > X_LIMIT || obs[2].abs() > THETA_LIMIT,
+            Task::Pendulum { .. } => false,
+        }
+    }
+
+    /// The goal's cost of arriving at `obs` by candidate `a`.
+    ///
+    /// CartPole: `(theta / theta_max)^2 + 0.1 (x / x_max)^2`, at most 1.1 while the episode
+    /// lasts. Pendulum: Gymnasium's own cost, `angle^2 + 0.1 thdot^2 + 0.001 u^2`.
+    pub fn step_cost(&self, obs: &[f32], a: usize) -> f32 {
+        match self {
+            Task::CartPole => {
+                let t = obs[2] / THETA_LIMIT;
+                let x = obs[0] / X_LIMIT;
+                t * t + 0.1 * x * x
+            }
+            Task::Pendulum { .. } => {
+                let th = obs[1].atan2(obs[0]);
+                let u = self.torque(a);
+                th * th + 0.1 * obs[2] * obs[2] + 0.001 * u * u
+            }
+        }
+    }
+
+    /// Cost of each step of the horizon left after a terminal state.
+    fn terminal_cost(&self) -> f32 {
+        10.0
+    }
+
+    /// The next observation from the current one and the next velocities, by the task's
+    /// integrator: CartPole's explicit Euler (positions move by the old velocities), Pendulum's
+    /// semi-implicit Euler (the angle moves by the new velocity). Known kinematics, used only by
+    /// a world model built with `kinematics`.
+    pub fn integrate(&self, obs: &[f32], velocities: &[f32], next: &mut [f32]) {
+        match self {
+            Task::CartPole => {
+                next[0] = obs[0] + CARTPOLE_TAU * obs[1];
+                next[1] = velocities[0];
+                next[2] = obs[2] + CARTPOLE_TAU * obs[3];
+                next[3] = velocities[1];
+            }
+            Task::Pendulum { .. } => {
+                let th = obs[1].atan2(obs[0]) + PENDULUM_DT * velocities[0];
+                next[0] = th.cos();
+                next[1] = th.sin();
+                next[2] = velocities[0];
+            }
+        }
+    }
+}
+
+/// Something that predicts the next observations of a batch.
+pub trait Model {
+    /// `obs` holds `actions.len()` observations one after another; writes the predicted next
+    /// observations into `next` (same layout).
+    fn predict(&mut self, obs: &[f32], actions: &[usize], next: &mut [f32]);
+}
+
+/// The simulator itself as the model (the planner's ceiling).
+#[derive(Clone, Debug)]
+pub struct TrueModel {
+    task: Task,
+}
+
+impl TrueModel {
+    pub fn new(task: Task) -> Self {
+        Self { task }
+    }
+}
+
+impl Model for TrueModel {
+    fn predict(&mut self, obs: &[f32], actions: &[usize], next: &mut [f32]) {
+        let d = self.task.obs_dim();
+        for (r, &a) in actions.iter().enumerate() {
+            let o = &obs[r * d..(r + 1) * d];
+            let out = &mut next[r * d..(r + 1) * d];
+            match &self.task {
+                Task::CartPole => {
+                    let s = std::array::from_fn(|i| f64::from(o[i]));
+                    let n = CartPole::dynamics(s, a == 1);
+                    for (x, v) in out.iter_mut().zip(n) {
+                        *x = v as f32;
+                    }
+                }
+                Task::Pendulum { torques } => {
+                    let th = f64::from(o[1]).atan2(f64::from(o[0]));
+                    let u = Pendulum::clip_torque(torques[a]);
+                    let ([th, thdot], _) = Pendulum::dynamics([th, f64::from(o[2])], u);
+                    out[0] = th.cos() as f32;
+                    out[1] = th.sin() as f32;
+                    out[2] = thdot as f32;
+                }
+            }
+        }
+    }
+}
+
+/// How the planner searches the action sequences.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Search {
+    /// Random shooting: `samples` uniformly random sequences plus the last plan shifted by one.
+    Shooting,
+    /// The cross-entropy method: `iterations` rounds of sampling from per-step action
+    /// distributions refitted to the best tenth.
+    Cem,
+}
+
+/// Settings of the planner.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannerConfig {
+    /// Steps imagined ahead.
+    pub horizon: usize,
+    /// Sequences imagined per round.
+    pub samples: usize,
+    pub search: Search,
+    /// CEM rounds.
+    pub iterations: usize,
+    pub seed: u64,
+}
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        Self {
+            horizon: 20,
+            samples: 32,
+            search: Search::Shooting,
+            iterations: 3,
+            seed: 0,
+        }
+    }
+}
+
+/// Model-predictive control by imagined rollouts.
+#[derive(Clone, Debug)]
+pub struct Planner {
+    task: Task,
+    config: PlannerConfig,
+    rng: ChaCha8Rng,
+    /// The best sequence of the last decision (warm start of the next).
+    plan: Vec<usize>,
+    /// Scratch: sequences (`samples x horizon`), states, actions, costs.
+    seqs: Vec<usize>,
+    obs: Vec<f32>,
+    next: Vec<f32>,
+    actions: Vec<usize>,
+    costs: Vec<f32>,
+    alive: Vec<bool>,
+}
+
+impl Planner {
+    pub fn new(task: Task, config: PlannerConfig) -> Self {
+        let rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x091A_77E5);
+        Self {
+            task,
+            config,
+            rng,
+            plan: Vec::new(),
+            seqs: Vec::new(),
+            obs: Vec::new(),
+            next: Vec::new(),
+            actions: Vec::new(),
+            costs: Vec::new(),
+            alive: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &PlannerConfig {
+        &self.config
+    }
+
+    /// Forgets the last plan (call at the start of an episode).
+    pub fn reset(&mut self) {
+        self.plan.clear();
+    }
+
+    /// The candidate to take in `obs`: the first action of the cheapest imagined sequence.
+    pub fn decide(&mut self, model: &mut dyn Model, obs: &[f32]) -> usize {
+        let (h, n, na) = (
+            self.config.horizon.max(1),
+            self.config.samples.max(1),
+            self.task.num_actions(),
+        );
+        let mut warm: Vec<usize> = if self.plan.len() == h {
+            self.plan[1..].to_vec()
+        } else {
+            Vec::new()
+        };
+        while warm.len() < h {
+            warm.push(self.rng.random_range(0..na));
+        }
+        self.seqs.resize(n * h, 0);
+        let best = match self.config.search {
+            Search::Shooting => {
+                self.seqs[..h].copy_from_slice(&warm);
+                for x in &mut self.seqs[h..] {
+                    *x = self.rng.random_range(0..na);
+                }
+                self.rollout(model, obs, n, h);
+                let i = argmin(&self.costs);
+                self.seqs[i * h..(i + 1) * h].to_vec()
+            }
+            Search::Cem => self.cem(model, obs, warm, n, h, na),
+        };
+        let first = best[0];
+        self.plan = best;
+        first
+    }
+
+    /// Discrete CEM: per-step categorical distributions, refitted to the elite tenth each round
+    /// (smoothed half-and-half with the old ones); the best sequence seen wins.
+    fn cem(
+        &mut self,
+        model: &mut dyn Model,
+        obs: &[f32],
+        warm: Vec<usize>,
+        n: usize,
+        h: usize,
+        na: usize,
+    ) -> Vec<usize> {
+        let mut probs = vec![1.0 / na as f32; h * na];
+        let (mut best, mut best_cost) = (warm, f32::INFINITY);
+        let elites = (n / 10).max(1);
+        for _ in 0..self.config.iterations.max(1) {
+            self.seqs[..h].copy_from_slice(&best);
+            for r in 1..n {
+                for t in 0..h {
+                    let p = &probs[t * na..(t + 1) * na];
+                    let mut u: f32 = self.rng.random();
+                    let mut a = na - 1;
+                    for (k, &pk) in p.iter().enumerate() {
+                        if u < pk {
+                            a = k;
+                            break;
+                        }
+                        u -= pk;
+                    }
+                    self.seqs[r * h + t] = a;
+                }
+            }
+            self.rollout(model, obs, n, h);
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by(|&a, &b| self.costs[a].total_cmp(&self.costs[b]));
+            if self.costs[order[0]] < best_cost {
+                best_cost = self.costs[order[0]];
+                best = self.seqs[order[0] * h..(order[0] + 1) * h].to_vec();
+            }
+            for p in probs.iter_mut() {
+                *p *= 0.5;
+            }
+            for &e in &order[..elites] {
+                for t in 0..h {
+                    probs[t * na + self.seqs[e * h + t]] += 0.5 / elites as f32;
+                }
+            }
+        }
+        best
+    }
+
+    /// Imagines every sequence in `seqs` from `obs`; the cost of each lands in `costs`.
+    fn rollout(&mut self, model: &mut dyn Model, obs: &[f32], n: usize, h: usize) {
+        let d = self.task.obs_dim();
+        self.obs.clear();
+        for _ in 0..n {
+            self.obs.extend_from_slice(obs);
+        }
+        self.next.resize(n * d, 0.0);
+        self.costs.clear();
+        self.costs.resize(n, 0.0);
+        self.alive.clear();
+        self.alive.resize(n, true);
+        for t in 0..h {
+            self.actions.clear();
+            self.actions.extend((0..n).map(|r| self.seqs[r * h + t]));
+            model.predict(&self.obs, &self.actions, &mut self.next);
+            for r in 0..n {
+                if !self.alive[r] {
+                    self.costs[r] += self.task.terminal_cost();
+                    continue;
+                }
+                let o = &self.next[r * d..(r + 1) * d];
+                if self.task.terminal(o) {
+                    self.alive[r] = false;
+                    self.costs[r] += self.task.terminal_cost();
+                } else {
+                    self.costs[r] += self.task.step_cost(o, self.actions[r]);
+                }
+            }
+            std::mem::swap(&mut self.obs, &mut self.next);
+        }
+    }
+}
+
+fn argmin(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v < values[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Who decides.
+pub enum Brain {
+    /// Uniformly random candidates.
+    Random,
+    /// The planner with the true simulator.
+    True(Planner, TrueModel),
+    /// The planner with the online EqProp world model.
+    EqProp(Planner, Box<WorldModel>),
+}
+
+/// What one episode gave.
+#[derive(Clone, Debug, Default)]
+pub struct Episode {
+    pub steps: usize,
+    pub ret: f64,
+    /// Mean scaled one-step prediction error of the world model over the episode (NaN
+    /// without one).
+    pub pred_error: f64,
+    /// Share of steps whose transition passed the surprise gate (learning episodes).
+    pub learned_share: f64,
+    /// Seconds each decision took, planning included.
+    pub decision_seconds: Vec<f64>,
+    /// Seconds spent learning.
+    pub learn_seconds: f64,
+    /// The float64 states, the initial one first (when asked for).
+    pub states: Vec<Vec<f64>>,
+    /// The episode was stopped by `max_steps` before it ended.
+    pub cut: bool,
+}
+
+/// How an episode runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpisodeOptions {
+    /// The world model learns online.
+    pub learn: bool,
+    /// Record the states (for a GIF).
+    pub keep_states: bool,
+    /// Probability of replacing the planned action by a random one.
+    pub explore: f64,
+    /// Stop after this many steps even if the episode goes on.
+    pub max_steps: usize,
+}
+
+impl Default for EpisodeOptions {
+    /// Acting only: no learning, no exploration, no states kept, the environment's own end.
+    fn default() -> Self {
+        Self {
+            learn: false,
+            keep_states: false,
+            explore: 0.0,
+            max_steps: usize::MAX,
+        }
+    }
+}
+
+/// The robot: a task, a brain, and the random stream of its random choices.
+pub struct Agent {
+    pub task: Task,
+    pub brain: Brain,
+    rng: ChaCha8Rng,
+}
+
+impl Agent {
+    pub fn new(task: Task, brain: Brain, seed: u64) -> Self {
+        Self {
+            task,
+            brain,
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0xA6E7_0000_0001),
+        }
+    }
+
+    /// The candidate to take in `obs`.
+    pub fn act(&mut self, obs: &[f32]) -> usize {
+        match &mut self.brain {
+            Brain::Random => self.rng.random_range(0..self.task.num_actions()),
+            Brain::True(planner, model) => planner.decide(model, obs),
+            Brain::EqProp(planner, model) => planner.decide(model.as_mut(), obs),
+        }
+    }
+
+    /// Runs one episode from `env.reset(seed)`, until it ends or `opts.max_steps` steps; with
+    /// `opts.learn`, the world model learns from every transition as it happens. `on_step` sees
+    /// the steps taken so far.
+    pub fn episode(
+        &mut self,
+        env: &mut dyn Env,
+        seed: u64,
+        opts: &EpisodeOptions,
+        mut on_step: impl FnMut(usize),
+    ) -> Result<Episode, EnvError> {
+        let EpisodeOptions {
+            learn,
+            keep_states,
+            explore,
+            max_steps,
+        } = *opts;
+        let mut obs = env.reset(seed);
+        match &mut self.brain {
+            Brain::Random => {}
+            Brain::True(p, _) | Brain::EqProp(p, _) => p.reset(),
+        }
+        let mut ep = Episode::default();
+        if keep_states {
+            ep.states.push(env.state());
+        }
+        let (mut errors, mut learned) = (Vec::new(), 0usize);
+        let mut predicted = vec![0.0; obs.len()];
+        loop {
+            let start = Instant::now();
+            let mut a = self.act(&obs);
+            ep.decision_seconds.push(start.elapsed().as_secs_f64());
+            if explore > 0.0 && self.rng.random::<f64>() < explore {
+                a = self.rng.random_range(0..self.task.num_actions());
+            }
+            let step = env.step(&self.task.env_action(a))?;
+            if let Brain::EqProp(_, model) = &mut self.brain {
+                if learn {
+                    let start = Instant::now();
+                    let report = model.learn(&obs, a, &step.obs);
+                    ep.learn_seconds += start.elapsed().as_secs_f64();
+                    learned += usize::from(report.learned);
+                    if report.error.is_finite() {
+                        errors.push(f64::from(report.error));
+                    }
+                } else {
+                    use crate::agent::Model as _;
+                    model.predict(&obs, &[a], &mut predicted);
+                    errors.push(f64::from(model.scaled_error(&obs, &predicted, &step.obs)));
+                }
+            }
+            ep.steps += 1;
+            ep.ret += step.reward;
+            if keep_states {
+                ep.states.push(env.state());
+            }
+            on_step(ep.steps);
+            obs = step.obs;
+            if step.terminated || step.truncated {
+                break;
+            }
+            if ep.steps >= max_steps {
+                ep.cut = true;
+                break;
+            }
+        }
+        ep.pred_error = if errors.is_empty() {
+            f64::NAN
+        } else {
+            errors.iter().sum::<f64>() / errors.len() as f64
+        };
+        ep.learned_share = learned as f64 / ep.steps as f64;
+        Ok(ep)
+    }
+}
+
+/// The median of some values (NaN when empty).
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        0.5 * (v[m - 1] + v[m])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::pendulum::angle_normalize;
+
+    #[test]
+    fn true_model_matches_the_environment() {
+        let task = Task::from_env_id("pendulum-v1").unwrap();
+        let mut env = Pendulum::new();
+        let obs = env.reset(4);
+        let step = env.step(&task.env_action(4)).unwrap();
+        let mut next = vec![0.0; 3];
+        TrueModel::new(task).predict(&obs, &[4], &mut next);
+        for (a, b) in next.iter().zip(&step.obs) {
+            assert!((a - b).abs() < 1e-5, "{next:?} vs {:?}", step.obs);
+        }
+    }
+
+    #[test]
+    fn pendulum_cost_is_gymnasiums() {
+        let task = Task::from_env_id("pendulum-v1").unwrap();
+        let th = 2.5f64;
+        let obs = [th.cos() as f32, th.sin() as f32, 1.5];
+        let want = angle_normalize(th).powi(2) + 0.1 * 1.5 * 1.5 + 0.001 * 4.0;
+        assert!((f64::from(task.step_cost(&obs, 0)) - want).abs() < 1e-5);
+    }
+}
