@@ -630,7 +630,7 @@ fn count_correct(output: &Matrix, target: &Matrix) -> usize {
 }
 
 /// Sizes of the parallel chunks of a mini-batch: at least two (so two cores share even a small
-/// batch), at most [`CHUNK`] samples each, as even as possible.
+/// batch), at most `CHUNK` (16) samples each, as even as possible.
 pub fn chunk_sizes(batch: usize) -> Vec<usize> {
     let count = batch.div_ceil(CHUNK).max(2).min(batch.max(1));
     (0..count)
