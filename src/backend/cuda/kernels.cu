@@ -57,9 +57,17 @@ __device__ void couplings(const Net& net, float* sm) {
         if (n >= NARROW) {
             // Drive from below: one unit per thread, coalesced over the columns of W_k.
             for (int j = tid; j < n; j += nt) {
-                float acc = 0.0f;
-                for (int r = 0; r < m; ++r) acc = fmaf(a[r], w[r * n + j], acc);
-                dn[j] = acc;
+                // Four independent sums keep four loads in flight.
+                float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+                int r = 0;
+                for (; r + 3 < m; r += 4) {
+                    s0 = fmaf(a[r], w[r * n + j], s0);
+                    s1 = fmaf(a[r + 1], w[(r + 1) * n + j], s1);
+                    s2 = fmaf(a[r + 2], w[(r + 2) * n + j], s2);
+                    s3 = fmaf(a[r + 3], w[(r + 3) * n + j], s3);
+                }
+                for (; r < m; ++r) s0 = fmaf(a[r], w[r * n + j], s0);
+                dn[j] = (s0 + s1) + (s2 + s3);
             }
             // Drive from above: one row of W_k per warp.
             for (int r = warp; r < m; r += nwarps) {
@@ -135,7 +143,7 @@ __device__ float block_sum(float v, float* scratch) {
 //   E = sum_{k>=1} (1/2 ||s_k||^2 - s_k . (b_k + [k = 1] x W_1)) - sum_{k>=2} s_{k-1}^T W_k s_k
 // argmax (optional): the first most active output unit.
 // Both are written at index out_offset + b.
-extern "C" __global__ void relax(Net net, int steps, float eps, float beta, int nudge_layer,
+extern "C" __global__ void __launch_bounds__(1024) relax(Net net, int steps, float eps, float beta, int nudge_layer,
                                  const float* __restrict__ target, float* energy, int* argmax,
                                  int out_offset) {
     extern __shared__ float sm[];

@@ -554,10 +554,18 @@ fn ptr<T>(s: &CudaSlice<T>, stream: &CudaStream) -> u64 {
     p
 }
 
-/// Threads per block of the relax kernel: more for wide layers.
+/// Threads per block of the general relax kernel: more for wide layers, and a full block when
+/// two wide free layers are coupled (a warp per row of their coupling, a thread per column).
 fn block_threads(sizes: &[usize]) -> usize {
     let widest = sizes[1..].iter().copied().max().unwrap_or(1);
-    if widest > 1024 { 512 } else { 256 }
+    let wide_pair = sizes[1..]
+        .windows(2)
+        .any(|p| p[0] >= NARROW && p[1] >= NARROW);
+    match (wide_pair, widest > 1024) {
+        (true, _) => 1024,
+        (false, true) => 512,
+        (false, false) => 256,
+    }
 }
 
 /// `struct Net` of `kernels.cu`.
