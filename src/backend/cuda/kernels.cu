@@ -292,21 +292,18 @@ extern "C" __global__ void load_batch(const float* __restrict__ images,
             target[b * classes + i] = i == labels[e] ? on : off;
 }
 
-// Rows order[first + b] of a per-example store <-> row b of a batch (persistent particles).
-extern "C" __global__ void gather_rows(const float* __restrict__ store,
-                                       const int* __restrict__ order, int first, int batch,
-                                       int n, float* out) {
+// Row b of a batch <-> row order[first + b] of a per-example store (persistent particles):
+// into the store when `to_store`, out of it otherwise.
+extern "C" __global__ void move_rows(float* rows, const int* __restrict__ order, int first,
+                                     int batch, int n, float* store, int to_store) {
     const int b = blockIdx.x;
     if (b >= batch) return;
     const long long e = order[first + b];
-    for (int i = threadIdx.x; i < n; i += blockDim.x) out[b * n + i] = store[e * n + i];
-}
-
-extern "C" __global__ void scatter_rows(const float* __restrict__ rows,
-                                        const int* __restrict__ order, int first, int batch,
-                                        int n, float* store) {
-    const int b = blockIdx.x;
-    if (b >= batch) return;
-    const long long e = order[first + b];
-    for (int i = threadIdx.x; i < n; i += blockDim.x) store[e * n + i] = rows[b * n + i];
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        if (to_store) {
+            store[e * n + i] = rows[b * n + i];
+        } else {
+            rows[b * n + i] = store[e * n + i];
+        }
+    }
 }

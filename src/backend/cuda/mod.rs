@@ -82,8 +82,7 @@ pub struct Gpu {
     relax: CudaFunction,
     update: CudaFunction,
     load_batch: CudaFunction,
-    gather_rows: CudaFunction,
-    scatter_rows: CudaFunction,
+    move_rows: CudaFunction,
     /// Dynamic shared memory the relax kernel was last allowed (above the default 48 KiB).
     relax_smem_allowed: Cell<usize>,
     /// `relax_pair` compiled per (hidden, output, threads) shape, with its module.
@@ -130,8 +129,7 @@ impl Gpu {
             relax: f("relax")?,
             update: f("update")?,
             load_batch: f("load_batch")?,
-            gather_rows: f("gather_rows")?,
-            scatter_rows: f("scatter_rows")?,
+            move_rows: f("move_rows")?,
             _module: module,
             stream,
             blas,
@@ -508,20 +506,18 @@ impl Gpu {
             shared_mem_bytes: 0,
         };
         let (first, batch_i) = (first as i32, batch as i32);
+        let to_store = i32::from(to_store);
         for k in 1..rows.s.len() {
             let n = rows.sizes[k] as i32;
-            let (f, src, dst) = match to_store {
-                true => (&self.scatter_rows, &rows.s[k], &mut store.s[k]),
-                false => (&self.gather_rows, &store.s[k], &mut rows.s[k]),
-            };
-            let mut launch = self.stream.launch_builder(f);
+            let mut launch = self.stream.launch_builder(&self.move_rows);
             launch
-                .arg(src)
+                .arg(&mut rows.s[k])
                 .arg(order)
                 .arg(&first)
                 .arg(&batch_i)
                 .arg(&n)
-                .arg(dst);
+                .arg(&mut store.s[k])
+                .arg(&to_store);
             // SAFETY: the store has a row for every index in `order`.
             unsafe { launch.launch(cfg) }?;
         }
@@ -779,13 +775,7 @@ mod tests {
         };
         let ptx = compile_ptx_with_opts(KERNELS, opts).expect("kernels compile");
         let text = ptx.to_src();
-        for name in [
-            "relax",
-            "update",
-            "load_batch",
-            "gather_rows",
-            "scatter_rows",
-        ] {
+        for name in ["relax", "update", "load_batch", "move_rows"] {
             assert!(text.contains(&format!(".entry {name}(")), "{name} missing");
         }
         for (hid, out, threads) in [(500, 10, 128), (4096, 10, 512), (7, 3, 64)] {
