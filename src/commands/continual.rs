@@ -62,10 +62,10 @@ pub struct ContinualArgs {
     /// Replayed examples per old class (dreamed, or stored real ones).
     #[arg(long, default_value_t = 1000)]
     replay_per_class: usize,
-    /// Train each dream toward the dreamer's whole output (soft targets over every unit and
-    /// head) instead of the one-hot label of its class.
+    /// Train each dream toward the one-hot label of the class the dreamer sees in it, instead
+    /// of the dreamer's whole output (soft targets over every unit and head, the default).
     #[arg(long)]
-    soft_targets: bool,
+    hard_targets: bool,
     /// Learning without forgetting: the new task's images keep the network's own outputs
     /// (from before the task) as targets on the other tasks' units.
     #[arg(long)]
@@ -161,7 +161,7 @@ pub fn continual(args: ContinualArgs) -> Result<()> {
         epochs_per_task: args.epochs_per_task,
         replay_per_class: args.replay_per_class,
         dream: args.dream.options(&hp, 0),
-        soft_targets: args.soft_targets,
+        soft_targets: !args.hard_targets,
         distill_new: args.distill_new,
     };
     let dir = args.out.clone().unwrap_or_else(|| {
