@@ -725,7 +725,6 @@ pub struct GpuDataset {
     labels: CudaSlice<u8>,
     pixels: usize,
     classes: usize,
-    len: usize,
 }
 
 impl GpuDataset {
@@ -743,16 +742,7 @@ impl GpuDataset {
             labels: gpu.upload(&data.labels)?,
             pixels: data.pixels(),
             classes,
-            len: data.len(),
         })
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
 

@@ -286,12 +286,6 @@ impl GpuTrainer {
         Ok(())
     }
 
-    /// Replaces the device's network by `net` (same sizes).
-    pub fn upload_network(&mut self, net: &Network) -> Result<(), CudaError> {
-        self.net = GpuNetwork::upload(&self.gpu, net)?;
-        Ok(())
-    }
-
     /// Test error and mean free energy of the device's network on `data`.
     pub fn evaluate(&self, hp: &Hyperparams, data: &Dataset) -> Result<Evaluation, CudaError> {
         evaluate(&self.gpu, &self.net, hp, data)
