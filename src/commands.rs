@@ -488,7 +488,7 @@ fn train(args: TrainArgs, device: Device) -> Result<()> {
                 std::process::exit(130);
             }
         };
-        let test = match &gpu {
+        let test = match &mut gpu {
             Some(gpu) => gpu.evaluate(&hp, &testset)?,
             None => train::evaluate(trainer.network(), &hp, &testset),
         };
@@ -590,7 +590,7 @@ fn eval(args: EvalArgs, device: Device) -> Result<()> {
         );
     }
     let result = match Accelerator::for_network(device, &ckpt.hyperparams, &ckpt.network)? {
-        Some(gpu) => gpu.evaluate(&ckpt.hyperparams, &testset)?,
+        Some(mut gpu) => gpu.evaluate(&ckpt.hyperparams, &testset)?,
         None => train::evaluate(&ckpt.network, &ckpt.hyperparams, &testset),
     };
     println!(

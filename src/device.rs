@@ -143,7 +143,11 @@ impl Accelerator {
     }
 
     /// Test error and mean free energy of the device's network.
-    pub fn evaluate(&self, hp: &Hyperparams, data: &Dataset) -> Result<Evaluation, DeviceError> {
+    pub fn evaluate(
+        &mut self,
+        hp: &Hyperparams,
+        data: &Dataset,
+    ) -> Result<Evaluation, DeviceError> {
         #[cfg(feature = "cuda")]
         return Ok(self.gpu.evaluate(hp, data)?);
         #[cfg(not(feature = "cuda"))]

@@ -339,9 +339,21 @@ impl Particles {
 
     /// The two states the update compares, and the effective `beta` it divides by.
     fn contrast(&self, nudging: Nudging, beta: f32) -> (&State, &State, f32) {
+        let beta_eff = nudging.effective_beta(beta);
         match nudging {
-            Nudging::Symmetric => (&self.plus, &self.minus, 2.0 * beta),
-            Nudging::Positive | Nudging::RandomSign => (&self.plus, &self.free, beta),
+            Nudging::Symmetric => (&self.plus, &self.minus, beta_eff),
+            Nudging::Positive | Nudging::RandomSign => (&self.plus, &self.free, beta_eff),
+        }
+    }
+}
+
+impl Nudging {
+    /// The `beta_eff` the update divides by: the distance in `beta` between the two compared
+    /// phases (`beta`, or `2 beta` from `-beta` to `+beta`).
+    pub fn effective_beta(self, beta: f32) -> f32 {
+        match self {
+            Nudging::Symmetric => 2.0 * beta,
+            Nudging::Positive | Nudging::RandomSign => beta,
         }
     }
 }
@@ -354,7 +366,12 @@ pub fn update_scales(
     beta: f32,
 ) -> Vec<f32> {
     let batch: usize = particles.iter().map(Particles::batch).sum();
-    let beta_eff = particles[0].contrast(nudging, beta).2;
+    batch_scales(lrs, batch, nudging, beta)
+}
+
+/// The factor `lr_k / (beta_eff B)` of each layer's update for a mini-batch of `batch` samples.
+pub fn batch_scales(lrs: &[f32], batch: usize, nudging: Nudging, beta: f32) -> Vec<f32> {
+    let beta_eff = nudging.effective_beta(beta);
     lrs.iter()
         .map(|lr| lr / (beta_eff * batch as f32))
         .collect()

@@ -8,7 +8,7 @@
 use super::{CudaError, Gpu, GpuDataset, GpuNetwork, GpuPhase, Layers, Outputs, Start};
 use crate::config::Hyperparams;
 use crate::data::Dataset;
-use crate::learning_rule::Nudging;
+use crate::learning_rule::{Nudging, batch_scales};
 use crate::network::Network;
 use crate::tensor::Matrix;
 use crate::train::{EpochPlan, Evaluation, Progress};
@@ -33,8 +33,10 @@ pub struct GpuTrainer {
     free: Layers,
     plus: Layers,
     minus: Layers,
-    /// The training set on the device, with the address and length of its host copy.
+    /// The training set on the device, with the [`dataset_key`] of its host copy.
     train: Option<(usize, GpuDataset)>,
+    /// The last evaluated set on the device, likewise (uploaded once, not every epoch).
+    test: Option<(usize, GpuDataset)>,
     /// Per-example results of the running epoch (free-phase energy and prediction).
     energy: CudaSlice<f32>,
     argmax: CudaSlice<i32>,
@@ -78,6 +80,7 @@ impl GpuTrainer {
             plus: Layers::zeros(&gpu, sizes, batch)?,
             minus: Layers::zeros(&gpu, sizes, batch)?,
             train: None,
+            test: None,
             energy: gpu.zeros(1)?,
             argmax: gpu.stream().alloc_zeros::<i32>(1)?,
             persistent: None,
@@ -196,7 +199,7 @@ impl GpuTrainer {
             target,
             None,
         )?;
-        let (contrast, beta_eff) = match hp.nudging {
+        let contrast = match hp.nudging {
             Nudging::Symmetric => {
                 let from = Start::From(&self.free);
                 let target = Some((-beta, &self.target));
@@ -209,14 +212,11 @@ impl GpuTrainer {
                     target,
                     None,
                 )?;
-                (&self.minus, 2.0 * beta)
+                &self.minus
             }
-            Nudging::Positive | Nudging::RandomSign => (&self.free, beta),
+            Nudging::Positive | Nudging::RandomSign => &self.free,
         };
-        let scale: Vec<f32> = lrs
-            .iter()
-            .map(|lr| lr / (beta_eff * self.batch as f32))
-            .collect();
+        let scale = batch_scales(lrs, self.batch, hp.nudging, beta);
         gpu.update(&mut self.net, &scale, &self.x, &self.plus, contrast)
     }
 
@@ -254,7 +254,7 @@ impl GpuTrainer {
         data: &Dataset,
         persistent: Option<&Vec<Matrix>>,
     ) -> Result<(), CudaError> {
-        let key = data.images.as_ptr() as usize ^ data.len();
+        let key = dataset_key(data);
         if self.train.as_ref().is_none_or(|(k, _)| *k != key) {
             let classes = *hp.layers.last().expect("validated layers");
             self.train = Some((key, GpuDataset::upload(&self.gpu, data, classes)?));
@@ -287,22 +287,35 @@ impl GpuTrainer {
     }
 
     /// Test error and mean free energy of the device's network on `data`.
-    pub fn evaluate(&self, hp: &Hyperparams, data: &Dataset) -> Result<Evaluation, CudaError> {
-        evaluate(&self.gpu, &self.net, hp, data)
+    pub fn evaluate(&mut self, hp: &Hyperparams, data: &Dataset) -> Result<Evaluation, CudaError> {
+        let key = dataset_key(data);
+        if self.test.as_ref().is_none_or(|(k, _)| *k != key) {
+            let classes = *hp.layers.last().expect("validated layers");
+            self.test = Some((key, GpuDataset::upload(&self.gpu, data, classes)?));
+        }
+        let device_data = &self.test.as_ref().expect("uploaded above").1;
+        evaluate(&self.gpu, &self.net, hp, data, device_data)
     }
 }
 
-/// The free phase from zero states on every example of `data`, in launches of
-/// [`EVAL_BATCH`]: test error (%) and mean energy at the free fixed points.
-pub fn evaluate(
+/// Tells host data sets apart (address and length of the images): a device copy is reused
+/// while the key stays the same.
+fn dataset_key(data: &Dataset) -> usize {
+    data.images.as_ptr() as usize ^ data.len()
+}
+
+/// The free phase from zero states on every example of `data` (on the device as
+/// `device_data`), in launches of [`EVAL_BATCH`]: test error (%) and mean energy at the free
+/// fixed points.
+fn evaluate(
     gpu: &Gpu,
     net: &GpuNetwork,
     hp: &Hyperparams,
     data: &Dataset,
+    device_data: &GpuDataset,
 ) -> Result<Evaluation, CudaError> {
     let sizes = net.sizes();
     let classes = sizes[sizes.len() - 1];
-    let device_data = GpuDataset::upload(gpu, data, classes)?;
     let n = data.len();
     let order: Vec<i32> = (0..n as i32).collect();
     let order = gpu.upload(&order)?;
@@ -316,13 +329,22 @@ pub fn evaluate(
         steps: hp.t_free,
         eps: hp.eps,
     };
+    // One set of states per launch size: the full one, and the last launch's if it is shorter.
+    let mut full = Layers::zeros(gpu, sizes, batch)?;
+    let mut tail = match n % batch {
+        0 => None,
+        rest => Some(Layers::zeros(gpu, sizes, rest)?),
+    };
     let mut first = 0;
     while first < n {
         let len = batch.min(n - first);
-        let mut states = Layers::zeros(gpu, sizes, len)?;
+        let states = match (&mut tail, len < batch) {
+            (Some(tail), true) => tail,
+            _ => &mut full,
+        };
         let targets = (hp.target_off, hp.target_on);
         gpu.load_batch(
-            &device_data,
+            device_data,
             &order,
             first,
             len,
@@ -336,15 +358,7 @@ pub fn evaluate(
             argmax: &argmax,
             offset: first,
         };
-        gpu.relax(
-            net,
-            &input,
-            &mut states,
-            Start::Zero,
-            phase,
-            None,
-            Some(out),
-        )?;
+        gpu.relax(net, &input, states, Start::Zero, phase, None, Some(out))?;
         first += len;
     }
     let argmax = gpu.download(&argmax)?;
