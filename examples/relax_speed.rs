@@ -1,8 +1,9 @@
 //! Times the CPU kernels of one EqProp step on 784-500-10 with random MNIST-like inputs
-//! (about 19% of pixels lit), reporting the fastest of several repeats (robust to a noisy machine).
+//! (about 19% of pixels lit), or on real digits when `EQPROP_DATA_DIR` names the data, reporting the fastest of several repeats (robust to a noisy machine).
 //!
 //! `cargo run --release --example relax_speed -- [batch] [gemm|fused]`
-use eqprop::backend::SparseColumns;
+use eqprop::backend::{SparseColumns, input_drive};
+use eqprop::data::{self, DatasetName, Split};
 use eqprop::dynamics::{Kernel, Phase, Relaxation, State};
 use eqprop::network::Network;
 use eqprop::tensor::Matrix;
@@ -36,12 +37,20 @@ fn main() {
     let sizes = [784, 500, 10];
     let net = Network::glorot(&sizes, &mut rng).unwrap();
     let mut state = State::zeros(&sizes, batch);
-    for v in state.layers[0].as_mut_slice() {
-        *v = if rng.random_bool(0.19) {
-            rng.random_range(0.0..1.0)
-        } else {
-            0.0
-        };
+    // Real MNIST digits when EQPROP_DATA_DIR names the data (their lit pixels cluster in
+    // strokes), else random inputs with the same share of lit pixels.
+    let digits = std::env::var_os("EQPROP_DATA_DIR").map(|dir| {
+        let dir = data::dataset_dir(Some(dir.as_ref()), DatasetName::Mnist);
+        data::load(DatasetName::Mnist, Split::Train, &dir).expect("MNIST under EQPROP_DATA_DIR")
+    });
+    for r in 0..batch {
+        for (p, v) in state.layers[0].row_mut(r).iter_mut().enumerate() {
+            *v = match &digits {
+                Some(d) => d.image(r)[p],
+                None if rng.random_bool(0.19) => rng.random_range(0.0..1.0),
+                None => 0.0,
+            };
+        }
     }
     let clamped = [true, false, false];
     let mut relax = Relaxation::new(&sizes, batch).with_kernel(kernel);
@@ -52,7 +61,9 @@ fn main() {
     let mut sparse = SparseColumns::default();
     let rebuild = fastest(reps, || sparse.rebuild(&state.layers[0]));
     let mut d = Matrix::zeros(batch, 500);
-    let drive = fastest(reps, || sparse.drive_into(net.weight(1), &mut d));
+    let drive = fastest(reps, || {
+        input_drive(&state.layers[0], net.weight(1), &mut d)
+    });
     let mut w = net.weight(1).clone();
     let delta = state.layers[1].clone();
     let update = fastest(reps, || {

@@ -13,8 +13,8 @@
 //! exert is constant during a phase; [`Relaxation::prepare`] computes it once per batch.
 
 use crate::backend::{
-    FusedCouplings, FusedPhase, FusedScratch, SparseColumns, Transpose, matmul_acc, relax_fused,
-    step_row,
+    FusedCouplings, FusedPhase, FusedScratch, SparseColumns, Transpose, input_drive, matmul_acc,
+    relax_fused, step_row,
 };
 use crate::energy::energy_into;
 use crate::network::{Network, rho};
@@ -188,8 +188,7 @@ impl Relaxation {
         if self.has_input_product {
             self.input_product.fill(0.0);
             self.sparse_input.rebuild(&state.layers[0]);
-            self.sparse_input
-                .drive_into(net.weight(1), &mut self.input_product);
+            input_drive(&state.layers[0], net.weight(1), &mut self.input_product);
         }
         self.prepare_fused(net, clamped);
         for k in 0..net.num_layers() {

@@ -30,11 +30,7 @@ pub fn energy_into(
     for (k, s) in states.iter().enumerate().filter(|&(k, _)| !constant[k]) {
         let b = net.bias(k);
         for (e, row) in out.iter_mut().zip(s.as_slice().chunks_exact(s.cols())) {
-            *e += row
-                .iter()
-                .zip(b)
-                .map(|(&x, &bi)| 0.5 * x * x - bi * x)
-                .sum::<f32>();
+            *e += sum_pairs(row, b, |x, bi| 0.5 * x * x - bi * x);
         }
     }
     for k in 1..states.len() {
@@ -95,5 +91,24 @@ pub fn cost(output: &Matrix, target: &Matrix) -> Vec<f32> {
 
 #[inline]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    sum_pairs(a, b, |x, y| x * y)
+}
+
+/// `sum_i f(a_i, b_i)` over slices of equal length, in eight interleaved partial sums: one
+/// running sum would be a chain of dependent additions that the compiler may not reorder, so
+/// it could not vectorise it.
+#[inline(always)]
+fn sum_pairs(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0.0f32; 8];
+    let (whole_a, whole_b) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = (whole_a.remainder().iter().zip(whole_b.remainder()))
+        .map(|(&x, &y)| f(x, y))
+        .sum();
+    for (x, y) in whole_a.zip(whole_b) {
+        for i in 0..8 {
+            acc[i] += f(x[i], y[i]);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }

@@ -4,6 +4,7 @@
 //! epoch's shuffle and nudge signs from `(seed, epoch)`. So a run interrupted after any batch and
 //! resumed from its checkpoint replays exactly the same sequence as an uninterrupted one.
 
+use crate::backend::simd::prefetch;
 use crate::config::{ConfigError, Hyperparams};
 use crate::data::Dataset;
 use crate::learning_rule::{
@@ -369,9 +370,9 @@ impl Trainer {
                 if barrier.wait().is_err() {
                     break;
                 }
-                // SAFETY (phase 2): every chunk is only read; W_1 rows are split in disjoint
-                // blocks; upper layer k belongs to worker (k - 2) % workers; biases, persistent
-                // states and progress to worker 0.
+                // SAFETY (phase 2): every chunk is only read; the rows of every coupling are
+                // split in disjoint blocks; biases, persistent states and progress belong to
+                // worker 0.
                 let all = unsafe { std::slice::from_raw_parts(particles.ptr(), chunks) };
                 let mut scale = update_scales(lrs, all, hp.nudging, betas[b]);
                 if let Some(m) = gate {
@@ -403,6 +404,15 @@ impl Trainer {
                         // SAFETY: as above.
                         let (block, first) = unsafe { row_block(&couplings[k - 1], t, workers) };
                         update_generative_rows(block, first, k, gen_scale[k - 1], gens);
+                    }
+                }
+                if let Some(next) = order.get((b + 1) * hp.batch_size..(b + 2) * hp.batch_size) {
+                    // This worker's chunks of the next mini-batch start with their images.
+                    for c in (t..chunks).step_by(workers) {
+                        let size = all[c].batch();
+                        for &i in &next[starts[c]..starts[c] + size] {
+                            prefetch(data.image(i));
+                        }
                     }
                 }
                 if t == 0 {

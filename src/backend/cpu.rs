@@ -1,6 +1,6 @@
 //! CPU kernels: dense GEMM through the `gemm` crate, sparse input products by hand.
 
-use super::simd::{axpy, axpy_terms, simd_dispatch};
+use super::simd::{axpy_rows, simd_dispatch};
 use crate::tensor::Matrix;
 
 /// Whether an operand enters a product as stored or transposed.
@@ -138,13 +138,20 @@ impl SparseColumns {
         self.sample.resize(self.cols * self.capacity, 0);
         self.value.resize(self.cols * self.capacity, 0.0);
         for r in 0..x.rows() {
-            for (p, &v) in x.row(r).iter().enumerate() {
-                // Before row r at most r entries of column p are filled, so the slot is in range;
-                // a zero is written too but not counted, and the next entry overwrites it.
-                let slot = p * self.capacity + self.count[p] as usize;
-                self.sample[slot] = r as u32;
-                self.value[slot] = v;
-                self.count[p] += u32::from(v != 0.0);
+            for (block, pixels) in x.row(r).chunks(DARK_BLOCK).enumerate() {
+                if is_dark(pixels) {
+                    continue;
+                }
+                for (offset, &v) in pixels.iter().enumerate() {
+                    let p = block * DARK_BLOCK + offset;
+                    // Before row r at most r entries of column p are filled, so the slot is in
+                    // range; a zero is written too but not counted, and the next entry
+                    // overwrites it.
+                    let slot = p * self.capacity + self.count[p] as usize;
+                    self.sample[slot] = r as u32;
+                    self.value[slot] = v;
+                    self.count[p] += u32::from(v != 0.0);
+                }
             }
         }
     }
@@ -165,6 +172,11 @@ impl SparseColumns {
         }
     }
 
+    /// How many samples have pixel `p` lit.
+    pub fn lit_count(&self, p: usize) -> usize {
+        self.count[p] as usize
+    }
+
     /// Non-zero `(sample, value)` pairs of column `p`.
     fn column(&self, p: usize) -> impl Iterator<Item = (usize, f32)> + '_ {
         let range = p * self.capacity..p * self.capacity + self.count[p] as usize;
@@ -172,14 +184,6 @@ impl SparseColumns {
             .iter()
             .map(|&s| s as usize)
             .zip(self.value[range].iter().copied())
-    }
-
-    /// `D += X W` for `W` of shape `pixels x units`: each weight row is read once per batch and
-    /// added to the samples whose pixel is lit.
-    pub fn drive_into(&self, w: &Matrix, d: &mut Matrix) {
-        assert_eq!(w.rows(), self.cols, "weight rows must equal input width");
-        assert_eq!(w.cols(), d.cols(), "weight columns must equal drive width");
-        sparse_drive(self, w, d);
     }
 
     /// `W[rows] += c X^T Delta` for the weight rows `first_row..first_row + w_rows.len()/units`,
@@ -201,18 +205,48 @@ pub fn rank_update_chunks(
     sparse_rank_update(chunks, c, first_row, w_rows);
 }
 
-simd_dispatch! {
-    fn sparse_drive => sparse_drive_impl(x: &SparseColumns, w: &Matrix, d: &mut Matrix)
+/// Pixels per block that [`input_drive`] and [`SparseColumns::rebuild`] test for darkness at once.
+const DARK_BLOCK: usize = 8;
+
+/// Whether every pixel of the block is exactly zero (one vectorised test: any set bit is light;
+/// a `-0.0` only costs the per-pixel test that follows).
+#[inline(always)]
+fn is_dark(pixels: &[f32]) -> bool {
+    pixels.iter().fold(0, |any, v| any | v.to_bits()) == 0
 }
 
-/// Pixel by pixel, each weight row is read once per chunk and added to the samples whose pixel
-/// is lit.
+simd_dispatch! {
+    /// `D += X W` for a batch of inputs `X` (`batch x pixels`, mostly exact zeros) and `W` of
+    /// shape `pixels x units`, skipping the zeros.
+    ///
+    /// Pixels go by blocks of eight: a sample adds the weight rows of its lit pixels in the block
+    /// to its drive row in one pass (one load and store of the drive row per block rather than
+    /// per pixel), while the block's eight weight rows stay in L1 for every sample. The terms are
+    /// added pixel by pixel in order, the same rounding as one pixel at a time.
+    pub fn input_drive => input_drive_impl(x: &Matrix, w: &Matrix, d: &mut Matrix)
+}
+
 #[inline(always)]
-fn sparse_drive_impl<const FMA: bool>(x: &SparseColumns, w: &Matrix, d: &mut Matrix) {
-    for p in 0..x.cols {
-        let wrow = w.row(p);
-        for (s, v) in x.column(p) {
-            axpy::<FMA>(v, wrow, d.row_mut(s));
+fn input_drive_impl<const FMA: bool>(x: &Matrix, w: &Matrix, d: &mut Matrix) {
+    assert_eq!(w.rows(), x.cols(), "weight rows must equal input width");
+    assert_eq!(w.cols(), d.cols(), "weight columns must equal drive width");
+    assert_eq!(x.rows(), d.rows(), "one drive row per input row");
+    let mut coef = [0.0f32; DARK_BLOCK];
+    let mut rows = [&[][..]; DARK_BLOCK];
+    for first in (0..x.cols()).step_by(DARK_BLOCK) {
+        let pixels = first..(first + DARK_BLOCK).min(x.cols());
+        for s in 0..x.rows() {
+            let values = &x.row(s)[pixels.clone()];
+            if is_dark(values) {
+                continue;
+            }
+            let mut lit = 0;
+            for (offset, &v) in values.iter().enumerate() {
+                coef[lit] = v;
+                rows[lit] = w.row(first + offset);
+                lit += usize::from(v != 0.0);
+            }
+            axpy_rows::<FMA>(d.row_mut(s), &coef[..lit], &rows[..lit]);
         }
     }
 }
@@ -222,6 +256,9 @@ simd_dispatch! {
         chunks: &[(&SparseColumns, &Matrix)], c: f32, first_row: usize, w_rows: &mut [f32],
     )
 }
+
+/// Terms gathered per weight row before they are added in one [`axpy_rows`] call.
+const TERMS: usize = 32;
 
 #[inline(always)]
 fn sparse_rank_update_impl<const FMA: bool>(
@@ -233,20 +270,22 @@ fn sparse_rank_update_impl<const FMA: bool>(
     let Some(units) = chunks.first().map(|(_, delta)| delta.cols()) else {
         return;
     };
+    let mut coef = [0.0f32; TERMS];
+    let mut rows = [&[][..]; TERMS];
     for (i, wrow) in w_rows.chunks_exact_mut(units).enumerate() {
-        let mut terms = [(0.0f32, &[][..]); 4];
         let mut count = 0;
         for &(x, delta) in chunks {
             for (s, v) in x.column(first_row + i) {
-                terms[count] = (c * v, delta.row(s));
+                coef[count] = c * v;
+                rows[count] = delta.row(s);
                 count += 1;
-                if count == terms.len() {
-                    axpy_terms::<FMA>(&terms, wrow);
+                if count == TERMS {
+                    axpy_rows::<FMA>(wrow, &coef, &rows);
                     count = 0;
                 }
             }
         }
-        axpy_terms::<FMA>(&terms[..count], wrow);
+        axpy_rows::<FMA>(wrow, &coef[..count], &rows[..count]);
     }
 }
 
@@ -355,7 +394,7 @@ mod tests {
         let mut sparse = SparseColumns::default();
         sparse.rebuild(&x);
         let mut d = Matrix::zeros(6, 4);
-        sparse.drive_into(&w, &mut d);
+        input_drive(&x, &w, &mut d);
         let mut e = Matrix::zeros(6, 4);
         matmul_acc(&mut e, &x, Transpose::No, &w, Transpose::No, 1.0);
         for (a, b) in d.as_slice().iter().zip(e.as_slice()) {

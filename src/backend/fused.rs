@@ -39,14 +39,21 @@ impl PaddedRows {
         self.data.clear();
         self.data.resize(rows * self.stride, 0.0);
         let stride = self.stride;
-        for (i, src) in m.as_slice().chunks_exact(m.cols().max(1)).enumerate() {
-            if transpose {
-                // Column i of the layout: element (j, i) for every source entry j.
-                for (dst, &v) in self.data[i..].iter_mut().step_by(stride).zip(src) {
-                    *dst = v;
+        if transpose {
+            // Row j of the layout is column j of `m`: strided reads of `m`, contiguous writes.
+            let source = m.as_slice();
+            for (j, dst) in self.data.chunks_exact_mut(stride.max(1)).enumerate() {
+                for (d, &v) in dst.iter_mut().zip(source[j..].iter().step_by(rows)) {
+                    *d = v;
                 }
-            } else {
-                self.data[i * stride..i * stride + cols].copy_from_slice(src);
+            }
+        } else {
+            for (src, dst) in m
+                .as_slice()
+                .chunks_exact(cols.max(1))
+                .zip(self.data.chunks_exact_mut(stride.max(1)))
+            {
+                dst[..cols].copy_from_slice(src);
             }
         }
     }
@@ -78,8 +85,14 @@ impl FusedCouplings {
         for k in 1..layers {
             if !clamped[k - 1] && !clamped[k] {
                 let w = &weights[k - 1];
-                self.down[k].fill(w, is_narrow(w.cols()));
-                self.up[k - 1].fill(w, !is_narrow(w.rows()));
+                let (down, up) = (is_narrow(w.cols()), !is_narrow(w.rows()));
+                self.down[k].fill(w, down);
+                if up == down {
+                    // Both terms read the same layout (784-500-10: W_2^T for both).
+                    self.up[k - 1].clone_from(&self.down[k]);
+                } else {
+                    self.up[k - 1].fill(w, up);
+                }
             }
         }
     }

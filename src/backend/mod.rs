@@ -15,5 +15,7 @@ pub mod cuda;
 pub mod fused;
 pub mod simd;
 
-pub use cpu::{SparseColumns, Transpose, matmul_acc, outer_acc_rows, rank_update_chunks, step_row};
+pub use cpu::{
+    SparseColumns, Transpose, input_drive, matmul_acc, outer_acc_rows, rank_update_chunks, step_row,
+};
 pub use fused::{FusedCouplings, FusedPhase, FusedScratch, relax_fused};
