@@ -383,6 +383,27 @@ mod tests {
     }
 
     #[test]
+    fn outer_products_of_row_blocks_match_naive_narrow_and_wide() {
+        for n in [3, 10, 17, 40] {
+            let a = pseudo_random(6, 9, 11);
+            let b = pseudo_random(6, n, 12);
+            let full = naive(&a, Transpose::Yes, &b, Transpose::No);
+            let w0 = pseudo_random(9, n, 13);
+            let mut w = w0.clone();
+            // Two blocks of rows, as two workers would update them.
+            let (top, bottom) = w.as_mut_slice().split_at_mut(4 * n);
+            outer_acc_rows(top, 0, &a, &b, 0.7);
+            outer_acc_rows(bottom, 4, &a, &b, 0.7);
+            for i in 0..9 {
+                for j in 0..n {
+                    let expect = w0.get(i, j) + 0.7 * full.get(i, j);
+                    assert!((w.get(i, j) - expect).abs() < 1e-5, "n {n} ({i}, {j})");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn sparse_drive_and_update_match_dense() {
         let x = pseudo_random(6, 11, 7)
             .as_slice()
