@@ -666,23 +666,28 @@ pub fn epoch_plan(hp: &Hyperparams, epoch: usize, n: usize) -> (Vec<usize>, Vec<
 /// Examples per parallel chunk of evaluation.
 const EVAL_CHUNK: usize = 250;
 
-/// The free phase of `idx` from zero states (what evaluation sees); the targets are loaded
-/// when asked for (the labels must then name output units).
-fn free_chunk(
+/// The free phase of `idx` from zero states (what evaluation sees), in `slot`'s particles (made
+/// or remade for the chunk's size: a worker reuses its buffers from chunk to chunk); the
+/// targets are loaded when asked for (the labels must then name output units).
+fn free_chunk<'a>(
+    slot: &'a mut Option<Particles>,
     net: &Network,
     hp: &Hyperparams,
     data: &Dataset,
     idx: &[usize],
     targets: bool,
-) -> Particles {
-    let mut p = Particles::new(&hp.layers, idx.len());
+) -> &'a mut Particles {
+    if slot.as_ref().is_none_or(|p| p.batch() != idx.len()) {
+        *slot = Some(Particles::new(&hp.layers, idx.len()));
+    }
+    let p = slot.as_mut().expect("filled above");
     let fresh = Hyperparams {
         persistent: false,
         ..hp.clone()
     };
     match targets {
-        true => load_examples(&mut p, data, idx, &fresh),
-        false => load_inputs(&mut p, data, idx, false),
+        true => load_examples(p, data, idx, &fresh),
+        false => load_inputs(p, data, idx, false),
     }
     p.free_phase(net, hp.t_free, hp.eps);
     p
@@ -693,13 +698,16 @@ pub fn free_outputs(net: &Network, hp: &Hyperparams, data: &Dataset) -> Matrix {
     let indices: Vec<usize> = (0..data.len()).collect();
     let rows: Vec<Vec<f32>> = indices
         .par_chunks(EVAL_CHUNK)
-        .map(|idx| {
-            free_chunk(net, hp, data, idx, false)
-                .free
-                .output()
-                .as_slice()
-                .to_vec()
-        })
+        .map_init(
+            || None,
+            |slot, idx| {
+                free_chunk(slot, net, hp, data, idx, false)
+                    .free
+                    .output()
+                    .as_slice()
+                    .to_vec()
+            },
+        )
         .collect();
     let units = *hp.layers.last().expect("validated layers");
     Matrix::from_vec(data.len(), units, rows.concat()).expect("one row per example")
@@ -710,13 +718,16 @@ pub fn evaluate(net: &Network, hp: &Hyperparams, data: &Dataset) -> Evaluation {
     let indices: Vec<usize> = (0..data.len()).collect();
     let (wrong, energy) = indices
         .par_chunks(EVAL_CHUNK)
-        .map(|idx| {
-            let mut p = free_chunk(net, hp, data, idx, true);
-            let mut energy = vec![0.0; idx.len()];
-            p.relax.energy(net, &p.free, &mut energy);
-            let wrong = idx.len() - count_correct(p.free.output(), &p.target);
-            (wrong, energy.iter().map(|&e| e as f64).sum::<f64>())
-        })
+        .map_init(
+            || None,
+            |slot, idx| {
+                let p = free_chunk(slot, net, hp, data, idx, true);
+                let mut energy = vec![0.0; idx.len()];
+                p.relax.energy(net, &p.free, &mut energy);
+                let wrong = idx.len() - count_correct(p.free.output(), &p.target);
+                (wrong, energy.iter().map(|&e| e as f64).sum::<f64>())
+            },
+        )
         .reduce(|| (0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
     let n = data.len().max(1) as f64;
     Evaluation {
