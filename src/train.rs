@@ -281,9 +281,10 @@ impl Trainer {
     ///
     /// Workers (as many as the thread pool has, at most one per chunk) meet at two barriers per
     /// mini-batch. Phase 1: each relaxes its own chunks (reading the network, writing only its
-    /// chunks' particles and statistics). Phase 2: each updates its own block of `W_1` rows; the
-    /// upper layers go round-robin; worker 0 also updates the biases, the persistent states and
-    /// the progress (reading every chunk). No two workers touch the same data within a phase.
+    /// chunks' particles and statistics). Phase 2: each updates its own block of rows of every
+    /// coupling; worker 0 also updates the biases, the persistent states and the progress
+    /// (reading every chunk). No two workers touch the same data within a phase. The epoch's
+    /// seconds are the wall-clock of the whole call, waits at the barriers included.
     fn train_batches(
         &mut self,
         data: &Dataset,
@@ -326,6 +327,7 @@ impl Trainer {
         let progress = Shared(&mut self.progress as *mut Progress);
         let on_batch = std::sync::Mutex::new(on_batch);
         let halt = AtomicBool::new(false);
+        let started = Instant::now();
         run_workers(workers, |t, barrier| {
             loop {
                 if t == 0 {
@@ -339,7 +341,6 @@ impl Trainer {
                 if barrier.wait().is_err() || halt.load(Ordering::SeqCst) {
                     break;
                 }
-                let started = Instant::now();
                 // SAFETY (phase 1): the network and persistent states are only read; chunk c
                 // (particles and stats) belongs to worker c % workers alone.
                 let (b, threshold) =
@@ -443,11 +444,11 @@ impl Trainer {
                         .flat_map(|s| &s.energy)
                         .map(|&e| e as f64)
                         .sum::<f64>();
-                    progress.seconds += started.elapsed().as_secs_f64();
                     (on_batch.lock().expect("progress callback"))(progress);
                 }
             }
         });
+        self.progress.seconds += started.elapsed().as_secs_f64();
         self.progress.batch >= batches
     }
 
