@@ -40,11 +40,22 @@ impl PaddedRows {
         self.data.resize(rows * self.stride, 0.0);
         let stride = self.stride;
         if transpose {
-            // Row j of the layout is column j of `m`: strided reads of `m`, contiguous writes.
+            // Row j of the layout is column j of `m`, written eight entries at a time from
+            // eight rows of `m` (a small block that stays in L1).
             let source = m.as_slice();
-            for (j, dst) in self.data.chunks_exact_mut(stride.max(1)).enumerate() {
-                for (d, &v) in dst.iter_mut().zip(source[j..].iter().step_by(rows)) {
-                    *d = v;
+            let blocks = source.chunks_exact(LANES * rows.max(1));
+            let done = blocks.len() * LANES;
+            for (b, block) in blocks.enumerate() {
+                for j in 0..rows {
+                    let dst = &mut self.data[j * stride + b * LANES..][..LANES];
+                    for (k, d) in dst.iter_mut().enumerate() {
+                        *d = block[k * rows + j];
+                    }
+                }
+            }
+            for i in done..cols {
+                for j in 0..rows {
+                    self.data[j * stride + i] = source[i * rows + j];
                 }
             }
         } else {
