@@ -88,6 +88,10 @@ pub struct ContinualOptions {
     /// other tasks are the network's own outputs from before the task (not kept between
     /// tasks: no old image is stored).
     pub distill_new: bool,
+    /// Dreams of each task's classes are made once, right after the task is learned, by the
+    /// network as it stood then, and kept for every later task (dreams, never real images);
+    /// otherwise every old class is dreamed anew before each task by the current network.
+    pub keep_dreams: bool,
 }
 
 /// Split-MNIST's tasks: consecutive pairs of the `classes` labels.
@@ -243,6 +247,7 @@ pub fn run(
     let mut trainer = Trainer::new(stage_hp(0))?;
     let mut accuracy = Vec::new();
     let mut rng = ChaCha8Rng::seed_from_u64(hp.seed ^ 0xC0FF_EE00);
+    let mut kept = Dataset::empty(train.rows, train.cols);
     for (s, learned) in stages.iter().enumerate() {
         let current: Vec<u8> = learned
             .iter()
@@ -258,15 +263,27 @@ pub fn run(
             Replay::Dreams if !old.is_empty() => {
                 let mut dreams = options.dream.clone();
                 dreams.seed = options.dream.seed.wrapping_add(s as u64);
+                // With kept dreams only the task just learned is dreamed; the older ones were
+                // dreamed when they were fresh.
+                let dreamed = match options.keep_dreams {
+                    true => options.tasks[learned[0] - 1].clone(),
+                    false => old.clone(),
+                };
                 // The dreamer is the network as it stands before this task.
                 let (dreams, agreement) =
-                    dream_replay(trainer.network(), hp, &fresh, &old, options, &dreams);
+                    dream_replay(trainer.network(), hp, &fresh, &dreamed, options, &dreams);
                 on_event(Event::Dreamed {
                     stage: s,
                     dreams: &dreams,
                     agreement,
                 });
-                dreams
+                match options.keep_dreams {
+                    true => {
+                        kept.extend(&dreams);
+                        kept.clone()
+                    }
+                    false => dreams,
+                }
             }
             _ => Dataset::empty(train.rows, train.cols),
         };
@@ -530,6 +547,7 @@ mod tests {
             dream: DreamOptions::default(),
             soft_targets: false,
             distill_new: true,
+            keep_dreams: false,
         };
         let outputs = free_outputs(&net, &hp, &fresh);
         distill_targets(&net, &hp, &mut fresh, &[2, 3], &options);

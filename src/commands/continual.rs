@@ -70,6 +70,10 @@ pub struct ContinualArgs {
     /// (from before the task) as targets on the other tasks' units.
     #[arg(long)]
     distill_new: bool,
+    /// Dream each task's classes once, right after the task is learned, and keep those dreams
+    /// for every later task (instead of dreaming every old class anew before each task).
+    #[arg(long)]
+    keep_dreams: bool,
     /// Output folder for accuracy.csv, accuracy.svg and summary.json [default:
     /// runs/continual/<protocol>-<scenario>-<replay>].
     #[arg(long)]
@@ -163,6 +167,7 @@ pub fn continual(args: ContinualArgs) -> Result<()> {
         dream: args.dream.options(&hp, 0),
         soft_targets: !args.hard_targets,
         distill_new: args.distill_new,
+        keep_dreams: args.keep_dreams,
     };
     let dir = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs/continual").join(format!("{protocol}-{scenario}-{replay}"))
@@ -315,6 +320,7 @@ fn write_results(
         "replay_per_class": options.replay_per_class,
         "soft_targets": options.soft_targets,
         "distill_new": options.distill_new,
+        "keep_dreams": options.keep_dreams,
         "average_accuracy": matrix.final_average(),
         "forgetting": matrix.forgetting(),
         "accuracy": matrix.accuracy,
