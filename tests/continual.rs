@@ -114,44 +114,38 @@ fn too_few_outputs_for_the_classes_is_a_clear_error() {
     assert!(err.contains("needs 10 output units"), "{err}");
 }
 
-/// With `--keep-dreams` only the task just learned is dreamed before the next one (2 classes x
-/// 100 dreams), and the older tasks' dreams come from the pool made when they were fresh.
+/// Dream replay keeps each task's dreams from right after it was learned: only the task just
+/// learned is dreamed before the next one (2 classes x 100 dreams); `--redream` dreams every old
+/// class again (4 x 100 before task 3).
 #[test]
 fn kept_dreams_dream_only_the_task_just_learned() {
-    let dir = temp_dir("kept-dreams");
-    let out = eqprop()
-        .args([
-            "continual",
-            "--tasks",
-            "3",
-            "--epochs-per-task",
-            "1",
-            "--seed",
-            "2",
-        ])
-        .args([
-            "--replay",
-            "dreams",
-            "--keep-dreams",
-            "--replay-per-class",
-            "100",
-        ])
-        .arg("--out")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    for stage in [2, 3] {
+    for (flags, before_task_3) in [(&[][..], 200), (&["--redream"][..], 400)] {
+        let dir = temp_dir(&format!("kept-dreams-{before_task_3}"));
+        let out = eqprop()
+            .args([
+                "continual",
+                "--tasks",
+                "3",
+                "--epochs-per-task",
+                "1",
+                "--seed",
+                "2",
+            ])
+            .args(["--replay", "dreams", "--replay-per-class", "100"])
+            .args(flags)
+            .arg("--out")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("task 2: 200 dreams"), "{flags:?}: {stderr}");
         assert!(
-            stderr.contains(&format!("task {stage}: 200 dreams")),
-            "task {stage} dreams the 2 classes of task {}: {stderr}",
-            stage - 1
+            stderr.contains(&format!("task 3: {before_task_3} dreams")),
+            "{flags:?}: {stderr}"
         );
+        let summary = std::fs::read_to_string(dir.join("summary.json")).unwrap();
+        let kept = format!("\"keep_dreams\":{}", flags.is_empty());
+        assert!(summary.replace(' ', "").contains(&kept), "{summary}");
     }
-    let summary = std::fs::read_to_string(dir.join("summary.json")).unwrap();
-    assert!(
-        summary.replace(' ', "").contains("\"keep_dreams\":true"),
-        "{summary}"
-    );
 }

@@ -70,10 +70,14 @@ pub struct ContinualArgs {
     /// (from before the task) as targets on the other tasks' units.
     #[arg(long)]
     distill_new: bool,
-    /// Dream each task's classes once, right after the task is learned, and keep those dreams
-    /// for every later task (instead of dreaming every old class anew before each task).
-    #[arg(long)]
+    /// Dream each task's classes once, right after the task is learned, and replay those kept
+    /// dreams at every later task [default in the class and task scenarios]
+    #[arg(long, conflicts_with = "redream")]
     keep_dreams: bool,
+    /// Dream every old class anew before each task, by the network as it stands then [default
+    /// in the domain scenario, where it measured better]
+    #[arg(long)]
+    redream: bool,
     /// Output folder for accuracy.csv, accuracy.svg and summary.json [default:
     /// runs/continual/<protocol>-<scenario>-<replay>].
     #[arg(long)]
@@ -167,7 +171,11 @@ pub fn continual(args: ContinualArgs) -> Result<()> {
         dream: args.dream.options(&hp, 0),
         soft_targets: !args.hard_targets,
         distill_new: args.distill_new,
-        keep_dreams: args.keep_dreams,
+        keep_dreams: match (args.keep_dreams, args.redream) {
+            (true, _) => true,
+            (_, true) => false,
+            _ => continual::keep_dreams_by_default(args.scenario.into()),
+        },
     };
     let dir = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs/continual").join(format!("{protocol}-{scenario}-{replay}"))
