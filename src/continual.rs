@@ -46,14 +46,6 @@ pub fn dream_replay_lr_scale(scenario: Scenario) -> f32 {
     }
 }
 
-/// Whether dream replay keeps each task's dreams from right after it was learned, by default
-/// (measured, Split-MNIST, 5 epochs per task: class 78.2% kept against 65.9% re-dreamt, seed 2
-/// 76.7% against 64.1%; task 97.7% against 96.1%; domain 65.9% against 68.4%, so the domain
-/// scenario re-dreams).
-pub fn keep_dreams_by_default(scenario: Scenario) -> bool {
-    scenario != Scenario::Domain
-}
-
 /// What the network must tell apart at test time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

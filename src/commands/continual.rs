@@ -70,12 +70,9 @@ pub struct ContinualArgs {
     /// (from before the task) as targets on the other tasks' units.
     #[arg(long)]
     distill_new: bool,
-    /// Dream each task's classes once, right after the task is learned, and replay those kept
-    /// dreams at every later task [default in the class and task scenarios]
-    #[arg(long, conflicts_with = "redream")]
-    keep_dreams: bool,
-    /// Dream every old class anew before each task, by the network as it stands then [default
-    /// in the domain scenario, where it measured better]
+    /// Dream every old class anew before each task, by the network as it stands then, instead
+    /// of keeping each task's dreams from right after it was learned (the default; re-dreaming
+    /// was the default before 2026-11-27)
     #[arg(long)]
     redream: bool,
     /// Output folder for accuracy.csv, accuracy.svg and summary.json [default:
@@ -171,11 +168,7 @@ pub fn continual(args: ContinualArgs) -> Result<()> {
         dream: args.dream.options(&hp, 0),
         soft_targets: !args.hard_targets,
         distill_new: args.distill_new,
-        keep_dreams: match (args.keep_dreams, args.redream) {
-            (true, _) => true,
-            (_, true) => false,
-            _ => continual::keep_dreams_by_default(args.scenario.into()),
-        },
+        keep_dreams: !args.redream,
     };
     let dir = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs/continual").join(format!("{protocol}-{scenario}-{replay}"))
