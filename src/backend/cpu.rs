@@ -115,8 +115,8 @@ pub fn outer_acc_rows(block: &mut [f32], first_row: usize, a: &Matrix, b: &Matri
     }
 }
 
-/// A batch of clamped inputs stored by column (pixel): for each pixel, the samples in which it is
-/// non-zero and their values. Each column has room for every sample, so it is filled in one pass
+/// A batch of clamped inputs stored by column (pixel), for the sparse `W_1` update: for each
+/// pixel, the samples in which it is non-zero and their values. Each column has room for every sample, so it is filled in one pass
 /// without branches; rebuilt per batch into reused buffers, it never allocates once warmed up.
 #[derive(Clone, Debug, Default)]
 pub struct SparseColumns {
@@ -172,11 +172,6 @@ impl SparseColumns {
         }
     }
 
-    /// How many samples have pixel `p` lit.
-    pub fn lit_count(&self, p: usize) -> usize {
-        self.count[p] as usize
-    }
-
     /// Non-zero `(sample, value)` pairs of column `p`.
     fn column(&self, p: usize) -> impl Iterator<Item = (usize, f32)> + '_ {
         let range = p * self.capacity..p * self.capacity + self.count[p] as usize;
@@ -194,8 +189,8 @@ impl SparseColumns {
 }
 
 /// [`SparseColumns::rank_update`] summed over several chunks of a mini-batch, `(inputs, delta)`
-/// each: the lit samples of all chunks are grouped four at a time, so a weight row is loaded and
-/// stored once per four samples.
+/// each: the lit samples of all chunks are added to a weight row up to eight per pass, so the row
+/// is loaded and stored once per eight samples.
 pub fn rank_update_chunks(
     c: f32,
     chunks: &[(&SparseColumns, &Matrix)],

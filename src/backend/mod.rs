@@ -4,9 +4,9 @@
 //! them without the model knowing. The CPU backend is the reference implementation:
 //!
 //! * [`matmul_acc`]: `C += alpha * op(A) op(B)`, the dense GEMM behind every coupling term;
-//! * [`SparseColumns`]: a column-compressed view of a clamped input batch (most MNIST pixels are
-//!   exactly zero) with [`SparseColumns::drive_into`] (`D += X W`) and
-//!   [`SparseColumns::rank_update`] (`W += c X^T Delta`), which skip the zeros;
+//! * [`input_drive`] (`D += X W`) and [`SparseColumns::rank_update`] (`W += c X^T Delta`, on a
+//!   column-compressed view of the clamped input batch), which skip the zero pixels (most MNIST
+//!   pixels are exactly zero);
 //! * [`relax_fused`]: all steps of a phase for a chunk of samples, one sample at a time, when the
 //!   free-to-free couplings are small enough to stay in cache (the 784-500-10 case).
 pub mod cpu;
