@@ -72,6 +72,40 @@ pub enum ConfigError {
     UnknownPreset(String),
 }
 
+/// `Ok` when `ok`, else the [`ConfigError::OutOfRange`] naming the setting, its rule and value.
+fn range(name: &'static str, ok: bool, rule: &'static str, value: f64) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::OutOfRange { name, rule, value })
+    }
+}
+
+/// Checks the settings every EqProp learner shares, whatever its network: the phases' step
+/// counts, the step size, the nudge strength and the learning rates' values (their count
+/// depends on the network and is the caller's to check).
+pub fn check_dynamics(
+    t_free: usize,
+    t_nudge: usize,
+    eps: f32,
+    beta: f32,
+    lr: &[f32],
+) -> Result<(), ConfigError> {
+    range("t_free", t_free > 0, "at least 1", t_free as f64)?;
+    range("t_nudge", t_nudge > 0, "at least 1", t_nudge as f64)?;
+    range("eps", eps > 0.0 && eps <= 1.0, "in (0, 1]", eps as f64)?;
+    range(
+        "beta",
+        beta > 0.0 && beta.is_finite(),
+        "positive",
+        beta as f64,
+    )?;
+    for &lr in lr {
+        range("lr", lr >= 0.0 && lr.is_finite(), "non-negative", lr as f64)?;
+    }
+    Ok(())
+}
+
 /// Names accepted by [`Hyperparams::preset`].
 pub const PRESETS: [&str; 5] = ["best", "best-fashion", "paper", "paper-2h", "paper-3h"];
 
@@ -148,41 +182,13 @@ impl Hyperparams {
                 layers: self.layers.len() - 1,
             });
         }
-        let range = |name, ok: bool, rule, value: f64| {
-            if ok {
-                Ok(())
-            } else {
-                Err(ConfigError::OutOfRange { name, rule, value })
-            }
-        };
         range(
             "batch_size",
             self.batch_size > 0,
             "at least 1",
             self.batch_size as f64,
         )?;
-        range("t_free", self.t_free > 0, "at least 1", self.t_free as f64)?;
-        range(
-            "t_nudge",
-            self.t_nudge > 0,
-            "at least 1",
-            self.t_nudge as f64,
-        )?;
-        range(
-            "eps",
-            self.eps > 0.0 && self.eps <= 1.0,
-            "in (0, 1]",
-            self.eps as f64,
-        )?;
-        range(
-            "beta",
-            self.beta > 0.0 && self.beta.is_finite(),
-            "positive",
-            self.beta as f64,
-        )?;
-        for &lr in &self.lr {
-            range("lr", lr >= 0.0 && lr.is_finite(), "non-negative", lr as f64)?;
-        }
+        check_dynamics(self.t_free, self.t_nudge, self.eps, self.beta, &self.lr)?;
         if let Schedule::Cosine { final_fraction } = self.schedule {
             range(
                 "final_fraction",

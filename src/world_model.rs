@@ -19,6 +19,7 @@
 //! learned. Without it (the default) the network predicts every component's change.
 
 use crate::agent::{Model, Task};
+use crate::config::check_dynamics;
 use crate::dynamics::{Phase, Relaxation, State};
 use crate::learning_rule::{Nudging, Particles, apply_update};
 use crate::modulator::{self, Modulator};
@@ -83,6 +84,9 @@ pub enum ConfigError {
     },
     #[error("world model: {0} learning rates for {1} coupling layers")]
     LearningRates(usize, usize),
+    /// A setting it shares with every EqProp learner ([`check_dynamics`]).
+    #[error("world model: {0}")]
+    Dynamics(#[from] crate::config::ConfigError),
 }
 
 impl WorldModelConfig {
@@ -102,30 +106,6 @@ impl WorldModelConfig {
             format!("{:?}", self.hidden),
         )?;
         range(
-            self.t_free > 0,
-            "t_free",
-            "positive",
-            self.t_free.to_string(),
-        )?;
-        range(
-            self.t_nudge > 0,
-            "t_nudge",
-            "positive",
-            self.t_nudge.to_string(),
-        )?;
-        range(
-            self.eps > 0.0 && self.eps <= 1.0,
-            "eps",
-            "in (0, 1]",
-            self.eps.to_string(),
-        )?;
-        range(
-            self.beta > 0.0 && self.beta.is_finite(),
-            "beta",
-            "positive",
-            self.beta.to_string(),
-        )?;
-        range(
             self.span > 0.0 && self.span.is_finite(),
             "span",
             "positive",
@@ -143,14 +123,7 @@ impl WorldModelConfig {
                 self.hidden.len() + 1,
             ));
         }
-        for &lr in &self.lr {
-            range(
-                lr >= 0.0 && lr.is_finite(),
-                "lr",
-                "non-negative",
-                lr.to_string(),
-            )?;
-        }
+        check_dynamics(self.t_free, self.t_nudge, self.eps, self.beta, &self.lr)?;
         if let Some(gate) = &self.gate {
             gate.validate().map_err(|e| ConfigError::Range {
                 name: "gate",
