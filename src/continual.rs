@@ -21,9 +21,11 @@ use crate::config::Hyperparams;
 use crate::data::Dataset;
 use crate::dream::{DreamOptions, dream};
 use crate::network::Network;
+use crate::prior::LatentPrior;
+use crate::tensor::Matrix;
 use crate::train::{EpochEnd, Trainer, free_outputs};
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::AtomicBool;
@@ -92,6 +94,13 @@ pub struct ContinualOptions {
     /// network as it stood then, and kept for every later task (dreams, never real images);
     /// otherwise every old class is dreamed anew before each task by the current network.
     pub keep_dreams: bool,
+    /// Dreams are drawn from a class-conditional prior over the first hidden layer with this
+    /// many components per class ([`crate::prior`]), fitted right after each task on its
+    /// images; 0 dreams from noise (plain relaxation). Needs kept dreams.
+    pub prior_components: usize,
+    /// Share of every real training image's pixels replaced by uniform noise in `[0, 1]` (a
+    /// fresh draw per task), so that texture does not tell real images from dreams.
+    pub pixel_noise: f32,
 }
 
 /// Split-MNIST's tasks: consecutive pairs of the `classes` labels.
@@ -192,8 +201,14 @@ pub enum Event<'a> {
     },
     /// A batch of stage training finished: examples done of the epoch, epoch (1-based).
     Batch { epoch: usize, done: usize },
-    /// A stage finished; its row of the matrix.
-    Measured { stage: usize, row: &'a [f64] },
+    /// A stage finished; its row of the matrix and the confusion of the test images over every
+    /// output unit (`confusion[truth][guess]`, counts; the training label in the domain
+    /// scenario).
+    Measured {
+        stage: usize,
+        row: &'a [f64],
+        confusion: &'a [Vec<usize>],
+    },
 }
 
 /// Runs the tasks one after another (or all at once for `joint`) from a fresh network of `hp`
@@ -248,13 +263,25 @@ pub fn run(
     let mut accuracy = Vec::new();
     let mut rng = ChaCha8Rng::seed_from_u64(hp.seed ^ 0xC0FF_EE00);
     let mut kept = Dataset::empty(train.rows, train.cols);
+    anyhow::ensure!(
+        options.prior_components == 0 || options.keep_dreams,
+        "dreams from the latent prior are kept dreams: each task's classes are dreamt right after it is learned, while its codes are fresh"
+    );
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&options.pixel_noise),
+        "the share of noisy pixels must be in [0, 1], got {}",
+        options.pixel_noise
+    );
+    let mut prior = LatentPrior::new(outputs);
     for (s, learned) in stages.iter().enumerate() {
         let current: Vec<u8> = learned
             .iter()
             .flat_map(|&t| options.tasks[t].clone())
             .collect();
         let old: Vec<u8> = options.tasks[..learned[0]].concat();
-        let mut fresh = relabel(subset(train, &current), options);
+        let clean = relabel(subset(train, &current), options);
+        let mut fresh = clean.clone();
+        replace_pixels_with_noise(&mut fresh, options.pixel_noise, hp.seed ^ s as u64);
         if options.distill_new && s > 0 {
             distill_targets(trainer.network(), hp, &mut fresh, &current, options);
         }
@@ -270,8 +297,17 @@ pub fn run(
                     false => old.clone(),
                 };
                 // The dreamer is the network as it stands before this task.
-                let (dreams, agreement) =
-                    dream_replay(trainer.network(), hp, &fresh, &dreamed, options, &dreams);
+                let dreamer = match options.prior_components {
+                    0 => Dreamer::Relaxed,
+                    _ => Dreamer::Prior(&prior),
+                };
+                let (dreams, agreement) = dream_replay(
+                    trainer.network(),
+                    hp,
+                    &fresh,
+                    &dreamed,
+                    (options, &dreams, dreamer),
+                );
                 on_event(Event::Dreamed {
                     stage: s,
                     dreams: &dreams,
@@ -304,10 +340,15 @@ pub fn run(
         )
         .with_dream_chains(chains);
         train_stage(&mut trainer, &data, &mut on_event)?;
-        let row = measure(trainer.network(), hp, test, options);
+        if options.replay == Replay::Dreams && options.prior_components > 0 {
+            learn_prior(&mut prior, trainer.network(), hp, &clean, options, s);
+        }
+        let outputs = free_outputs(trainer.network(), hp, test);
+        let row = measure_outputs(&outputs, test, options);
         on_event(Event::Measured {
             stage: s,
             row: &row,
+            confusion: &confusion(&outputs, test, options),
         });
         accuracy.push(row);
     }
@@ -389,6 +430,54 @@ fn real_replay(
     relabel(train.select(&keep), options)
 }
 
+/// How dreams are made.
+#[derive(Clone, Copy)]
+enum Dreamer<'a> {
+    /// Every free unit from noise, relaxed with the label clamped ([`dream`]).
+    Relaxed,
+    /// From codes drawn from the class-conditional prior ([`LatentPrior::dream`]).
+    Prior(&'a LatentPrior),
+}
+
+/// Fits the prior of every training label of a stage's (clean) real images.
+fn learn_prior(
+    prior: &mut LatentPrior,
+    net: &Network,
+    hp: &Hyperparams,
+    images: &Dataset,
+    options: &ContinualOptions,
+    stage: usize,
+) {
+    let mut units: Vec<u8> = images.labels.clone();
+    units.sort_unstable();
+    units.dedup();
+    for unit in units {
+        let of_unit = subset(images, &[unit]);
+        let seed = hp.seed ^ ((stage as u64) << 8 | unit as u64);
+        prior.learn(
+            net,
+            hp,
+            &of_unit,
+            unit as usize,
+            options.prior_components,
+            seed,
+        );
+    }
+}
+
+/// Replaces a `share` of the pixels of every image by uniform noise in `[0, 1]`.
+fn replace_pixels_with_noise(data: &mut Dataset, share: f32, seed: u64) {
+    if share <= 0.0 {
+        return;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x05EE_D0F0_015E);
+    for pixel in &mut data.images {
+        if rng.random_range(0.0..1.0) < share {
+            *pixel = rng.random_range(0.0..1.0);
+        }
+    }
+}
+
 /// Dreams of the old classes, labelled by the dreamer's own free-phase prediction, and the
 /// share (%) of them whose label is the clamped one.
 ///
@@ -400,8 +489,7 @@ fn dream_replay(
     hp: &Hyperparams,
     new: &Dataset,
     old: &[u8],
-    options: &ContinualOptions,
-    dream_options: &DreamOptions,
+    (options, dream_options, dreamer): (&ContinualOptions, &DreamOptions, Dreamer),
 ) -> (Dataset, f64) {
     let units: Vec<usize> = match options.scenario {
         Scenario::Domain => vec![0, 1],
@@ -412,9 +500,12 @@ fn dream_replay(
         .iter()
         .flat_map(|&u| std::iter::repeat_n(u, per_unit))
         .collect();
-    let dreams = dream(net, &labels, dream_options);
+    let images = match dreamer {
+        Dreamer::Relaxed => dream(net, &labels, dream_options).images,
+        Dreamer::Prior(prior) => prior.dream(net, &labels, dream_options),
+    };
     let mut data = Dataset {
-        images: dreams.images.as_slice().to_vec(),
+        images: images.as_slice().to_vec(),
         labels: vec![0; labels.len()],
         ..Dataset::empty(new.rows, new.cols)
     };
@@ -476,7 +567,28 @@ pub fn measure(
     test: &Dataset,
     options: &ContinualOptions,
 ) -> Vec<f64> {
-    let outputs = free_outputs(net, hp, test);
+    measure_outputs(&free_outputs(net, hp, test), test, options)
+}
+
+/// `confusion[truth][guess]`: how many test images of each (training) label the free phase
+/// puts on each output unit, the argmax over every unit.
+fn confusion(outputs: &Matrix, test: &Dataset, options: &ContinualOptions) -> Vec<Vec<usize>> {
+    let units = outputs.cols();
+    let mut counts = vec![vec![0usize; units]; units];
+    for i in 0..test.len() {
+        let truth = match options.scenario {
+            Scenario::Domain => domain_label(&options.tasks, test.labels[i]),
+            _ => test.labels[i],
+        } as usize;
+        if truth < units {
+            counts[truth][outputs.argmax_row(i)] += 1;
+        }
+    }
+    counts
+}
+
+/// [`measure`] on the free outputs of the test images.
+fn measure_outputs(outputs: &Matrix, test: &Dataset, options: &ContinualOptions) -> Vec<f64> {
     let every: Vec<usize> = (0..outputs.cols()).collect();
     options
         .tasks
@@ -548,6 +660,8 @@ mod tests {
             soft_targets: false,
             distill_new: true,
             keep_dreams: false,
+            prior_components: 0,
+            pixel_noise: 0.0,
         };
         let outputs = free_outputs(&net, &hp, &fresh);
         distill_targets(&net, &hp, &mut fresh, &[2, 3], &options);

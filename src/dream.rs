@@ -237,7 +237,7 @@ fn add_noise(state: &mut State, clamped: &[bool], sigma: f32, rng: &mut ChaCha8R
 }
 
 /// A standard normal draw (Box-Muller; `rand` 0.10 keeps distributions in another crate).
-fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
+pub(crate) fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
     let u: f32 = rng.random_range(f32::EPSILON..1.0);
     let v: f32 = rng.random_range(0.0..1.0);
     (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()

@@ -12,7 +12,7 @@
 //!
 //! Modules follow the paper: [`network`] (couplings), [`energy`], [`dynamics`] (relaxation),
 //! [`learning_rule`] (the EqProp update), [`data`], [`train`], [`dream`] (the label clamped, the
-//! input free), [`modulator`] (surprise-gated learning), [`continual`] (task after task, with
+//! input free), [`prior`] (a class-conditional prior over the hidden code to dream from), [`modulator`] (surprise-gated learning), [`continual`] (task after task, with
 //! dream replay), [`world_model`] and [`agent`] (an online EqProp world model and the planner that
 //! acts with it on CartPole and Pendulum); [`backend`] holds the kernels.
 pub mod agent;
@@ -34,6 +34,7 @@ pub mod modulator;
 pub mod network;
 pub mod parallel;
 pub mod picture;
+pub mod prior;
 pub mod tensor;
 pub mod train;
 pub mod world_model;

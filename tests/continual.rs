@@ -149,3 +149,39 @@ fn kept_dreams_dream_only_the_task_just_learned() {
         assert!(summary.replace(' ', "").contains(&kept), "{summary}");
     }
 }
+
+/// Class-scenario dream replay dreams from the latent prior with noisy real pixels by
+/// default and says so in its summary; the prior makes kept dreams only, so asking for it with
+/// `--redream` is a clear error; the last stage's confusion matrix is written.
+#[test]
+fn class_dreams_come_from_the_latent_prior() {
+    let (_, dir) = two_tasks(
+        "prior",
+        &["--replay", "dreams", "--replay-per-class", "100"],
+    );
+    let summary = std::fs::read_to_string(dir.join("summary.json")).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["prior_components"], 10);
+    assert!((summary["pixel_noise"].as_f64().unwrap() - 0.08).abs() < 1e-6);
+    let confusion = std::fs::read_to_string(dir.join("confusion.csv")).unwrap();
+    let rows: Vec<&str> = confusion.lines().collect();
+    assert_eq!(
+        rows.len(),
+        11,
+        "a header and one row per class: {confusion}"
+    );
+    let counted: usize = rows[1..]
+        .iter()
+        .flat_map(|r| r.split(',').skip(1))
+        .map(|v| v.parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(counted, 10_000, "every test image once");
+    let out = eqprop()
+        .args(["continual", "--redream", "--prior-components", "5", "--out"])
+        .arg(temp_dir("prior-redream"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("latent prior are kept dreams"), "{err}");
+}
