@@ -12,8 +12,9 @@
 //!
 //! Modules follow the paper: [`network`] (couplings), [`energy`], [`dynamics`] (relaxation),
 //! [`learning_rule`] (the EqProp update), [`data`], [`train`], [`dream`] (the label clamped, the
-//! input free), [`prior`] (a class-conditional prior over the hidden code to dream from), [`modulator`] (surprise-gated learning), [`continual`] (task after task, with
-//! dream replay), [`world_model`] and [`agent`] (an online EqProp world model and the planner that
+//! input free), [`prior`] (a class-conditional prior over the hidden code to dream from),
+//! [`modulator`] (surprise-gated learning), [`continual`] (task after task, with dream replay),
+//! [`world_model`] and [`agent`] (an online EqProp world model and the planner that
 //! acts with it on CartPole and Pendulum); [`backend`] holds the kernels.
 pub mod agent;
 pub mod backend;
