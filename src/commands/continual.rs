@@ -12,8 +12,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
 /// Components per class of the latent prior of class-scenario dream replay (BENCHMARKS.md:
-/// Split-MNIST class-IL, with 8% noisy pixels, 81.6% and 84.1% at seeds 1 and 2; 3 and 30
-/// components did no better without noise).
+/// Split-MNIST class-IL, generative rate 1/200: 81.9% with 10 components, 73.2% with 20; 3 and
+/// 30 did no better without noisy pixels).
 const DEFAULT_PRIOR_COMPONENTS: usize = 10;
 
 /// Share of noisy pixels in the real images of class-scenario dream replay (5% and 15%
@@ -137,6 +137,18 @@ impl ContinualArgs {
         (dataset, protocol, scenario, replay)
     }
 
+    /// Components per class of the latent prior dreams come from (0: dreams from noise).
+    fn prior_components(&self) -> usize {
+        let kept_class_dreams = self.scenario == ScenarioArg::Class
+            && self.replay == ReplayArg::Dreams
+            && !self.redream;
+        self.prior_components.unwrap_or(if kept_class_dreams {
+            DEFAULT_PRIOR_COMPONENTS
+        } else {
+            0
+        })
+    }
+
     /// The hyperparameters: the preset, the overrides, two outputs for the domain scenario and
     /// generative training for dream replay.
     fn hyperparams(&self, dataset: DatasetName) -> Result<Hyperparams> {
@@ -152,7 +164,10 @@ impl ContinualArgs {
         }
         if self.replay == ReplayArg::Dreams && hp.generative.is_none() {
             hp.generative = Some(Generative {
-                lr_scale: continual::dream_replay_lr_scale(self.scenario.into()),
+                lr_scale: continual::dream_replay_lr_scale(
+                    self.scenario.into(),
+                    self.prior_components() > 0,
+                ),
                 ..Default::default()
             });
         }
@@ -189,12 +204,7 @@ pub fn continual(args: ContinualArgs) -> Result<()> {
         soft_targets: !args.hard_targets,
         distill_new: args.distill_new,
         keep_dreams: !args.redream,
-        prior_components: args
-            .prior_components
-            .unwrap_or(match class_dreams && !args.redream {
-                true => DEFAULT_PRIOR_COMPONENTS,
-                false => 0,
-            }),
+        prior_components: args.prior_components(),
         pixel_noise: args.pixel_noise.unwrap_or(match class_dreams {
             true => DEFAULT_PIXEL_NOISE,
             false => 0.0,
