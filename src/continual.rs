@@ -12,10 +12,11 @@
 //! Replay decides what the network rehearses while it learns a new task: nothing (`none`, plain
 //! fine-tuning, which forgets), stored real images of the old classes (`real`, a reference),
 //! everything at once (`joint`, the upper bound), or its own dreams (`dreams`, generative
-//! replay): before each task, the network as it stands dreams images of the classes it knows
-//! (label clamped, input free, see [`crate::dream`]), labels each with its own free-phase
-//! prediction, and interleaves them with the new task's images. No real image of an old task is
-//! kept. It trains generatively too, so that it can still dream the old classes next time.
+//! replay): right after each task, the network dreams images of that task's classes (label
+//! clamped, input free, see [`crate::dream`]; or from codes drawn from the class-conditional
+//! prior of [`crate::prior`]), labels each with its own free-phase prediction, and keeps them;
+//! every later task interleaves the kept dreams with its own images. No real image of an old
+//! task is kept. It trains generatively too, so that its couplings stay a decoder of its codes.
 
 use crate::config::Hyperparams;
 use crate::data::Dataset;
