@@ -147,6 +147,16 @@ fn kept_dreams_dream_only_the_task_just_learned() {
         let summary = std::fs::read_to_string(dir.join("summary.json")).unwrap();
         let kept = format!("\"keep_dreams\":{}", flags.is_empty());
         assert!(summary.replace(' ', "").contains(&kept), "{summary}");
+        // Re-dreaming keeps its earlier defaults: clean pixels, dreams from noise.
+        let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+        let noise = summary["pixel_noise"].as_f64().unwrap();
+        let (expected_noise, components) = if flags.is_empty() {
+            (0.08, 10)
+        } else {
+            (0.0, 0)
+        };
+        assert!((noise - expected_noise).abs() < 1e-6, "{flags:?}: {noise}");
+        assert_eq!(summary["prior_components"], components, "{flags:?}");
     }
 }
 
