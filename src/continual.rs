@@ -685,6 +685,25 @@ mod tests {
         );
     }
 
+    /// About the asked share of pixels change, to values in [0, 1]; a share of 0 changes none.
+    #[test]
+    fn noisy_pixels_replace_the_asked_share() {
+        let clean = Dataset {
+            images: vec![0.0; 100 * 784],
+            labels: vec![0; 100],
+            ..Dataset::empty(28, 28)
+        };
+        let mut noisy = clean.clone();
+        replace_pixels_with_noise(&mut noisy, 0.08, 1);
+        let changed = noisy.images.iter().filter(|&&v| v != 0.0).count();
+        let share = changed as f64 / noisy.images.len() as f64;
+        assert!((share - 0.08).abs() < 0.005, "{share}");
+        assert!(noisy.images.iter().all(|v| (0.0..=1.0).contains(v)));
+        let mut untouched = clean.clone();
+        replace_pixels_with_noise(&mut untouched, 0.0, 1);
+        assert_eq!(untouched, clean);
+    }
+
     #[test]
     fn split_mnist_has_five_pairs() {
         assert_eq!(
