@@ -245,6 +245,15 @@ pub fn run(
         "the {:?} scenario needs {needed} output units, the network has {outputs}",
         options.scenario
     );
+    anyhow::ensure!(
+        options.prior_components == 0 || options.keep_dreams,
+        "dreams from the latent prior are kept dreams: each task's classes are dreamt right after it is learned, while its codes are fresh"
+    );
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&options.pixel_noise),
+        "the share of noisy pixels must be in [0, 1], got {}",
+        options.pixel_noise
+    );
     let stages: Vec<Vec<usize>> = match options.replay {
         Replay::Joint => vec![(0..options.tasks.len()).collect()],
         _ => (0..options.stages.min(options.tasks.len()))
@@ -270,15 +279,6 @@ pub fn run(
     let mut accuracy = Vec::new();
     let mut rng = ChaCha8Rng::seed_from_u64(hp.seed ^ 0xC0FF_EE00);
     let mut kept = Dataset::empty(train.rows, train.cols);
-    anyhow::ensure!(
-        options.prior_components == 0 || options.keep_dreams,
-        "dreams from the latent prior are kept dreams: each task's classes are dreamt right after it is learned, while its codes are fresh"
-    );
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&options.pixel_noise),
-        "the share of noisy pixels must be in [0, 1], got {}",
-        options.pixel_noise
-    );
     let mut prior = LatentPrior::new(outputs);
     for (s, learned) in stages.iter().enumerate() {
         let current: Vec<u8> = learned
@@ -313,7 +313,9 @@ pub fn run(
                     hp,
                     &fresh,
                     &dreamed,
-                    (options, &dreams, dreamer),
+                    options,
+                    &dreams,
+                    dreamer,
                 );
                 on_event(Event::Dreamed {
                     stage: s,
@@ -347,7 +349,9 @@ pub fn run(
         )
         .with_dream_chains(chains);
         train_stage(&mut trainer, &data, &mut on_event)?;
-        if options.replay == Replay::Dreams && options.prior_components > 0 {
+        // The prior of a task is needed for the dreams made before the next one.
+        let dreams_follow = options.replay == Replay::Dreams && s + 1 < stages.len();
+        if dreams_follow && options.prior_components > 0 {
             learn_prior(&mut prior, trainer.network(), hp, &clean, options, s);
         }
         let outputs = free_outputs(trainer.network(), hp, test);
@@ -496,7 +500,9 @@ fn dream_replay(
     hp: &Hyperparams,
     new: &Dataset,
     old: &[u8],
-    (options, dream_options, dreamer): (&ContinualOptions, &DreamOptions, Dreamer),
+    options: &ContinualOptions,
+    dream_options: &DreamOptions,
+    dreamer: Dreamer,
 ) -> (Dataset, f64) {
     let units: Vec<usize> = match options.scenario {
         Scenario::Domain => vec![0, 1],
