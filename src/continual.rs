@@ -108,6 +108,10 @@ pub struct ContinualOptions {
     /// Share of every real training image's pixels replaced by uniform noise in `[0, 1]` (a
     /// fresh draw per task), so that texture does not tell real images from dreams.
     pub pixel_noise: f32,
+    /// Every real training image is scaled by a factor drawn uniformly in `[dimming, 1]` (a
+    /// fresh draw per task): dreams are dimmer than real strokes, and brightness should not
+    /// tell them apart either. 1 leaves the images as they are.
+    pub dimming: f32,
 }
 
 /// Split-MNIST's tasks: consecutive pairs of the `classes` labels.
@@ -254,6 +258,11 @@ pub fn run(
         "the share of noisy pixels must be in [0, 1], got {}",
         options.pixel_noise
     );
+    anyhow::ensure!(
+        options.dimming > 0.0 && options.dimming <= 1.0,
+        "the dimming factor must be in (0, 1], got {}",
+        options.dimming
+    );
     let stages: Vec<Vec<usize>> = match options.replay {
         Replay::Joint => vec![(0..options.tasks.len()).collect()],
         _ => (0..options.stages.min(options.tasks.len()))
@@ -289,6 +298,7 @@ pub fn run(
         let clean = relabel(subset(train, &current), options);
         let mut fresh = clean.clone();
         replace_pixels_with_noise(&mut fresh, options.pixel_noise, hp.seed ^ s as u64);
+        dim_images(&mut fresh, options.dimming, hp.seed ^ 0xC0 ^ s as u64);
         if options.distill_new && s > 0 {
             distill_targets(trainer.network(), hp, &mut fresh, &current, options);
         }
@@ -489,6 +499,18 @@ fn replace_pixels_with_noise(data: &mut Dataset, share: f32, seed: u64) {
     }
 }
 
+/// Scales every image by a factor drawn uniformly in `[low, 1]`; `low >= 1` leaves them alone.
+fn dim_images(data: &mut Dataset, low: f32, seed: u64) {
+    if low >= 1.0 {
+        return;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for image in data.images.chunks_mut(data.rows * data.cols) {
+        let factor: f32 = rng.random_range(low..1.0);
+        image.iter_mut().for_each(|v| *v *= factor);
+    }
+}
+
 /// Dreams of the old classes, labelled by the dreamer's own free-phase prediction, and the
 /// share (%) of them whose label is the clamped one.
 ///
@@ -675,6 +697,7 @@ mod tests {
             keep_dreams: false,
             prior_components: 0,
             pixel_noise: 0.0,
+            dimming: 1.0,
         };
         let outputs = free_outputs(&net, &hp, &fresh);
         distill_targets(&net, &hp, &mut fresh, &[2, 3], &options);
@@ -708,6 +731,28 @@ mod tests {
         let mut untouched = clean.clone();
         replace_pixels_with_noise(&mut untouched, 0.0, 1);
         assert_eq!(untouched, clean);
+    }
+
+    /// Each image is scaled by one factor in [low, 1]; a low of 1 changes nothing.
+    #[test]
+    fn dimming_scales_each_image_by_one_factor() {
+        let clean = Dataset {
+            images: (0..50 * 4).map(|i| (i % 4) as f32 / 4.0 + 0.2).collect(),
+            labels: vec![0; 50],
+            ..Dataset::empty(2, 2)
+        };
+        let mut dim = clean.clone();
+        dim_images(&mut dim, 0.6, 3);
+        for (a, b) in clean.images.chunks(4).zip(dim.images.chunks(4)) {
+            let factor = b[0] / a[0];
+            assert!((0.6..1.0).contains(&factor), "{factor}");
+            for (x, y) in a.iter().zip(b) {
+                assert!((y - factor * x).abs() < 1e-6);
+            }
+        }
+        let mut same = clean.clone();
+        dim_images(&mut same, 1.0, 3);
+        assert_eq!(same, clean);
     }
 
     #[test]

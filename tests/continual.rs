@@ -173,6 +173,7 @@ fn class_dreams_come_from_the_latent_prior() {
     let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
     assert_eq!(summary["prior_components"], 10);
     assert!((summary["pixel_noise"].as_f64().unwrap() - 0.08).abs() < 1e-6);
+    assert!((summary["dimming"].as_f64().unwrap() - 0.6).abs() < 1e-6);
     let confusion = std::fs::read_to_string(dir.join("confusion.csv")).unwrap();
     let rows: Vec<&str> = confusion.lines().collect();
     assert_eq!(
