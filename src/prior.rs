@@ -23,6 +23,7 @@ use crate::dream::{DreamOptions, one_hot};
 use crate::dynamics::{Phase, Relaxation, State};
 use crate::network::Network;
 use crate::tensor::Matrix;
+use crate::train::free_layer;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -66,7 +67,7 @@ impl LatentPrior {
         components: usize,
         seed: u64,
     ) {
-        let hidden = free_hidden_states(net, hp, images);
+        let hidden = free_layer(net, hp, images, 1);
         self.units[unit] = kmeans(&hidden, components, seed);
     }
 
@@ -104,22 +105,6 @@ impl LatentPrior {
         relax.relax(net, &mut state, &Phase::free(options.steps, options.eps));
         state.layers.swap_remove(0)
     }
-}
-
-/// The first hidden layer at the free fixed point of each image (input clamped, `t_free`
-/// steps of size `eps`, every other layer from 0), one row per image.
-pub fn free_hidden_states(net: &Network, hp: &Hyperparams, images: &Dataset) -> Matrix {
-    let sizes = net.sizes();
-    let mut state = State::zeros(sizes, images.len());
-    for i in 0..images.len() {
-        state.set_row(0, i, images.image(i));
-    }
-    let mut clamped = vec![false; sizes.len()];
-    clamped[0] = true;
-    let mut relax = Relaxation::new(sizes, images.len());
-    relax.prepare(net, &state, &clamped);
-    relax.relax(net, &mut state, &Phase::free(hp.t_free, hp.eps));
-    state.layers.swap_remove(1)
 }
 
 /// k-means on the rows of `points` (centres seeded from `k` distinct random rows), then each

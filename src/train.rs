@@ -696,22 +696,25 @@ fn free_chunk<'a>(
 
 /// The output layer at the free fixed point of every example, one row each.
 pub fn free_outputs(net: &Network, hp: &Hyperparams, data: &Dataset) -> Matrix {
+    free_layer(net, hp, data, hp.layers.len() - 1)
+}
+
+/// Layer `k` at the free fixed point of every example (input clamped, every other layer from
+/// 0, as evaluation sees it), one row each.
+pub fn free_layer(net: &Network, hp: &Hyperparams, data: &Dataset, k: usize) -> Matrix {
     let indices: Vec<usize> = (0..data.len()).collect();
     let rows: Vec<Vec<f32>> = indices
         .par_chunks(EVAL_CHUNK)
         .map_init(
             || None,
             |slot, idx| {
-                free_chunk(slot, net, hp, data, idx, false)
-                    .free
-                    .output()
+                free_chunk(slot, net, hp, data, idx, false).free.layers[k]
                     .as_slice()
                     .to_vec()
             },
         )
         .collect();
-    let units = *hp.layers.last().expect("validated layers");
-    Matrix::from_vec(data.len(), units, rows.concat()).expect("one row per example")
+    Matrix::from_vec(data.len(), hp.layers[k], rows.concat()).expect("one row per example")
 }
 
 /// Test error and mean free energy: the free phase alone, in parallel chunks.

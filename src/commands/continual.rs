@@ -169,6 +169,15 @@ impl ContinualArgs {
         self.pixel_noise.unwrap_or(default)
     }
 
+    /// The dimmest scaling of a real training image (1: none).
+    fn dimming(&self) -> f32 {
+        let default = match self.prior_components() {
+            0 => 1.0,
+            _ => DEFAULT_DIMMING,
+        };
+        self.dimming.unwrap_or(default)
+    }
+
     /// The hyperparameters: the preset, the overrides, two outputs for the domain scenario and
     /// generative training for dream replay.
     fn hyperparams(&self, dataset: DatasetName) -> Result<Hyperparams> {
@@ -225,10 +234,7 @@ pub fn continual(args: ContinualArgs) -> Result<()> {
         keep_dreams: !args.redream,
         prior_components: args.prior_components(),
         pixel_noise: args.pixel_noise(),
-        dimming: args.dimming.unwrap_or(match args.prior_components() {
-            0 => 1.0,
-            _ => DEFAULT_DIMMING,
-        }),
+        dimming: args.dimming(),
     };
     let dir = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs/continual").join(format!("{protocol}-{scenario}-{replay}"))
