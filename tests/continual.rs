@@ -62,15 +62,16 @@ fn fine_tuning_forgets_and_real_replay_remembers() {
     );
 }
 
-/// Dream replay keeps much of task 1 without a single stored image of it (1 epoch per task:
-/// measured 82% vs 1% for fine-tuning), and writes the dreams it replayed.
+/// Dream replay keeps task 1 without a single stored image of it (1 epoch per task, dreams
+/// decoded from the latent prior, the default: measured 97.5%; 83.9% dreaming from noise, 1%
+/// for fine-tuning), and writes the dreams it replayed.
 #[test]
 fn dream_replay_remembers_without_stored_images() {
     let (dreams, dir) = two_tasks(
         "dreams",
         &["--replay", "dreams", "--replay-per-class", "300"],
     );
-    assert!(dreams[1][0] > 40.0, "task 1 after task 2: {:?}", dreams[1]);
+    assert!(dreams[1][0] > 90.0, "task 1 after task 2: {:?}", dreams[1]);
     assert!(dreams[1][1] > 85.0, "task 2 learned: {:?}", dreams[1]);
     assert!(dir.join("dreams-before-task-2.png").exists());
 }
@@ -147,11 +148,11 @@ fn kept_dreams_dream_only_the_task_just_learned() {
         let summary = std::fs::read_to_string(dir.join("summary.json")).unwrap();
         let kept = format!("\"keep_dreams\":{}", flags.is_empty());
         assert!(summary.replace(' ', "").contains(&kept), "{summary}");
-        // Re-dreaming keeps its earlier defaults: clean pixels, dreams from noise.
+        // Kept dreams come from the prior, re-dreaming dreams from noise; both with clean pixels.
         let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
         let noise = summary["pixel_noise"].as_f64().unwrap();
         let (expected_noise, components) = if flags.is_empty() {
-            (0.08, 10)
+            (0.0, 10)
         } else {
             (0.0, 0)
         };
@@ -160,9 +161,10 @@ fn kept_dreams_dream_only_the_task_just_learned() {
     }
 }
 
-/// Class-scenario dream replay dreams from the latent prior with noisy real pixels by
-/// default and says so in its summary; the prior makes kept dreams only, so asking for it with
-/// `--redream` is a clear error; the last stage's confusion matrix is written.
+/// Class-scenario dream replay dreams from the latent prior by default, with clean real pixels
+/// and no generative training, and says so in its summary; dreams from noise train
+/// generatively and noise the real pixels; the prior makes kept dreams only, so asking for it
+/// with `--redream` is a clear error; the last stage's confusion matrix is written.
 #[test]
 fn class_dreams_come_from_the_latent_prior() {
     let (_, dir) = two_tasks(
@@ -172,8 +174,20 @@ fn class_dreams_come_from_the_latent_prior() {
     let summary = std::fs::read_to_string(dir.join("summary.json")).unwrap();
     let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
     assert_eq!(summary["prior_components"], 10);
+    assert_eq!(summary["pixel_noise"].as_f64(), Some(0.0));
+    assert_eq!(summary["dimming"].as_f64(), Some(1.0));
+    assert!(summary["hyperparams"]["generative"].is_null(), "{summary}");
+    let (_, from_noise) = two_tasks(
+        "prior-none",
+        &["--replay-per-class", "100", "--prior-components", "0"],
+    );
+    let summary = std::fs::read_to_string(from_noise.join("summary.json")).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
     assert!((summary["pixel_noise"].as_f64().unwrap() - 0.08).abs() < 1e-6);
-    assert!((summary["dimming"].as_f64().unwrap() - 0.6).abs() < 1e-6);
+    assert!(
+        summary["hyperparams"]["generative"].is_object(),
+        "{summary}"
+    );
     let confusion = std::fs::read_to_string(dir.join("confusion.csv")).unwrap();
     let rows: Vec<&str> = confusion.lines().collect();
     assert_eq!(
