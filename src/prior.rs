@@ -40,8 +40,8 @@ use rand_chacha::ChaCha8Rng;
 const KMEANS_ITERATIONS: usize = 25;
 
 /// Principal directions of each component (BENCHMARKS.md, Split-MNIST class-IL, seeds 1-3,
-/// 10 components: 8 directions 89.6 / 91.0 / 90.3%, 16: 90.8 / 91.3 / 92.1%, 32: 91.9 / 91.1 /
-/// 90.9%; a per-unit spread instead, 84.4 / 85.0 / 83.3%).
+/// 10 components, measured on the experimental build: 8 directions 89.6 / 91.0 / 90.3%, 16:
+/// 90.8 / 91.3 / 92.1%, 32: 91.9 / 91.1 / 90.9%; a per-unit spread instead, 84.4 / 85.0 / 83.3%).
 pub const COMPONENT_RANK: usize = 16;
 
 /// Rounds of orthogonal iteration for the principal directions.
@@ -124,9 +124,13 @@ impl LatentPrior {
     ///
     /// Panics if a label has no components (callers dream only what was learned).
     pub fn dream(&self, net: &Network, labels: &[usize], options: &DreamOptions) -> Matrix {
+        let copy;
         let dreamer = match &self.decoder {
-            Some(decoder) => decoding_copy(net, decoder, options.input_stiffness),
-            None => net.clone(),
+            Some(decoder) => {
+                copy = decoding_copy(net, decoder, options.input_stiffness);
+                &copy
+            }
+            None => net,
         };
         let sizes = net.sizes();
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
@@ -153,9 +157,9 @@ impl LatentPrior {
         clamped[0] = false;
         let mut relax =
             Relaxation::new(sizes, labels.len()).with_input_stiffness(options.input_stiffness);
-        relax.prepare(&dreamer, &state, &clamped);
+        relax.prepare(dreamer, &state, &clamped);
         relax.relax(
-            &dreamer,
+            dreamer,
             &mut state,
             &Phase::free(options.steps, options.eps),
         );

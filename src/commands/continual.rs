@@ -87,7 +87,7 @@ pub struct ContinualArgs {
     redream: bool,
     /// Dream from a class-conditional prior over the first hidden layer with this many
     /// components per class, fitted right after each task on its images with a decoder of the
-    /// codes (0: dream from noise, with generative training) [default: 20 with kept dreams,
+    /// codes (0: dream from noise, with generative training) [default: 10 with kept dreams,
     /// else 0].
     #[arg(long)]
     prior_components: Option<usize>,
