@@ -214,7 +214,7 @@ fn fit_decoder(hidden: &Matrix, images: &Dataset) -> Decoder {
 /// `B = argmin ||F B - Y||^2 + lambda ||B'||^2` with `lambda = ridge * mean(diag(F^T F))`, where
 /// `B'` is `B` without its last row: the last feature is the constant 1, whose weights (the
 /// bias) are not shrunk. Solves `(F^T F + lambda I') B = F^T Y`.
-pub fn ridge_regression(features: &Matrix, targets: &Matrix, ridge: f32) -> Matrix {
+fn ridge_regression(features: &Matrix, targets: &Matrix, ridge: f32) -> Matrix {
     let m = features.cols();
     let mut gram = Matrix::zeros(m, m);
     matmul_acc(
@@ -333,7 +333,7 @@ pub fn kmeans(points: &Matrix, k: usize, seed: u64) -> Vec<Component> {
 /// The top `rank` principal directions of `deviations` (rows centred on their mean), each
 /// scaled by the standard deviation along it, by orthogonal iteration from random directions;
 /// at most one fewer than the rows.
-pub fn principal_directions(deviations: &[Vec<f32>], rank: usize, seed: u64) -> Vec<Vec<f32>> {
+fn principal_directions(deviations: &[Vec<f32>], rank: usize, seed: u64) -> Vec<Vec<f32>> {
     let rank = rank.min(deviations.len().saturating_sub(1));
     let Some(dim) = deviations.first().map(Vec::len) else {
         return Vec::new();
