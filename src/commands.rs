@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 mod agent;
+mod checks;
 mod continual;
 mod dream;
 #[cfg(feature = "cuda")]
@@ -62,9 +63,9 @@ enum Command {
 
 #[derive(Args, Debug, Clone)]
 struct DataArgs {
-    /// mnist or fashion-mnist.
-    #[arg(long, default_value = "mnist")]
-    dataset: DatasetName,
+    /// mnist or fashion-mnist [default: a checkpoint's own, else mnist].
+    #[arg(long)]
+    dataset: Option<DatasetName>,
     /// Folder holding <dataset>/ with the IDX files [default: $EQPROP_DATA_DIR, else the user cache].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -74,10 +75,40 @@ struct DataArgs {
 }
 
 impl DataArgs {
+    /// The data set asked for, mnist if none was.
+    fn name(&self) -> DatasetName {
+        self.dataset.unwrap_or(DatasetName::Mnist)
+    }
+
+    /// The same source with the data set `name`.
+    fn with_name(&self, name: DatasetName) -> Self {
+        Self {
+            dataset: Some(name),
+            ..self.clone()
+        }
+    }
+
+    /// The data set a checkpoint trained on `trained_on` is used with: the one asked for, which
+    /// must be the same unless `other_allowed`, else the checkpoint's.
+    fn for_checkpoint(&self, path: &Path, trained_on: &str, other_allowed: bool) -> Result<Self> {
+        let own: DatasetName = trained_on
+            .parse()
+            .with_context(|| format!("{}: its data set", path.display()))?;
+        match self.dataset {
+            Some(asked) if asked != own && !other_allowed => bail!(
+                "{} was trained on {own}, not {asked}: drop --dataset to use {own}, or pass \
+                 --other-dataset to use {asked} anyway",
+                path.display()
+            ),
+            Some(_) => Ok(self.clone()),
+            None => Ok(self.with_name(own)),
+        }
+    }
+
     fn load(&self, split: Split) -> Result<Dataset> {
-        let dir = data::dataset_dir(self.data_dir.as_deref(), self.dataset);
+        let dir = data::dataset_dir(self.data_dir.as_deref(), self.name());
         Ok(data::load_or_download(
-            self.dataset,
+            self.name(),
             split,
             &dir,
             self.mirror.as_deref(),
@@ -274,6 +305,9 @@ struct EvalArgs {
     checkpoint: PathBuf,
     #[command(flatten)]
     data: DataArgs,
+    /// Evaluate on the --dataset given even if the checkpoint was trained on another one.
+    #[arg(long)]
+    other_dataset: bool,
     #[arg(long)]
     threads: Option<usize>,
 }
@@ -385,31 +419,10 @@ impl RunFiles {
     }
 }
 
-fn start_trainer(args: &TrainArgs, files: &RunFiles) -> Result<Trainer> {
+/// The run to train (fresh, or resumed from `--out`) and the data it trains on.
+fn start_trainer(args: &TrainArgs, files: &RunFiles) -> Result<(Trainer, DataArgs)> {
     if args.resume {
-        let ckpt = checkpoint::load(&files.checkpoint)?;
-        if ckpt.dataset != args.data.dataset.as_str() {
-            bail!(
-                "{} was trained on {}, not {}",
-                files.checkpoint.display(),
-                ckpt.dataset,
-                args.data.dataset
-            );
-        }
-        let p = &ckpt.progress;
-        eprintln!(
-            "resuming {} at epoch {}, batch {}",
-            files.checkpoint.display(),
-            p.epoch + 1,
-            p.batch
-        );
-        return Ok(Trainer::resume(
-            ckpt.hyperparams,
-            ckpt.network,
-            ckpt.progress,
-            ckpt.persistent,
-        )
-        .with_dream_chains(ckpt.dream_chains));
+        return resume_trainer(args, files);
     }
     if files.checkpoint.exists() && !args.force {
         bail!(
@@ -417,14 +430,115 @@ fn start_trainer(args: &TrainArgs, files: &RunFiles) -> Result<Trainer> {
             files.dir.display()
         );
     }
-    let _ = std::fs::remove_file(&files.metrics);
-    let default = match args.data.dataset {
+    let default = match args.data.name() {
         DatasetName::Mnist => "best",
         DatasetName::FashionMnist => "best-fashion",
     };
     let mut hp = Hyperparams::preset(args.preset.as_deref().unwrap_or(default))?;
     args.overrides.apply(&mut hp);
-    Ok(Trainer::new(hp)?)
+    hp.train_limit = args.train_limit;
+    Ok((Trainer::new(hp)?, args.data.with_name(args.data.name())))
+}
+
+/// The run saved in `--out`, to be trained up to `--epochs` (default: its own); any other flag
+/// that asks for something the checkpoint does not hold is refused, naming both values.
+fn resume_trainer(args: &TrainArgs, files: &RunFiles) -> Result<(Trainer, DataArgs)> {
+    let ckpt = checkpoint::load(&files.checkpoint)?;
+    let data = args
+        .data
+        .for_checkpoint(&files.checkpoint, &ckpt.dataset, false)?;
+    let saved = &ckpt.hyperparams;
+    let mut asked = match &args.preset {
+        Some(name) => Hyperparams::preset(name)?,
+        None => saved.clone(),
+    };
+    args.overrides.apply(&mut asked);
+    asked.train_limit = args.train_limit.or(saved.train_limit);
+    asked.epochs = saved.epochs;
+    if let Some((field, theirs, ours)) = first_difference(saved, &asked) {
+        let via = args
+            .preset
+            .as_ref()
+            .map_or(String::new(), |p| format!(" (or --preset {p})"));
+        bail!(
+            "--resume: {}{via} asks for {field} = {ours}, but {} was trained with {field} = \
+             {theirs}; drop the flag to continue the run as it was, or start over with --force",
+            flag_of(&field),
+            files.checkpoint.display()
+        );
+    }
+    let done = ckpt.progress.epoch;
+    let epochs = args.overrides.epochs.unwrap_or(saved.epochs);
+    if epochs < done {
+        bail!(
+            "--epochs {epochs}: {} has already trained {done} epochs",
+            files.checkpoint.display()
+        );
+    }
+    if epochs != saved.epochs && matches!(saved.schedule, Schedule::Cosine { .. }) {
+        eprintln!(
+            "note: the cosine schedule now decays over {epochs} epochs instead of {}",
+            saved.epochs
+        );
+    }
+    asked.epochs = epochs;
+    let p = &ckpt.progress;
+    eprintln!(
+        "resuming {} at epoch {}, batch {} (of {epochs} epochs)",
+        files.checkpoint.display(),
+        p.epoch + 1,
+        p.batch
+    );
+    let trainer = Trainer::resume(asked, ckpt.network, ckpt.progress, ckpt.persistent)
+        .with_dream_chains(ckpt.dream_chains);
+    Ok((trainer, data))
+}
+
+/// The first hyperparameter (a dotted path, e.g. `generative.beta`) whose value differs between
+/// `a` and `b`, with both values as JSON.
+fn first_difference(a: &Hyperparams, b: &Hyperparams) -> Option<(String, String, String)> {
+    fn walk(path: &str, a: &serde_json::Value, b: &serde_json::Value) -> Option<[String; 3]> {
+        use serde_json::Value::Object;
+        match (a, b) {
+            (Object(x), Object(y)) => {
+                let keys = x.keys().chain(y.keys().filter(|k| !x.contains_key(*k)));
+                keys.into_iter().find_map(|k| {
+                    let null = serde_json::Value::Null;
+                    let key = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(&key, x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null))
+                })
+            }
+            _ if a != b => Some([path.to_string(), a.to_string(), b.to_string()]),
+            _ => None,
+        }
+    }
+    // Through text, so that f32 values print as written (0.1, not 0.10000000149011612).
+    let json = |hp| {
+        let text = serde_json::to_string(hp).expect("plain structs serialise");
+        serde_json::from_str::<serde_json::Value>(&text).expect("valid JSON")
+    };
+    walk("", &json(a), &json(b)).map(|[f, x, y]| (f, x, y))
+}
+
+/// The command-line flag that sets hyperparameter `field` (a path of [`first_difference`]).
+fn flag_of(field: &str) -> String {
+    let (head, rest) = field.split_once('.').unwrap_or((field, ""));
+    let gen_flag = |name: &str| match name {
+        "input_stiffness" => "--gen-stiffness".to_string(),
+        "input_couplings_only" => "--gen-input-only".to_string(),
+        "" => "--generative".to_string(),
+        other => format!("--gen-{}", other.replace('_', "-")),
+    };
+    match head {
+        "schedule" => "--cosine-to / --constant-lr".to_string(),
+        "generative" => gen_flag(rest),
+        "modulator" => "--gate / --gate-threshold / --gate-share / --gate-gain".to_string(),
+        other => format!("--{}", other.replace('_', "-")),
+    }
 }
 
 fn train(args: TrainArgs, device: Device) -> Result<()> {
@@ -432,17 +546,30 @@ fn train(args: TrainArgs, device: Device) -> Result<()> {
     let dir = args
         .out
         .clone()
-        .unwrap_or_else(|| Path::new("runs").join(args.data.dataset.as_str()));
+        .unwrap_or_else(|| Path::new("runs").join(args.data.name().as_str()));
     let files = RunFiles::in_dir(&dir);
-    let mut trainset = args.data.load(Split::Train)?;
-    if let Some(n) = args.train_limit {
-        trainset.truncate(n);
-    }
-    let testset = args.data.load(Split::Test)?;
-    let mut trainer = start_trainer(&args, &files)?;
-    let hp = trainer.hyperparams().clone();
     if args.dreams {
         device.require_cpu("train --dreams")?;
+    }
+    let (mut trainer, data) = start_trainer(&args, &files)?;
+    let hp = trainer.hyperparams().clone();
+    if args.dreams {
+        args.dream.options(&hp, 0)?;
+    }
+    checks::writable_dir(&dir)?;
+    let mut trainset = data.load(Split::Train)?;
+    if let Some(n) = hp.train_limit {
+        trainset.truncate(n);
+    }
+    let testset = data.load(Split::Test)?;
+    hp.check_training_set(&trainset)
+        .and_then(|()| hp.check_data(&testset))
+        .with_context(|| format!("{:?} on {}", hp.layers, data.name()))?;
+    if !args.resume {
+        // A fresh run (--force) starts over: nothing of an earlier run may pass for its own.
+        for old in [&files.checkpoint, &files.metrics, &files.curve] {
+            let _ = std::fs::remove_file(old);
+        }
     }
     let mut gpu = Accelerator::for_trainer(device, &trainer)?;
     if let Some(gpu) = &gpu {
@@ -451,7 +578,7 @@ fn train(args: TrainArgs, device: Device) -> Result<()> {
     eprintln!(
         "training {:?} on {} ({} train / {} test) with {}",
         hp.layers,
-        args.data.dataset,
+        data.name(),
         trainset.len(),
         testset.len(),
         serde_json::to_string(&hp)?
@@ -460,7 +587,7 @@ fn train(args: TrainArgs, device: Device) -> Result<()> {
     let handler_flag = Arc::clone(&stop);
     ctrlc::set_handler(move || handler_flag.store(true, Ordering::SeqCst))
         .context("installing the Ctrl-C handler")?;
-    let dataset = args.data.dataset.as_str();
+    let dataset = data.name().as_str();
     let flops = bench::epoch_flops(&hp, &trainset);
     while !trainer.finished() {
         let bar = epoch_bar(&trainer, trainset.len());
@@ -492,6 +619,7 @@ fn train(args: TrainArgs, device: Device) -> Result<()> {
                 );
                 std::process::exit(130);
             }
+            EpochEnd::Diverged(d) => bail!("{d}; {}", kept_checkpoint(&files)),
         };
         let test = match &mut gpu {
             Some(gpu) => gpu.evaluate(&hp, &testset)?,
@@ -557,6 +685,18 @@ fn train(args: TrainArgs, device: Device) -> Result<()> {
     Ok(())
 }
 
+/// What is left of a diverged run: the checkpoint of its last completed epoch, if any.
+fn kept_checkpoint(files: &RunFiles) -> String {
+    match checkpoint::load(&files.checkpoint) {
+        Ok(c) => format!(
+            "the last good checkpoint, {} (after epoch {}), is kept",
+            files.checkpoint.display(),
+            c.progress.epoch
+        ),
+        Err(_) => "no checkpoint was written".to_string(),
+    }
+}
+
 fn epoch_bar(trainer: &Trainer, n: usize) -> ProgressBar {
     let bar = ProgressBar::new(n as u64);
     bar.set_style(
@@ -584,24 +724,22 @@ fn save(files: &RunFiles, trainer: &Trainer, dataset: &str) -> Result<()> {
 fn eval(args: EvalArgs, device: Device) -> Result<()> {
     init_threads(args.threads)?;
     let ckpt = checkpoint::load(&args.checkpoint)?;
-    let testset = args.data.load(Split::Test)?;
-    let pixels = ckpt.hyperparams.layers[0];
-    if testset.pixels() != pixels {
-        bail!(
-            "{} expects {pixels} inputs, the {} images have {}",
-            args.checkpoint.display(),
-            args.data.dataset,
-            testset.pixels()
-        );
-    }
+    let data = args
+        .data
+        .for_checkpoint(&args.checkpoint, &ckpt.dataset, args.other_dataset)?;
+    let testset = data.load(Split::Test)?;
+    ckpt.hyperparams
+        .check_data(&testset)
+        .with_context(|| format!("{} on {}", args.checkpoint.display(), data.name()))?;
     let result = match Accelerator::for_network(device, &ckpt.hyperparams, &ckpt.network)? {
         Some(mut gpu) => gpu.evaluate(&ckpt.hyperparams, &testset)?,
         None => train::evaluate(&ckpt.network, &ckpt.hyperparams, &testset),
     };
     println!(
-        "test error {:.2}% ({} images), mean free energy {:.4}",
+        "test error {:.2}% ({} {} test images), mean free energy {:.4}",
         result.error,
         testset.len(),
+        data.name(),
         result.mean_energy
     );
     Ok(())
@@ -623,8 +761,10 @@ fn train_epochs(
     let stop = AtomicBool::new(false);
     let mut epochs = Vec::new();
     while !trainer.finished() {
-        if let EpochEnd::Completed(s) = trainer.run_epoch(trainset, &stop, |_| {}) {
-            epochs.push(s);
+        match trainer.run_epoch(trainset, &stop, |_| {}) {
+            EpochEnd::Completed(s) => epochs.push(s),
+            EpochEnd::Interrupted => bail!("training stopped"),
+            EpochEnd::Diverged(d) => bail!(d),
         }
     }
     Ok((
@@ -753,15 +893,54 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// Fails unless `python` can import PyTorch and NumPy and the baseline script exists.
+fn check_torch(args: &BenchArgs) -> Result<()> {
+    checks::input_file(&args.torch_script, "the PyTorch baseline script")?;
+    let probe = std::process::Command::new(&args.python)
+        .args(["-c", "import torch, numpy"])
+        .output();
+    let problem = match probe {
+        Ok(out) if out.status.success() => return Ok(()),
+        Ok(out) => String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .last()
+            .unwrap_or("no output")
+            .to_string(),
+        Err(e) => e.to_string(),
+    };
+    bail!(
+        "the PyTorch comparison needs PyTorch and NumPy for {} ({problem}): install them with \
+         `pip install -r bench/requirements.txt`, or pass --no-torch to time eqprop alone",
+        args.python
+    )
+}
+
 fn bench(args: BenchArgs, device: Device) -> Result<()> {
     init_threads(Some(args.threads))?;
     let mut hp = Hyperparams::preset(&args.preset)?;
     args.overrides.apply(&mut hp);
     hp.epochs = args.epochs;
     hp.validate()?;
-    let data_dir = data::dataset_dir(args.data.data_dir.as_deref(), args.data.dataset);
+    if args.epochs == 0 || args.rounds == 0 {
+        bail!("--epochs and --rounds must be at least 1");
+    }
+    if !(args.settle >= 0.0 && args.settle.is_finite()) {
+        bail!(
+            "--settle must be a finite number of seconds >= 0, got {}",
+            args.settle
+        );
+    }
+    let torch = !(args.no_torch || args.gate_ab || device == Device::Cuda);
+    if torch {
+        check_torch(&args)?;
+    }
+    if let Some(report) = &args.report {
+        checks::writable_file(report)?;
+    }
+    let data_dir = data::dataset_dir(args.data.data_dir.as_deref(), args.data.name());
     let trainset = args.data.load(Split::Train)?;
     let testset = args.data.load(Split::Test)?;
+    hp.check_training_set(&trainset)?;
     if args.gate_ab {
         device.require_cpu("bench --gate-ab")?;
         return bench_gate(&args, &hp, &trainset, &testset);
@@ -778,7 +957,7 @@ fn bench(args: BenchArgs, device: Device) -> Result<()> {
         args.rounds,
         args.epochs,
         hp.layers,
-        args.data.dataset,
+        args.data.name(),
         trainset.len(),
         args.threads
     );
@@ -813,7 +992,7 @@ fn bench(args: BenchArgs, device: Device) -> Result<()> {
         ratios.push(ratio);
         ours.extend(seconds);
         our_error = error;
-        if !args.no_torch {
+        if torch {
             settle();
             let result = time_torch(&args, &hp, &data_dir, &[])?;
             let seconds: Vec<f64> =
@@ -953,6 +1132,7 @@ fn render_command(args: RenderArgs) -> Result<()> {
     use rand::SeedableRng;
 
     let mut env = eqprop::env::make(&args.env)?;
+    checks::writable_file(&args.out)?;
     let id = env.id();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
     let space = env.action_space();

@@ -1,5 +1,6 @@
 //! Hyperparameters, their validation, and the named presets.
 
+use crate::data::Dataset;
 use crate::learning_rule::{Generative, Nudging};
 use crate::modulator::Modulator;
 use crate::network::{ShapeError, validate_sizes};
@@ -51,6 +52,11 @@ pub struct Hyperparams {
     /// toward their own free values, which adds nothing to the update to first order in beta.
     #[serde(default)]
     pub heads: Option<Vec<Vec<usize>>>,
+    /// Train on the first `N` examples of the training set only (none: all of them). The
+    /// trainer trains on the data it is given; whoever loads the data applies the limit, and
+    /// the checkpoint keeps it so that a resumed run sees the same examples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_limit: Option<usize>,
 }
 
 /// A hyperparameter that cannot work, found before any training starts.
@@ -70,10 +76,25 @@ pub enum ConfigError {
     Gate(String),
     #[error("unknown preset '{0}' (known: {known})", known = PRESETS.join(", "))]
     UnknownPreset(String),
+    #[error("the network takes {inputs} inputs, the images have {pixels} pixels")]
+    InputSize { inputs: usize, pixels: usize },
+    #[error(
+        "the output layer has {outputs} units, too few for the data's labels up to {label} \
+         (at least {needed} are needed)",
+        needed = label + 1
+    )]
+    TooFewOutputs { outputs: usize, label: usize },
+    #[error("the training set has {examples} examples, fewer than one mini-batch of {batch_size}")]
+    TooFewExamples { examples: usize, batch_size: usize },
 }
 
 /// `Ok` when `ok`, else the [`ConfigError::OutOfRange`] naming the setting, its rule and value.
-fn range(name: &'static str, ok: bool, rule: &'static str, value: f64) -> Result<(), ConfigError> {
+pub(crate) fn range(
+    name: &'static str,
+    ok: bool,
+    rule: &'static str,
+    value: f64,
+) -> Result<(), ConfigError> {
     if ok {
         Ok(())
     } else {
@@ -132,6 +153,7 @@ impl Hyperparams {
             generative: None,
             modulator: None,
             heads: None,
+            train_limit: None,
         };
         match name {
             "paper" => Ok(paper),
@@ -215,6 +237,14 @@ impl Hyperparams {
                 "at least 1",
                 g.t_nudge as f64,
             )?;
+            let k = g.input_stiffness;
+            let stiff_ok = k > 0.0 && k.is_finite();
+            range(
+                "generative stiffness",
+                stiff_ok,
+                "positive and finite",
+                k as f64,
+            )?;
             let scale_ok = g.lr_scale >= 0.0 && g.lr_scale.is_finite();
             range(
                 "generative lr_scale",
@@ -237,6 +267,43 @@ impl Hyperparams {
             )?;
         }
         Ok(())
+    }
+
+    /// Checks that the network fits the data: one input per pixel and an output unit for every
+    /// label (examples that carry their own target row need one unit per entry of it).
+    pub fn check_data(&self, data: &Dataset) -> Result<(), ConfigError> {
+        let (inputs, outputs) = (
+            self.layers[0],
+            *self.layers.last().expect("validated sizes"),
+        );
+        if inputs != data.pixels() {
+            return Err(ConfigError::InputSize {
+                inputs,
+                pixels: data.pixels(),
+            });
+        }
+        let label = data.labels.iter().max().map_or(0, |&l| l as usize);
+        let target = data.targets.iter().flatten().map(Vec::len).max();
+        let needed = label.max(target.map_or(0, |t| t.saturating_sub(1)));
+        if needed >= outputs {
+            return Err(ConfigError::TooFewOutputs {
+                outputs,
+                label: needed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that the network fits a training set ([`check_data`](Self::check_data)) and
+    /// that the set holds at least one mini-batch.
+    pub fn check_training_set(&self, data: &Dataset) -> Result<(), ConfigError> {
+        if data.len() < self.batch_size {
+            return Err(ConfigError::TooFewExamples {
+                examples: data.len(),
+                batch_size: self.batch_size,
+            });
+        }
+        self.check_data(data)
     }
 
     /// Learning rates of `epoch` (0-based) under the schedule.

@@ -222,6 +222,60 @@ pub enum Event<'a> {
     },
 }
 
+impl ContinualOptions {
+    /// Checks the options against each other and against the network of `hp`, before any
+    /// data is touched.
+    pub fn validate(&self, hp: &Hyperparams) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=self.tasks.len()).contains(&self.stages),
+            "the number of tasks to learn must be in 1..={}, got {}",
+            self.tasks.len(),
+            self.stages
+        );
+        anyhow::ensure!(
+            self.epochs_per_task >= 1,
+            "the epochs per task must be at least 1"
+        );
+        anyhow::ensure!(
+            self.replay_per_class >= 1 || matches!(self.replay, Replay::None | Replay::Joint),
+            "{:?} replay needs at least 1 replayed example per class",
+            self.replay
+        );
+        let outputs = *hp.layers.last().expect("validated layers");
+        let needed = match self.scenario {
+            Scenario::Domain => 2,
+            _ => self
+                .tasks
+                .iter()
+                .flatten()
+                .map(|&c| c as usize + 1)
+                .max()
+                .unwrap_or(0),
+        };
+        anyhow::ensure!(
+            outputs >= needed,
+            "the {:?} scenario needs {needed} output units, the network has {outputs}",
+            self.scenario
+        );
+        anyhow::ensure!(
+            self.prior_components == 0 || self.keep_dreams,
+            "dreams from the latent prior are kept dreams: each task's classes are dreamt right after it is learned, while its codes are fresh"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.pixel_noise),
+            "the share of noisy pixels must be in [0, 1], got {}",
+            self.pixel_noise
+        );
+        anyhow::ensure!(
+            self.dimming > 0.0 && self.dimming <= 1.0,
+            "the dimming factor must be in (0, 1], got {}",
+            self.dimming
+        );
+        self.dream.validate()?;
+        Ok(())
+    }
+}
+
 /// Runs the tasks one after another (or all at once for `joint`) from a fresh network of `hp`
 /// and measures every task's test accuracy after every stage.
 ///
@@ -233,36 +287,14 @@ pub fn run(
     options: &ContinualOptions,
     mut on_event: impl FnMut(Event) + Send,
 ) -> anyhow::Result<AccuracyMatrix> {
+    options.validate(hp)?;
+    anyhow::ensure!(
+        hp.layers[0] == train.pixels() && train.pixels() == test.pixels(),
+        "the network takes {} inputs, the images have {} pixels",
+        hp.layers[0],
+        train.pixels()
+    );
     let outputs = *hp.layers.last().expect("validated layers");
-    let needed = match options.scenario {
-        Scenario::Domain => 2,
-        _ => options
-            .tasks
-            .iter()
-            .flatten()
-            .map(|&c| c as usize + 1)
-            .max()
-            .unwrap_or(0),
-    };
-    anyhow::ensure!(
-        outputs >= needed,
-        "the {:?} scenario needs {needed} output units, the network has {outputs}",
-        options.scenario
-    );
-    anyhow::ensure!(
-        options.prior_components == 0 || options.keep_dreams,
-        "dreams from the latent prior are kept dreams: each task's classes are dreamt right after it is learned, while its codes are fresh"
-    );
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&options.pixel_noise),
-        "the share of noisy pixels must be in [0, 1], got {}",
-        options.pixel_noise
-    );
-    anyhow::ensure!(
-        options.dimming > 0.0 && options.dimming <= 1.0,
-        "the dimming factor must be in (0, 1], got {}",
-        options.dimming
-    );
     let stages: Vec<Vec<usize>> = match options.replay {
         Replay::Joint => vec![(0..options.tasks.len()).collect()],
         _ => (0..options.stages.min(options.tasks.len()))
@@ -403,7 +435,11 @@ fn train_stage(
                 done: p.batch * batch,
             })
         });
-        anyhow::ensure!(end != EpochEnd::Interrupted, "training stopped");
+        match end {
+            EpochEnd::Completed(_) => {}
+            EpochEnd::Interrupted => anyhow::bail!("training stopped"),
+            EpochEnd::Diverged(d) => anyhow::bail!(d),
+        }
     }
     Ok(())
 }

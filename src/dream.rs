@@ -11,6 +11,7 @@
 //! The temperature is annealed to zero, so every dream ends near a minimum of the energy
 //! landscape given its label (a different one for different noise).
 
+use crate::config::{ConfigError, range};
 use crate::dynamics::{Nudge, Phase, Relaxation, State};
 use crate::network::Network;
 use crate::tensor::Matrix;
@@ -76,6 +77,47 @@ impl Default for DreamOptions {
             input_stiffness: 1.0,
             silenced: 0.0,
         }
+    }
+}
+
+impl DreamOptions {
+    /// Checks every setting a user may give: at least one step, a step size in `(0, 1]`, a
+    /// finite non-negative temperature, a positive finite nudge, a silenced share in `[0, 1]`
+    /// and a positive finite stiffness.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        range(
+            "dream steps",
+            self.steps > 0,
+            "at least 1",
+            self.steps as f64,
+        )?;
+        let eps_ok = self.eps > 0.0 && self.eps <= 1.0;
+        range("dream eps", eps_ok, "in (0, 1]", self.eps as f64)?;
+        let t = self.temperature;
+        range(
+            "temperature",
+            t >= 0.0 && t.is_finite(),
+            "finite, >= 0",
+            t as f64,
+        )?;
+        if let LabelClamp::Nudge { beta } = self.clamp {
+            let ok = beta > 0.0 && beta.is_finite();
+            range("nudge", ok, "positive and finite", beta as f64)?;
+        }
+        let share = self.silenced;
+        range(
+            "silence",
+            (0.0..=1.0).contains(&share),
+            "in [0, 1]",
+            share as f64,
+        )?;
+        let k = self.input_stiffness;
+        range(
+            "input stiffness",
+            k > 0.0 && k.is_finite(),
+            "positive and finite",
+            k as f64,
+        )
     }
 }
 

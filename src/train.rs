@@ -78,6 +78,60 @@ pub enum EpochEnd {
     Completed(EpochSummary),
     /// Stopped by request after a mini-batch; the progress says where.
     Interrupted,
+    /// Stopped because the numbers left the range a relaxing network can hold; the network is
+    /// no longer worth saving.
+    Diverged(Divergence),
+}
+
+/// Where and how training diverged.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("training diverged in epoch {epoch}, mini-batch {batch}: {what}")]
+pub struct Divergence {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// 1-based mini-batch of the epoch (the last one when only the epoch's end found it).
+    pub batch: usize,
+    /// What left its range.
+    pub what: String,
+}
+
+/// Largest free energy per unit, in absolute value, of a healthy network.
+///
+/// States live in `[0, 1]`, so `|E|` per example is bounded by the units' self terms and the
+/// couplings' and biases' magnitudes. Healthy runs of every preset stay below 0.1 per unit
+/// (measured: `best` on MNIST about -14 for 1,294 units, `best-fashion` -19, `paper-2h` -115
+/// for 1,794, `paper-3h` -170 for 2,294); `--lr 100,100` reaches -5,358 (4.1 per unit) by its
+/// second mini-batch, where every unit sits at a bound whatever the input.
+pub const RUNAWAY_ENERGY_PER_UNIT: f64 = 1.0;
+
+/// Why a mean free energy (of a mini-batch or an epoch) or the biases show a diverged network
+/// of `units` units, if they do.
+fn divergence_of(mean: f64, biases: &[Vec<f32>], units: usize) -> Option<String> {
+    if !mean.is_finite() {
+        return Some(format!("the mean free energy is {mean}"));
+    }
+    let limit = RUNAWAY_ENERGY_PER_UNIT * units as f64;
+    if mean.abs() > limit {
+        return Some(format!(
+            "the mean free energy {mean:.1} is beyond +-{limit:.0} (runaway couplings: lower the learning rates)"
+        ));
+    }
+    non_finite(
+        biases
+            .iter()
+            .enumerate()
+            .map(|(k, b)| (format!("b{k}"), &b[..])),
+    )
+}
+
+/// The first named parameter with a non-finite value, described.
+fn non_finite<'a>(params: impl Iterator<Item = (String, &'a [f32])>) -> Option<String> {
+    params
+        .filter_map(|(name, values)| {
+            let at = values.iter().position(|v| !v.is_finite())?;
+            Some(format!("{name}[{at}] is {}", values[at]))
+        })
+        .next()
 }
 
 /// Test-set figures of a network.
@@ -112,6 +166,8 @@ pub struct Trainer {
     stats: Vec<ChunkStats>,
     /// Last free fixed point of every training example, per layer (persistent particles).
     persistent: Option<Vec<Matrix>>,
+    /// Set by the mini-batch whose numbers showed divergence.
+    divergence: Option<Divergence>,
 }
 
 impl Trainer {
@@ -160,6 +216,7 @@ impl Trainer {
             generative,
             stats,
             persistent,
+            divergence: None,
         }
     }
 
@@ -254,8 +311,18 @@ impl Trainer {
 
     /// Closes the epoch when every mini-batch ran (`completed`), else reports the interruption.
     pub(crate) fn end_epoch(&mut self, completed: bool) -> EpochEnd {
+        if let Some(d) = self.divergence.take() {
+            return EpochEnd::Diverged(d);
+        }
         if !completed {
             return EpochEnd::Interrupted;
+        }
+        if let Some(what) = self.epoch_divergence() {
+            return EpochEnd::Diverged(Divergence {
+                epoch: self.progress.epoch + 1,
+                batch: self.progress.batch,
+                what,
+            });
         }
         let p = std::mem::take(&mut self.progress);
         self.progress.epoch = p.epoch + 1;
@@ -269,6 +336,17 @@ impl Trainer {
             samples_per_second: p.seen as f64 / p.seconds.max(1e-9),
             learned_share: p.learned as f64 / seen,
         })
+    }
+
+    /// Why the epoch's energies or the network show divergence, if they do: the whole-epoch
+    /// check that every device makes (the CPU also checks each mini-batch).
+    fn epoch_divergence(&self) -> Option<String> {
+        let p = &self.progress;
+        let units: usize = self.hp.layers.iter().sum();
+        let mean = p.energy_sum / p.seen.max(1) as f64;
+        let weights = self.net.weights().iter().enumerate();
+        divergence_of(mean, self.net.biases(), units)
+            .or_else(|| non_finite(weights.map(|(k, w)| (format!("W{}", k + 1), w.as_slice()))))
     }
 
     /// The parts another backend trains: the network, the progress and the persistent states.
@@ -327,16 +405,17 @@ impl Trainer {
         let progress = Shared(&mut self.progress as *mut Progress);
         let on_batch = std::sync::Mutex::new(on_batch);
         let halt = AtomicBool::new(false);
+        let halt_next = AtomicBool::new(false);
+        let divergence = std::sync::Mutex::new(None);
+        let units: usize = hp.layers.iter().sum();
         let started = Instant::now();
         run_workers(workers, |t, barrier| {
             loop {
                 if t == 0 {
                     // SAFETY: between barriers only worker 0 touches the progress.
                     let b = unsafe { (*progress.ptr()).batch };
-                    halt.store(
-                        b >= batches || stop.load(Ordering::SeqCst),
-                        Ordering::SeqCst,
-                    );
+                    let halted = halt_next.load(Ordering::SeqCst) || stop.load(Ordering::SeqCst);
+                    halt.store(b >= batches || halted, Ordering::SeqCst);
                 }
                 if barrier.wait().is_err() || halt.load(Ordering::SeqCst) {
                     break;
@@ -439,16 +518,27 @@ impl Trainer {
                     progress.learned += stats.iter().map(|s| s.learners.len() as u64).sum::<u64>();
                     progress.correct += stats.iter().map(|s| s.correct as u64).sum::<u64>();
                     progress.seen += indices.len() as u64;
-                    progress.energy_sum += stats
+                    let energy: f64 = stats
                         .iter()
                         .flat_map(|s| &s.energy)
                         .map(|&e| e as f64)
-                        .sum::<f64>();
+                        .sum();
+                    progress.energy_sum += energy;
+                    let mean = energy / indices.len() as f64;
+                    if let Some(what) = divergence_of(mean, biases, units) {
+                        *divergence.lock().expect("divergence slot") = Some(Divergence {
+                            epoch: progress.epoch + 1,
+                            batch: progress.batch,
+                            what,
+                        });
+                        halt_next.store(true, Ordering::SeqCst);
+                    }
                     (on_batch.lock().expect("progress callback"))(progress);
                 }
             }
         });
         self.progress.seconds += started.elapsed().as_secs_f64();
+        self.divergence = divergence.into_inner().expect("divergence slot");
         self.progress.batch >= batches
     }
 

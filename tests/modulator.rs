@@ -41,7 +41,7 @@ fn run(trainer: &mut Trainer, data: &Dataset) -> Vec<EpochSummary> {
     while !trainer.finished() {
         match trainer.run_epoch(data, &stop, |_| {}) {
             EpochEnd::Completed(s) => out.push(s),
-            EpochEnd::Interrupted => panic!("not interrupted"),
+            other => panic!("epoch ended {other:?}"),
         }
     }
     out

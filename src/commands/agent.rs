@@ -185,6 +185,9 @@ pub fn agent(args: AgentArgs) -> Result<()> {
         ModelKind::True | ModelKind::Random => 0,
     };
     let eval_episodes = args.eval_episodes.unwrap_or(if cartpole { 20 } else { 10 });
+    if eval_episodes == 0 || args.episodes == 0 {
+        bail!("--episodes and --eval-episodes must be at least 1");
+    }
     let planner = PlannerConfig {
         horizon: args.horizon.unwrap_or(if cartpole { 20 } else { 30 }),
         samples: args.samples.unwrap_or(32),
@@ -226,7 +229,7 @@ pub fn agent(args: AgentArgs) -> Result<()> {
             args.env.to_ascii_lowercase()
         ))
     });
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    super::checks::writable_dir(&out)?;
     println!(
         "{}: model {model_name}, planner {:?} horizon {} samples {}{}",
         env.id(),

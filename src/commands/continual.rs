@@ -194,12 +194,10 @@ pub fn continual(args: ContinualArgs) -> Result<()> {
     init_threads(args.threads)?;
     let (dataset, protocol, scenario, replay) = args.names();
     let data = DataArgs {
-        dataset,
+        dataset: Some(dataset),
         data_dir: args.data_dir.clone(),
         mirror: args.mirror.clone(),
     };
-    let train = data.load(Split::Train)?;
-    let test = data.load(Split::Test)?;
     let hp = args.hyperparams(dataset)?;
     let options = ContinualOptions {
         scenario: args.scenario.into(),
@@ -213,7 +211,7 @@ pub fn continual(args: ContinualArgs) -> Result<()> {
         stages: args.tasks,
         epochs_per_task: args.epochs_per_task,
         replay_per_class: args.replay_per_class,
-        dream: args.dream.options(&hp, 0),
+        dream: args.dream.options(&hp, 0)?,
         soft_targets: !args.hard_targets,
         distill_new: args.distill_new,
         keep_dreams: !args.redream,
@@ -221,10 +219,13 @@ pub fn continual(args: ContinualArgs) -> Result<()> {
         pixel_noise: args.pixel_noise(),
         dimming: args.dimming,
     };
+    options.validate(&hp)?;
     let dir = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs/continual").join(format!("{protocol}-{scenario}-{replay}"))
     });
-    std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+    super::checks::writable_dir(&dir)?;
+    let train = data.load(Split::Train)?;
+    let test = data.load(Split::Test)?;
     eprintln!(
         "{protocol}, {scenario}-incremental, replay {replay}: {:?}, {} epochs per task, {}",
         hp.layers,

@@ -3,9 +3,11 @@
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use eqprop::checkpoint;
+use eqprop::data::{Dataset, Split};
 use eqprop::dream::{
     DreamOptions, DreamStart, Dreams, LabelClamp, dream, dream_grid, repeat_labels,
 };
+use eqprop::judge::{Judge, score_dreams};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -51,8 +53,11 @@ pub struct JudgeArgs {
 
 /// Trains the backprop judge on the real training images and saves it.
 pub fn judge(args: JudgeArgs) -> Result<()> {
-    use eqprop::data::Split;
-    use eqprop::judge::{Judge, JudgeOptions};
+    use eqprop::judge::JudgeOptions;
+    if args.epochs == 0 {
+        bail!("--epochs must be at least 1");
+    }
+    super::checks::writable_file(&args.out)?;
     let train = args.data.load(Split::Train)?;
     let test = args.data.load(Split::Test)?;
     let options = JudgeOptions {
@@ -72,7 +77,7 @@ pub fn judge(args: JudgeArgs) -> Result<()> {
         judge.pixels(),
         options.hidden,
         args.epochs,
-        args.data.dataset,
+        args.data.name(),
         train.len(),
         judge.accuracy(&test),
         args.out.display()
@@ -113,9 +118,13 @@ pub enum StartKind {
 }
 
 impl DreamDynamics {
-    /// Options for a network trained with `hp`.
-    pub fn options(&self, hp: &eqprop::config::Hyperparams, record_every: usize) -> DreamOptions {
-        DreamOptions {
+    /// Options for a network trained with `hp`, checked.
+    pub fn options(
+        &self,
+        hp: &eqprop::config::Hyperparams,
+        record_every: usize,
+    ) -> Result<DreamOptions> {
+        let options = DreamOptions {
             steps: self.dream_steps,
             eps: self.dream_eps.unwrap_or(hp.eps),
             temperature: self.temperature,
@@ -132,7 +141,9 @@ impl DreamDynamics {
             record_every,
             input_stiffness: hp.generative.map_or(1.0, |g| g.input_stiffness),
             silenced: self.silence,
-        }
+        };
+        options.validate()?;
+        Ok(options)
     }
 }
 
@@ -180,8 +191,23 @@ pub fn run(args: DreamArgs) -> Result<()> {
     } else {
         0
     };
+    let options = args.dynamics.options(hp, record)?;
+    super::checks::writable_file(&args.out)?;
+    if let Some(gif) = &args.gif {
+        super::checks::writable_file(gif)?;
+    }
+    // The judge and the real images it compares with are read before any dreaming.
+    let judged = match &args.judge {
+        Some(path) => {
+            let data = args
+                .data
+                .for_checkpoint(&args.checkpoint, &ckpt.dataset, false)?;
+            Some((load_judge(path, hp.layers[0])?, data.load(Split::Train)?))
+        }
+        None => None,
+    };
     let labels = repeat_labels(&labels, args.samples);
-    let dreams = dream(&ckpt.network, &labels, &args.dynamics.options(hp, record));
+    let dreams = dream(&ckpt.network, &labels, &options);
     eqprop::picture::write_png(&dream_grid(&labels, &dreams.images, side), &args.out)?;
     println!(
         "dreamed {} images ({} per label) in {} steps; wrote {}",
@@ -194,26 +220,28 @@ pub fn run(args: DreamArgs) -> Result<()> {
         write_animation(&dreams, side, gif)?;
         println!("wrote {} frames to {}", dreams.frames.len(), gif.display());
     }
-    if let Some(path) = &args.judge {
-        report(path, &dreams, &args.data)?;
+    if let Some((judge, real)) = &judged {
+        report(judge, &dreams, real);
     }
     Ok(())
 }
 
-/// Prints what the judge says of the dreams, label by label.
-fn report(path: &std::path::Path, dreams: &Dreams, data: &super::DataArgs) -> Result<()> {
-    use eqprop::judge::{Judge, score_dreams};
+/// The judge in `path`, which must read images of `pixels` pixels.
+fn load_judge(path: &std::path::Path, pixels: usize) -> Result<Judge> {
     let judge = Judge::load(path)?;
-    if judge.pixels() != dreams.images.cols() {
+    if judge.pixels() != pixels {
         bail!(
-            "{} reads {} pixels, the dreams have {}",
+            "{} reads {} pixels, the dreams have {pixels}",
             path.display(),
             judge.pixels(),
-            dreams.images.cols()
         );
     }
-    let real = data.load(eqprop::data::Split::Train)?;
-    let r = score_dreams(&judge, dreams.images.as_slice(), &dreams.labels, &real, 200);
+    Ok(judge)
+}
+
+/// Prints what the judge says of the dreams, label by label.
+fn report(judge: &Judge, dreams: &Dreams, real: &Dataset) {
+    let r = score_dreams(judge, dreams.images.as_slice(), &dreams.labels, real, 200);
     println!("| label | recognised by the judge | diversity (dreams / real) |");
     println!("|---|---|---|");
     for (label, (share, div)) in r.recognised.iter().zip(&r.diversity).enumerate() {
@@ -222,7 +250,6 @@ fn report(path: &std::path::Path, dreams: &Dreams, data: &super::DataArgs) -> Re
         }
     }
     println!("| all | {:.1}% | {:.2} |", r.overall, r.mean_diversity);
-    Ok(())
 }
 
 fn write_animation(dreams: &Dreams, side: usize, path: &std::path::Path) -> Result<()> {
@@ -244,7 +271,7 @@ pub fn write_epoch_grid(
     let side = image_side(hp.layers[0])?;
     let classes = *hp.layers.last().expect("validated");
     let labels = repeat_labels(&(0..classes.min(10)).collect::<Vec<_>>(), 8);
-    let dreams = dream(net, &labels, &dynamics.options(hp, 0));
+    let dreams = dream(net, &labels, &dynamics.options(hp, 0)?);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).with_context(|| parent.display().to_string())?;
     }
