@@ -153,7 +153,7 @@ struct TrainArgs {
 #[derive(Args, Debug)]
 struct Overrides {
     /// Units per layer, input first, e.g. 784,500,10.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, action = clap::ArgAction::Set, value_delimiter = ',')]
     layers: Option<Vec<usize>>,
     #[arg(long)]
     epochs: Option<usize>,
@@ -172,7 +172,7 @@ struct Overrides {
     #[arg(long, value_enum)]
     nudging: Option<Nudging>,
     /// One learning rate per weight layer, e.g. 0.1,0.05.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, action = clap::ArgAction::Set, value_delimiter = ',')]
     lr: Option<Vec<f32>>,
     /// Cosine-decay the learning rates to this fraction over the run (omit for the preset's).
     #[arg(long)]

@@ -54,7 +54,7 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Pendulum's torque candidates, e.g. -2,-1,0,1,2.
-    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    #[arg(long, action = clap::ArgAction::Set, value_delimiter = ',', allow_hyphen_values = true)]
     pub torques: Option<Vec<f32>>,
     /// Probability of a random action while learning.
     #[arg(long, default_value_t = 0.0)]
@@ -74,10 +74,10 @@ pub struct AgentArgs {
 #[derive(Args, Debug)]
 pub struct WorldArgs {
     /// Hidden layer sizes, e.g. 64 or 64,32.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, action = clap::ArgAction::Set, value_delimiter = ',')]
     pub hidden: Option<Vec<usize>>,
     /// One learning rate per coupling layer.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, action = clap::ArgAction::Set, value_delimiter = ',')]
     pub lr: Option<Vec<f32>>,
     #[arg(long)]
     pub beta: Option<f32>,
