@@ -14,7 +14,7 @@ use crate::learning_rule::{
 };
 use crate::modulator::{Modulator, surprise};
 use crate::network::Network;
-use crate::parallel::{Shared, run_workers};
+use crate::parallel::{Pace, Shared, run_workers};
 use crate::tensor::Matrix;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -23,6 +23,10 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+/// Mini-batches run by one set of workers before [`Pace`] chooses the count again: long
+/// enough that starting threads costs nothing, short enough to follow a change of load.
+const STRETCH: std::time::Duration = std::time::Duration::from_millis(40);
 
 /// Samples per parallel chunk of a mini-batch. Chunking depends on the batch size only, never
 /// on the thread count, so results do not depend on the machine.
@@ -168,6 +172,8 @@ pub struct Trainer {
     persistent: Option<Vec<Matrix>>,
     /// Set by the mini-batch whose numbers showed divergence.
     divergence: Option<Divergence>,
+    /// How many workers train (kept from epoch to epoch).
+    pace: Option<Pace>,
 }
 
 impl Trainer {
@@ -217,6 +223,7 @@ impl Trainer {
             stats,
             persistent,
             divergence: None,
+            pace: None,
         }
     }
 
@@ -375,7 +382,7 @@ impl Trainer {
         let hp = self.hp.clone();
         let batches = data.len() / hp.batch_size;
         let chunks = self.particles.len();
-        let workers = rayon::current_num_threads().clamp(1, chunks);
+        let max_workers = rayon::current_num_threads().clamp(1, chunks);
         let starts = chunk_starts(&self.particles);
         let biases = Shared(self.net.biases_mut().as_mut_ptr());
         // Every coupling's buffer, taken once here: workers write disjoint row blocks of them.
@@ -409,134 +416,156 @@ impl Trainer {
         let divergence = std::sync::Mutex::new(None);
         let units: usize = hp.layers.iter().sum();
         let started = Instant::now();
-        run_workers(workers, |t, barrier| {
-            loop {
-                if t == 0 {
-                    // SAFETY: between barriers only worker 0 touches the progress.
-                    let b = unsafe { (*progress.ptr()).batch };
-                    let halted = halt_next.load(Ordering::SeqCst) || stop.load(Ordering::SeqCst);
-                    halt.store(b >= batches || halted, Ordering::SeqCst);
-                }
-                if barrier.wait().is_err() || halt.load(Ordering::SeqCst) {
-                    break;
-                }
-                // SAFETY (phase 1): the network and persistent states are only read; chunk c
-                // (particles and stats) belongs to worker c % workers alone.
-                let (b, threshold) =
-                    unsafe { ((*progress.ptr()).batch, (*progress.ptr()).threshold) };
-                let indices = &order[b * hp.batch_size..(b + 1) * hp.batch_size];
-                for c in (t..chunks).step_by(workers) {
-                    let (p, stat) =
-                        unsafe { (&mut *particles.ptr().add(c), &mut *stats.ptr().add(c)) };
-                    let saved = unsafe { (*persistent.ptr()).as_deref() };
-                    let net = unsafe { &*net.ptr() };
-                    relax_chunk(
-                        net,
-                        &hp,
-                        p,
-                        stat,
-                        data,
-                        &indices[starts[c]..starts[c] + p.batch()],
-                        saved,
-                        betas[b],
-                        threshold,
-                    );
-                    if let Some(g) = &dreaming {
-                        // SAFETY: generative chunk c belongs to this worker like chunk c.
-                        let gp = unsafe { &mut *generative.ptr().add(c) };
-                        gp.phases(net, &p.free, &p.target, g, hp.eps);
+        let pace = self.pace.take().filter(|p| p.max() == max_workers);
+        let mut pace = pace.unwrap_or_else(|| Pace::new(max_workers));
+        loop {
+            let workers = pace.workers();
+            let stretch = Instant::now();
+            // SAFETY: no worker runs between stretches.
+            let first = unsafe { (*progress.ptr()).batch };
+            halt.store(false, Ordering::SeqCst);
+            let ((), waits) = run_workers(workers, |t, barrier| {
+                loop {
+                    if t == 0 {
+                        // SAFETY: between barriers only worker 0 touches the progress.
+                        let b = unsafe { (*progress.ptr()).batch };
+                        let halted =
+                            halt_next.load(Ordering::SeqCst) || stop.load(Ordering::SeqCst);
+                        let stretch_over = b > first && stretch.elapsed() > STRETCH;
+                        halt.store(b >= batches || halted || stretch_over, Ordering::SeqCst);
                     }
-                }
-                if barrier.wait().is_err() {
-                    break;
-                }
-                // SAFETY (phase 2): every chunk is only read; the rows of every coupling are
-                // split in disjoint blocks; biases, persistent states and progress belong to
-                // worker 0.
-                let all = unsafe { std::slice::from_raw_parts(particles.ptr(), chunks) };
-                let mut scale = update_scales(lrs, all, hp.nudging, betas[b]);
-                if let Some(m) = gate {
-                    scale.iter_mut().for_each(|c| *c *= m.gain);
-                }
-                // SAFETY: the row blocks of the workers are disjoint.
-                let (block, first) = unsafe { row_block(&couplings[0], t, workers) };
-                update_first_layer_rows(block, first, scale[0], all, hp.nudging, betas[b]);
-                for k in 2..hp.layers.len() {
-                    // SAFETY: as above.
-                    let (block, first) = unsafe { row_block(&couplings[k - 1], t, workers) };
-                    update_dense_layer_rows(
-                        block,
-                        first,
-                        k,
-                        scale[k - 1],
-                        all,
-                        hp.nudging,
-                        betas[b],
-                    );
-                }
-                let dreams = dreaming.map(|g| {
-                    // SAFETY: in phase 2 every generative chunk is only read.
-                    let gens = unsafe { std::slice::from_raw_parts(generative.ptr(), chunks) };
-                    (gens, generative_scales(lrs, gens, &g))
-                });
-                if let Some((gens, gen_scale)) = &dreams {
-                    for k in 1..generative_layers(&hp).0 {
+                    if barrier.wait().is_err() || halt.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    // SAFETY (phase 1): the network and persistent states are only read; chunk c
+                    // (particles and stats) belongs to worker c % workers alone.
+                    let (b, threshold) =
+                        unsafe { ((*progress.ptr()).batch, (*progress.ptr()).threshold) };
+                    let indices = &order[b * hp.batch_size..(b + 1) * hp.batch_size];
+                    for c in (t..chunks).step_by(workers) {
+                        let (p, stat) =
+                            unsafe { (&mut *particles.ptr().add(c), &mut *stats.ptr().add(c)) };
+                        let saved = unsafe { (*persistent.ptr()).as_deref() };
+                        let net = unsafe { &*net.ptr() };
+                        relax_chunk(
+                            net,
+                            &hp,
+                            p,
+                            stat,
+                            data,
+                            &indices[starts[c]..starts[c] + p.batch()],
+                            saved,
+                            betas[b],
+                            threshold,
+                        );
+                        if let Some(g) = &dreaming {
+                            // SAFETY: generative chunk c belongs to this worker like chunk c.
+                            let gp = unsafe { &mut *generative.ptr().add(c) };
+                            gp.phases(net, &p.free, &p.target, g, hp.eps);
+                        }
+                    }
+                    if barrier.wait().is_err() {
+                        break;
+                    }
+                    // SAFETY (phase 2): every chunk is only read; the rows of every coupling are
+                    // split in disjoint blocks; biases, persistent states and progress belong to
+                    // worker 0.
+                    let all = unsafe { std::slice::from_raw_parts(particles.ptr(), chunks) };
+                    let mut scale = update_scales(lrs, all, hp.nudging, betas[b]);
+                    if let Some(m) = gate {
+                        scale.iter_mut().for_each(|c| *c *= m.gain);
+                    }
+                    // SAFETY: the row blocks of the workers are disjoint.
+                    let (block, first) = unsafe { row_block(&couplings[0], t, workers) };
+                    update_first_layer_rows(block, first, scale[0], all, hp.nudging, betas[b]);
+                    for k in 2..hp.layers.len() {
                         // SAFETY: as above.
                         let (block, first) = unsafe { row_block(&couplings[k - 1], t, workers) };
-                        update_generative_rows(block, first, k, gen_scale[k - 1], gens);
+                        update_dense_layer_rows(
+                            block,
+                            first,
+                            k,
+                            scale[k - 1],
+                            all,
+                            hp.nudging,
+                            betas[b],
+                        );
                     }
-                }
-                if let Some(next) = order.get((b + 1) * hp.batch_size..(b + 2) * hp.batch_size) {
-                    // This worker's chunks of the next mini-batch start with their images.
-                    for c in (t..chunks).step_by(workers) {
-                        let size = all[c].batch();
-                        for &i in &next[starts[c]..starts[c] + size] {
-                            prefetch(data.image(i));
-                        }
-                    }
-                }
-                if t == 0 {
-                    let biases =
-                        unsafe { std::slice::from_raw_parts_mut(biases.ptr(), hp.layers.len()) };
-                    update_biases(biases, &scale, all, hp.nudging, betas[b]);
+                    let dreams = dreaming.map(|g| {
+                        // SAFETY: in phase 2 every generative chunk is only read.
+                        let gens = unsafe { std::slice::from_raw_parts(generative.ptr(), chunks) };
+                        (gens, generative_scales(lrs, gens, &g))
+                    });
                     if let Some((gens, gen_scale)) = &dreams {
-                        let (_, with_bias) = generative_layers(&hp);
-                        update_generative_biases(&mut biases[..with_bias], gen_scale, gens);
-                    }
-                    let stats = unsafe { std::slice::from_raw_parts(stats.ptr(), chunks) };
-                    let progress = unsafe { &mut *progress.ptr() };
-                    if let Some(saved) = unsafe { (*persistent.ptr()).as_mut() } {
-                        for (p, &at) in all.iter().zip(&starts) {
-                            copy_rows_back(&p.free.layers, &indices[at..at + p.batch()], saved);
+                        for k in 1..generative_layers(&hp).0 {
+                            // SAFETY: as above.
+                            let (block, first) =
+                                unsafe { row_block(&couplings[k - 1], t, workers) };
+                            update_generative_rows(block, first, k, gen_scale[k - 1], gens);
                         }
                     }
-                    if let (Some(m), Some(theta)) = (gate, progress.threshold) {
-                        let surprises = stats.iter().flat_map(|s| &s.surprise);
-                        progress.threshold = Some(m.adapt(theta, surprises));
+                    if let Some(next) = order.get((b + 1) * hp.batch_size..(b + 2) * hp.batch_size)
+                    {
+                        // This worker's chunks of the next mini-batch start with their images.
+                        for c in (t..chunks).step_by(workers) {
+                            let size = all[c].batch();
+                            for &i in &next[starts[c]..starts[c] + size] {
+                                prefetch(data.image(i));
+                            }
+                        }
                     }
-                    progress.batch += 1;
-                    progress.learned += stats.iter().map(|s| s.learners.len() as u64).sum::<u64>();
-                    progress.correct += stats.iter().map(|s| s.correct as u64).sum::<u64>();
-                    progress.seen += indices.len() as u64;
-                    let energy: f64 = stats
-                        .iter()
-                        .flat_map(|s| &s.energy)
-                        .map(|&e| e as f64)
-                        .sum();
-                    progress.energy_sum += energy;
-                    let mean = energy / indices.len() as f64;
-                    if let Some(what) = divergence_of(mean, biases, units) {
-                        *divergence.lock().expect("divergence slot") = Some(Divergence {
-                            epoch: progress.epoch + 1,
-                            batch: progress.batch,
-                            what,
-                        });
-                        halt_next.store(true, Ordering::SeqCst);
+                    if t == 0 {
+                        let biases = unsafe {
+                            std::slice::from_raw_parts_mut(biases.ptr(), hp.layers.len())
+                        };
+                        update_biases(biases, &scale, all, hp.nudging, betas[b]);
+                        if let Some((gens, gen_scale)) = &dreams {
+                            let (_, with_bias) = generative_layers(&hp);
+                            update_generative_biases(&mut biases[..with_bias], gen_scale, gens);
+                        }
+                        let stats = unsafe { std::slice::from_raw_parts(stats.ptr(), chunks) };
+                        let progress = unsafe { &mut *progress.ptr() };
+                        if let Some(saved) = unsafe { (*persistent.ptr()).as_mut() } {
+                            for (p, &at) in all.iter().zip(&starts) {
+                                copy_rows_back(&p.free.layers, &indices[at..at + p.batch()], saved);
+                            }
+                        }
+                        if let (Some(m), Some(theta)) = (gate, progress.threshold) {
+                            let surprises = stats.iter().flat_map(|s| &s.surprise);
+                            progress.threshold = Some(m.adapt(theta, surprises));
+                        }
+                        progress.batch += 1;
+                        progress.learned +=
+                            stats.iter().map(|s| s.learners.len() as u64).sum::<u64>();
+                        progress.correct += stats.iter().map(|s| s.correct as u64).sum::<u64>();
+                        progress.seen += indices.len() as u64;
+                        let energy: f64 = stats
+                            .iter()
+                            .flat_map(|s| &s.energy)
+                            .map(|&e| e as f64)
+                            .sum();
+                        progress.energy_sum += energy;
+                        let mean = energy / indices.len() as f64;
+                        if let Some(what) = divergence_of(mean, biases, units) {
+                            *divergence.lock().expect("divergence slot") = Some(Divergence {
+                                epoch: progress.epoch + 1,
+                                batch: progress.batch,
+                                what,
+                            });
+                            halt_next.store(true, Ordering::SeqCst);
+                        }
+                        (on_batch.lock().expect("progress callback"))(progress);
                     }
-                    (on_batch.lock().expect("progress callback"))(progress);
                 }
+            });
+            let done = unsafe { (*progress.ptr()).batch } - first;
+            pace.record(workers, done as f64, stretch.elapsed().as_secs_f64(), waits);
+            let b = unsafe { (*progress.ptr()).batch };
+            if b >= batches || halt_next.load(Ordering::SeqCst) || stop.load(Ordering::SeqCst) {
+                break;
             }
-        });
+        }
+        self.pace = Some(pace);
         self.progress.seconds += started.elapsed().as_secs_f64();
         self.divergence = divergence.into_inner().expect("divergence slot");
         self.progress.batch >= batches

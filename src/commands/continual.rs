@@ -110,6 +110,10 @@ pub struct ContinualArgs {
     /// Base URL to download missing files from.
     #[arg(long)]
     mirror: Option<String>,
+    /// Use only the first N training images (10000: the MNIST subset this project's figures
+    /// were measured on).
+    #[arg(long)]
+    train_limit: Option<usize>,
     /// Starting hyperparameters [default: best for split-mnist, best-fashion for
     /// split-fashion-mnist].
     #[arg(long)]
@@ -197,6 +201,7 @@ pub fn continual(args: ContinualArgs) -> Result<()> {
         dataset: Some(dataset),
         data_dir: args.data_dir.clone(),
         mirror: args.mirror.clone(),
+        train_limit: args.train_limit,
     };
     let hp = args.hyperparams(dataset)?;
     let options = ContinualOptions {
