@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Reruns the README's cheap figures (about 5 minutes on a 2-core machine) and prints each one
+next to the README's.
+
+    cargo build --release && python3 tools/readme_figures.py [--eqprop target/release/eqprop]
+
+Every MNIST command uses `--train-limit 10000`, the first 10,000 training images, which the
+README's MNIST figures were measured on (the official 60,000-image file and the 10,000-image
+subset give the same runs with it). The data come from EQPROP_DATA_DIR or the download cache, as
+for any eqprop command. Each figure's README text is looked up in README.md, so a figure that
+changed there without changing here is reported too. Exits 1 if any figure differs.
+
+Figures are deterministic for a given host, but the matrix products of the `gemm` crate (the
+continual-learning decoder, the judge) pick their kernels by the CPU's vector instructions, so
+hosts with and without AVX-512 can differ in those; the script prints which one it runs on.
+"""
+
+import argparse
+import json
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MNIST = ["--train-limit", "10000"]
+
+
+def runs(tmp):
+    """name -> (eqprop arguments, what to read: 'metrics' (the run's metrics.jsonl) or 'stdout')."""
+    out = lambda name: ["--out", str(tmp / name)]
+    train = lambda name, *a: (["train", *MNIST, *a, *out(name)], "metrics")
+    continual = lambda name, *a: (["continual", *a, *out(name)], "stdout")
+    return {
+        "best-1": train("best-1"),
+        "best-2": train("best-2", "--seed", "2"),
+        "best-3": train("best-3", "--seed", "3"),
+        "paper": train("paper", "--preset", "paper"),
+        "paper-2x": train("paper-2x", "--preset", "paper", "--lr", "0.2,0.1"),
+        "gate": train("gate", "--gate"),
+        "fashion": (["train", "--dataset", "fashion-mnist", *out("fashion")], "metrics"),
+        "class-dreams": continual("cd", *MNIST),
+        "class-none": continual("cn", *MNIST, "--replay", "none"),
+        "class-real": continual("cr", *MNIST, "--replay", "real"),
+        "class-joint": continual("cj", *MNIST, "--replay", "joint"),
+        "task-dreams": continual("td", *MNIST, "--scenario", "task"),
+        "domain-dreams": continual("dd", *MNIST, "--scenario", "domain"),
+        "fashion-class-dreams": continual("fcd", "--protocol", "split-fashion-mnist"),
+        "judge": (["judge", *MNIST, "--out", str(tmp / "judge.safetensors")], "stdout"),
+        "cartpole": (["agent", "--env", "cartpole-v1", "--seed", "0", "--no-gif", *out("ac")], "stdout"),
+        "pendulum": (["agent", "--env", "pendulum-v1", "--seed", "0", "--no-gif", *out("ap")], "stdout"),
+        "random-cartpole": (["env", "random", "--env", "cartpole-v1", "--episodes", "1000"], "stdout"),
+        "random-pendulum": (["env", "random", "--env", "pendulum-v1", "--episodes", "100"], "stdout"),
+        "replay-cartpole": (["env", "replay", "tests/fixtures/gym_cartpole.json"], "stdout"),
+        "replay-pendulum": (["env", "replay", "tests/fixtures/gym_pendulum.json"], "stdout"),
+    }
+
+
+def epoch(n, key, fmt="{:.2f}%"):
+    """The value `key` of epoch n (-1: the last) of a training run, formatted."""
+    return lambda m: fmt.format(m[n][key])
+
+
+def match(pattern, fmt="{}"):
+    """The first group of `pattern` in a command's output, formatted."""
+    return lambda text: fmt.format(re.search(pattern, text).group(1))
+
+
+AVERAGE = match(r"average accuracy ([0-9.]+)%", "{}%")
+
+# (what, README text that holds it, run, how to read it from the run)
+FIGURES = [
+    ("train: epoch 1 test error", "test error   7.52%", "best-1", epoch(0, "test_error", "test error   {:.2f}%")),
+    ("train: epoch 30 test error", "test error   3.93%", "best-1", epoch(-1, "test_error", "test error   {:.2f}%")),
+    ("train: epoch 30 free energy", "free energy -14.3056", "best-1", epoch(-1, "mean_free_energy", "free energy {:.4f}")),
+    ("best, seeds 1/2/3, final test error", "**3.93% / 3.99% / 3.94%**", ("best-1", "best-2", "best-3"),
+     lambda m1, m2, m3: "**" + " / ".join(f"{m[-1]['test_error']:.2f}%" for m in (m1, m2, m3)) + "**"),
+    ("best, seeds 1/2/3, best during the run", "3.86% / 3.90% / 3.86%", ("best-1", "best-2", "best-3"),
+     lambda *ms: " / ".join(f"{min(e['test_error'] for e in m):.2f}%" for m in ms)),
+    ("paper preset, final test error", "| 5.89% |", "paper", epoch(-1, "test_error", "| {:.2f}% |")),
+    ("paper with lr 0.2,0.1, final test error", "| 4.86% | 4.86% |", "paper-2x",
+     lambda m: f"| {m[-1]['test_error']:.2f}% | {min(e['test_error'] for e in m):.2f}% |"),
+    ("gate: final test error", "test error is **4.04%", "gate", epoch(-1, "test_error", "test error is **{:.2f}%")),
+    ("Fashion-MNIST, 20 epochs, test accuracy", "EqProp 89.06% test accuracy", "fashion",
+     lambda m: f"EqProp {100 - m[-1]['test_error']:.2f}% test accuracy"),
+    ("Split-MNIST class, dreams", "**91.74%**", "class-dreams", lambda t: f"**{AVERAGE(t)}**"),
+    ("Split-MNIST class, none", "| 20.70% |", "class-none", lambda t: f"| {AVERAGE(t)} |"),
+    ("Split-MNIST class, real", "95.64%", "class-real", AVERAGE),
+    ("Split-MNIST class, joint", "95.56% |", "class-joint", lambda t: f"{AVERAGE(t)} |"),
+    ("Split-MNIST task, dreams", "**98.60%**", "task-dreams", lambda t: f"**{AVERAGE(t)}**"),
+    ("Split-MNIST domain, dreams", "62.16% | 95.56%", "domain-dreams", lambda t: f"62.16% | {AVERAGE(t)}"),
+    ("Split-Fashion-MNIST class, dreams", "| 81.40% |", "fashion-class-dreams", lambda t: f"| {AVERAGE(t)} |"),
+    ("judge: MNIST test accuracy", "MNIST test accuracy 95.5%", "judge",
+     lambda t: f"MNIST test accuracy {float(re.search(r'test accuracy ([0-9.]+)%', t).group(1)):.1f}%"),
+    ("agent: CartPole mean length", "**500.0, ", "cartpole", match(r"mean length ([0-9.]+)", "**{}, ")),
+    ("agent: Pendulum mean return", "**-226.2, ", "pendulum",
+     lambda t: f"**{float(re.search(r'mean return (-?[0-9.]+)', t).group(1)):.1f}, "),
+    ("env random: CartPole mean length", "mean length 22.0", "random-cartpole",
+     lambda t: f"mean length {float(re.search(r'mean length ([0-9.]+)', t).group(1)):.1f}"),
+    ("env random: Pendulum mean return", "mean return -1181.3", "random-pendulum",
+     lambda t: f"mean return {float(re.search(r'mean return (-?[0-9.]+)', t).group(1)):.1f}"),
+    ("env replay: CartPole", "9671 values compared, 0 mismatching", "replay-cartpole",
+     match(r"(\d+ values compared, \d+ mismatching)")),
+    ("env replay: Pendulum", "11221 values compared, 0 mismatching", "replay-pendulum",
+     match(r"(\d+ values compared, \d+ mismatching)")),
+]
+
+
+def run(eqprop, args, read, tmp):
+    started = time.time()
+    proc = subprocess.run([eqprop, *args], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"eqprop {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
+    print(f"  ran eqprop {' '.join(args)} ({time.time() - started:.0f} s)", file=sys.stderr)
+    if read == "stdout":
+        return proc.stdout
+    out = pathlib.Path(args[args.index("--out") + 1])
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--eqprop", default=str(ROOT / "target/release/eqprop"))
+    args = parser.parse_args()
+    readme = (ROOT / "README.md").read_text()
+    flags = pathlib.Path("/proc/cpuinfo").read_text() if pathlib.Path("/proc/cpuinfo").exists() else ""
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "neither AVX2 nor AVX-512"
+    print(f"host: {isa}", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        table = runs(tmp)
+        results = {}
+        rows, bad = [], 0
+        for what, text, names, read in FIGURES:
+            names = names if isinstance(names, tuple) else (names,)
+            for name in names:
+                if name not in results:
+                    results[name] = run(args.eqprop, *table[name], tmp)
+            measured = read(*(results[n] for n in names))
+            in_readme = text in readme
+            ok = in_readme and measured == text
+            bad += not ok
+            note = "" if in_readme else " (not in README.md)"
+            rows.append(f"| {what} | `{text}`{note} | `{measured}` | {'yes' if ok else 'NO'} |")
+    print("| figure | README | measured | same |")
+    print("|---|---|---|---|")
+    print("\n".join(rows))
+    print(f"{len(FIGURES) - bad} of {len(FIGURES)} figures reproduce on this host ({isa})")
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()
