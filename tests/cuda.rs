@@ -280,7 +280,8 @@ fn update_matches_cpu_one_sided() {
 
 /// Two epochs of the paper's 784-500-10 on 2,000 real MNIST images (with persistent
 /// particles and symmetric nudging, the paths that differ most): the test errors of the two
-/// backends agree within a point.
+/// backends agree within a point. (On the committed sample, 1,000 training and 1,000 test
+/// images; the CPU run's test error measured there: 26.70%, on the full files 18.20%.)
 #[test]
 fn training_matches_cpu_on_mnist() {
     if gpu().is_none() {
@@ -318,7 +319,8 @@ fn training_matches_cpu_on_mnist() {
     eprintln!(
         "test error: cpu {cpu_error:.2}%, gpu {gpu_error:.2}% (on the host {host_error:.2}%)"
     );
-    assert!(cpu_error < 20.0, "the CPU run learned: {cpu_error}%");
+    let learned = common::by_data(30.0, 20.0);
+    assert!(cpu_error < learned, "the CPU run learned: {cpu_error}%");
     assert!((cpu_error - gpu_error).abs() <= 1.0);
     assert!(
         (gpu_error - host_error).abs() <= 0.2,

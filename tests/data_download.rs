@@ -1,67 +1,55 @@
-//! Tests of the downloader against a minimal local HTTP server on 127.0.0.1.
+//! Tests of the downloader against a minimal local HTTP server on 127.0.0.1 (nothing here
+//! reaches the network), serving the committed sample's files.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use eqprop::data::{
-    DataError, DatasetName, Split, dataset_dir, download_verified, ensure_files, load,
-    load_or_download, mirror_base, official_md5,
+    DataError, DatasetName, Split, dataset_dir, download_verified, ensure_files,
+    ensure_files_checked, load, load_or_download, mirror_base, official_md5,
 };
+use md5::{Digest, Md5};
 
-/// MD5 of the shared 10k-subset MNIST train images (see shared/data/README.md).
-const SUBSET_TRAIN_IMAGES_MD5: &str = "fc8c80e2facbc48dfb7430fc80f306f5";
+mod common;
+use common::TempDir;
 
-fn shared_root() -> PathBuf {
-    match std::env::var_os("EQPROP_DATA_DIR").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")),
-    }
+/// The committed sample's folder of `name`. The downloader tests serve the sample whatever
+/// `EQPROP_DATA_DIR` says: its files are never the official ones, which these tests rely on.
+fn sample_dir(name: DatasetName) -> PathBuf {
+    dataset_dir(Some(&common::sample_root()), name)
 }
 
-fn shared_mnist(file: &str) -> Vec<u8> {
-    std::fs::read(dataset_dir(Some(&shared_root()), DatasetName::Mnist).join(file)).unwrap()
+/// The bytes of `file` in the sample's folder of `name`.
+fn sample(name: DatasetName, file: &str) -> Vec<u8> {
+    std::fs::read(sample_dir(name).join(file)).unwrap()
 }
 
-/// A unique temporary folder, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            "eqprop-dl-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = std::env::temp_dir().join(name);
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-    /// The sorted file names in the folder (temp files included).
-    fn listing(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
+fn sample_mnist(file: &str) -> Vec<u8> {
+    sample(DatasetName::Mnist, file)
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The MD5 of `bytes` in lowercase hex, computed here.
+fn md5_hex(bytes: &[u8]) -> String {
+    Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The sorted file names in `dir` (temp files included).
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 /// A minimal HTTP/1.1 file server: one request per connection, `Connection: close`.
@@ -178,24 +166,27 @@ fn files(pairs: &[(&str, Vec<u8>)]) -> HashMap<String, Vec<u8>> {
 
 #[test]
 fn download_verified_good() {
-    let body = shared_mnist("train-images-idx3-ubyte.gz");
+    let body = sample_mnist("train-images-idx3-ubyte.gz");
+    let md5 = md5_hex(&body);
     let server = Server::start(files(&[("train-images-idx3-ubyte.gz", body.clone())]), 4);
     let tmp = TempDir::new("good");
     let dest = tmp.path().join("train-images-idx3-ubyte.gz");
     let url = format!("{}train-images-idx3-ubyte.gz", server.base);
-    download_verified(&url, &dest, SUBSET_TRAIN_IMAGES_MD5).unwrap();
+    download_verified(&url, &dest, &md5).unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), body);
-    assert_eq!(tmp.listing(), vec!["train-images-idx3-ubyte.gz"]);
+    assert_eq!(listing(&tmp), vec!["train-images-idx3-ubyte.gz"]);
     // Uppercase hex is accepted too, and an existing file is replaced.
-    download_verified(&url, &dest, &SUBSET_TRAIN_IMAGES_MD5.to_uppercase()).unwrap();
-    assert_eq!(tmp.listing(), vec!["train-images-idx3-ubyte.gz"]);
+    download_verified(&url, &dest, &md5.to_uppercase()).unwrap();
+    assert_eq!(listing(&tmp), vec!["train-images-idx3-ubyte.gz"]);
     assert_eq!(server.requests().len(), 2);
 }
 
+/// A file that is not the official one is not kept, and the error says what to do: check the
+/// mirror or put the official file at the path, which is then used as it is.
 #[test]
 fn download_verified_checksum_mismatch() {
-    let body = shared_mnist("train-images-idx3-ubyte.gz");
-    let server = Server::start(files(&[("train-images-idx3-ubyte.gz", body)]), 4);
+    let body = sample_mnist("train-images-idx3-ubyte.gz");
+    let server = Server::start(files(&[("train-images-idx3-ubyte.gz", body.clone())]), 4);
     let tmp = TempDir::new("mismatch");
     let dest = tmp.path().join("train-images-idx3-ubyte.gz");
     let url = format!("{}train-images-idx3-ubyte.gz", server.base);
@@ -206,16 +197,30 @@ fn download_verified_checksum_mismatch() {
             expected,
             actual,
             path,
-            ..
+            url: got_url,
         } => {
             assert_eq!(expected, official);
-            assert_eq!(actual, SUBSET_TRAIN_IMAGES_MD5);
+            assert_eq!(actual, &md5_hex(&body));
             assert_eq!(path, &dest);
+            assert_eq!(got_url, &url);
         }
         other => panic!("expected Checksum, got {other:?}"),
     }
-    assert!(err.to_string().contains(&dest.display().to_string()));
-    assert!(tmp.listing().is_empty(), "left behind: {:?}", tmp.listing());
+    let msg = err.to_string();
+    eprintln!("{msg}");
+    for needle in [
+        &dest.display().to_string(),
+        &url,
+        official,
+        "not kept",
+        "--mirror",
+        "$EQPROP_MIRROR",
+        "put the official file at",
+        "used as they are, never checked",
+    ] {
+        assert!(msg.contains(needle), "`{needle}` not in: {msg}");
+    }
+    assert!(listing(&tmp).is_empty(), "left behind: {:?}", listing(&tmp));
     assert!(!dest.exists());
 }
 
@@ -233,7 +238,7 @@ fn download_verified_404() {
     let msg = err.to_string();
     assert!(msg.contains("404") && msg.contains(&url), "{msg}");
     assert!(msg.contains(&dest.display().to_string()), "{msg}");
-    assert!(tmp.listing().is_empty(), "left behind: {:?}", tmp.listing());
+    assert!(listing(&tmp).is_empty(), "left behind: {:?}", listing(&tmp));
     assert_eq!(server.requests(), vec!["/t10k-labels-idx1-ubyte.gz"]);
 }
 
@@ -244,47 +249,61 @@ fn download_verified_unreachable() {
     let url = format!("{}t10k-labels-idx1-ubyte.gz", unreachable_base());
     let err = download_verified(&url, &dest, "").unwrap_err();
     assert!(matches!(err, DataError::Http { .. }), "{err:?}");
-    assert!(tmp.listing().is_empty(), "left behind: {:?}", tmp.listing());
+    assert!(listing(&tmp).is_empty(), "left behind: {:?}", listing(&tmp));
 }
 
-/// Copies the shared MNIST train files into `dir` (their MD5 is not the official one).
+/// Copies the sample's MNIST train files into `dir` (their MD5 is not the official one).
 fn place_mnist_train(dir: &Path) {
     for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"] {
-        std::fs::write(dir.join(f), shared_mnist(f)).unwrap();
+        std::fs::write(dir.join(f), sample_mnist(f)).unwrap();
     }
 }
 
+/// Every file of the sample served under `/<data set>/<file>`: one mirror for both data sets.
+fn mirror_of_the_sample() -> HashMap<String, Vec<u8>> {
+    let mut served = HashMap::new();
+    for name in DatasetName::ALL {
+        for f in eqprop::data::FILE_NAMES {
+            let file = format!("{f}.gz");
+            served.insert(format!("/{name}/{file}"), sample(name, &file));
+        }
+    }
+    served
+}
+
+/// The MD5 of the sample's `file` of `name` (for [`ensure_files_checked`]).
+fn sample_md5(name: DatasetName) -> impl Fn(&str) -> Option<String> {
+    move |file| Some(md5_hex(&sample(name, &format!("{file}.gz"))))
+}
+
+/// One mirror serves both data sets from `<base>/mnist/` and `<base>/fashion-mnist/`; only the
+/// missing files are fetched; files in place are not checked; the downloaded files load like
+/// the served ones.
 #[test]
 fn ensure_files_end_to_end() {
-    let test_files = files(&[
-        (
-            "t10k-images-idx3-ubyte.gz",
-            shared_mnist("t10k-images-idx3-ubyte.gz"),
-        ),
-        (
-            "t10k-labels-idx1-ubyte.gz",
-            shared_mnist("t10k-labels-idx1-ubyte.gz"),
-        ),
-    ]);
-    let server = Server::start(test_files, 8);
+    let server = Server::start(mirror_of_the_sample(), 16);
     let tmp = TempDir::new("e2e");
     let dir = dataset_dir(Some(tmp.path()), DatasetName::Mnist);
     std::fs::create_dir_all(&dir).unwrap();
     place_mnist_train(&dir);
-    ensure_files(DatasetName::Mnist, &dir, Some(&server.base)).unwrap();
+    ensure_files_checked(
+        DatasetName::Mnist,
+        &dir,
+        Some(&server.base),
+        sample_md5(DatasetName::Mnist),
+    )
+    .unwrap();
     let mut got = server.requests();
     got.sort();
     assert_eq!(
         got,
-        vec!["/t10k-images-idx3-ubyte.gz", "/t10k-labels-idx1-ubyte.gz"]
+        vec![
+            "/mnist/t10k-images-idx3-ubyte.gz",
+            "/mnist/t10k-labels-idx1-ubyte.gz"
+        ]
     );
-    let mut listing: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    listing.sort();
     assert_eq!(
-        listing,
+        listing(&dir),
         vec![
             "t10k-images-idx3-ubyte.gz",
             "t10k-labels-idx1-ubyte.gz",
@@ -292,18 +311,49 @@ fn ensure_files_end_to_end() {
             "train-labels-idx1-ubyte.gz"
         ]
     );
-    let shared_dir = dataset_dir(Some(&shared_root()), DatasetName::Mnist);
     let downloaded = load(DatasetName::Mnist, Split::Test, &dir).unwrap();
-    assert_eq!(
-        downloaded,
-        load(DatasetName::Mnist, Split::Test, &shared_dir).unwrap()
-    );
-    // Everything present: no network needed, no checksum of present files.
+    let served = load(
+        DatasetName::Mnist,
+        Split::Test,
+        &sample_dir(DatasetName::Mnist),
+    )
+    .unwrap();
+    assert_eq!(downloaded, served);
+
+    // The same mirror serves Fashion-MNIST from its own folder.
+    let fashion = dataset_dir(Some(tmp.path()), DatasetName::FashionMnist);
+    ensure_files_checked(
+        DatasetName::FashionMnist,
+        &fashion,
+        Some(&server.base),
+        sample_md5(DatasetName::FashionMnist),
+    )
+    .unwrap();
+    let fashion_requests: Vec<String> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("/fashion-mnist/"))
+        .collect();
+    assert_eq!(fashion_requests.len(), 4, "{fashion_requests:?}");
+    let fashion_sample = sample_dir(DatasetName::FashionMnist);
+    for split in [Split::Train, Split::Test] {
+        assert_eq!(
+            load(DatasetName::FashionMnist, split, &fashion).unwrap(),
+            load(DatasetName::FashionMnist, split, &fashion_sample).unwrap()
+        );
+    }
+
+    // Everything present: no network needed, no checksum of present files (official or not).
     let offline = unreachable_base();
     ensure_files(DatasetName::Mnist, &dir, Some(&offline)).unwrap();
     let train = load_or_download(DatasetName::Mnist, Split::Train, &dir, Some(&offline)).unwrap();
-    assert_eq!(train.len(), 10_000);
-    assert_eq!(server.requests().len(), 2);
+    let expected = load(
+        DatasetName::Mnist,
+        Split::Train,
+        &sample_dir(DatasetName::Mnist),
+    );
+    assert_eq!(train, expected.unwrap());
+    assert_eq!(server.requests().len(), 6);
 }
 
 #[test]
@@ -318,34 +368,83 @@ fn ensure_files_accepts_present_raw_files() {
     ensure_files(DatasetName::Mnist, &dir, Some(&unreachable_base())).unwrap();
 }
 
+/// Files that are not the official ones (the sample) are not kept; a mismatch does not stop
+/// the other downloads; the error lists every file still missing with its URL under the
+/// mirror's folder of the data set, and says what to do.
 #[test]
 fn ensure_files_checksum_mismatch_leaves_nothing() {
-    // MNIST test files served under Fashion-MNIST's mirror: wrong checksum.
-    let server = Server::start(
-        files(&[
-            (
-                "t10k-images-idx3-ubyte.gz",
-                shared_mnist("t10k-images-idx3-ubyte.gz"),
-            ),
-            (
-                "t10k-labels-idx1-ubyte.gz",
-                shared_mnist("t10k-labels-idx1-ubyte.gz"),
-            ),
-        ]),
-        8,
-    );
+    let server = Server::start(mirror_of_the_sample(), 16);
     let tmp = TempDir::new("e2e-mismatch");
     place_mnist_train(tmp.path());
-    let before = tmp.listing();
-    let err = ensure_files(DatasetName::FashionMnist, tmp.path(), Some(&server.base)).unwrap_err();
+    let before = listing(&tmp);
+    let err = ensure_files(DatasetName::Mnist, tmp.path(), Some(&server.base)).unwrap_err();
+    let mut got = server.requests();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            "/mnist/t10k-images-idx3-ubyte.gz",
+            "/mnist/t10k-labels-idx1-ubyte.gz"
+        ],
+        "both missing files tried"
+    );
     match &err {
         DataError::Unavailable { missing, source } => {
-            assert_eq!(missing.len(), 2);
+            let expected: Vec<(PathBuf, String)> =
+                ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+                    .iter()
+                    .map(|f| {
+                        (
+                            tmp.path().join(format!("{f}.gz")),
+                            format!("{}mnist/{f}.gz", server.base),
+                        )
+                    })
+                    .collect();
+            assert_eq!(missing, &expected);
             assert!(matches!(**source, DataError::Checksum { .. }), "{source:?}");
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }
-    assert_eq!(tmp.listing(), before, "a file was left behind");
+    let msg = err.to_string();
+    eprintln!("{msg}");
+    assert!(msg.contains("used as they are, never checked"), "{msg}");
+    assert_eq!(listing(&tmp), before, "a file was left behind");
+}
+
+/// A mismatch on one file does not keep the good ones from landing.
+#[test]
+fn ensure_files_keeps_the_good_files_after_a_mismatch() {
+    let mut served = mirror_of_the_sample();
+    // A corrupted copy of the test images: its checksum cannot match.
+    served
+        .get_mut("/fashion-mnist/t10k-images-idx3-ubyte.gz")
+        .unwrap()
+        .push(0);
+    let server = Server::start(served, 16);
+    let tmp = TempDir::new("partial");
+    let dir = tmp.path().join("fashion-mnist");
+    let err = ensure_files_checked(
+        DatasetName::FashionMnist,
+        &dir,
+        Some(&server.base),
+        sample_md5(DatasetName::FashionMnist),
+    )
+    .unwrap_err();
+    let DataError::Unavailable { missing, source } = &err else {
+        panic!("expected Unavailable, got {err:?}");
+    };
+    assert!(matches!(**source, DataError::Checksum { .. }), "{source:?}");
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert_eq!(missing[0].0, dir.join("t10k-images-idx3-ubyte.gz"));
+    assert_eq!(server.requests().len(), 4);
+    assert_eq!(
+        listing(&dir),
+        vec![
+            "t10k-labels-idx1-ubyte.gz",
+            "train-images-idx3-ubyte.gz",
+            "train-labels-idx1-ubyte.gz"
+        ]
+    );
 }
 
 #[test]
@@ -364,7 +463,10 @@ fn ensure_files_offline_lists_files() {
     for f in eqprop::data::FILE_NAMES {
         let path = dir.join(format!("{f}.gz"));
         assert!(msg.contains(&path.display().to_string()), "{msg}");
-        assert!(msg.contains(&format!("{base}{f}.gz")), "{msg}");
+        assert!(
+            msg.contains(&format!("{base}fashion-mnist/{f}.gz")),
+            "{msg}"
+        );
     }
     let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
@@ -383,13 +485,18 @@ fn ensure_files_offline_lists_files() {
 
 #[test]
 fn mirrors_and_checksums() {
+    // A given mirror holds one folder per data set.
     assert_eq!(
         mirror_base(DatasetName::Mnist, Some("http://h/x")),
-        "http://h/x/"
+        "http://h/x/mnist/"
     );
     assert_eq!(
         mirror_base(DatasetName::Mnist, Some("http://h/x//")),
-        "http://h/x/"
+        "http://h/x/mnist/"
+    );
+    assert_eq!(
+        mirror_base(DatasetName::FashionMnist, Some("http://h/x/")),
+        "http://h/x/fashion-mnist/"
     );
     assert_eq!(
         official_md5(DatasetName::FashionMnist, "t10k-labels-idx1-ubyte"),

@@ -1,56 +1,26 @@
-//! Tests of the IDX loader: real data from the shared data dir, malformed fixtures,
-//! raw vs gzip files, data dir resolution.
+//! Tests of the IDX loader: real data from the tests' data root (the committed sample, or
+//! `EQPROP_DATA_DIR`), malformed fixtures, raw vs gzip files, data dir resolution.
 
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use eqprop::data::{
     DataError, Dataset, DatasetName, Split, dataset_dir, dataset_dir_with, load, read_idx_images,
     read_idx_labels,
 };
 
-/// The shared data root: `$EQPROP_DATA_DIR`, else `../shared/data` next to the crate.
-fn shared_root() -> PathBuf {
-    match std::env::var_os("EQPROP_DATA_DIR").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")),
-    }
-}
+mod common;
+use common::TempDir;
 
 fn shared(name: DatasetName) -> PathBuf {
-    dataset_dir(Some(&shared_root()), name)
+    dataset_dir(Some(&common::data_root()), name)
 }
 
-/// A unique temporary folder, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let name = format!(
-            "eqprop-test-{tag}-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = std::env::temp_dir().join(name);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The item count in the header of the gzip IDX file `stem.gz` in `dir`, read without the loader.
+fn header_count(dir: &Path, stem: &str) -> usize {
+    let bytes = gunzip(&std::fs::read(dir.join(format!("{stem}.gz"))).unwrap());
+    u32::from_be_bytes(bytes[4..8].try_into().unwrap()) as usize
 }
 
 fn idx_images(magic: u32, n: u32, rows: u32, cols: u32, data: &[u8]) -> Vec<u8> {
@@ -134,21 +104,40 @@ fn assert_unit_pixels(ds: &Dataset) {
     assert_eq!(min, 0.0);
 }
 
+/// Every label holds between `low` and `high` percent of the images.
+fn assert_balanced(labels: &[u8], low: f64, high: f64) {
+    let h = histogram(labels);
+    let n = labels.len() as f64;
+    assert!(
+        h.iter()
+            .all(|&c| (low..=high).contains(&(100.0 * c as f64 / n))),
+        "{h:?} of {n}"
+    );
+}
+
+/// The first 1,000 labels of a split, counted per label: the same in the committed sample
+/// (which is those 1,000 images) and in the full files.
+fn first_thousand(labels: &[u8]) -> [usize; 10] {
+    histogram(&labels[..1000.min(labels.len())])
+}
+
 #[test]
 fn mnist_train_real() {
-    let ds = load(
-        DatasetName::Mnist,
-        Split::Train,
-        &shared(DatasetName::Mnist),
-    )
-    .unwrap();
-    assert_eq!(ds.len(), 10_000);
+    let dir = shared(DatasetName::Mnist);
+    let ds = load(DatasetName::Mnist, Split::Train, &dir).unwrap();
+    let n = header_count(&dir, "train-images-idx3-ubyte");
+    assert_eq!(ds.len(), n);
+    assert_eq!(n, header_count(&dir, "train-labels-idx1-ubyte"));
+    assert!(n >= 1000, "{n} images");
     assert_eq!((ds.rows, ds.cols, ds.pixels()), (28, 28, 784));
-    assert_eq!(ds.images.len(), 10_000 * 784);
+    assert_eq!(ds.images.len(), n * 784);
     assert_eq!(ds.labels[0], 5);
     assert_eq!(&ds.labels[..8], &[5, 0, 4, 1, 9, 2, 1, 3]);
-    let h = histogram(&ds.labels);
-    assert!(h.iter().all(|&c| (800..=1300).contains(&c)), "{h:?}");
+    assert_eq!(
+        first_thousand(&ds.labels),
+        [97, 116, 99, 93, 105, 92, 94, 117, 87, 100]
+    );
+    assert_balanced(&ds.labels, 8.0, 13.0);
     assert_unit_pixels(&ds);
     // Image 0 (a 5) has ink in the middle and a blank border.
     let img = ds.image(0);
@@ -159,12 +148,16 @@ fn mnist_train_real() {
 
 #[test]
 fn mnist_test_real() {
-    let ds = load(DatasetName::Mnist, Split::Test, &shared(DatasetName::Mnist)).unwrap();
-    assert_eq!(ds.len(), 10_000);
+    let dir = shared(DatasetName::Mnist);
+    let ds = load(DatasetName::Mnist, Split::Test, &dir).unwrap();
+    assert_eq!(ds.len(), header_count(&dir, "t10k-labels-idx1-ubyte"));
     assert_eq!((ds.rows, ds.cols), (28, 28));
     assert_eq!(&ds.labels[..5], &[7, 2, 1, 0, 4]);
-    let h = histogram(&ds.labels);
-    assert_eq!(h, [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]);
+    assert_eq!(
+        first_thousand(&ds.labels),
+        [85, 126, 116, 107, 110, 87, 87, 99, 89, 94]
+    );
+    assert_balanced(&ds.labels, 8.0, 13.0);
     assert_unit_pixels(&ds);
 }
 
@@ -174,27 +167,40 @@ fn fashion_mnist_real() {
     let start = std::time::Instant::now();
     let train = load(DatasetName::FashionMnist, Split::Train, &dir).unwrap();
     let secs = start.elapsed().as_secs_f64();
-    eprintln!("fashion-mnist train loaded in {secs:.3} s");
+    eprintln!(
+        "fashion-mnist train ({} images) loaded in {secs:.3} s",
+        train.len()
+    );
     if !cfg!(debug_assertions) {
         assert!(secs < 3.0, "loading took {secs} s");
     }
-    assert_eq!(train.len(), 60_000);
-    assert_eq!(train.images.len(), 60_000 * 784);
-    assert_eq!(histogram(&train.labels), [6000; 10]);
+    let n = header_count(&dir, "train-images-idx3-ubyte");
+    assert_eq!(train.len(), n);
+    assert_eq!(train.images.len(), n * 784);
+    assert_eq!(
+        first_thousand(&train.labels),
+        [107, 104, 86, 92, 95, 100, 100, 115, 102, 99]
+    );
+    assert_balanced(&train.labels, 8.0, 12.0);
     assert_unit_pixels(&train);
     let test = load(DatasetName::FashionMnist, Split::Test, &dir).unwrap();
-    assert_eq!(test.len(), 10_000);
-    assert_eq!(histogram(&test.labels), [1000; 10]);
+    assert_eq!(test.len(), header_count(&dir, "t10k-images-idx3-ubyte"));
+    assert_eq!(
+        first_thousand(&test.labels),
+        [107, 105, 111, 93, 115, 87, 97, 95, 95, 95]
+    );
+    assert_balanced(&test.labels, 8.0, 12.0);
 }
 
 #[test]
 fn read_idx_direct() {
     let dir = shared(DatasetName::Mnist);
     let (bytes, n, rows, cols) = read_idx_images(&dir.join("t10k-images-idx3-ubyte.gz")).unwrap();
-    assert_eq!((n, rows, cols), (10_000, 28, 28));
+    assert_eq!(n, header_count(&dir, "t10k-images-idx3-ubyte"));
+    assert_eq!((rows, cols), (28, 28));
     assert_eq!(bytes.len(), n * rows * cols);
     let labels = read_idx_labels(&dir.join("t10k-labels-idx1-ubyte.gz")).unwrap();
-    assert_eq!(labels.len(), 10_000);
+    assert_eq!(labels.len(), n);
 }
 
 #[test]

@@ -2,6 +2,9 @@
 
 use std::process::Command;
 
+mod common;
+use common::temp_dir;
+
 fn eqprop(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_eqprop"))
         .args(args)
@@ -24,14 +27,12 @@ fn replay_reports_zero_mismatches_and_fails_on_a_corrupted_fixture() {
     let text = std::fs::read_to_string(fixture("gym_cartpole.json")).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
     v["episodes"][0]["steps"][0][3] = serde_json::Value::String("0x0.0p+0".into());
-    let dir = std::env::temp_dir().join(format!("eqprop_env_cli_{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("env-cli");
     let bad = dir.join("bad.json");
     std::fs::write(&bad, v.to_string()).unwrap();
     let out = eqprop(&["env", "replay", bad.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(" 1 mismatching"));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -53,8 +54,7 @@ fn random_and_render() {
             .status
             .success()
     );
-    let dir = std::env::temp_dir().join(format!("eqprop_env_render_{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("env-render");
     let gif = dir.join("episode.gif");
     let out = eqprop(&[
         "render",
@@ -74,5 +74,4 @@ fn random_and_render() {
     );
     let bytes = std::fs::read(&gif).unwrap();
     assert!(bytes.starts_with(b"GIF89a"));
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 mod common;
-use common::{mnist, temp_dir};
+use common::{by_data, mnist, temp_dir};
 use std::time::Instant;
 
 /// Options of the shared judge: the defaults with mini-batches of 32, which reach 96.1-96.4% on
@@ -24,8 +24,8 @@ fn options() -> JudgeOptions {
     }
 }
 
-/// One judge trained on the real 10k MNIST training images, shared by every test here, with the
-/// mean loss of each epoch.
+/// One judge trained on the real MNIST training images (10,000 in the full files, 1,000 in the
+/// committed sample), shared by every test here, with the mean loss of each epoch.
 fn trained() -> &'static (Judge, Vec<f64>) {
     static JUDGE: OnceLock<(Judge, Vec<f64>)> = OnceLock::new();
     JUDGE.get_or_init(|| {
@@ -57,15 +57,22 @@ fn first_of_each_label(data: &Dataset, per_label: usize) -> (Vec<f32>, Vec<usize
     (images, labels)
 }
 
-/// On the 10k-image training subset the judge reaches at least 96% on the full MNIST test set
-/// (measured: 96.27%), its loss falls every epoch, and its probabilities are distributions.
+/// The judge learns: on the full files (10,000 training images) it reaches at least 96% on the
+/// 10,000 test images (measured: 96.27%); on the committed sample (1,000 training images) at
+/// least 84% on its 1,000 test images (measured: 86.50%; 87.30% with ten times the epochs, so
+/// the sample, not the training, is the limit). Its loss falls every epoch, and its
+/// probabilities are distributions.
 #[test]
 fn judge_learns_mnist() {
     let (judge, losses) = trained();
     let test_set = mnist(Split::Test);
     let accuracy = judge.accuracy(&test_set);
     eprintln!("judge test accuracy {accuracy:.2}%");
-    assert!(accuracy >= 96.0, "test accuracy {accuracy:.2}%");
+    let bound = by_data(84.0, 96.0);
+    assert!(
+        accuracy >= bound,
+        "test accuracy {accuracy:.2}% (bound {bound}%)"
+    );
     assert_eq!(losses.len(), options().epochs);
     assert!(
         losses.windows(2).all(|w| w[1] < w[0]),
@@ -98,6 +105,8 @@ fn training_is_deterministic_for_a_seed() {
 }
 
 /// Real test images scored as if dreamt: recognised, and as varied as real training images.
+/// Measured on the full files: 95.5% recognised, at least 93% of each label; on the committed
+/// sample (a judge that learnt from 1,000 images): 86.4%, at least 77%. Diversity 0.98 and 0.99.
 #[test]
 fn real_images_pass_as_good_dreams() {
     let (judge, _) = trained();
@@ -105,9 +114,14 @@ fn real_images_pass_as_good_dreams() {
     let (images, labels) = first_of_each_label(&test_set, 100);
     let report = judge::score_dreams(judge, &images, &labels, &mnist(Split::Train), 200);
     eprintln!("{report:?}");
-    assert!(report.overall >= 95.0, "recognised {:.1}%", report.overall);
+    let (overall, each) = by_data((84.0, 70.0), (95.0, 85.0));
+    assert!(
+        report.overall >= overall,
+        "recognised {:.1}%",
+        report.overall
+    );
     assert_eq!(report.recognised.len(), 10);
-    assert!(report.recognised.iter().all(|&r| r >= 85.0), "{report:?}");
+    assert!(report.recognised.iter().all(|&r| r >= each), "{report:?}");
     assert_eq!(report.diversity.len(), 10);
     for (label, &ratio) in report.diversity.iter().enumerate() {
         assert!((0.8..=1.25).contains(&ratio), "label {label}: {ratio}");

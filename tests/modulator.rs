@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use std::sync::atomic::AtomicBool;
 
 mod common;
-use common::mnist;
+use common::{by_data, mnist};
 
 fn gated(value: f32) -> Option<Modulator> {
     Some(Modulator {
@@ -180,14 +180,16 @@ fn an_adaptive_gate_resumes_exactly() {
 }
 
 /// On the real data, the default gate skips most examples once they are predicted exactly and
-/// still learns: over 3 epochs of the 784-500-10 `best` preset fewer than half of the examples
-/// learn, and the test error stays within a point of the ungated run (measured: 26% learned,
-/// 4.8% vs 4.8%).
+/// still learns: with the 784-500-10 `best` preset fewer than half of the examples learn, and
+/// the test error stays within a point of the ungated run. Measured on the full files (3 epochs
+/// over 10,000 images): 27.5% learned, 5.04% against 4.84%; on the committed sample (30 epochs
+/// over 1,000 images, as many examples): 8.7% learned, 12.40% against 12.60% (3 epochs there:
+/// 60% learned).
 #[test]
 fn the_default_gate_skips_most_examples_and_still_learns() {
     let (train_set, test_set) = (mnist(Split::Train), mnist(Split::Test));
     let base = Hyperparams {
-        epochs: 3,
+        epochs: by_data(30, 3),
         ..Hyperparams::preset("best").unwrap()
     };
     let error = |hp: &Hyperparams| {

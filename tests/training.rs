@@ -8,7 +8,7 @@ use eqprop::train::{self, EpochEnd, Trainer};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 mod common;
-use common::{mnist, temp_dir};
+use common::{by_data, mnist, temp_dir};
 
 fn train_epochs(trainer: &mut Trainer, data: &Dataset) {
     let stop = AtomicBool::new(false);
@@ -20,14 +20,15 @@ fn train_epochs(trainer: &mut Trainer, data: &Dataset) {
     }
 }
 
-/// One epoch with the paper's settings on the real 10k-image MNIST subset reaches below 12%
-/// test error on the full test set (measured: 9.83%).
+/// The paper's settings learn the real data: on the full files one epoch over the 10,000
+/// training images reaches below 12% error on the 10,000 test images (measured: 9.83%); on the
+/// committed sample ten epochs over its 1,000 images (as many examples) reach below 22% on its
+/// 1,000 test images (measured: 17.60%; one epoch: 40.60%). Untrained: 88.70% and 87.30%.
 #[test]
 fn one_epoch_on_real_mnist_learns() {
     let (train_set, test_set) = (mnist(Split::Train), mnist(Split::Test));
-    assert_eq!((train_set.len(), test_set.len()), (10_000, 10_000));
     let hp = Hyperparams {
-        epochs: 1,
+        epochs: by_data(10, 1),
         ..Hyperparams::preset("paper").unwrap()
     };
     let untrained = train::evaluate(
@@ -43,9 +44,11 @@ fn one_epoch_on_real_mnist_learns() {
         "an untrained net guesses: {}",
         untrained.error
     );
+    let bound = by_data(22.0, 12.0);
     assert!(
-        result.error < 12.0,
-        "test error after one epoch: {:.2}%",
+        result.error < bound,
+        "test error after {} epochs: {:.2}% (bound {bound}%)",
+        hp.epochs,
         result.error
     );
 }
@@ -67,7 +70,8 @@ fn checkpoint_round_trip_keeps_everything() {
     let mut trainer = Trainer::new(small_hyperparams()).unwrap();
     let stop = AtomicBool::new(false);
     trainer.run_epoch(&train_set, &stop, |_| {});
-    let path = temp_dir("roundtrip").join("model.safetensors");
+    let dir = temp_dir("roundtrip");
+    let path = dir.join("model.safetensors");
     let saved = CheckpointRef {
         hyperparams: trainer.hyperparams(),
         network: trainer.network(),
@@ -110,7 +114,8 @@ fn check_resume(hp: Hyperparams) {
     let mut straight = Trainer::new(hp.clone()).unwrap();
     train_epochs(&mut straight, &train_set);
 
-    let path = temp_dir("resume").join("model.safetensors");
+    let dir = temp_dir("resume");
+    let path = dir.join("model.safetensors");
     let mut first = Trainer::new(hp.clone()).unwrap();
     let stop = AtomicBool::new(false);
     assert!(matches!(

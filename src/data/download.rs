@@ -56,30 +56,52 @@ pub fn official_md5(name: DatasetName, file: &str) -> Option<&'static str> {
     table.iter().find(|(f, _)| *f == stem).map(|(_, md5)| *md5)
 }
 
-/// The mirror base URL for `name`: `mirror` if given, else `$EQPROP_MIRROR`, else the
-/// canonical mirror. The result always ends with `/`.
+/// The base URL that `name`'s `.gz` files are downloaded from; it always ends with `/`.
+///
+/// A mirror given as `mirror` (`--mirror`), else in `$EQPROP_MIRROR` (ignored when empty),
+/// serves both data sets, each in the folder named after it, as in a data root:
+/// `<mirror>/mnist/<file>.gz` and `<mirror>/fashion-mnist/<file>.gz`. Without one, each data
+/// set comes from its canonical mirror, [`MNIST_MIRROR`] or [`FASHION_MNIST_MIRROR`].
 pub fn mirror_base(name: DatasetName, mirror: Option<&str>) -> String {
     let env = std::env::var("EQPROP_MIRROR")
         .ok()
         .filter(|m| !m.is_empty());
-    let base = match (mirror, env) {
-        (Some(m), _) => m.to_string(),
-        (None, Some(m)) => m,
-        (None, None) => match name {
+    match mirror.map(str::to_string).or(env) {
+        Some(base) => format!("{}/{}/", base.trim_end_matches('/'), name.as_str()),
+        None => match name {
             DatasetName::Mnist => MNIST_MIRROR.to_string(),
             DatasetName::FashionMnist => FASHION_MNIST_MIRROR.to_string(),
         },
-    };
-    format!("{}/", base.trim_end_matches('/'))
+    }
 }
 
 /// Makes sure the four IDX files of `name` exist in `dir` (each as `.gz` or raw).
 ///
-/// Missing files are downloaded as `.gz` from `mirror` (else `$EQPROP_MIRROR`, else the
-/// canonical mirror) and checked against the official MD5; files already present are
-/// never checked. On failure, returns [`DataError::Unavailable`], which lists the full
-/// paths of the files still missing and the URLs to fetch them from.
+/// Files already present are used as they are: they are never checked or downloaded again
+/// (delete one to have it downloaded anew). Missing files are downloaded as `.gz` from
+/// [`mirror_base`] (`mirror`, else `$EQPROP_MIRROR`, else the canonical mirror) and kept only
+/// if their MD5 is the official one ([`official_md5`]); each is written atomically.
+///
+/// A file whose checksum does not match is not kept, and the other missing files are still
+/// downloaded; any other failure (no network, an HTTP error) stops at that file. Then returns
+/// [`DataError::Unavailable`], which lists the full path of every file still missing and the
+/// URL to fetch it from, with the first failure as its source.
 pub fn ensure_files(name: DatasetName, dir: &Path, mirror: Option<&str>) -> Result<(), DataError> {
+    ensure_files_checked(name, dir, mirror, |file| {
+        official_md5(name, file).map(str::to_string)
+    })
+}
+
+/// [`ensure_files`] with the MD5 a downloaded file must have given by `expected_md5` (called
+/// with a file name without `.gz`, it returns lowercase or uppercase hex; `None` downloads that
+/// file unchecked) instead of the official checksums: for a mirror that serves other versions
+/// of the files, such as the tests' sample.
+pub fn ensure_files_checked(
+    name: DatasetName,
+    dir: &Path,
+    mirror: Option<&str>,
+    expected_md5: impl Fn(&str) -> Option<String>,
+) -> Result<(), DataError> {
     let missing: Vec<&str> = FILE_NAMES
         .iter()
         .copied()
@@ -94,16 +116,28 @@ pub fn ensure_files(name: DatasetName, dir: &Path, mirror: Option<&str>) -> Resu
         .iter()
         .map(|f| (dir.join(format!("{f}.gz")), format!("{base}{f}.gz")))
         .collect();
+    let mut still_missing = Vec::new();
+    let mut first_error = None;
     for (i, (path, url)) in plan.iter().enumerate() {
-        let md5 = official_md5(name, missing[i]).unwrap_or_default();
-        if let Err(e) = download_verified(url, path, md5) {
-            return Err(DataError::Unavailable {
-                missing: plan[i..].to_vec(),
-                source: Box::new(e),
-            });
+        let md5 = expected_md5(missing[i]).unwrap_or_default();
+        let Err(e) = download_verified(url, path, &md5) else {
+            continue;
+        };
+        still_missing.push((path.clone(), url.clone()));
+        let go_on = matches!(e, DataError::Checksum { .. });
+        first_error.get_or_insert(e);
+        if !go_on {
+            still_missing.extend_from_slice(&plan[i + 1..]);
+            break;
         }
     }
-    Ok(())
+    match first_error {
+        None => Ok(()),
+        Some(source) => Err(DataError::Unavailable {
+            missing: still_missing,
+            source: Box::new(source),
+        }),
+    }
 }
 
 /// [`ensure_files`] for `name`, then [`load`] of `split` from `dir`.
@@ -145,8 +179,9 @@ fn temp_path(dest: &Path) -> PathBuf {
 /// Downloads `url` to `dest`, verifying that the bytes have MD5 `expected_md5` (hex).
 ///
 /// The bytes go to a temporary file in `dest`'s folder, which is fsynced and renamed
-/// to `dest` only when the checksum matches; on any error no file is left behind.
-/// An empty `expected_md5` skips the check. Shows a progress bar on a terminal.
+/// to `dest` only when the checksum matches; on any error no file is left behind (a
+/// mismatch is [`DataError::Checksum`], whose message says what to do). An empty
+/// `expected_md5` skips the check. Shows a progress bar on a terminal.
 pub fn download_verified(url: &str, dest: &Path, expected_md5: &str) -> Result<(), DataError> {
     let tmp_path = temp_path(dest);
     let file = OpenOptions::new()

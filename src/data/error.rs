@@ -157,7 +157,11 @@ pub enum DataError {
 
     /// A downloaded file does not have the expected MD5 checksum (it was not kept).
     #[error(
-        "downloaded {url} for {}: MD5 mismatch (got {actual}, expected {expected}); the file was not kept",
+        "downloaded {url} for {}: MD5 mismatch (got {actual}, expected {expected}), so the file \
+         was not kept. Check that the mirror (--mirror / $EQPROP_MIRROR) serves the official \
+         files, or put the official file at {} yourself: files already in place are used as \
+         they are, never checked",
+        .path.display(),
         .path.display()
     )]
     Checksum {

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use download::{
-    FASHION_MNIST_MIRROR, MNIST_MIRROR, download_verified, ensure_files, load_or_download,
-    mirror_base, official_md5,
+    FASHION_MNIST_MIRROR, MNIST_MIRROR, download_verified, ensure_files, ensure_files_checked,
+    load_or_download, mirror_base, official_md5,
 };
 pub use error::DataError;
 pub use idx::{IMAGES_MAGIC, LABELS_MAGIC, read_idx_images, read_idx_labels, read_maybe_gzip};
