@@ -921,10 +921,10 @@ fn env_command(args: EnvArgs) -> Result<()> {
             println!("{}", rep.summary());
             if rep.mismatches > 0 {
                 bail!(
-                    "{}: {} mismatching values in {} steps",
+                    "{}: {} mismatching values in {}",
                     fixture.display(),
                     rep.mismatches,
-                    rep.bad_steps
+                    rep.bad_steps_text()
                 );
             }
             Ok(())

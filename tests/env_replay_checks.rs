@@ -139,9 +139,9 @@ fn the_cli_prints_one_line_per_bad_step() {
             && lines[0].ends_with("(gym 0.0), truncated false (gym true)"),
         "{stdout}"
     );
-    assert!(stdout.contains(" 2 mismatching (in 1 steps)"), "{stdout}");
+    assert!(stdout.contains(" 2 mismatching (in 1 step)"), "{stdout}");
     assert!(
-        stderr.contains("bad.json: 2 mismatching values in 1 steps"),
+        stderr.contains("bad.json: 2 mismatching values in 1 step"),
         "{stderr}"
     );
     std::fs::write(&path, r#"{"env_id": "CartPole-v1", "episodes": []}"#).unwrap();

@@ -79,9 +79,22 @@ impl ReplayReport {
     /// The one-line summary: what was compared and how much of it differs.
     pub fn summary(&self) -> String {
         format!(
-            "{}: {} episodes, {} steps, {} values compared, {} mismatching (in {} steps)",
-            self.env_id, self.episodes, self.steps, self.values, self.mismatches, self.bad_steps
+            "{}: {} episodes, {} steps, {} values compared, {} mismatching (in {})",
+            self.env_id,
+            self.episodes,
+            self.steps,
+            self.values,
+            self.mismatches,
+            self.bad_steps_text()
         )
+    }
+
+    /// `"1 step"`, `"3 steps"`: how many steps are bad.
+    pub fn bad_steps_text(&self) -> String {
+        match self.bad_steps {
+            1 => "1 step".to_string(),
+            n => format!("{n} steps"),
+        }
     }
 }
 
