@@ -150,12 +150,23 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
-/// Reads and checks a checkpoint.
+/// Reads and checks a checkpoint: see [`load_bytes`].
 pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
         path: path.to_path_buf(),
         source,
     })?;
+    load_bytes(&bytes, path)
+}
+
+/// Parses and checks the content `bytes` of a checkpoint file; `path` only names it in errors.
+///
+/// Refused, naming the tensor or field: a tensor that is not F32, has another shape than the
+/// layers call for (a coupling `W{k}` exactly `[layers[k-1], layers[k]]`, a bias `b{k}` exactly
+/// `[layers[k]]`, persistent states `[examples, layers[k]]` with one example count for all
+/// layers, dream chains `[batch_size, layers[k]]`) or holds a NaN or infinite value; progress
+/// that no run can reach (see [`check_progress`]).
+pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointError> {
     let format = |reason: String| CheckpointError::Format {
         path: path.to_path_buf(),
         reason,
@@ -165,8 +176,8 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         what: "checkpoint",
         reason,
     };
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| format(e.to_string()))?;
-    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| format(e.to_string()))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| format(e.to_string()))?;
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| format(e.to_string()))?;
     let info = meta.metadata().clone().unwrap_or_default();
     let field = |key: &str| {
         info.get(key)
@@ -185,42 +196,24 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         .map_err(|e| content(format!("hyperparams: {e}")))?;
     let progress: Progress =
         serde_json::from_str(field("progress")?).map_err(|e| content(format!("progress: {e}")))?;
-    let read = |name: &str| -> Result<Matrix, CheckpointError> {
-        let view = tensors
-            .tensor(name)
-            .map_err(|e| content(format!("tensor {name}: {e}")))?;
-        if view.dtype() != Dtype::F32 {
-            return Err(content(format!(
-                "tensor {name} is {:?}, expected F32",
-                view.dtype()
-            )));
-        }
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        let (rows, cols) = match view.shape() {
-            [n] => (1, *n),
-            [r, c] => (*r, *c),
-            other => return Err(content(format!("tensor {name} has shape {other:?}"))),
-        };
-        Matrix::from_vec(rows, cols, values)
-            .ok_or_else(|| content(format!("tensor {name} has a bad size")))
-    };
     let layers = &hyperparams.layers;
+    let matrix = |name: String, rows: Option<usize>, cols: usize| {
+        finite_matrix(&tensors, &name, rows, cols).map_err(&content)
+    };
     let weights = (1..layers.len())
-        .map(|k| read(&format!("W{k}")))
+        .map(|k| matrix(format!("W{k}"), Some(layers[k - 1]), layers[k]))
         .collect::<Result<Vec<_>, _>>()?;
     let biases = (0..layers.len())
-        .map(|k| read(&format!("b{k}")).map(Matrix::into_vec))
+        .map(|k| finite_vector(&tensors, &format!("b{k}"), layers[k]).map_err(&content))
         .collect::<Result<_, _>>()?;
     let network =
         Network::from_parts(layers.clone(), weights, biases).map_err(|e| content(e.to_string()))?;
     let persistent = if tensors.names().iter().any(|n| n.starts_with("persistent")) {
         let mut mats = vec![Matrix::zeros(0, layers[0])];
-        for k in 1..layers.len() {
-            mats.push(read(&format!("persistent{k}"))?);
+        for (k, &units) in layers.iter().enumerate().skip(1) {
+            // Every layer holds the states of the same examples: the first one sets the count.
+            let rows = mats.get(1).map(Matrix::rows);
+            mats.push(matrix(format!("persistent{k}"), rows, units)?);
         }
         Some(mats)
     } else {
@@ -229,12 +222,18 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let dream_chains = if tensors.names().iter().any(|n| n.starts_with("dream_chain")) {
         Some(
             (0..layers.len())
-                .map(|k| read(&format!("dream_chain{k}")))
+                .map(|k| {
+                    let rows = Some(hyperparams.batch_size);
+                    matrix(format!("dream_chain{k}"), rows, layers[k])
+                })
                 .collect::<Result<Vec<_>, _>>()?,
         )
     } else {
         None
     };
+    let examples = persistent.as_ref().map(|p| p[p.len() - 1].rows());
+    check_progress(&progress, &hyperparams, examples)
+        .map_err(|e| content(format!("progress: {e}")))?;
     let dataset = field("dataset")?.clone();
     Ok(Checkpoint {
         hyperparams,
@@ -244,4 +243,123 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         dream_chains,
         dataset,
     })
+}
+
+/// Checks that `progress` is one a run of `hp` can reach: at most `hp.epochs` epochs and no
+/// batch after the last one, no more examples seen than the finished mini-batches hold (and, with
+/// `examples` training examples, no more mini-batches than an epoch has), no more correct or
+/// learned than seen, finite sums and times and threshold.
+pub fn check_progress(
+    progress: &Progress,
+    hp: &Hyperparams,
+    examples: Option<usize>,
+) -> Result<(), String> {
+    let p = progress;
+    if p.epoch > hp.epochs || (p.epoch == hp.epochs && p.batch > 0) {
+        return Err(format!(
+            "epoch {} batch {} is beyond the run's {} epochs",
+            p.epoch, p.batch, hp.epochs
+        ));
+    }
+    let batched = (p.batch as u64).checked_mul(hp.batch_size as u64);
+    if let Some(n) = examples.filter(|&n| batched.is_none_or(|b| b > n as u64)) {
+        return Err(format!(
+            "batch {} is beyond the epoch ({n} examples in batches of {})",
+            p.batch, hp.batch_size
+        ));
+    }
+    if batched.is_none_or(|b| p.seen > b) {
+        return Err(format!(
+            "{} examples seen in {} batches of {}",
+            p.seen, p.batch, hp.batch_size
+        ));
+    }
+    if p.correct > p.seen || p.learned > p.seen {
+        return Err(format!(
+            "{} correct and {} learned of {} seen",
+            p.correct, p.learned, p.seen
+        ));
+    }
+    let finite = p.energy_sum.is_finite()
+        && p.seconds.is_finite()
+        && p.seconds >= 0.0
+        && p.threshold.is_none_or(f32::is_finite);
+    if !finite {
+        return Err(format!(
+            "energy sum {}, seconds {} and threshold {:?} must be finite (seconds not negative)",
+            p.energy_sum, p.seconds, p.threshold
+        ));
+    }
+    Ok(())
+}
+
+/// Tensor `name` of `tensors` as f32 values, checked: it must exist, be F32, have exactly the
+/// shape `shape` (a `None` dimension may have any size) and hold only finite values. Returns its
+/// shape and values; the error names the tensor and says what is wrong. Shared by every
+/// safetensors file of this crate (checkpoints, judges).
+pub(crate) fn finite_f32(
+    tensors: &SafeTensors,
+    name: &str,
+    shape: &[Option<usize>],
+) -> Result<(Vec<usize>, Vec<f32>), String> {
+    let view = tensors.tensor(name).map_err(|e| match e {
+        safetensors::SafeTensorError::TensorNotFound(_) => format!("tensor {name} is missing"),
+        e => format!("tensor {name}: {e}"),
+    })?;
+    if view.dtype() != Dtype::F32 {
+        return Err(format!("tensor {name} is {:?}, expected F32", view.dtype()));
+    }
+    let got = view.shape();
+    let fits = got.len() == shape.len()
+        && got
+            .iter()
+            .zip(shape)
+            .all(|(&g, want)| want.is_none_or(|w| w == g));
+    if !fits {
+        let wanted: Vec<String> = shape
+            .iter()
+            .map(|d| d.map_or("any".to_string(), |d| d.to_string()))
+            .collect();
+        return Err(format!(
+            "tensor {name} has shape {got:?}, expected [{}]",
+            wanted.join(", ")
+        ));
+    }
+    let values: Vec<f32> = view
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        let at = match got {
+            [_, cols] => format!("[{}, {}]", i / cols, i % cols),
+            _ => format!("[{i}]"),
+        };
+        return Err(format!(
+            "tensor {name} holds a non-finite value ({}) at {at}",
+            values[i]
+        ));
+    }
+    Ok((got.to_vec(), values))
+}
+
+/// [`finite_f32`] of a `rows x cols` matrix (`None` rows: any number of rows).
+pub(crate) fn finite_matrix(
+    tensors: &SafeTensors,
+    name: &str,
+    rows: Option<usize>,
+    cols: usize,
+) -> Result<Matrix, String> {
+    let (shape, values) = finite_f32(tensors, name, &[rows, Some(cols)])?;
+    Matrix::from_vec(shape[0], shape[1], values)
+        .ok_or_else(|| format!("tensor {name} has a bad size"))
+}
+
+/// [`finite_f32`] of a vector of exactly `len` values.
+pub(crate) fn finite_vector(
+    tensors: &SafeTensors,
+    name: &str,
+    len: usize,
+) -> Result<Vec<f32>, String> {
+    Ok(finite_f32(tensors, name, &[Some(len)])?.1)
 }

@@ -1093,19 +1093,19 @@ fn env_command(args: EnvArgs) -> Result<()> {
         EnvCommand::Replay { fixture } => {
             let text = std::fs::read_to_string(&fixture)
                 .with_context(|| format!("reading {}", fixture.display()))?;
-            let value: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", fixture.display()))?;
-            let rep = eqprop::env::fixture::replay(&value)
+            let rep = eqprop::env::fixture::replay_json(&text)
                 .map_err(|e| anyhow::anyhow!("malformed fixture {}: {e}", fixture.display()))?;
             for d in &rep.details {
                 println!("mismatch: {d}");
             }
-            println!(
-                "{}: {} episodes, {} steps, {} values compared, {} mismatching",
-                rep.env_id, rep.episodes, rep.steps, rep.values, rep.mismatches
-            );
+            println!("{}", rep.summary());
             if rep.mismatches > 0 {
-                bail!("{} mismatching values", rep.mismatches);
+                bail!(
+                    "{}: {} mismatching values in {}",
+                    fixture.display(),
+                    rep.mismatches,
+                    rep.bad_steps_text()
+                );
             }
             Ok(())
         }

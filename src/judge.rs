@@ -11,6 +11,7 @@
 //! `L = -ln p_y = logsumexp(z) - z_y` with mini-batch SGD and momentum.
 
 use crate::backend::{Transpose, matmul_acc};
+use crate::checkpoint::{finite_f32, finite_matrix, finite_vector};
 use crate::data::Dataset;
 use crate::tensor::Matrix;
 use rand::seq::SliceRandom;
@@ -320,12 +321,19 @@ impl Judge {
         })
     }
 
-    /// Reads a judge written by [`Judge::save`], checking its format and shapes.
+    /// Reads a judge written by [`Judge::save`]: see [`Judge::load_bytes`].
     pub fn load(path: &Path) -> Result<Judge, JudgeError> {
         let bytes = std::fs::read(path).map_err(|source| JudgeError::Io {
             path: path.to_path_buf(),
             source,
         })?;
+        Judge::load_bytes(&bytes, path)
+    }
+
+    /// Parses the content `bytes` of a judge file (`path` only names it in errors), checking its
+    /// format, its shapes (`W1` `[pixels, hidden]`, `b1` `[hidden]`, `W2` `[hidden, 10]`, `b2`
+    /// `[10]`, none empty) and that every value is finite; an error names the tensor.
+    pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<Judge, JudgeError> {
         let not_safetensors = |e: safetensors::SafeTensorError| JudgeError::Format {
             path: path.to_path_buf(),
             reason: e.to_string(),
@@ -335,8 +343,8 @@ impl Judge {
             what: "judge",
             reason,
         };
-        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(not_safetensors)?;
-        let tensors = SafeTensors::deserialize(&bytes).map_err(not_safetensors)?;
+        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(not_safetensors)?;
+        let tensors = SafeTensors::deserialize(bytes).map_err(not_safetensors)?;
         match meta.metadata().as_ref().and_then(|m| m.get("format")) {
             Some(format) if format == FORMAT => {}
             Some(format) => return Err(content(format!("format is '{format}', not '{FORMAT}'"))),
@@ -346,51 +354,23 @@ impl Judge {
                 )));
             }
         }
-        let read = |name: &str| read_tensor(&tensors, name).map_err(&content);
-        let (w1, b1, w2, b2) = (read("W1")?, read("b1")?, read("W2")?, read("b2")?);
-        let (p, h) = (w1.rows(), w1.cols());
-        if p == 0 || h == 0 || b1.as_slice().len() != h || b2.as_slice().len() != CLASSES {
-            return Err(content("tensor shapes disagree".into()));
-        }
-        if (w2.rows(), w2.cols()) != (h, CLASSES) {
+        let (shape, values) = finite_f32(&tensors, "W1", &[None, None]).map_err(&content)?;
+        let (p, h) = (shape[0], shape[1]);
+        if p == 0 || h == 0 {
             return Err(content(format!(
-                "W2 is {}x{}, expected {h}x{CLASSES}",
-                w2.rows(),
-                w2.cols()
+                "tensor W1 has shape {shape:?}, an empty layer"
             )));
         }
+        let w1 =
+            Matrix::from_vec(p, h, values).ok_or_else(|| content("W1 has a bad size".into()))?;
+        let b1 = finite_vector(&tensors, "b1", h).map_err(&content)?;
+        let w2 = finite_matrix(&tensors, "W2", Some(h), CLASSES).map_err(&content)?;
+        let b2 = finite_vector(&tensors, "b2", CLASSES).map_err(&content)?;
         Ok(Judge {
-            hidden: Layer {
-                w: w1,
-                b: b1.into_vec(),
-            },
-            output: Layer {
-                w: w2,
-                b: b2.into_vec(),
-            },
+            hidden: Layer { w: w1, b: b1 },
+            output: Layer { w: w2, b: b2 },
         })
     }
-}
-
-/// Tensor `name` as a matrix (a vector as one row); an error says what is wrong with it.
-fn read_tensor(tensors: &SafeTensors, name: &str) -> Result<Matrix, String> {
-    let view = tensors
-        .tensor(name)
-        .map_err(|e| format!("tensor {name}: {e}"))?;
-    if view.dtype() != Dtype::F32 {
-        return Err(format!("tensor {name} is {:?}, expected F32", view.dtype()));
-    }
-    let values: Vec<f32> = view
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    let (rows, cols) = match (name.starts_with('W'), view.shape()) {
-        (false, [n]) => (1, *n),
-        (true, [r, c]) => (*r, *c),
-        (_, other) => return Err(format!("tensor {name} has shape {other:?}")),
-    };
-    Matrix::from_vec(rows, cols, values).ok_or_else(|| format!("tensor {name} has a bad size"))
 }
 
 /// What the judge says of generated images.

@@ -216,7 +216,7 @@ fn save_load_round_trip_and_bad_files() {
     shapes[2].1 = &[4, 10];
     let misshapen = dir.join("misshapen.safetensors");
     write_safetensors(&misshapen, Some("eqprop-judge"), &shapes);
-    expect_error(&misshapen, "W2 is 4x10, expected 5x10");
+    expect_error(&misshapen, "tensor W2 has shape [4, 10], expected [5, 10]");
     let missing_tensor = dir.join("half.safetensors");
     write_safetensors(&missing_tensor, Some("eqprop-judge"), &shapes[..2]);
     expect_error(&missing_tensor, "W2");

@@ -67,13 +67,43 @@ pub enum DataError {
         needed: usize,
     },
 
-    /// The header's dimensions describe more data than can be addressed.
-    #[error("{}: IDX dimensions {dims:?} are too large", .path.display())]
+    /// The header's dimensions describe more data than [`MAX_IDX_BYTES`](super::MAX_IDX_BYTES)
+    /// (or than can be addressed).
+    #[error(
+        "{}: IDX dimensions {dims:?} are too large (at most {} data bytes are read)",
+        .path.display(),
+        super::MAX_IDX_BYTES
+    )]
     BadDimensions {
         /// The file concerned.
         path: PathBuf,
         /// The dimensions from the header.
         dims: Vec<u32>,
+    },
+
+    /// The header announces images with no pixels or with more than
+    /// [`MAX_IMAGE_SIDE`](super::MAX_IMAGE_SIDE) rows or columns.
+    #[error(
+        "{}: IDX images of {rows}x{cols} pixels (each side must be 1 to {})",
+        .path.display(),
+        super::MAX_IMAGE_SIDE
+    )]
+    BadImageSize {
+        /// The file concerned.
+        path: PathBuf,
+        /// The rows per image from the header.
+        rows: usize,
+        /// The columns per image from the header.
+        cols: usize,
+    },
+
+    /// A file holds more bytes (decompressed) than the reader accepts.
+    #[error("{}: more than {limit} bytes (decompressed), too large to read", .path.display())]
+    TooLarge {
+        /// The file concerned.
+        path: PathBuf,
+        /// The most bytes accepted.
+        limit: usize,
     },
 
     /// The data after the header is shorter than the header says.
@@ -92,16 +122,19 @@ pub enum DataError {
 
     /// The data after the header is longer than the header says.
     #[error(
-        "{}: {extra} unexpected trailing bytes after the IDX data ({expected} bytes expected)",
-        .path.display()
+        "{}: {}{extra} unexpected trailing bytes after the IDX data ({expected} bytes expected)",
+        .path.display(),
+        if *.at_least { "at least " } else { "" }
     )]
     TrailingBytes {
         /// The file concerned.
         path: PathBuf,
         /// The number of data bytes the header announces.
         expected: usize,
-        /// The number of bytes beyond that.
+        /// The number of bytes beyond that (counted up to a limit: see `at_least`).
         extra: usize,
+        /// Whether reading stopped after `extra` trailing bytes, with more possibly following.
+        at_least: bool,
     },
 
     /// The images file and the labels file hold different numbers of items.

@@ -18,7 +18,10 @@ pub use download::{
     load_or_download, mirror_base, official_md5,
 };
 pub use error::DataError;
-pub use idx::{IMAGES_MAGIC, LABELS_MAGIC, read_idx_images, read_idx_labels, read_maybe_gzip};
+pub use idx::{
+    IMAGES_MAGIC, LABELS_MAGIC, MAX_IDX_BYTES, MAX_IMAGE_SIDE, parse_idx_images, parse_idx_labels,
+    read_idx_images, read_idx_labels, read_maybe_gzip,
+};
 
 /// The four file names of a data set, without the `.gz` suffix.
 pub const FILE_NAMES: [&str; 4] = [

@@ -5,7 +5,7 @@
 //! truncated]`. [`replay`] sets each initial state, replays the actions and compares every value
 //! bit for bit.
 
-use super::{Action, make};
+use super::{Action, Space, make};
 use serde_json::Value;
 
 /// Parse a float written by Python's `float.hex()` (`"-0x1.9ap-6"`, `"0x0.0p+0"`, `"inf"`),
@@ -28,7 +28,8 @@ pub fn parse_hex_f64(s: &str) -> Option<f64> {
         None => (mant, ""),
     };
     let digits: String = format!("{int_part}{frac_part}");
-    if digits.is_empty() || digits.len() > 15 {
+    let hex_digits = digits.bytes().all(|b| b.is_ascii_hexdigit());
+    if digits.is_empty() || digits.len() > 15 || !hex_digits {
         return None;
     }
     let m = u64::from_str_radix(&digits, 16).ok()?;
@@ -36,7 +37,9 @@ pub fn parse_hex_f64(s: &str) -> Option<f64> {
         return None; // more precision than a float64 holds: not written by float.hex()
     }
     let mut v = m as f64; // exact
-    let mut e = exp - 4 * frac_part.len() as i32;
+    // m < 2^53, so beyond +-2200 the result is infinite or zero anyway: clamping keeps it exact
+    // and the loop short.
+    let mut e = (i64::from(exp) - 4 * frac_part.len() as i64).clamp(-2200, 2200) as i32;
     // Scale by 2^e with exact powers of two (one rounding at most, into the subnormal range).
     while e != 0 {
         let step = e.clamp(-1000, 1000);
@@ -56,15 +59,41 @@ pub struct ReplayReport {
     pub values: usize,
     /// Number of values that differ (a failed step counts once per value it should have produced).
     pub mismatches: usize,
-    /// A description of the first mismatches (at most 20).
+    /// Number of steps (initial observations included) with at least one differing value or
+    /// refused by the environment.
+    pub bad_steps: usize,
+    /// One line per bad step, for the first 20 of them: what differs, ours against Gymnasium's.
     pub details: Vec<String>,
 }
 
 impl ReplayReport {
-    fn mismatch(&mut self, what: String) {
-        self.mismatches += 1;
+    /// Records a bad step: `differences` values that differ, described by `what`.
+    fn bad_step(&mut self, differences: usize, what: String) {
+        self.mismatches += differences;
+        self.bad_steps += 1;
         if self.details.len() < 20 {
             self.details.push(what);
+        }
+    }
+
+    /// The one-line summary: what was compared and how much of it differs.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}: {} episodes, {} steps, {} values compared, {} mismatching (in {})",
+            self.env_id,
+            self.episodes,
+            self.steps,
+            self.values,
+            self.mismatches,
+            self.bad_steps_text()
+        )
+    }
+
+    /// `"1 step"`, `"3 steps"`: how many steps are bad.
+    pub fn bad_steps_text(&self) -> String {
+        match self.bad_steps {
+            1 => "1 step".to_string(),
+            n => format!("{n} steps"),
         }
     }
 }
@@ -73,105 +102,183 @@ fn f64s(v: &Value) -> Result<Vec<f64>, String> {
     v.as_array()
         .ok_or("expected an array")?
         .iter()
-        .map(|x| match x {
-            Value::String(s) => parse_hex_f64(s).ok_or(format!("bad float {s:?}")),
-            Value::Number(n) => n.as_f64().ok_or("bad number".to_string()),
-            _ => Err(format!("bad float {x}")),
-        })
+        .map(one_f64)
         .collect()
 }
 
-fn one_f64(v: &Value) -> Result<f64, String> {
-    f64s(&Value::Array(vec![v.clone()])).map(|x| x[0])
+fn one_f64(x: &Value) -> Result<f64, String> {
+    match x {
+        Value::String(s) => parse_hex_f64(s).ok_or(format!("bad float {s:?}")),
+        Value::Number(n) => n.as_f64().ok_or("bad number".to_string()),
+        _ => Err(format!("bad float {x}")),
+    }
 }
 
-/// Replay a parsed fixture; `Err` only for a malformed fixture.
+/// `values` with `what` in front of the error, checked to hold exactly `len` values.
+fn sized_f64s(v: &Value, len: usize, what: &str) -> Result<Vec<f64>, String> {
+    let values = f64s(v).map_err(|e| format!("{what}: {e}"))?;
+    if values.len() != len {
+        return Err(format!(
+            "{what} has {} values, the environment {len}",
+            values.len()
+        ));
+    }
+    Ok(values)
+}
+
+/// The differing components of `ours` against `theirs`, bit for bit, as `name[i] ours (gym
+/// theirs)`.
+fn differences<T: Copy + std::fmt::Debug>(
+    name: &str,
+    ours: &[T],
+    theirs: &[T],
+    bits: impl Fn(T) -> u64,
+) -> Vec<String> {
+    ours.iter()
+        .zip(theirs)
+        .enumerate()
+        .filter(|&(_, (&o, &t))| bits(o) != bits(t))
+        .map(|(i, (o, t))| format!("{name}[{i}] {o:?} (gym {t:?})"))
+        .collect()
+}
+
+/// Parses the fixture text `json` and replays it: see [`replay`].
+pub fn replay_json(json: &str) -> Result<ReplayReport, String> {
+    let value: Value = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+    replay(&value)
+}
+
+/// Replay a parsed fixture; `Err` only for a malformed fixture (naming the episode and step):
+/// no episodes, an episode without steps, a missing or malformed field, or a state,
+/// observation or action of another length than the environment's.
 pub fn replay(fixture: &Value) -> Result<ReplayReport, String> {
     let env_id = fixture["env_id"].as_str().ok_or("missing env_id")?;
     let mut rep = ReplayReport {
         env_id: env_id.to_string(),
         ..Default::default()
     };
-    let discrete = env_id.starts_with("CartPole");
     let episodes = fixture["episodes"].as_array().ok_or("missing episodes")?;
+    if episodes.is_empty() {
+        return Err("no episodes".into());
+    }
     for (ei, ep) in episodes.iter().enumerate() {
-        let mut env = make(env_id).map_err(|e| e.to_string())?;
-        let seed = ep["seed"].as_u64().ok_or("missing seed")?;
-        env.reset(seed);
-        env.set_state(&f64s(&ep["initial_state"])?)
-            .map_err(|e| e.to_string())?;
-        let obs0 = f64s(&ep["initial_obs"])?;
-        let got0 = env.observation();
-        for (i, &want) in obs0.iter().enumerate() {
-            rep.values += 1;
-            if got0.get(i).map(|g| g.to_bits()) != Some((want as f32).to_bits()) {
-                rep.mismatch(format!(
-                    "episode {ei} initial obs[{i}]: {got0:?} vs {obs0:?}"
-                ));
-            }
-        }
-        rep.episodes += 1;
-        let steps = ep["steps"].as_array().ok_or("missing steps")?;
-        for (si, st) in steps.iter().enumerate() {
-            let a = &st[0];
-            let action = if discrete {
-                Action::Discrete(a.as_i64().ok_or("bad action")?)
-            } else {
-                Action::Continuous(vec![one_f64(a)? as f32])
-            };
-            let want_state = f64s(&st[1])?;
-            let want_obs: Vec<f32> = f64s(&st[2])?.iter().map(|&x| x as f32).collect();
-            let want_r = one_f64(&st[3])?;
-            let want_term = st[4].as_bool().ok_or("bad terminated")?;
-            let want_trunc = st[5].as_bool().ok_or("bad truncated")?;
-            let n_values = want_state.len() + want_obs.len() + 3;
-            rep.steps += 1;
-            rep.values += n_values;
-            let step = match env.step(&action) {
-                Ok(s) => s,
-                Err(e) => {
-                    for _ in 0..n_values {
-                        rep.mismatch(format!("episode {ei} step {si}: {e}"));
-                    }
-                    continue;
-                }
-            };
-            let got_state = env.state();
-            for (i, &w) in want_state.iter().enumerate() {
-                if got_state.get(i).map(|g| g.to_bits()) != Some(w.to_bits()) {
-                    rep.mismatch(format!(
-                        "episode {ei} step {si} state[{i}]: {:?} vs gym {w:?}",
-                        got_state.get(i)
-                    ));
-                }
-            }
-            for (i, &w) in want_obs.iter().enumerate() {
-                if step.obs.get(i).map(|g| g.to_bits()) != Some(w.to_bits()) {
-                    rep.mismatch(format!(
-                        "episode {ei} step {si} obs[{i}]: {:?} vs gym {w:?}",
-                        step.obs.get(i)
-                    ));
-                }
-            }
-            if step.reward.to_bits() != want_r.to_bits() {
-                rep.mismatch(format!(
-                    "episode {ei} step {si} reward: {:?} vs gym {want_r:?}",
-                    step.reward
-                ));
-            }
-            if step.terminated != want_term {
-                rep.mismatch(format!(
-                    "episode {ei} step {si} terminated: {}",
-                    step.terminated
-                ));
-            }
-            if step.truncated != want_trunc {
-                rep.mismatch(format!(
-                    "episode {ei} step {si} truncated: {}",
-                    step.truncated
-                ));
-            }
-        }
+        replay_episode(&mut rep, env_id, ep).map_err(|e| format!("episode {ei}: {e}"))?;
     }
     Ok(rep)
+}
+
+/// Replays episode number `rep.episodes` into `rep`.
+fn replay_episode(rep: &mut ReplayReport, env_id: &str, ep: &Value) -> Result<(), String> {
+    let ei = rep.episodes;
+    let mut env = make(env_id).map_err(|e| e.to_string())?;
+    let seed = ep["seed"].as_u64().ok_or("missing seed")?;
+    env.reset(seed);
+    let (state_len, obs_len) = (env.state().len(), env.observation_space().dim());
+    let action_space = env.action_space();
+    env.set_state(&sized_f64s(
+        &ep["initial_state"],
+        state_len,
+        "initial_state",
+    )?)
+    .map_err(|e| e.to_string())?;
+    let obs0: Vec<f32> = sized_f64s(&ep["initial_obs"], obs_len, "initial_obs")?
+        .iter()
+        .map(|&x| x as f32)
+        .collect();
+    let steps = ep["steps"].as_array().ok_or("missing steps")?;
+    if steps.is_empty() {
+        return Err("no steps".into());
+    }
+    rep.episodes += 1;
+    rep.values += obs_len;
+    let wrong = differences("obs", &env.observation(), &obs0, |x| x.to_bits().into());
+    if !wrong.is_empty() {
+        rep.bad_step(
+            wrong.len(),
+            format!("episode {ei} initial: {}", wrong.join(", ")),
+        );
+    }
+    for (si, st) in steps.iter().enumerate() {
+        let field = |i: usize, name: &str| {
+            st.get(i)
+                .ok_or_else(|| format!("step {si}: no {name} (a step is [action, state, obs, reward, terminated, truncated])"))
+        };
+        let action = match &action_space {
+            Space::Discrete { .. } => Action::Discrete(
+                field(0, "action")?
+                    .as_i64()
+                    .ok_or(format!("step {si}: bad action"))?,
+            ),
+            Space::Box { low, .. } => {
+                let a = field(0, "action")?;
+                let values = match a {
+                    Value::Array(_) => f64s(a),
+                    _ => one_f64(a).map(|x| vec![x]),
+                }
+                .map_err(|e| format!("step {si}: action: {e}"))?;
+                if values.len() != low.len() {
+                    return Err(format!(
+                        "step {si}: action has {} values, the environment {}",
+                        values.len(),
+                        low.len()
+                    ));
+                }
+                Action::Continuous(values.iter().map(|&x| x as f32).collect())
+            }
+        };
+        let at = |what: &str| format!("step {si}: {what}");
+        let want_state = sized_f64s(field(1, "state")?, state_len, &at("state"))?;
+        let want_obs: Vec<f32> = sized_f64s(field(2, "obs")?, obs_len, &at("obs"))?
+            .iter()
+            .map(|&x| x as f32)
+            .collect();
+        let want_r = one_f64(field(3, "reward")?).map_err(|e| at(&format!("reward: {e}")))?;
+        let want_term = field(4, "terminated")?
+            .as_bool()
+            .ok_or(at("bad terminated"))?;
+        let want_trunc = field(5, "truncated")?
+            .as_bool()
+            .ok_or(at("bad truncated"))?;
+        let n_values = state_len + obs_len + 3;
+        rep.steps += 1;
+        rep.values += n_values;
+        let step = match env.step(&action) {
+            Ok(s) => s,
+            Err(e) => {
+                rep.bad_step(n_values, format!("episode {ei} step {si}: {e}"));
+                continue;
+            }
+        };
+        let mut wrong = differences("state", &env.state(), &want_state, f64::to_bits);
+        wrong.extend(differences("obs", &step.obs, &want_obs, |x| {
+            x.to_bits().into()
+        }));
+        let scalars = [
+            ("reward", step.reward.to_bits() == want_r.to_bits()),
+            ("terminated", step.terminated == want_term),
+            ("truncated", step.truncated == want_trunc),
+        ];
+        let ours = [
+            format!("{:?}", step.reward),
+            step.terminated.to_string(),
+            step.truncated.to_string(),
+        ];
+        let theirs = [
+            format!("{want_r:?}"),
+            want_term.to_string(),
+            want_trunc.to_string(),
+        ];
+        for (i, (name, same)) in scalars.into_iter().enumerate() {
+            if !same {
+                wrong.push(format!("{name} {} (gym {})", ours[i], theirs[i]));
+            }
+        }
+        if !wrong.is_empty() {
+            rep.bad_step(
+                wrong.len(),
+                format!("episode {ei} step {si}: {}", wrong.join(", ")),
+            );
+        }
+    }
+    Ok(())
 }
