@@ -84,7 +84,7 @@ pub enum ConfigError {
         needed = label + 1
     )]
     TooFewOutputs { outputs: usize, label: usize },
-    #[error("the training set has {examples} examples, fewer than one mini-batch of {batch_size}")]
+    #[error("the data set has {examples} examples, fewer than one mini-batch of {batch_size}")]
     TooFewExamples { examples: usize, batch_size: usize },
 }
 
@@ -125,6 +125,36 @@ pub fn check_dynamics(
         range("lr", lr >= 0.0 && lr.is_finite(), "non-negative", lr as f64)?;
     }
     Ok(())
+}
+
+/// Most couplings a network may have (4 GiB of `f32`).
+pub const MAX_COUPLINGS: usize = 1 << 30;
+/// Most state values that examples relaxing together may hold (units times examples).
+pub const MAX_STATES: usize = 1 << 30;
+
+/// Checks that a network of `layers` relaxing `batch` examples at once stays within
+/// [`MAX_COUPLINGS`] and [`MAX_STATES`]: bounds far above any network this crate trains, which
+/// turn a mistyped size into a named error instead of a failed allocation.
+pub fn check_size(layers: &[usize], batch: usize) -> Result<(), ConfigError> {
+    let couplings = layers
+        .windows(2)
+        .map(|w| w[0].saturating_mul(w[1]))
+        .fold(0usize, usize::saturating_add);
+    let at_most = "at most 2^30";
+    range(
+        "couplings",
+        couplings <= MAX_COUPLINGS,
+        at_most,
+        couplings as f64,
+    )?;
+    let units = layers.iter().fold(0usize, |a, &n| a.saturating_add(n));
+    let states = units.saturating_mul(batch);
+    range(
+        "units x examples",
+        states <= MAX_STATES,
+        at_most,
+        states as f64,
+    )
 }
 
 /// Names accepted by [`Hyperparams::preset`].
@@ -211,6 +241,7 @@ impl Hyperparams {
             self.batch_size as f64,
         )?;
         check_dynamics(self.t_free, self.t_nudge, self.eps, self.beta, &self.lr)?;
+        check_size(&self.layers, self.batch_size)?;
         if let Schedule::Cosine { final_fraction } = self.schedule {
             range(
                 "final_fraction",
@@ -269,9 +300,15 @@ impl Hyperparams {
         Ok(())
     }
 
-    /// Checks that the network fits the data: one input per pixel and an output unit for every
-    /// label (examples that carry their own target row need one unit per entry of it).
+    /// Checks that the network fits the data: at least one example, one input per pixel and an
+    /// output unit for every label (examples that carry their own target row need one unit per entry of it).
     pub fn check_data(&self, data: &Dataset) -> Result<(), ConfigError> {
+        if data.is_empty() {
+            return Err(ConfigError::TooFewExamples {
+                examples: 0,
+                batch_size: 1,
+            });
+        }
         let (inputs, outputs) = (
             self.layers[0],
             *self.layers.last().expect("validated sizes"),
@@ -349,6 +386,54 @@ mod tests {
         let mut hp = Hyperparams::preset("paper").unwrap();
         hp.eps = 1.5;
         assert!(hp.validate().unwrap_err().to_string().contains("eps"));
+    }
+
+    #[test]
+    fn sizes_that_cannot_be_allocated_are_named() {
+        assert!(check_size(&[784, 500, 10], 10).is_ok());
+        let err = check_size(&[784, 1 << 32, 10], 1).unwrap_err().to_string();
+        assert!(err.contains("couplings"), "{err}");
+        let err = check_size(&[784, 500, 10], 1 << 40)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("units x examples"), "{err}");
+        let mut hp = Hyperparams::preset("best").unwrap();
+        hp.batch_size = 1 << 40;
+        assert!(hp.validate().is_err());
+    }
+
+    #[test]
+    fn the_network_must_fit_the_data() {
+        let hp = Hyperparams::preset("best").unwrap();
+        let mut data = Dataset::empty(28, 28);
+        assert!(hp.check_data(&data).is_err(), "no examples");
+        data.images = vec![0.0; 2 * 784];
+        data.labels = vec![3, 9];
+        assert_eq!(hp.check_data(&data), Ok(()));
+        let five = Hyperparams {
+            layers: vec![784, 50, 5],
+            ..hp.clone()
+        };
+        let err = five.check_data(&data).unwrap_err().to_string();
+        assert!(
+            err.contains("5 units") && err.contains("labels up to 9"),
+            "{err}"
+        );
+        let small = Dataset {
+            images: vec![0.0; 2 * 100],
+            rows: 10,
+            cols: 10,
+            ..data.clone()
+        };
+        let err = hp.check_data(&small).unwrap_err().to_string();
+        assert!(
+            err.contains("784 inputs") && err.contains("100 pixels"),
+            "{err}"
+        );
+        assert!(
+            hp.check_training_set(&data).is_err(),
+            "2 examples, batch of 10"
+        );
     }
 
     #[test]

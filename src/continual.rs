@@ -272,6 +272,10 @@ impl ContinualOptions {
             self.dimming
         );
         self.dream.validate()?;
+        let classes = self.tasks.iter().map(Vec::len).sum::<usize>();
+        let replayed = self.replay_per_class.saturating_mul(classes);
+        crate::config::check_size(&hp.layers, replayed)
+            .map_err(|e| anyhow::anyhow!("--replay-per-class {}: {e}", self.replay_per_class))?;
         Ok(())
     }
 }

@@ -117,6 +117,20 @@ impl WorldModelConfig {
             "positive when replaying",
             self.replay_capacity.to_string(),
         )?;
+        // The input and output layers are the task's few observation and action units.
+        let layers: Vec<usize> = [16]
+            .iter()
+            .chain(&self.hidden)
+            .chain(&[16])
+            .copied()
+            .collect();
+        crate::config::check_size(&layers, self.replay.saturating_add(1)).map_err(|e| {
+            ConfigError::Range {
+                name: "hidden, replay",
+                want: "a network and replay batch that fit in memory",
+                got: e.to_string(),
+            }
+        })?;
         if self.lr.len() != self.hidden.len() + 1 {
             return Err(ConfigError::LearningRates(
                 self.lr.len(),

@@ -17,12 +17,23 @@ const VALUES: [&str; 5] = ["0", "-1", "nan", "inf", "-inf"];
 /// Values tried for flags whose values are lists or shapes, beside [`VALUES`].
 fn special_values(flag: &str) -> &'static [&'static str] {
     match flag {
-        "layers" => &["784", "784,8,5", "10,8,10", "784,0,10", "784,8,2"],
+        "layers" => &[
+            "784",
+            "784,8,5",
+            "10,8,10",
+            "784,0,10",
+            "784,8,2",
+            "784,4294967296,10",
+        ],
         "lr" => &["0,0", "nan,0.1", "-1,0.1", "0.1", "0.1,0.1,0.1", "100,100"],
-        "hidden" => &["0", "8,0"],
+        "hidden" => &["0", "8,0", "4294967296"],
         "torques" => &["nan", "", "1,inf"],
         "labels" => &["0-10", "9-0", "a", "", "0,,1"],
-        "batch-size" => &["100000"],
+        "batch-size" => &["100000", "1099511627776"],
+        // Sizes that would ask for terabytes: a named error, never an aborted allocation.
+        "samples" | "replay-capacity" | "replay-per-class" | "prior-components" | "replay" => {
+            &["1099511627776"]
+        }
         "train-limit" => &["1", "5"],
         "gen-from-epoch" => &["100"],
         "tasks" => &["6", "100"],

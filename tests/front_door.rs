@@ -300,7 +300,10 @@ fn a_network_that_does_not_fit_the_data_is_named() {
     let out = train(&tmp.path().join("b"), &["--layers", "100,50,10"]);
     assert_clear_error(&out, &["takes 100 inputs", "784 pixels"]);
     let out = train(&tmp.path().join("c"), &["--train-limit", "5"]);
-    assert_clear_error(&out, &["5 examples, fewer than one mini-batch of 10"]);
+    assert_clear_error(
+        &out,
+        &["the data set has 5 examples, fewer than one mini-batch of 10"],
+    );
     let out = eqprop()
         .args(["continual", "--tasks", "0", "--out"])
         .arg(tmp.path().join("d"))

@@ -192,6 +192,9 @@ pub fn run(args: DreamArgs) -> Result<()> {
         0
     };
     let options = args.dynamics.options(hp, record)?;
+    let count = labels.len().saturating_mul(args.samples);
+    eqprop::config::check_size(&hp.layers, count)
+        .with_context(|| format!("{count} dreams (--samples {})", args.samples))?;
     super::checks::writable_file(&args.out)?;
     if let Some(gif) = &args.gif {
         super::checks::writable_file(gif)?;
