@@ -645,6 +645,14 @@ fn train(args: TrainArgs, device: Device) -> Result<()> {
             learning_rates: hp.learning_rates(summary.epoch - 1),
             gate,
         };
+        let classes = *hp.layers.last().expect("validated layers");
+        if summary.epoch > 1 && summary.at_chance(classes) {
+            eprintln!(
+                "warning: epoch {} predicted no better than chance (train error {:.2}%): the \
+                 network may have collapsed; lower the learning rates (--lr)",
+                summary.epoch, summary.train_error
+            );
+        }
         let gated = gate.map_or(String::new(), |g| {
             format!(
                 "  learned {:>5.1}%  saved {:>4.1}% of steps, {:>4.1}% of FLOPs",

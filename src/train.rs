@@ -68,6 +68,16 @@ pub struct EpochSummary {
     pub learned_share: f64,
 }
 
+impl EpochSummary {
+    /// Whether the epoch's predictions were no better than guessing among `classes` classes
+    /// (within 3% of chance): what a network whose units all sat at a bound from a too large
+    /// learning rate gives, whatever its input.
+    pub fn at_chance(&self, classes: usize) -> bool {
+        let chance = 100.0 * (1.0 - 1.0 / classes.max(1) as f64);
+        classes > 1 && self.train_error >= 0.97 * chance
+    }
+}
+
 /// What an epoch runs: the shuffled example order, the signed `beta` of each mini-batch and the
 /// learning rates.
 pub struct EpochPlan {

@@ -146,6 +146,30 @@ fn a_diverging_run_stops_naming_epoch_and_mini_batch() {
     assert!(!dir.join("metrics.jsonl").exists());
 }
 
+/// A network that collapsed (every unit at a bound, one answer for every input) is finite and
+/// calm, so it trains on; the run says so. A healthy run says nothing of the kind.
+#[test]
+fn a_collapsed_network_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "--preset",
+        "paper",
+        "--layers",
+        "784,500,10",
+        "--epochs",
+        "2",
+    ];
+    let out = train(
+        &tmp.path().join("a"),
+        &[&args[..], &["--lr", "4,2"]].concat(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("warning: epoch 2 predicted no better than chance"));
+    let out = train(&tmp.path().join("b"), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("chance"), "{}", stderr(&out));
+}
+
 #[test]
 fn divergence_keeps_the_last_good_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
