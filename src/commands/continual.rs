@@ -107,7 +107,8 @@ pub struct ContinualArgs {
     /// Folder holding <dataset>/ with the IDX files [default: $EQPROP_DATA_DIR, else the user cache].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Base URL to download missing files from.
+    /// Base URL of a mirror holding mnist/ and fashion-mnist/ with the .gz files [default:
+    /// $EQPROP_MIRROR, else the canonical mirrors].
     #[arg(long)]
     mirror: Option<String>,
     /// Use only the first N training images (10000: the MNIST subset this project's figures
