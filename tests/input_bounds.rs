@@ -12,6 +12,8 @@ use eqprop::data::{
     parse_idx_images, parse_idx_labels, read_idx_images, read_idx_labels, read_maybe_gzip,
 };
 
+mod common;
+
 const MIB: u64 = 1 << 20;
 
 fn header(magic: u32, dims: &[u32]) -> Vec<u8> {
@@ -263,10 +265,7 @@ fn dimensions_are_bounded() {
 /// The in-memory parsers give what the file readers give, on the real files.
 #[test]
 fn parsing_bytes_matches_reading_files() {
-    let root = std::env::var_os("EQPROP_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")));
-    let dir = dataset_dir(Some(&root), DatasetName::Mnist);
+    let dir = dataset_dir(Some(&common::data_root()), DatasetName::Mnist);
     let images = dir.join("t10k-images-idx3-ubyte.gz");
     let labels = dir.join("t10k-labels-idx1-ubyte.gz");
     let from_file = read_idx_images(&images).unwrap();
