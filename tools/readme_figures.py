@@ -185,7 +185,8 @@ def main():
             ok = in_readme and measured == text
             bad += not ok
             note = "" if in_readme else " (not in README.md)"
-            rows.append(f"| {what} | `{text}`{note} | `{measured}` | {'yes' if ok else 'NO'} |")
+            cells = [t.replace("\n", " ") for t in (text, measured)]
+            rows.append(f"| {what} | `{cells[0]}`{note} | `{cells[1]}` | {'yes' if ok else 'NO'} |")
     print("| figure | README | measured | same |")
     print("|---|---|---|---|")
     print("\n".join(rows))
