@@ -57,6 +57,18 @@ def runs(tmp):
         "task-dreams": continual("td", *MNIST, "--scenario", "task"),
         "domain-dreams": continual("dd", *MNIST, "--scenario", "domain"),
         "fashion-class-dreams": continual("fcd", "--protocol", "split-fashion-mnist"),
+        "task-none": continual("tn", *MNIST, "--scenario", "task", "--replay", "none"),
+        "task-real": continual("tr", *MNIST, "--scenario", "task", "--replay", "real"),
+        "domain-none": continual("dn", *MNIST, "--scenario", "domain", "--replay", "none"),
+        "domain-real": continual("dr", *MNIST, "--scenario", "domain", "--replay", "real"),
+        **{f"fashion-{sc}-{rp}": continual(f"f{sc}{rp}", "--protocol", "split-fashion-mnist", "--scenario", sc,
+                                           "--replay", rp)
+           for sc, rp in [("class", "none"), ("class", "real"), ("class", "joint"), ("task", "none"),
+                          ("task", "dreams"), ("domain", "none"), ("domain", "dreams")]},
+        **{f"{env}-{seed}": (["agent", "--env", f"{env}-v1", "--seed", str(seed), "--no-gif", *out(f"a{env}{seed}")],
+                             "stdout") for env in ("cartpole", "pendulum") for seed in (1, 2, 3, 4)},
+        **{f"{env}-random": (["agent", "--env", f"{env}-v1", "--model", "random", "--seed", "0", "--no-gif",
+                              *out(f"r{env}")], "stdout") for env in ("cartpole", "pendulum")},
         "judge": (["judge", *MNIST, "--out", str(tmp / "judge.safetensors")], "stdout"),
         "generative": train("generative", "--generative"),
         "dreams": (["dream", "--checkpoint", str(tmp / "generative/checkpoint.safetensors"), "--samples", "100",
@@ -134,9 +146,34 @@ FIGURES = [
 ]
 
 
-# Figures that take longer (about 3 minutes more): `--slow`.
+def row():
+    """A table row of the averages of continual runs (empty cells for missing ones)."""
+    return lambda *texts: "| " + " | ".join(AVERAGE(t) for t in texts) + " |" + " |" * (4 - len(texts))
+
+
+LENGTH = lambda t: f"{float(re.search(r'mean length ([0-9.]+)', t).group(1)):.1f}"
+RETURN = lambda t: f"{float(re.search(r'mean return (-?[0-9.]+)', t).group(1)):.1f}"
+
+# Figures that take longer (about 8 minutes more): `--slow`.
 ALL_ROW = re.compile(r"\| all \| ([0-9.]+)% \| ([0-9.]+) \|")
 SLOW_FIGURES = [
+    ("Split-MNIST task: none, dreams, real", "| 83.60% | **98.60%** | 99.13% | |",
+     ("task-none", "task-dreams", "task-real"),
+     lambda a, b, c: f"| {AVERAGE(a)} | **{AVERAGE(b)}** | {AVERAGE(c)} | |"),
+    ("Split-MNIST domain: none, dreams, real", "| 62.16% | 95.56% | 97.25% | |",
+     ("domain-none", "domain-dreams", "domain-real"), row()),
+    ("Split-Fashion-MNIST class: none, dreams, real, joint", "| 19.98% | 81.40% | 85.71% | 87.31% |",
+     ("fashion-class-none", "fashion-class-dreams", "fashion-class-real", "fashion-class-joint"), row()),
+    ("Split-Fashion-MNIST task: none, dreams", "| 79.82% | 98.61% | | |",
+     ("fashion-task-none", "fashion-task-dreams"), row()),
+    ("Split-Fashion-MNIST domain: none, dreams", "| 77.02% | 96.84% | | |",
+     ("fashion-domain-none", "fashion-domain-dreams"), row()),
+    ("agent: CartPole, seeds 0-4", "**500.0, 500.0, 500.0, 495.9, 495.4**",
+     ("cartpole", *(f"cartpole-{s}" for s in (1, 2, 3, 4))), lambda *t: "**" + ", ".join(map(LENGTH, t)) + "**"),
+    ("agent: Pendulum, seeds 0-4", "**-226.2, -135.9, -148.0, -156.9, -209.1**",
+     ("pendulum", *(f"pendulum-{s}" for s in (1, 2, 3, 4))), lambda *t: "**" + ", ".join(map(RETURN, t)) + "**"),
+    ("agent: random policy", "| random policy (seed 0) | 22.9 | -1353.7 |", ("cartpole-random", "pendulum-random"),
+     lambda c, p: f"| random policy (seed 0) | {LENGTH(c)} | {RETURN(p)} |"),
     ("dreams: generative training, final test error", "end at **4.62%** test error", "generative",
      epoch(-1, "test_error", "end at **{:.2f}%** test error")),
     ("dreams: recognised by the judge, diversity", "**98.2%** of the dreams to their\nclamped label",
