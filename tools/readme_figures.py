@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reruns the README's cheap figures (about 8 minutes on a 2-core machine) and prints each one
+"""Reruns the README's cheap figures (about 6 minutes on a 2-core machine; `--slow`: 9) and prints each one
 next to the README's.
 
     cargo build --release && python3 tools/readme_figures.py [--eqprop target/release/eqprop]
@@ -154,7 +154,7 @@ def row():
 LENGTH = lambda t: f"{float(re.search(r'mean length ([0-9.]+)', t).group(1)):.1f}"
 RETURN = lambda t: f"{float(re.search(r'mean return (-?[0-9.]+)', t).group(1)):.1f}"
 
-# Figures that take longer (about 8 minutes more): `--slow`.
+# Figures that take longer (about 3 minutes more): `--slow`.
 ALL_ROW = re.compile(r"\| all \| ([0-9.]+)% \| ([0-9.]+) \|")
 SLOW_FIGURES = [
     ("Split-MNIST task: none, dreams, real", "| 83.60% | **98.60%** | 99.13% | |",
