@@ -771,11 +771,7 @@ fn train_epochs(
     let stop = AtomicBool::new(false);
     let mut epochs = Vec::new();
     while !trainer.finished() {
-        match trainer.run_epoch(trainset, &stop, |_| {}) {
-            EpochEnd::Completed(s) => epochs.push(s),
-            EpochEnd::Interrupted => bail!("training stopped"),
-            EpochEnd::Diverged(d) => bail!(d),
-        }
+        epochs.push(trainer.run_epoch(trainset, &stop, |_| {}).completed()?);
     }
     Ok((
         epochs,

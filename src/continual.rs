@@ -25,7 +25,7 @@ use crate::dream::{DreamOptions, dream};
 use crate::network::Network;
 use crate::prior::LatentPrior;
 use crate::tensor::Matrix;
-use crate::train::{EpochEnd, Trainer, free_outputs};
+use crate::train::{Trainer, free_outputs};
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -433,17 +433,14 @@ fn train_stage(
     let stop = AtomicBool::new(false);
     while !trainer.finished() {
         let epoch = trainer.progress().epoch + 1;
-        let end = trainer.run_epoch(data, &stop, |p| {
-            on_event(Event::Batch {
-                epoch,
-                done: p.batch * batch,
+        trainer
+            .run_epoch(data, &stop, |p| {
+                on_event(Event::Batch {
+                    epoch,
+                    done: p.batch * batch,
+                })
             })
-        });
-        match end {
-            EpochEnd::Completed(_) => {}
-            EpochEnd::Interrupted => anyhow::bail!("training stopped"),
-            EpochEnd::Diverged(d) => anyhow::bail!(d),
-        }
+            .completed()?;
     }
     Ok(())
 }

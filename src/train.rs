@@ -14,7 +14,7 @@ use crate::learning_rule::{
 };
 use crate::modulator::{Modulator, surprise};
 use crate::network::Network;
-use crate::parallel::{Pace, Shared, run_workers};
+use crate::parallel::{Pace, Shared, SpinBarrier, run_workers};
 use crate::tensor::Matrix;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -97,6 +97,26 @@ pub enum EpochEnd {
     Diverged(Divergence),
 }
 
+/// Why an epoch did not complete.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Stopped {
+    #[error("training stopped by request")]
+    Interrupted,
+    #[error(transparent)]
+    Diverged(Divergence),
+}
+
+impl EpochEnd {
+    /// The summary of a completed epoch; an interrupted or diverged one is the error.
+    pub fn completed(self) -> Result<EpochSummary, Stopped> {
+        match self {
+            EpochEnd::Completed(summary) => Ok(summary),
+            EpochEnd::Interrupted => Err(Stopped::Interrupted),
+            EpochEnd::Diverged(d) => Err(Stopped::Diverged(d)),
+        }
+    }
+}
+
 /// Where and how training diverged.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("training diverged in epoch {epoch}, mini-batch {batch}: {what}")]
@@ -130,22 +150,25 @@ fn divergence_of(mean: f64, biases: &[Vec<f32>], units: usize) -> Option<String>
             "the mean free energy {mean:.1} is beyond +-{limit:.0} (runaway couplings: lower the learning rates)"
         ));
     }
-    non_finite(
-        biases
-            .iter()
-            .enumerate()
-            .map(|(k, b)| (format!("b{k}"), &b[..])),
-    )
+    non_finite_bias(biases)
 }
 
-/// The first named parameter with a non-finite value, described.
-fn non_finite<'a>(params: impl Iterator<Item = (String, &'a [f32])>) -> Option<String> {
-    params
-        .filter_map(|(name, values)| {
-            let at = values.iter().position(|v| !v.is_finite())?;
-            Some(format!("{name}[{at}] is {}", values[at]))
-        })
-        .next()
+/// The first NaN or infinite bias, described (`b1[7] is NaN`); nothing is allocated while all
+/// are finite (this runs after every mini-batch).
+fn non_finite_bias(biases: &[Vec<f32>]) -> Option<String> {
+    biases.iter().enumerate().find_map(|(k, b)| {
+        let at = b.iter().position(|v| !v.is_finite())?;
+        Some(format!("b{k}[{at}] is {}", b[at]))
+    })
+}
+
+/// The first NaN or infinite coupling, described (`W2[3, 4] is inf`).
+fn non_finite_coupling(weights: &[Matrix]) -> Option<String> {
+    weights.iter().enumerate().find_map(|(k, w)| {
+        let at = w.as_slice().iter().position(|v| !v.is_finite())?;
+        let (r, c) = (at / w.cols(), at % w.cols());
+        Some(format!("W{}[{r}, {c}] is {}", k + 1, w.as_slice()[at]))
+    })
 }
 
 /// Test-set figures of a network.
@@ -361,9 +384,8 @@ impl Trainer {
         let p = &self.progress;
         let units: usize = self.hp.layers.iter().sum();
         let mean = p.energy_sum / p.seen.max(1) as f64;
-        let weights = self.net.weights().iter().enumerate();
         divergence_of(mean, self.net.biases(), units)
-            .or_else(|| non_finite(weights.map(|(k, w)| (format!("W{}", k + 1), w.as_slice()))))
+            .or_else(|| non_finite_coupling(self.net.weights()))
     }
 
     /// The parts another backend trains: the network, the progress and the persistent states.
@@ -422,162 +444,160 @@ impl Trainer {
         let progress = Shared(&mut self.progress as *mut Progress);
         let on_batch = std::sync::Mutex::new(on_batch);
         let halt = AtomicBool::new(false);
-        let halt_next = AtomicBool::new(false);
-        let divergence = std::sync::Mutex::new(None);
+        // Set by worker 0 at the mini-batch whose numbers show divergence; it halts the epoch.
+        let divergence = std::sync::OnceLock::new();
         let units: usize = hp.layers.iter().sum();
+        // Worker `t` of `workers` runs one mini-batch of the stretch that began at `since` with
+        // mini-batch `first`; false once worker 0 has called a halt (the epoch's end, a stop
+        // request, divergence, or the stretch's end).
+        let mini_batch = |t: usize,
+                          workers: usize,
+                          barrier: &SpinBarrier,
+                          first: usize,
+                          since: Instant| {
+            if t == 0 {
+                // SAFETY: between barriers only worker 0 touches the progress.
+                let b = unsafe { (*progress.ptr()).batch };
+                let halted = divergence.get().is_some() || stop.load(Ordering::SeqCst);
+                let stretch_over = b > first && since.elapsed() > STRETCH;
+                halt.store(b >= batches || halted || stretch_over, Ordering::SeqCst);
+            }
+            if barrier.wait().is_err() || halt.load(Ordering::SeqCst) {
+                return false;
+            }
+            // SAFETY (phase 1): the network and persistent states are only read; chunk c
+            // (particles and stats) belongs to worker c % workers alone.
+            let (b, threshold) = unsafe { ((*progress.ptr()).batch, (*progress.ptr()).threshold) };
+            let indices = &order[b * hp.batch_size..(b + 1) * hp.batch_size];
+            for c in (t..chunks).step_by(workers) {
+                let (p, stat) = unsafe { (&mut *particles.ptr().add(c), &mut *stats.ptr().add(c)) };
+                let saved = unsafe { (*persistent.ptr()).as_deref() };
+                let net = unsafe { &*net.ptr() };
+                relax_chunk(
+                    net,
+                    &hp,
+                    p,
+                    stat,
+                    data,
+                    &indices[starts[c]..starts[c] + p.batch()],
+                    saved,
+                    betas[b],
+                    threshold,
+                );
+                if let Some(g) = &dreaming {
+                    // SAFETY: generative chunk c belongs to this worker like chunk c.
+                    let gp = unsafe { &mut *generative.ptr().add(c) };
+                    gp.phases(net, &p.free, &p.target, g, hp.eps);
+                }
+            }
+            if barrier.wait().is_err() {
+                return false;
+            }
+            // SAFETY (phase 2): every chunk is only read; the rows of every coupling are
+            // split in disjoint blocks; biases, persistent states and progress belong to
+            // worker 0.
+            let all = unsafe { std::slice::from_raw_parts(particles.ptr(), chunks) };
+            let mut scale = update_scales(lrs, all, hp.nudging, betas[b]);
+            if let Some(m) = gate {
+                scale.iter_mut().for_each(|c| *c *= m.gain);
+            }
+            // SAFETY: the row blocks of the workers are disjoint.
+            let (block, first) = unsafe { row_block(&couplings[0], t, workers) };
+            update_first_layer_rows(block, first, scale[0], all, hp.nudging, betas[b]);
+            for k in 2..hp.layers.len() {
+                // SAFETY: as above.
+                let (block, first) = unsafe { row_block(&couplings[k - 1], t, workers) };
+                update_dense_layer_rows(block, first, k, scale[k - 1], all, hp.nudging, betas[b]);
+            }
+            let dreams = dreaming.map(|g| {
+                // SAFETY: in phase 2 every generative chunk is only read.
+                let gens = unsafe { std::slice::from_raw_parts(generative.ptr(), chunks) };
+                (gens, generative_scales(lrs, gens, &g))
+            });
+            if let Some((gens, gen_scale)) = &dreams {
+                for k in 1..generative_layers(&hp).0 {
+                    // SAFETY: as above.
+                    let (block, first) = unsafe { row_block(&couplings[k - 1], t, workers) };
+                    update_generative_rows(block, first, k, gen_scale[k - 1], gens);
+                }
+            }
+            if let Some(next) = order.get((b + 1) * hp.batch_size..(b + 2) * hp.batch_size) {
+                // This worker's chunks of the next mini-batch start with their images.
+                for c in (t..chunks).step_by(workers) {
+                    let size = all[c].batch();
+                    for &i in &next[starts[c]..starts[c] + size] {
+                        prefetch(data.image(i));
+                    }
+                }
+            }
+            if t == 0 {
+                let biases =
+                    unsafe { std::slice::from_raw_parts_mut(biases.ptr(), hp.layers.len()) };
+                update_biases(biases, &scale, all, hp.nudging, betas[b]);
+                if let Some((gens, gen_scale)) = &dreams {
+                    let (_, with_bias) = generative_layers(&hp);
+                    update_generative_biases(&mut biases[..with_bias], gen_scale, gens);
+                }
+                let stats = unsafe { std::slice::from_raw_parts(stats.ptr(), chunks) };
+                let progress = unsafe { &mut *progress.ptr() };
+                if let Some(saved) = unsafe { (*persistent.ptr()).as_mut() } {
+                    for (p, &at) in all.iter().zip(&starts) {
+                        copy_rows_back(&p.free.layers, &indices[at..at + p.batch()], saved);
+                    }
+                }
+                if let (Some(m), Some(theta)) = (gate, progress.threshold) {
+                    let surprises = stats.iter().flat_map(|s| &s.surprise);
+                    progress.threshold = Some(m.adapt(theta, surprises));
+                }
+                progress.batch += 1;
+                progress.learned += stats.iter().map(|s| s.learners.len() as u64).sum::<u64>();
+                progress.correct += stats.iter().map(|s| s.correct as u64).sum::<u64>();
+                progress.seen += indices.len() as u64;
+                let energy: f64 = stats
+                    .iter()
+                    .flat_map(|s| &s.energy)
+                    .map(|&e| e as f64)
+                    .sum();
+                progress.energy_sum += energy;
+                let mean = energy / indices.len() as f64;
+                if let Some(what) = divergence_of(mean, biases, units) {
+                    let _ = divergence.set(Divergence {
+                        epoch: progress.epoch + 1,
+                        batch: progress.batch,
+                        what,
+                    });
+                }
+                (on_batch.lock().expect("progress callback"))(progress);
+            }
+            true
+        };
         let started = Instant::now();
         let pace = self.pace.take().filter(|p| p.max() == max_workers);
         let mut pace = pace.unwrap_or_else(|| Pace::new(max_workers));
         loop {
             let workers = pace.workers();
-            let stretch = Instant::now();
+            let since = Instant::now();
             // SAFETY: no worker runs between stretches.
             let first = unsafe { (*progress.ptr()).batch };
             halt.store(false, Ordering::SeqCst);
             let ((), waits) = run_workers(workers, |t, barrier| {
-                loop {
-                    if t == 0 {
-                        // SAFETY: between barriers only worker 0 touches the progress.
-                        let b = unsafe { (*progress.ptr()).batch };
-                        let halted =
-                            halt_next.load(Ordering::SeqCst) || stop.load(Ordering::SeqCst);
-                        let stretch_over = b > first && stretch.elapsed() > STRETCH;
-                        halt.store(b >= batches || halted || stretch_over, Ordering::SeqCst);
-                    }
-                    if barrier.wait().is_err() || halt.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    // SAFETY (phase 1): the network and persistent states are only read; chunk c
-                    // (particles and stats) belongs to worker c % workers alone.
-                    let (b, threshold) =
-                        unsafe { ((*progress.ptr()).batch, (*progress.ptr()).threshold) };
-                    let indices = &order[b * hp.batch_size..(b + 1) * hp.batch_size];
-                    for c in (t..chunks).step_by(workers) {
-                        let (p, stat) =
-                            unsafe { (&mut *particles.ptr().add(c), &mut *stats.ptr().add(c)) };
-                        let saved = unsafe { (*persistent.ptr()).as_deref() };
-                        let net = unsafe { &*net.ptr() };
-                        relax_chunk(
-                            net,
-                            &hp,
-                            p,
-                            stat,
-                            data,
-                            &indices[starts[c]..starts[c] + p.batch()],
-                            saved,
-                            betas[b],
-                            threshold,
-                        );
-                        if let Some(g) = &dreaming {
-                            // SAFETY: generative chunk c belongs to this worker like chunk c.
-                            let gp = unsafe { &mut *generative.ptr().add(c) };
-                            gp.phases(net, &p.free, &p.target, g, hp.eps);
-                        }
-                    }
-                    if barrier.wait().is_err() {
-                        break;
-                    }
-                    // SAFETY (phase 2): every chunk is only read; the rows of every coupling are
-                    // split in disjoint blocks; biases, persistent states and progress belong to
-                    // worker 0.
-                    let all = unsafe { std::slice::from_raw_parts(particles.ptr(), chunks) };
-                    let mut scale = update_scales(lrs, all, hp.nudging, betas[b]);
-                    if let Some(m) = gate {
-                        scale.iter_mut().for_each(|c| *c *= m.gain);
-                    }
-                    // SAFETY: the row blocks of the workers are disjoint.
-                    let (block, first) = unsafe { row_block(&couplings[0], t, workers) };
-                    update_first_layer_rows(block, first, scale[0], all, hp.nudging, betas[b]);
-                    for k in 2..hp.layers.len() {
-                        // SAFETY: as above.
-                        let (block, first) = unsafe { row_block(&couplings[k - 1], t, workers) };
-                        update_dense_layer_rows(
-                            block,
-                            first,
-                            k,
-                            scale[k - 1],
-                            all,
-                            hp.nudging,
-                            betas[b],
-                        );
-                    }
-                    let dreams = dreaming.map(|g| {
-                        // SAFETY: in phase 2 every generative chunk is only read.
-                        let gens = unsafe { std::slice::from_raw_parts(generative.ptr(), chunks) };
-                        (gens, generative_scales(lrs, gens, &g))
-                    });
-                    if let Some((gens, gen_scale)) = &dreams {
-                        for k in 1..generative_layers(&hp).0 {
-                            // SAFETY: as above.
-                            let (block, first) =
-                                unsafe { row_block(&couplings[k - 1], t, workers) };
-                            update_generative_rows(block, first, k, gen_scale[k - 1], gens);
-                        }
-                    }
-                    if let Some(next) = order.get((b + 1) * hp.batch_size..(b + 2) * hp.batch_size)
-                    {
-                        // This worker's chunks of the next mini-batch start with their images.
-                        for c in (t..chunks).step_by(workers) {
-                            let size = all[c].batch();
-                            for &i in &next[starts[c]..starts[c] + size] {
-                                prefetch(data.image(i));
-                            }
-                        }
-                    }
-                    if t == 0 {
-                        let biases = unsafe {
-                            std::slice::from_raw_parts_mut(biases.ptr(), hp.layers.len())
-                        };
-                        update_biases(biases, &scale, all, hp.nudging, betas[b]);
-                        if let Some((gens, gen_scale)) = &dreams {
-                            let (_, with_bias) = generative_layers(&hp);
-                            update_generative_biases(&mut biases[..with_bias], gen_scale, gens);
-                        }
-                        let stats = unsafe { std::slice::from_raw_parts(stats.ptr(), chunks) };
-                        let progress = unsafe { &mut *progress.ptr() };
-                        if let Some(saved) = unsafe { (*persistent.ptr()).as_mut() } {
-                            for (p, &at) in all.iter().zip(&starts) {
-                                copy_rows_back(&p.free.layers, &indices[at..at + p.batch()], saved);
-                            }
-                        }
-                        if let (Some(m), Some(theta)) = (gate, progress.threshold) {
-                            let surprises = stats.iter().flat_map(|s| &s.surprise);
-                            progress.threshold = Some(m.adapt(theta, surprises));
-                        }
-                        progress.batch += 1;
-                        progress.learned +=
-                            stats.iter().map(|s| s.learners.len() as u64).sum::<u64>();
-                        progress.correct += stats.iter().map(|s| s.correct as u64).sum::<u64>();
-                        progress.seen += indices.len() as u64;
-                        let energy: f64 = stats
-                            .iter()
-                            .flat_map(|s| &s.energy)
-                            .map(|&e| e as f64)
-                            .sum();
-                        progress.energy_sum += energy;
-                        let mean = energy / indices.len() as f64;
-                        if let Some(what) = divergence_of(mean, biases, units) {
-                            *divergence.lock().expect("divergence slot") = Some(Divergence {
-                                epoch: progress.epoch + 1,
-                                batch: progress.batch,
-                                what,
-                            });
-                            halt_next.store(true, Ordering::SeqCst);
-                        }
-                        (on_batch.lock().expect("progress callback"))(progress);
-                    }
-                }
+                while mini_batch(t, workers, barrier, first, since) {}
             });
-            let done = unsafe { (*progress.ptr()).batch } - first;
-            pace.record(workers, done as f64, stretch.elapsed().as_secs_f64(), waits);
+            // SAFETY: as above.
             let b = unsafe { (*progress.ptr()).batch };
-            if b >= batches || halt_next.load(Ordering::SeqCst) || stop.load(Ordering::SeqCst) {
+            pace.record(
+                workers,
+                (b - first) as f64,
+                since.elapsed().as_secs_f64(),
+                waits,
+            );
+            if b >= batches || divergence.get().is_some() || stop.load(Ordering::SeqCst) {
                 break;
             }
         }
         self.pace = Some(pace);
         self.progress.seconds += started.elapsed().as_secs_f64();
-        self.divergence = divergence.into_inner().expect("divergence slot");
+        self.divergence = divergence.into_inner();
         self.progress.batch >= batches
     }
 
