@@ -421,7 +421,8 @@ impl RunFiles {
     }
 }
 
-/// The run to train (fresh, or resumed from `--out`) and the data it trains on.
+/// The run to train (fresh, or resumed from `--out`) and the data it trains on (its data set
+/// and the run's `--train-limit`).
 fn start_trainer(args: &TrainArgs, files: &RunFiles) -> Result<(Trainer, DataArgs)> {
     if args.resume {
         return resume_trainer(args, files);
@@ -491,6 +492,10 @@ fn resume_trainer(args: &TrainArgs, files: &RunFiles) -> Result<(Trainer, DataAr
         p.epoch + 1,
         p.batch
     );
+    let data = DataArgs {
+        train_limit: asked.train_limit,
+        ..data
+    };
     let trainer = Trainer::resume(asked, ckpt.network, ckpt.progress, ckpt.persistent)
         .with_dream_chains(ckpt.dream_chains);
     Ok((trainer, data))
@@ -559,10 +564,7 @@ fn train(args: TrainArgs, device: Device) -> Result<()> {
         args.dream.options(&hp, 0)?;
     }
     checks::writable_dir(&dir)?;
-    let mut trainset = data.load(Split::Train)?;
-    if let Some(n) = hp.train_limit {
-        trainset.truncate(n);
-    }
+    let trainset = data.load(Split::Train)?;
     let testset = data.load(Split::Test)?;
     hp.check_training_set(&trainset)
         .and_then(|()| hp.check_data(&testset))

@@ -303,22 +303,8 @@ impl Hyperparams {
     /// Checks that the network fits the data: at least one example, one input per pixel and an
     /// output unit for every label (examples that carry their own target row need one unit per entry of it).
     pub fn check_data(&self, data: &Dataset) -> Result<(), ConfigError> {
-        if data.is_empty() {
-            return Err(ConfigError::TooFewExamples {
-                examples: 0,
-                batch_size: 1,
-            });
-        }
-        let (inputs, outputs) = (
-            self.layers[0],
-            *self.layers.last().expect("validated sizes"),
-        );
-        if inputs != data.pixels() {
-            return Err(ConfigError::InputSize {
-                inputs,
-                pixels: data.pixels(),
-            });
-        }
+        self.check_inputs(data)?;
+        let outputs = *self.layers.last().expect("validated sizes");
         let label = data.labels.iter().max().map_or(0, |&l| l as usize);
         let target = data.targets.iter().flatten().map(Vec::len).max();
         let needed = label.max(target.map_or(0, |t| t.saturating_sub(1)));
@@ -326,6 +312,24 @@ impl Hyperparams {
             return Err(ConfigError::TooFewOutputs {
                 outputs,
                 label: needed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that the data has at least one example and one pixel per input unit (what any
+    /// relabelling of the data, such as a continual-learning scenario's, still needs).
+    pub fn check_inputs(&self, data: &Dataset) -> Result<(), ConfigError> {
+        if data.is_empty() {
+            return Err(ConfigError::TooFewExamples {
+                examples: 0,
+                batch_size: 1,
+            });
+        }
+        if self.layers[0] != data.pixels() {
+            return Err(ConfigError::InputSize {
+                inputs: self.layers[0],
+                pixels: data.pixels(),
             });
         }
         Ok(())

@@ -292,12 +292,8 @@ pub fn run(
     mut on_event: impl FnMut(Event) + Send,
 ) -> anyhow::Result<AccuracyMatrix> {
     options.validate(hp)?;
-    anyhow::ensure!(
-        hp.layers[0] == train.pixels() && train.pixels() == test.pixels(),
-        "the network takes {} inputs, the images have {} pixels",
-        hp.layers[0],
-        train.pixels()
-    );
+    hp.check_inputs(train)?;
+    hp.check_inputs(test)?;
     let outputs = *hp.layers.last().expect("validated layers");
     let stages: Vec<Vec<usize>> = match options.replay {
         Replay::Joint => vec![(0..options.tasks.len()).collect()],

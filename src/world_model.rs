@@ -117,20 +117,6 @@ impl WorldModelConfig {
             "positive when replaying",
             self.replay_capacity.to_string(),
         )?;
-        // The input and output layers are the task's few observation and action units.
-        let layers: Vec<usize> = [16]
-            .iter()
-            .chain(&self.hidden)
-            .chain(&[16])
-            .copied()
-            .collect();
-        crate::config::check_size(&layers, self.replay.saturating_add(1)).map_err(|e| {
-            ConfigError::Range {
-                name: "hidden, replay",
-                want: "a network and replay batch that fit in memory",
-                got: e.to_string(),
-            }
-        })?;
         if self.lr.len() != self.hidden.len() + 1 {
             return Err(ConfigError::LearningRates(
                 self.lr.len(),
@@ -227,8 +213,13 @@ impl WorldModel {
         sizes.extend(&config.hidden);
         sizes.push(outputs.len());
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x3070_D31F);
+        let batch = config.replay.saturating_add(1);
+        crate::config::check_size(&sizes, batch).map_err(|e| ConfigError::Range {
+            name: "hidden, replay",
+            want: "a network and replay batch that fit in memory",
+            got: e.to_string(),
+        })?;
         let net = Network::glorot(&sizes, &mut rng).expect("sizes are validated");
-        let batch = 1 + config.replay;
         let threshold = config.gate.map_or(0.0, |g| g.initial_threshold());
         Ok(Self {
             learner: Particles::new(&sizes, batch),
