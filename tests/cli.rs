@@ -5,24 +5,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{eqprop, temp_dir};
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A failed run: exit code 1, an `error:` line, and no panic.
-fn assert_clear_error(out: &Output, needles: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.starts_with("error:") && !err.contains("panicked"),
-        "{err}"
-    );
-    for needle in needles {
-        assert!(err.contains(needle), "expected '{needle}' in: {err}");
-    }
-}
+use common::{assert_clear_error, eqprop, stderr, temp_dir};
 
 /// Runs `eqprop train --out dir` with the flags `extra` and then `args`.
 fn train(dir: &Path, extra: &[&str], args: &[&str]) -> Output {

@@ -3,24 +3,10 @@
 
 mod common;
 
-use common::eqprop;
+use common::{assert_clear_error, assert_error_after_progress, eqprop, stderr};
 use eqprop::checkpoint::{self, CheckpointRef};
 use std::path::Path;
 use std::process::Output;
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A failed run: exit code 1, an `error:` line naming every needle, and no panic.
-fn assert_clear_error(out: &Output, needles: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("error:") && !err.contains("panicked"), "{err}");
-    for needle in needles {
-        assert!(err.contains(needle), "expected '{needle}' in: {err}");
-    }
-}
 
 /// A small, quick run: 200 examples, 784-16-10.
 const SMALL: [&str; 6] = [
@@ -52,6 +38,16 @@ fn train(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `eqprop train --resume --out dir` with `args`.
+fn resume(dir: &Path, args: &[&str]) -> Output {
+    eqprop()
+        .args(["train", "--resume", "--out"])
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 fn metrics_lines(dir: &Path) -> usize {
     std::fs::read_to_string(dir.join("metrics.jsonl"))
         .unwrap()
@@ -68,18 +64,10 @@ fn resume_with_more_epochs_extends_a_finished_run_exactly() {
     let out = train(&extended, &["--epochs", "1"]);
     assert!(out.status.success(), "{}", stderr(&out));
     // Resuming a finished run without --epochs trains nothing more.
-    let out = eqprop()
-        .args(["train", "--resume", "--out"])
-        .arg(&extended)
-        .output()
-        .unwrap();
+    let out = resume(&extended, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(metrics_lines(&extended), 1);
-    let out = eqprop()
-        .args(["train", "--resume", "--epochs", "3", "--out"])
-        .arg(&extended)
-        .output()
-        .unwrap();
+    let out = resume(&extended, &["--epochs", "3"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(metrics_lines(&extended), 3, "one metrics line per epoch");
     let a = checkpoint::load(&straight.join("checkpoint.safetensors")).unwrap();
@@ -98,14 +86,7 @@ fn resume_refuses_flags_that_contradict_the_checkpoint() {
     let dir = tmp.path().join("run");
     let out = train(&dir, &["--epochs", "2"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let resume = |args: &[&str]| {
-        eqprop()
-            .args(["train", "--resume", "--out"])
-            .arg(&dir)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let resume = |args: &[&str]| resume(&dir, args);
     let out = resume(&["--lr", "0.1,0.05"]);
     assert_clear_error(&out, &["--lr", "[0.1,0.05]", "[0.4,0.2]", "--force"]);
     let out = resume(&["--batch-size", "20"]);
@@ -134,7 +115,7 @@ fn a_diverging_run_stops_naming_epoch_and_mini_batch() {
         &dir,
         &["--layers", "784,500,10", "--lr", "100,100", "--epochs", "2"],
     );
-    assert_clear_error(
+    assert_error_after_progress(
         &out,
         &[
             "training diverged in epoch 1, mini-batch",
@@ -197,12 +178,8 @@ fn divergence_keeps_the_last_good_checkpoint() {
     };
     checkpoint::save(&path, &saved).unwrap();
     let before = std::fs::read(&path).unwrap();
-    let out = eqprop()
-        .args(["train", "--resume", "--epochs", "2", "--out"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert_clear_error(
+    let out = resume(&dir, &["--epochs", "2"]);
+    assert_error_after_progress(
         &out,
         &[
             "training diverged in epoch 2, mini-batch 1",

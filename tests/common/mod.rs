@@ -118,3 +118,34 @@ pub fn eqprop() -> std::process::Command {
     cmd.env("EQPROP_MIRROR", NO_MIRROR);
     cmd
 }
+
+/// The standard error of a finished command, as text.
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A cleanly refused run: exit code 1, nothing printed before the `error:` message, no panic,
+/// and every needle in the message.
+pub fn assert_clear_error(out: &std::process::Output, needles: &[&str]) {
+    assert_error(out, needles, true);
+}
+
+/// A run that failed part-way, cleanly: exit code 1, progress lines and then an `error:`
+/// message as the last line, no panic, and every needle in the message.
+pub fn assert_error_after_progress(out: &std::process::Output, needles: &[&str]) {
+    assert_error(out, needles, false);
+}
+
+fn assert_error(out: &std::process::Output, needles: &[&str], error_first: bool) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let message = match error_first {
+        true => err.as_str(),
+        false => err.trim_end().lines().last().unwrap_or(""),
+    };
+    assert!(message.starts_with("error:"), "{err}");
+    for needle in needles {
+        assert!(message.contains(needle), "expected '{needle}' in: {err}");
+    }
+}
