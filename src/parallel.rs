@@ -230,11 +230,12 @@ impl Drop for Pinned {
 ///
 /// Each stretch's rate (work per second) is recorded for the count that ran it; the next
 /// stretch runs the count with the better last rate, and from time to time the other count, to
-/// notice a change of load. All workers are probed against one only when their waits were
-/// [contended](Waits::contended), so an idle machine never runs a single worker; one worker is
-/// probed against all regularly. A probe that loses waits twice as long before the next one
-/// (up to [`Pace::MAX_PROBE_GAP`] stretches), so on a steady machine probing costs almost
-/// nothing.
+/// notice a change of load. All workers are probed against one only after a run of stretches
+/// whose waits were all [contended](Waits::contended) (a calm stretch starts the count afresh),
+/// so an idle machine, where contended stretches are rare and isolated, seldom runs a single
+/// worker; one worker is probed against all regularly. A probe that loses waits twice as long
+/// before the next one (up to [`Pace::MAX_PROBE_GAP`] stretches), so on a steady machine
+/// probing costs almost nothing.
 #[derive(Clone, Debug)]
 pub struct Pace {
     max: usize,
