@@ -28,6 +28,7 @@ pub mod dream;
 pub mod dynamics;
 pub mod energy;
 pub mod env;
+pub mod error;
 pub mod judge;
 pub mod learning_rule;
 pub mod metrics;
@@ -39,3 +40,5 @@ pub mod prior;
 pub mod tensor;
 pub mod train;
 pub mod world_model;
+
+pub use error::{Error, Result};
