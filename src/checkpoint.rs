@@ -125,7 +125,27 @@ pub fn save(path: &Path, ckpt: &CheckpointRef) -> Result<(), CheckpointError> {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-    write_atomically(path, &bytes).map_err(io)
+    write_atomically(path, &sorted_header(bytes)).map_err(io)
+}
+
+/// The same safetensors file with its header's keys in sorted order, so that a checkpoint's
+/// bytes depend only on its contents: safetensors writes the metadata from a `HashMap`, whose
+/// order changes from process to process. The data section and the offsets into it are kept;
+/// the header is padded with spaces to a multiple of 8 bytes, as safetensors pads it.
+fn sorted_header(bytes: Vec<u8>) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..8 + n]).expect("safetensors writes a JSON header");
+    // serde_json's maps are ordered by key (its `preserve_order` feature is off).
+    let mut text = serde_json::to_string(&header).expect("JSON values serialise");
+    while !text.len().is_multiple_of(8) {
+        text.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&bytes[8 + n..]);
+    out
 }
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it, then renames it over `path`.
