@@ -207,7 +207,8 @@ impl Model for TrueModel {
 }
 
 /// How the planner searches the action sequences.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Search {
     /// Random shooting: `samples` uniformly random sequences plus the last plan shifted by one.
     Shooting,

@@ -3,14 +3,15 @@
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use eqprop::bench;
-use eqprop::checkpoint::{self, CheckpointRef};
+use eqprop::checkpoint;
 use eqprop::config::{Hyperparams, Schedule};
 use eqprop::data::{self, Dataset, DatasetName, Split};
-use eqprop::device::{Accelerator, Device};
+use eqprop::device::{Device, Engine, Work};
 use eqprop::learning_rule::{GenerativeStart, Nudging};
-use eqprop::metrics::{self, EpochRecord, GateRecord};
+use eqprop::metrics::{self, EpochRecord};
 use eqprop::modulator::Threshold;
-use eqprop::train::{self, EpochEnd, Trainer};
+use eqprop::run::{self, ResumeError, Run, RunFiles};
+use eqprop::train::{self, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -361,33 +362,33 @@ struct BenchArgs {
 
 pub fn run(cli: Cli) -> Result<()> {
     let device = cli.device;
-    let cpu_only = |name| device.require_cpu(name);
+    let cpu_only = |work| device.require(work);
     match cli.command {
         Command::Train(args) => train(*args, device),
         Command::Eval(args) => eval(args, device),
         Command::Bench(args) => bench(*args, device),
         Command::Env(args) => {
-            cpu_only("env")?;
+            cpu_only(Work::Environment)?;
             env_command(args)
         }
         Command::Render(args) => {
-            cpu_only("render")?;
+            cpu_only(Work::Render)?;
             render_command(args)
         }
         Command::Dream(args) => {
-            cpu_only("dream")?;
+            cpu_only(Work::Dream)?;
             dream::run(*args)
         }
         Command::Judge(args) => {
-            cpu_only("judge")?;
+            cpu_only(Work::Judge)?;
             dream::judge(args)
         }
         Command::Continual(args) => {
-            cpu_only("continual")?;
+            cpu_only(Work::Continual)?;
             continual::continual(*args)
         }
         Command::Agent(args) => {
-            cpu_only("agent")?;
+            cpu_only(Work::Agent)?;
             agent::agent(*args)
         }
     }
@@ -403,31 +404,13 @@ fn init_threads(threads: Option<usize>) -> Result<()> {
         .context("starting the worker threads")
 }
 
-struct RunFiles {
-    dir: PathBuf,
-    checkpoint: PathBuf,
-    metrics: PathBuf,
-    curve: PathBuf,
-}
-
-impl RunFiles {
-    fn in_dir(dir: &Path) -> Self {
-        Self {
-            dir: dir.to_path_buf(),
-            checkpoint: dir.join("checkpoint.safetensors"),
-            metrics: dir.join("metrics.jsonl"),
-            curve: dir.join("curve.svg"),
-        }
-    }
-}
-
 /// The run to train (fresh, or resumed from `--out`) and the data it trains on (its data set
 /// and the run's `--train-limit`).
-fn start_trainer(args: &TrainArgs, files: &RunFiles) -> Result<(Trainer, DataArgs)> {
+fn open_run(args: &TrainArgs, files: &RunFiles, device: Device) -> Result<(Run, DataArgs)> {
     if args.resume {
-        return resume_trainer(args, files);
+        return resume_run(args, files, device);
     }
-    if files.checkpoint.exists() && !args.force {
+    if files.exist() && !args.force {
         bail!(
             "{} already holds a run: pass --resume to continue it or --force to start over",
             files.dir.display()
@@ -440,12 +423,16 @@ fn start_trainer(args: &TrainArgs, files: &RunFiles) -> Result<(Trainer, DataArg
     let mut hp = Hyperparams::preset(args.preset.as_deref().unwrap_or(default))?;
     args.overrides.apply(&mut hp);
     hp.train_limit = args.data.train_limit;
-    Ok((Trainer::new(hp)?, args.data.with_name(args.data.name())))
+    if args.dreams {
+        device.require(Work::EpochDreams)?;
+    }
+    let run = Run::new(hp, args.data.name(), device)?;
+    Ok((run, args.data.with_name(args.data.name())))
 }
 
 /// The run saved in `--out`, to be trained up to `--epochs` (default: its own); any other flag
 /// that asks for something the checkpoint does not hold is refused, naming both values.
-fn resume_trainer(args: &TrainArgs, files: &RunFiles) -> Result<(Trainer, DataArgs)> {
+fn resume_run(args: &TrainArgs, files: &RunFiles, device: Device) -> Result<(Run, DataArgs)> {
     let ckpt = checkpoint::load(&files.checkpoint)?;
     let data = args
         .data
@@ -457,81 +444,54 @@ fn resume_trainer(args: &TrainArgs, files: &RunFiles) -> Result<(Trainer, DataAr
     };
     args.overrides.apply(&mut asked);
     asked.train_limit = args.data.train_limit.or(saved.train_limit);
-    asked.epochs = saved.epochs;
-    if let Some((field, theirs, ours)) = first_difference(saved, &asked) {
-        let via = args
-            .preset
-            .as_ref()
-            .map_or(String::new(), |p| format!(" (or --preset {p})"));
-        bail!(
-            "--resume: {}{via} asks for {field} = {ours}, but {} was trained with {field} = \
-             {theirs}; drop the flag to continue the run as it was, or start over with --force",
-            flag_of(&field),
-            files.checkpoint.display()
-        );
+    asked.epochs = args.overrides.epochs.unwrap_or(saved.epochs);
+    let (epochs, p) = (asked.epochs, ckpt.progress.clone());
+    let stretched = run::schedule_stretched(saved, epochs).then_some(saved.epochs);
+    let data = DataArgs {
+        train_limit: asked.train_limit,
+        ..data
+    };
+    if args.dreams {
+        device.require(Work::EpochDreams)?;
     }
-    let done = ckpt.progress.epoch;
-    let epochs = args.overrides.epochs.unwrap_or(saved.epochs);
-    if epochs < done {
-        bail!(
-            "--epochs {epochs}: {} has already trained {done} epochs",
-            files.checkpoint.display()
-        );
+    let run = Run::resume(ckpt, &files.checkpoint, asked, device).map_err(|e| match e {
+        eqprop::Error::Resume(ResumeError::Differs {
+            path,
+            field,
+            saved,
+            asked,
+        }) => {
+            let via = args
+                .preset
+                .as_ref()
+                .map_or(String::new(), |p| format!(" (or --preset {p})"));
+            anyhow::anyhow!(
+                "--resume: {}{via} asks for {field} = {asked}, but {} was trained with {field} = \
+                 {saved}; drop the flag to continue the run as it was, or start over with --force",
+                flag_of(&field),
+                path.display()
+            )
+        }
+        eqprop::Error::Resume(ResumeError::EpochsDone { path, done, asked }) => anyhow::anyhow!(
+            "--epochs {asked}: {} has already trained {done} epochs",
+            path.display()
+        ),
+        other => other.into(),
+    })?;
+    if let Some(before) = stretched {
+        eprintln!("note: the cosine schedule now decays over {epochs} epochs instead of {before}");
     }
-    if epochs != saved.epochs && matches!(saved.schedule, Schedule::Cosine { .. }) {
-        eprintln!(
-            "note: the cosine schedule now decays over {epochs} epochs instead of {}",
-            saved.epochs
-        );
-    }
-    asked.epochs = epochs;
-    let p = &ckpt.progress;
     eprintln!(
         "resuming {} at epoch {}, batch {} (of {epochs} epochs)",
         files.checkpoint.display(),
         p.epoch + 1,
         p.batch
     );
-    let data = DataArgs {
-        train_limit: asked.train_limit,
-        ..data
-    };
-    let trainer = Trainer::resume(asked, ckpt.network, ckpt.progress, ckpt.persistent)
-        .with_dream_chains(ckpt.dream_chains);
-    Ok((trainer, data))
+    Ok((run, data))
 }
 
-/// The first hyperparameter (a dotted path, e.g. `generative.beta`) whose value differs between
-/// `a` and `b`, with both values as JSON.
-fn first_difference(a: &Hyperparams, b: &Hyperparams) -> Option<(String, String, String)> {
-    fn walk(path: &str, a: &serde_json::Value, b: &serde_json::Value) -> Option<[String; 3]> {
-        use serde_json::Value::Object;
-        match (a, b) {
-            (Object(x), Object(y)) => {
-                let keys = x.keys().chain(y.keys().filter(|k| !x.contains_key(*k)));
-                keys.into_iter().find_map(|k| {
-                    let null = serde_json::Value::Null;
-                    let key = if path.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{path}.{k}")
-                    };
-                    walk(&key, x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null))
-                })
-            }
-            _ if a != b => Some([path.to_string(), a.to_string(), b.to_string()]),
-            _ => None,
-        }
-    }
-    // Through text, so that f32 values print as written (0.1, not 0.10000000149011612).
-    let json = |hp| {
-        let text = serde_json::to_string(hp).expect("plain structs serialise");
-        serde_json::from_str::<serde_json::Value>(&text).expect("valid JSON")
-    };
-    walk("", &json(a), &json(b)).map(|[f, x, y]| (f, x, y))
-}
-
-/// The command-line flag that sets hyperparameter `field` (a path of [`first_difference`]).
+/// The command-line flag that sets hyperparameter `field` (a path of
+/// [`run::first_difference`]).
 fn flag_of(field: &str) -> String {
     let (head, rest) = field.split_once('.').unwrap_or((field, ""));
     let gen_flag = |name: &str| match name {
@@ -555,108 +515,102 @@ fn train(args: TrainArgs, device: Device) -> Result<()> {
         .clone()
         .unwrap_or_else(|| Path::new("runs").join(args.data.name().as_str()));
     let files = RunFiles::in_dir(&dir);
+    let (run, data) = open_run(&args, &files, device)?;
     if args.dreams {
-        device.require_cpu("train --dreams")?;
-    }
-    let (mut trainer, data) = start_trainer(&args, &files)?;
-    let hp = trainer.hyperparams().clone();
-    if args.dreams {
-        args.dream.options(&hp, 0)?;
+        args.dream.options(run.hyperparams(), 0)?;
     }
     checks::writable_dir(&dir)?;
     let trainset = data.load(Split::Train)?;
     let testset = data.load(Split::Test)?;
-    hp.check_training_set(&trainset)
-        .and_then(|()| hp.check_data(&testset))
-        .with_context(|| format!("{:?} on {}", hp.layers, data.name()))?;
-    if !args.resume {
-        // A fresh run (--force) starts over: nothing of an earlier run may pass for its own.
-        for old in [&files.checkpoint, &files.metrics, &files.curve] {
-            let _ = std::fs::remove_file(old);
-        }
-    }
-    let mut gpu = Accelerator::for_trainer(device, &trainer)?;
-    if let Some(gpu) = &gpu {
-        eprintln!("device: {}", gpu.name());
+    run.check_data(&trainset, &testset)?;
+    let mut run = run.save_in(files.clone());
+    if device != Device::Cpu {
+        eprintln!("device: {}", run.device_name());
     }
     eprintln!(
         "training {:?} on {} ({} train / {} test) with {}",
-        hp.layers,
+        run.hyperparams().layers,
         data.name(),
         trainset.len(),
         testset.len(),
-        serde_json::to_string(&hp)?
+        serde_json::to_string(run.hyperparams())?
     );
     let stop = Arc::new(AtomicBool::new(false));
     let handler_flag = Arc::clone(&stop);
     ctrlc::set_handler(move || handler_flag.store(true, Ordering::SeqCst))
         .context("installing the Ctrl-C handler")?;
-    let dataset = data.name().as_str();
-    let flops = bench::epoch_flops(&hp, &trainset);
-    while !trainer.finished() {
-        let bar = epoch_bar(&trainer, trainset.len());
-        let show = |p: &train::Progress| {
-            // Every 16th mini-batch is plenty for the eye; formatting the message costs the
-            // other workers a wait at the next barrier.
-            if !p.batch.is_multiple_of(16) {
-                return;
-            }
-            bar.set_position((p.batch * hp.batch_size) as u64);
-            bar.set_message(format!(
-                "E={:.3} acc={:.2}%",
-                p.energy_sum / p.seen.max(1) as f64,
-                100.0 * p.correct as f64 / p.seen.max(1) as f64
-            ));
-        };
-        let end = match &mut gpu {
-            Some(gpu) => gpu.run_epoch(&mut trainer, &trainset, &stop, show)?,
-            None => trainer.run_epoch(&trainset, &stop, show),
-        };
+    let mut console = TrainConsole {
+        bar: None,
+        batch_size: run.hyperparams().batch_size,
+        dreams: args.dreams.then_some(&args.dream),
+    };
+    let report = run.train(&trainset, &testset, &stop, &mut console);
+    if let Some(bar) = console.bar.take() {
         bar.finish_and_clear();
-        let summary = match end {
-            EpochEnd::Completed(s) => s,
-            EpochEnd::Interrupted => {
-                save(&files, &trainer, dataset)?;
-                eprintln!(
-                    "interrupted: saved {}; continue with --resume",
-                    files.checkpoint.display()
-                );
-                std::process::exit(130);
-            }
-            EpochEnd::Diverged(d) => bail!("{d}; {}", kept_checkpoint(&files)),
+    }
+    let report = report?;
+    if report.interrupted {
+        eprintln!(
+            "interrupted: saved {}; continue with --resume",
+            files.checkpoint.display()
+        );
+        std::process::exit(130);
+    }
+    eprintln!(
+        "done: {} ({} and {})",
+        files.checkpoint.display(),
+        files.metrics.display(),
+        files.curve.display()
+    );
+    Ok(())
+}
+
+/// What `eqprop train` shows of a run: a bar per epoch, a line per epoch, the curve, and the
+/// dreams of `--dreams`.
+struct TrainConsole<'a> {
+    bar: Option<ProgressBar>,
+    batch_size: usize,
+    dreams: Option<&'a dream::DreamDynamics>,
+}
+
+impl run::Observer for TrainConsole<'_> {
+    fn epoch_started(&mut self, epoch: usize, examples: usize, _: &train::Progress) {
+        let bar = ProgressBar::new(examples as u64);
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {per_sec} {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(epoch.to_string());
+        self.bar = Some(bar);
+    }
+
+    fn batch(&mut self, p: &train::Progress) {
+        // Every 16th mini-batch is plenty for the eye; formatting the message costs the
+        // other workers a wait at the next barrier.
+        let Some(bar) = &self.bar else {
+            return;
         };
-        let test = match &mut gpu {
-            Some(gpu) => gpu.evaluate(&hp, &testset)?,
-            None => train::evaluate(trainer.network(), &hp, &testset),
-        };
-        let gate = trainer.progress().threshold.map(|threshold| {
-            let (steps_saved, flops_saved) = bench::gate_savings(&flops, summary.learned_share);
-            GateRecord {
-                learned_share: summary.learned_share,
-                steps_saved,
-                flops_saved,
-                threshold,
-            }
-        });
-        let record = EpochRecord {
-            epoch: summary.epoch,
-            train_error: summary.train_error,
-            test_error: test.error,
-            mean_free_energy: summary.mean_energy,
-            seconds: summary.seconds,
-            samples_per_second: summary.samples_per_second,
-            learning_rates: hp.learning_rates(summary.epoch - 1),
-            gate,
-        };
-        let classes = *hp.layers.last().expect("validated layers");
-        if summary.epoch > 1 && summary.at_chance(classes) {
-            eprintln!(
-                "warning: epoch {} predicted no better than chance (train error {:.2}%): the \
-                 network may have collapsed; lower the learning rates (--lr)",
-                summary.epoch, summary.train_error
-            );
+        if !p.batch.is_multiple_of(16) {
+            return;
         }
-        let gated = gate.map_or(String::new(), |g| {
+        bar.set_position((p.batch * self.batch_size) as u64);
+        bar.set_message(format!(
+            "E={:.3} acc={:.2}%",
+            p.energy_sum / p.seen.max(1) as f64,
+            100.0 * p.correct as f64 / p.seen.max(1) as f64
+        ));
+    }
+
+    fn warning(&mut self, text: &str) {
+        eprintln!("warning: {text}");
+    }
+
+    fn epoch_ended(&mut self, record: &EpochRecord, run: &Run) -> eqprop::Result<()> {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        let gated = record.gate.map_or(String::new(), |g| {
             format!(
                 "  learned {:>5.1}%  saved {:>4.1}% of steps, {:>4.1}% of FLOPs",
                 100.0 * g.learned_share,
@@ -673,64 +627,24 @@ fn train(args: TrainArgs, device: Device) -> Result<()> {
             record.seconds,
             record.samples_per_second
         );
-        save(&files, &trainer, dataset)?;
-        metrics::append_jsonl(&files.metrics, &record)
-            .with_context(|| files.metrics.display().to_string())?;
-        let records = metrics::read_jsonl(&files.metrics)?;
-        let title = format!("EqProp {:?} on {dataset}", hp.layers);
+        let files = run.files().expect("the train command saves its run");
+        let records = metrics::read_jsonl(&files.metrics)
+            .map_err(|e| eqprop::Error::io(&files.metrics, e))?;
+        let hp = run.hyperparams();
+        let title = format!("EqProp {:?} on {}", hp.layers, run.dataset().as_str());
         if let Err(e) = metrics::plot_curve(&files.curve, &records, &title) {
             eprintln!("warning: could not draw {}: {e}", files.curve.display());
         }
-        if args.dreams {
-            let path = dir
+        if let Some(dynamics) = self.dreams {
+            let path = files
+                .dir
                 .join("dreams")
                 .join(format!("epoch-{}.png", record.epoch));
-            dream::write_epoch_grid(trainer.network(), &hp, &args.dream, &path)?;
+            dream::write_epoch_grid(run.trainer().network(), hp, dynamics, &path)
+                .map_err(|e| eqprop::Error::Invalid(format!("{e:#}")))?;
         }
+        Ok(())
     }
-    eprintln!(
-        "done: {} ({} and {})",
-        files.checkpoint.display(),
-        files.metrics.display(),
-        files.curve.display()
-    );
-    Ok(())
-}
-
-/// What is left of a diverged run: the checkpoint of its last completed epoch, if any.
-fn kept_checkpoint(files: &RunFiles) -> String {
-    match checkpoint::load(&files.checkpoint) {
-        Ok(c) => format!(
-            "the last good checkpoint, {} (after epoch {}), is kept",
-            files.checkpoint.display(),
-            c.progress.epoch
-        ),
-        Err(_) => "no checkpoint was written".to_string(),
-    }
-}
-
-fn epoch_bar(trainer: &Trainer, n: usize) -> ProgressBar {
-    let bar = ProgressBar::new(n as u64);
-    bar.set_style(
-        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {per_sec} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix((trainer.progress().epoch + 1).to_string());
-    bar
-}
-
-fn save(files: &RunFiles, trainer: &Trainer, dataset: &str) -> Result<()> {
-    let chains = trainer.dream_chains();
-    let ckpt = CheckpointRef {
-        hyperparams: trainer.hyperparams(),
-        network: trainer.network(),
-        progress: trainer.progress(),
-        persistent: trainer.persistent_states(),
-        dream_chains: chains.as_deref(),
-        dataset,
-    };
-    Ok(checkpoint::save(&files.checkpoint, &ckpt)?)
 }
 
 fn eval(args: EvalArgs, device: Device) -> Result<()> {
@@ -743,10 +657,8 @@ fn eval(args: EvalArgs, device: Device) -> Result<()> {
     ckpt.hyperparams
         .check_data(&testset)
         .with_context(|| format!("{} on {}", args.checkpoint.display(), data.name()))?;
-    let result = match Accelerator::for_network(device, &ckpt.hyperparams, &ckpt.network)? {
-        Some(mut gpu) => gpu.evaluate(&ckpt.hyperparams, &testset)?,
-        None => train::evaluate(&ckpt.network, &ckpt.hyperparams, &testset),
-    };
+    let mut engine = Engine::for_network(device, &ckpt.hyperparams, &ckpt.network)?;
+    let result = engine.evaluate(&ckpt.network, &ckpt.hyperparams, &testset)?;
     println!(
         "test error {:.2}% ({} {} test images), mean free energy {:.4}",
         result.error,
@@ -950,7 +862,7 @@ fn bench(args: BenchArgs, device: Device) -> Result<()> {
     let testset = args.data.load(Split::Test)?;
     hp.check_training_set(&trainset)?;
     if args.gate_ab {
-        device.require_cpu("bench --gate-ab")?;
+        device.require(Work::GateBench)?;
         return bench_gate(&args, &hp, &trainset, &testset);
     }
     if device == Device::Cuda {

@@ -1,8 +1,10 @@
-//! Where the numbers are crunched: the CPU kernels, or the CUDA backend (`--features cuda`).
+//! The device seam: where the numbers are crunched, and what each device can run.
 //!
-//! [`Accelerator`] runs a [`Trainer`]'s epochs and evaluations on the GPU; the trainer keeps
-//! the run's state (hyperparameters, progress, checkpoints) and gets the network back after
-//! every epoch. A build without the `cuda` feature says so when CUDA is asked for.
+//! [`Device`] names a processor; [`Engine`] is one opened for a network: the CPU engine (the
+//! worker pool and the fused kernels of [`backend`](crate::backend)) or the CUDA engine
+//! (`--features cuda`, every phase and update on the GPU). A [`Run`](crate::run::Run) trains
+//! and evaluates through an engine without knowing which one it holds. What a device cannot
+//! run is decided in one place, [`Device::require`], and is a [`DeviceError`] naming the work.
 
 use crate::config::Hyperparams;
 use crate::data::Dataset;
@@ -10,13 +12,60 @@ use crate::network::Network;
 use crate::train::{EpochEnd, Evaluation, Progress, Trainer};
 use std::sync::atomic::AtomicBool;
 
-/// The processor a command runs on.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+/// The processor a piece of work runs on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Device {
     #[default]
     Cpu,
     /// An NVIDIA GPU through the CUDA backend.
     Cuda,
+}
+
+/// The kinds of work the library runs, as far as a device's abilities go.
+#[derive(Clone, Copy, Debug)]
+pub enum Work<'a> {
+    /// Training with these hyperparameters (and evaluating the network).
+    Train(&'a Hyperparams),
+    /// The test error of a saved network.
+    Evaluate,
+    /// Timing training epochs.
+    Bench,
+    /// Timing training with and without the surprise gate.
+    GateBench,
+    /// Dreaming: the label clamped, the input relaxed.
+    Dream,
+    /// A grid of dreams after every training epoch.
+    EpochDreams,
+    /// Training the backprop classifier that judges dreams.
+    Judge,
+    /// Learning tasks one after another, with or without replay.
+    Continual,
+    /// The robot: an online world model and the planner.
+    Agent,
+    /// Stepping an environment.
+    Environment,
+    /// Rendering an episode.
+    Render,
+}
+
+impl Work<'_> {
+    /// The command that runs this work, for messages.
+    fn command(&self) -> &'static str {
+        match self {
+            Work::Train(_) => "train",
+            Work::Evaluate => "eval",
+            Work::Bench => "bench",
+            Work::GateBench => "bench --gate-ab",
+            Work::Dream => "dream",
+            Work::EpochDreams => "train --dreams",
+            Work::Judge => "judge",
+            Work::Continual => "continual",
+            Work::Agent => "agent",
+            Work::Environment => "env",
+            Work::Render => "render",
+        }
+    }
 }
 
 /// Why a device cannot run the work.
@@ -28,34 +77,53 @@ pub enum DeviceError {
          cuBLAS)"
     )]
     NotBuilt,
+    /// Work the CUDA engine does not run at all.
     #[error("`eqprop {0}` runs on the CPU only (--device cuda serves train, eval and bench)")]
     CpuOnly(&'static str),
+    /// A training setting the CUDA engine does not run.
+    #[error("the CUDA backend does not support {0} yet: train it with --device cpu")]
+    CpuOnlySetting(&'static str),
     #[cfg(feature = "cuda")]
     #[error(transparent)]
     Cuda(#[from] crate::backend::cuda::CudaError),
 }
 
 impl Device {
-    /// Fails for a command that has no GPU path when the GPU is asked for.
-    pub fn require_cpu(self, command: &'static str) -> Result<(), DeviceError> {
-        match self {
-            Device::Cpu => Ok(()),
-            Device::Cuda => Err(DeviceError::CpuOnly(command)),
+    /// Fails, naming what is missing, unless this device can run `work`: the one list of what
+    /// each engine cannot do.
+    pub fn require(self, work: Work) -> Result<(), DeviceError> {
+        match (self, work) {
+            (Device::Cpu, _) => Ok(()),
+            (Device::Cuda, Work::Train(hp)) => {
+                let unsupported = [
+                    (hp.generative.is_some(), "generative training (dreaming)"),
+                    (hp.modulator.is_some(), "the surprise gate"),
+                    (hp.heads.is_some(), "multi-head outputs"),
+                ];
+                match unsupported.iter().find(|(set, _)| *set) {
+                    Some(&(_, what)) => Err(DeviceError::CpuOnlySetting(what)),
+                    None => Ok(()),
+                }
+            }
+            (Device::Cuda, Work::Evaluate | Work::Bench) => Ok(()),
+            (Device::Cuda, other) => Err(DeviceError::CpuOnly(other.command())),
         }
     }
 }
 
-/// A GPU holding a copy of a network (never built without the `cuda` feature).
-pub struct Accelerator {
+/// A device opened for one network: trains its epochs and evaluates it.
+pub enum Engine {
+    /// The CPU: the worker pool and the fused kernels.
+    Cpu,
+    /// A GPU holding a copy of the network (brought back to the host after every epoch).
     #[cfg(feature = "cuda")]
-    gpu: crate::backend::cuda::GpuTrainer,
-    #[cfg(not(feature = "cuda"))]
-    never: std::convert::Infallible,
+    Cuda(Box<crate::backend::cuda::GpuTrainer>),
 }
 
-impl Accelerator {
-    /// The accelerator `device` names for `trainer`'s network, none for the CPU.
-    pub fn for_trainer(device: Device, trainer: &Trainer) -> Result<Option<Self>, DeviceError> {
+impl Engine {
+    /// The engine `device` names for `trainer`'s run.
+    pub fn for_trainer(device: Device, trainer: &Trainer) -> Result<Self, DeviceError> {
+        device.require(Work::Train(trainer.hyperparams()))?;
         Self::open(
             device,
             trainer.hyperparams(),
@@ -64,12 +132,13 @@ impl Accelerator {
         )
     }
 
-    /// As [`for_trainer`](Self::for_trainer), for a network alone (evaluation).
+    /// The engine `device` names for evaluating `net`.
     pub fn for_network(
         device: Device,
         hp: &Hyperparams,
         net: &Network,
-    ) -> Result<Option<Self>, DeviceError> {
+    ) -> Result<Self, DeviceError> {
+        device.require(Work::Evaluate)?;
         Self::open(device, hp, net, None)
     }
 
@@ -79,13 +148,13 @@ impl Accelerator {
         hp: &Hyperparams,
         net: &Network,
         persistent: Option<&[crate::tensor::Matrix]>,
-    ) -> Result<Option<Self>, DeviceError> {
+    ) -> Result<Self, DeviceError> {
         use crate::backend::cuda::GpuTrainer;
         match device {
-            Device::Cpu => Ok(None),
-            Device::Cuda => Ok(Some(Self {
-                gpu: GpuTrainer::new(hp, net, persistent)?,
-            })),
+            Device::Cpu => Ok(Engine::Cpu),
+            Device::Cuda => Ok(Engine::Cuda(Box::new(GpuTrainer::new(
+                hp, net, persistent,
+            )?))),
         }
     }
 
@@ -95,65 +164,68 @@ impl Accelerator {
         _: &Hyperparams,
         _: &Network,
         _: Option<&[crate::tensor::Matrix]>,
-    ) -> Result<Option<Self>, DeviceError> {
+    ) -> Result<Self, DeviceError> {
         match device {
-            Device::Cpu => Ok(None),
+            Device::Cpu => Ok(Engine::Cpu),
             Device::Cuda => Err(DeviceError::NotBuilt),
         }
     }
 
-    /// The device's name.
+    /// The device's name: `cpu`, or the GPU's.
     pub fn name(&self) -> &str {
-        #[cfg(feature = "cuda")]
-        return self.gpu.device_name();
-        #[cfg(not(feature = "cuda"))]
-        match self.never {}
+        match self {
+            Engine::Cpu => "cpu",
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(gpu) => gpu.device_name(),
+        }
     }
 
-    /// [`Trainer::run_epoch`] on the device; the trainer's network is brought up to date.
+    /// Trains (the rest of) the trainer's current epoch, as [`Trainer::run_epoch`]; the
+    /// trainer's network and progress are up to date afterwards on every engine.
     pub fn run_epoch(
         &mut self,
         trainer: &mut Trainer,
         data: &Dataset,
         stop: &AtomicBool,
-        on_batch: impl FnMut(&Progress),
+        on_batch: impl FnMut(&Progress) + Send,
     ) -> Result<EpochEnd, DeviceError> {
-        #[cfg(feature = "cuda")]
-        {
-            let plan = trainer.begin_epoch(data.len());
-            let hp = trainer.hyperparams().clone();
-            let (net, progress, persistent) = trainer.parts_mut();
-            let done = self.gpu.train_batches(
-                &hp,
-                data,
-                &plan,
-                progress,
-                persistent.as_deref(),
-                stop,
-                on_batch,
-            )?;
-            self.gpu.download(net, persistent)?;
-            Ok(trainer.end_epoch(done))
-        }
-        #[cfg(not(feature = "cuda"))]
-        {
-            let _ = (trainer, data, stop, on_batch);
-            match self.never {}
+        match self {
+            Engine::Cpu => Ok(trainer.run_epoch(data, stop, on_batch)),
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(gpu) => {
+                let plan = trainer.begin_epoch(data.len());
+                let hp = trainer.hyperparams().clone();
+                let (net, progress, persistent) = trainer.parts_mut();
+                let done = gpu.train_batches(
+                    &hp,
+                    data,
+                    &plan,
+                    progress,
+                    persistent.as_deref(),
+                    stop,
+                    on_batch,
+                )?;
+                gpu.download(net, persistent)?;
+                Ok(trainer.end_epoch(done))
+            }
         }
     }
 
-    /// Test error and mean free energy of the device's network.
+    /// Test error and mean free energy of `net` (on the GPU: of its copy there, which is `net`
+    /// when `net` is the network this engine was opened for and trains).
     pub fn evaluate(
         &mut self,
+        net: &Network,
         hp: &Hyperparams,
         data: &Dataset,
     ) -> Result<Evaluation, DeviceError> {
-        #[cfg(feature = "cuda")]
-        return Ok(self.gpu.evaluate(hp, data)?);
-        #[cfg(not(feature = "cuda"))]
-        {
-            let _ = (hp, data);
-            match self.never {}
+        match self {
+            Engine::Cpu => Ok(crate::train::evaluate(net, hp, data)),
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(gpu) => {
+                let _ = net;
+                Ok(gpu.evaluate(hp, data)?)
+            }
         }
     }
 }

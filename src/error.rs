@@ -40,6 +40,12 @@ pub enum Error {
     /// Training that stopped before its end (interrupted, or diverged).
     #[error(transparent)]
     Stopped(#[from] Stopped),
+    /// Training whose numbers left the range a relaxing network can hold.
+    #[error(transparent)]
+    Diverged(#[from] crate::run::Diverged),
+    /// A resumed run that asked for settings its checkpoint was not trained with.
+    #[error(transparent)]
+    Resume(#[from] crate::run::ResumeError),
     /// A file or folder that cannot be read or written.
     #[error("{}: {source}", path.display())]
     Io {

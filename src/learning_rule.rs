@@ -17,7 +17,8 @@ use crate::tensor::Matrix;
 use serde::{Deserialize, Serialize};
 
 /// Which nudged phases an EqProp step runs and compares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Nudging {
     /// `+beta` against the free state.
@@ -63,7 +64,8 @@ fn unit_stiffness() -> f32 {
 }
 
 /// Start of the generative free phase.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum GenerativeStart {
     /// The real image and the hidden state it drives (real images become attractors).

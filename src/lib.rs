@@ -37,6 +37,7 @@ pub mod network;
 pub mod parallel;
 pub mod picture;
 pub mod prior;
+pub mod run;
 pub mod tensor;
 pub mod train;
 pub mod world_model;

@@ -10,7 +10,7 @@ mod common;
 use eqprop::backend::cuda::{Gpu, GpuNetwork, GpuPhase, Layers, Outputs, Start};
 use eqprop::config::Hyperparams;
 use eqprop::data::Split;
-use eqprop::device::{Accelerator, Device};
+use eqprop::device::{Device, Engine};
 use eqprop::dynamics::{Kernel, Nudge, Phase, Relaxation, State};
 use eqprop::learning_rule::{Nudging, Particles, apply_update};
 use eqprop::network::Network;
@@ -300,9 +300,7 @@ fn training_matches_cpu_on_mnist() {
     let stop = AtomicBool::new(false);
     let mut cpu = Trainer::new(hp.clone()).unwrap();
     let mut gpu_run = Trainer::new(hp.clone()).unwrap();
-    let mut acc = Accelerator::for_trainer(Device::Cuda, &gpu_run)
-        .unwrap()
-        .expect("a GPU");
+    let mut acc = Engine::for_trainer(Device::Cuda, &gpu_run).unwrap();
     for _ in 0..hp.epochs {
         assert!(matches!(
             cpu.run_epoch(&trainset, &stop, |_| {}),
@@ -314,7 +312,10 @@ fn training_matches_cpu_on_mnist() {
         assert!(matches!(end, EpochEnd::Completed(_)));
     }
     let cpu_error = train::evaluate(cpu.network(), &hp, &testset).error;
-    let gpu_error = acc.evaluate(&hp, &testset).unwrap().error;
+    let gpu_error = acc
+        .evaluate(gpu_run.network(), &hp, &testset)
+        .unwrap()
+        .error;
     let host_error = train::evaluate(gpu_run.network(), &hp, &testset).error;
     eprintln!(
         "test error: cpu {cpu_error:.2}%, gpu {gpu_error:.2}% (on the host {host_error:.2}%)"

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use eqprop::backend::cuda::{Gpu, GpuNetwork, GpuPhase, Layers, Start};
 use eqprop::config::Hyperparams;
 use eqprop::data::Dataset;
-use eqprop::device::{Accelerator, Device};
+use eqprop::device::{Device, Engine};
 use eqprop::network::Network;
 use eqprop::train::{self, Trainer};
 use rand::{RngExt, SeedableRng};
@@ -189,14 +189,14 @@ fn epoch(
         ..hp.clone()
     };
     let mut trainer = Trainer::new(two.clone())?;
-    let mut gpu = Accelerator::for_trainer(Device::Cuda, &trainer)?.expect("a GPU");
+    let mut gpu = Engine::for_trainer(Device::Cuda, &trainer)?;
     for e in 1..=2 {
         let t0 = Instant::now();
         let s = gpu
             .run_epoch(&mut trainer, &big, &stop, |_| {})?
             .completed()?;
         let wall = t0.elapsed().as_secs_f64();
-        let error = gpu.evaluate(&two, testset)?.error;
+        let error = gpu.evaluate(trainer.network(), &two, testset)?.error;
         let line = format!(
             "| eqprop CUDA, epoch {e} | {:.3} (training), {wall:.3} (call, upload included) | {error:.2}% |",
             s.seconds

@@ -7,6 +7,7 @@
 mod download;
 mod error;
 mod idx;
+mod source;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -22,6 +23,7 @@ pub use idx::{
     IMAGES_MAGIC, LABELS_MAGIC, MAX_IDX_BYTES, MAX_IMAGE_SIDE, parse_idx_images, parse_idx_labels,
     read_idx_images, read_idx_labels, read_maybe_gzip,
 };
+pub use source::DataSource;
 
 /// The four file names of a data set, without the `.gz` suffix.
 pub const FILE_NAMES: [&str; 4] = [
@@ -32,8 +34,9 @@ pub const FILE_NAMES: [&str; 4] = [
 ];
 
 /// A supported data set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum DatasetName {
+    #[default]
     /// Handwritten digits (LeCun et al.).
     Mnist,
     /// Zalando's clothing images, a drop-in replacement for MNIST.

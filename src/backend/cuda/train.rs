@@ -44,29 +44,15 @@ pub struct GpuTrainer {
     persistent: Option<Layers>,
 }
 
-/// Rejects what the GPU path does not run.
-pub fn check_supported(hp: &Hyperparams) -> Result<(), CudaError> {
-    let unsupported = [
-        (hp.generative.is_some(), "generative training (dreaming)"),
-        (hp.modulator.is_some(), "the surprise gate"),
-        (hp.heads.is_some(), "multi-head outputs"),
-    ];
-    match unsupported.iter().find(|(set, _)| *set) {
-        Some((_, what)) => Err(CudaError::Unsupported(format!(
-            "{what} yet: train it with --device cpu"
-        ))),
-        None => Ok(()),
-    }
-}
-
 impl GpuTrainer {
-    /// Opens the GPU and copies `net` (and the persistent states, if any) to it.
+    /// Opens the GPU and copies `net` (and the persistent states, if any) to it. What the GPU
+    /// path does not run (generative training, the gate, multi-head outputs) is refused before
+    /// this, by [`Device::require`](crate::device::Device::require).
     pub fn new(
         hp: &Hyperparams,
         net: &Network,
         persistent: Option<&[Matrix]>,
     ) -> Result<Self, CudaError> {
-        check_supported(hp)?;
         let gpu = Gpu::open()?;
         let sizes = &hp.layers;
         let batch = hp.batch_size;
