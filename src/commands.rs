@@ -11,7 +11,7 @@ use eqprop::learning_rule::{GenerativeStart, Nudging};
 use eqprop::metrics::{self, EpochRecord};
 use eqprop::modulator::Threshold;
 use eqprop::run::{self, ResumeError, Run, RunFiles};
-use eqprop::train::{self, Trainer};
+use eqprop::train;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,8 +21,6 @@ mod agent;
 mod checks;
 mod continual;
 mod dream;
-#[cfg(feature = "cuda")]
-mod gpu;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -669,172 +667,6 @@ fn eval(args: EvalArgs, device: Device) -> Result<()> {
     Ok(())
 }
 
-/// Seconds per training epoch (each epoch of a fresh run) and the final test error.
-fn time_eqprop(hp: &Hyperparams, trainset: &Dataset, testset: &Dataset) -> Result<(Vec<f64>, f64)> {
-    let (epochs, error) = train_epochs(hp, trainset, testset)?;
-    Ok((epochs.iter().map(|s| s.seconds).collect(), error))
-}
-
-/// Trains a fresh network of `hp`: every epoch's summary and the final test error.
-fn train_epochs(
-    hp: &Hyperparams,
-    trainset: &Dataset,
-    testset: &Dataset,
-) -> Result<(Vec<train::EpochSummary>, f64)> {
-    let mut trainer = Trainer::new(hp.clone())?;
-    let stop = AtomicBool::new(false);
-    let mut epochs = Vec::new();
-    while !trainer.finished() {
-        epochs.push(trainer.run_epoch(trainset, &stop, |_| {}).completed()?);
-    }
-    Ok((
-        epochs,
-        train::evaluate(trainer.network(), hp, testset).error,
-    ))
-}
-
-/// `bench --gate-ab`: the same training without and with the surprise gate, interleaved.
-fn bench_gate(
-    args: &BenchArgs,
-    hp: &Hyperparams,
-    trainset: &Dataset,
-    testset: &Dataset,
-) -> Result<()> {
-    let gated = Hyperparams {
-        modulator: Some(hp.modulator.unwrap_or_default()),
-        ..hp.clone()
-    };
-    let plain = Hyperparams {
-        modulator: None,
-        ..hp.clone()
-    };
-    let flops = eqprop::bench::epoch_flops(hp, trainset);
-    let (mut times, mut errors) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
-    let mut learned = Vec::new();
-    for round in 1..=args.rounds {
-        for (side, hp) in [&plain, &gated].into_iter().enumerate() {
-            std::thread::sleep(std::time::Duration::from_secs_f64(args.settle));
-            let (epochs, error) = train_epochs(hp, trainset, testset)?;
-            let seconds: f64 = epochs.iter().map(|s| s.seconds).sum();
-            let share = epochs.iter().map(|s| s.learned_share).sum::<f64>() / epochs.len() as f64;
-            let name = ["ungated", "gated  "][side];
-            eprintln!(
-                "round {round}: {name} {seconds:.2} s for {} epochs, test error {error:.2}%, learned {:.1}% of examples",
-                epochs.len(),
-                100.0 * share
-            );
-            times[side].push(seconds);
-            errors[side].push(error);
-            if side == 1 {
-                learned.push(share);
-            }
-        }
-    }
-    let share = learned.iter().sum::<f64>() / learned.len() as f64;
-    let (steps, flops_saved) = eqprop::bench::gate_savings(&flops, share);
-    let [plain_s, gated_s] = times.map(|mut t| median(&mut t));
-    let [plain_e, gated_e] = errors.map(|mut e| median(&mut e));
-    println!(
-        "| run | seconds for {} epochs (median) | test error (median) |",
-        hp.epochs
-    );
-    println!("|---|---|---|");
-    println!("| ungated | {plain_s:.2} | {plain_e:.2}% |");
-    println!("| gated | {gated_s:.2} | {gated_e:.2}% |");
-    println!(
-        "gate: {:.1}% of examples learned ({:.1}% skipped the nudged phase and the update); saved {:.1}% of relaxation steps and {:.1}% of FLOPs; wall-clock ratio gated/ungated {:.3}",
-        100.0 * share,
-        100.0 * (1.0 - share),
-        100.0 * steps,
-        100.0 * flops_saved,
-        gated_s / plain_s
-    );
-    Ok(())
-}
-
-/// Runs the PyTorch baseline with the same hyperparameters; returns its `RESULT` JSON.
-fn time_torch(
-    args: &BenchArgs,
-    hp: &Hyperparams,
-    data_dir: &Path,
-    extra: &[&str],
-) -> Result<serde_json::Value> {
-    let join = |v: &[f32]| v.iter().map(f32::to_string).collect::<Vec<_>>().join(",");
-    let layers = hp
-        .layers
-        .iter()
-        .map(usize::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut cmd = std::process::Command::new(&args.python);
-    cmd.arg(&args.torch_script).arg("--data-dir").arg(data_dir);
-    cmd.args(["--layers", &layers, "--lr", &join(&hp.lr)]);
-    for (flag, value) in [
-        ("--batch-size", hp.batch_size.to_string()),
-        ("--t1", hp.t_free.to_string()),
-        ("--t2", hp.t_nudge.to_string()),
-        ("--eps", hp.eps.to_string()),
-        ("--beta", hp.beta.to_string()),
-        ("--epochs", hp.epochs.to_string()),
-        ("--seed", hp.seed.to_string()),
-        ("--threads", args.threads.to_string()),
-    ] {
-        cmd.args([flag, &value]);
-    }
-    match hp.nudging {
-        Nudging::RandomSign => drop(cmd.arg("--random-sign")),
-        Nudging::Symmetric => drop(cmd.arg("--symmetric")),
-        Nudging::Positive => {}
-    }
-    if hp.persistent {
-        cmd.arg("--persistent");
-    }
-    cmd.args(extra);
-    let out = cmd
-        .output()
-        .with_context(|| format!("running {} {}", args.python, args.torch_script.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find_map(|l| l.strip_prefix("RESULT "));
-    match (out.status.success(), line) {
-        (true, Some(json)) => Ok(serde_json::from_str(json)?),
-        _ => bail!(
-            "the PyTorch baseline failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("no output")
-        ),
-    }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// Fails unless `python` can import PyTorch and NumPy and the baseline script exists.
-fn check_torch(args: &BenchArgs) -> Result<()> {
-    checks::input_file(&args.torch_script, "the PyTorch baseline script")?;
-    let probe = std::process::Command::new(&args.python)
-        .args(["-c", "import torch, numpy"])
-        .output();
-    let problem = match probe {
-        Ok(out) if out.status.success() => return Ok(()),
-        Ok(out) => String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .last()
-            .unwrap_or("no output")
-            .to_string(),
-        Err(e) => e.to_string(),
-    };
-    bail!(
-        "the PyTorch comparison needs PyTorch and NumPy for {} ({problem}): install them with \
-         `pip install -r bench/requirements.txt`, or pass --no-torch to time eqprop alone",
-        args.python
-    )
-}
-
 fn bench(args: BenchArgs, device: Device) -> Result<()> {
     init_threads(Some(args.threads))?;
     let mut hp = Hyperparams::preset(&args.preset)?;
@@ -850,9 +682,18 @@ fn bench(args: BenchArgs, device: Device) -> Result<()> {
             args.settle
         );
     }
-    let torch = !(args.no_torch || args.gate_ab || device == Device::Cuda);
+    device.require(if args.gate_ab {
+        Work::GateBench
+    } else {
+        Work::Bench
+    })?;
+    let baseline = bench::TorchBaseline {
+        python: args.python.clone(),
+        script: args.torch_script.clone(),
+    };
+    let torch = !(args.no_torch || args.gate_ab);
     if torch {
-        check_torch(&args)?;
+        baseline.check()?;
     }
     if let Some(report) = &args.report {
         checks::writable_file(report)?;
@@ -861,102 +702,64 @@ fn bench(args: BenchArgs, device: Device) -> Result<()> {
     let trainset = args.data.load(Split::Train)?;
     let testset = args.data.load(Split::Test)?;
     hp.check_training_set(&trainset)?;
-    if args.gate_ab {
-        device.require(Work::GateBench)?;
-        return bench_gate(&args, &hp, &trainset, &testset);
-    }
-    if device == Device::Cuda {
-        #[cfg(feature = "cuda")]
-        return gpu::bench(&args, &hp, &trainset, &testset, &data_dir);
-        #[cfg(not(feature = "cuda"))]
-        return Err(eqprop::device::DeviceError::NotBuilt.into());
-    }
-    let flops = eqprop::bench::epoch_flops(&hp, &trainset);
-    eprintln!(
-        "bench: {} x {} epochs of {:?} on {} ({} images), {} threads",
-        args.rounds,
-        args.epochs,
-        hp.layers,
-        args.data.name(),
-        trainset.len(),
-        args.threads
-    );
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    let (mut our_error, mut their_error) = (f64::NAN, f64::NAN);
-    // This machine's speed drifts from minute to minute, so the floor of each round is computed
-    // from the GEMM rates measured just before and just after it (the higher of the two): the
-    // sustained rate (the best window of products about as long as an epoch) gives the floor,
-    // the burst rate (the best single product) a stricter one.
-    let (mut ratios, mut strict) = (Vec::new(), Vec::new());
-    let mut best_rate = bench::GemmRate {
-        burst: 0.0,
-        sustained: 0.0,
+    let opts = bench::BenchOptions {
+        rounds: args.rounds,
+        settle: std::time::Duration::from_secs_f64(args.settle),
+        threads: args.threads,
     };
-    let floor_at = |gflops: f64| flops.performed / (gflops * 1e9);
-    let settle = || std::thread::sleep(std::time::Duration::from_secs_f64(args.settle));
-    for round in 1..=args.rounds {
-        settle();
-        let before = eqprop::bench::peak_gflops(args.threads);
-        let (seconds, error) = time_eqprop(&hp, &trainset, &testset)?;
-        let rate = before.max(eqprop::bench::peak_gflops(args.threads));
-        best_rate = best_rate.max(rate);
-        let epoch = median(&mut seconds.clone());
-        let ratio = epoch / floor_at(rate.sustained);
-        strict.push(epoch / floor_at(rate.burst));
-        eprintln!(
-            "round {round}: eqprop  {seconds:.3?} s/epoch, test error {error:.2}%, GEMM {:.1} GFLOP/s sustained ({:.1} burst), {ratio:.2}x the floor ({:.2}x at the burst rate)",
-            rate.sustained,
-            rate.burst,
-            strict[strict.len() - 1]
-        );
-        ratios.push(ratio);
-        ours.extend(seconds);
-        our_error = error;
-        if torch {
-            settle();
-            let result = time_torch(&args, &hp, &data_dir, &[])?;
-            let seconds: Vec<f64> =
-                serde_json::from_value(result["train_seconds_per_epoch"].clone())?;
-            their_error = result["final_test_error"].as_f64().unwrap_or(f64::NAN);
-            eprintln!("round {round}: pytorch {seconds:.3?} s/epoch, test error {their_error:.2}%");
-            theirs.extend(seconds);
+    let log = |line: &str| eprintln!("{line}");
+    let torch = torch.then_some((&baseline, data_dir.as_path()));
+    let report = match device {
+        _ if args.gate_ab => bench::compare_gate(&hp, &trainset, &testset, &opts, log)?,
+        Device::Cpu => {
+            eprintln!(
+                "bench: {} x {} epochs of {:?} on {} ({} images), {} threads",
+                args.rounds,
+                args.epochs,
+                hp.layers,
+                args.data.name(),
+                trainset.len(),
+                args.threads
+            );
+            bench::compare_with_torch(&hp, &trainset, &testset, &opts, torch, log)?
         }
-    }
-    let fastest = ours.iter().copied().fold(f64::INFINITY, f64::min);
-    let ours = median(&mut ours);
-    let floor = floor_at(best_rate.sustained);
-    println!(
-        "| implementation | s/epoch (median) | test error after {} epochs |",
-        args.epochs
-    );
-    println!("|---|---|---|");
-    println!("| eqprop (Rust, CPU) | {ours:.3} | {our_error:.2}% |");
-    if !theirs.is_empty() {
-        let theirs = median(&mut theirs);
-        println!("| PyTorch loop (bench/eqprop_torch.py) | {theirs:.3} | {their_error:.2}% |");
-        println!("speed-up: {:.1}x", theirs / ours);
-    }
-    println!(
-        "work per epoch: {:.2} GFLOP performed ({:.2} GFLOP with dense input products); best GEMM rate {:.1} GFLOP/s sustained, {:.1} burst, on {} threads",
-        flops.performed / 1e9,
-        flops.dense / 1e9,
-        best_rate.sustained,
-        best_rate.burst,
-        args.threads
-    );
-    println!(
-        "floor: eqprop runs at {:.2}x the floor of its own round (median; {:.2}x at the burst rate), {:.2}x the run's best floor of {floor:.3} s/epoch ({:.1} GFLOP/s)",
-        median(&mut ratios),
-        median(&mut strict),
-        ours / floor,
-        flops.performed / ours / 1e9
-    );
-    println!(
-        "best against best: the fastest epoch, {fastest:.3} s, is {:.2}x the run's best floor ({:.2}x at the burst rate)",
-        fastest / floor,
-        fastest / floor_at(best_rate.burst)
-    );
+        Device::Cuda => cuda_bench(&args, &hp, &trainset, &testset, torch)?,
+    };
+    print!("{report}");
     Ok(())
+}
+
+/// `bench --device cuda`: the library's CUDA report, printed and written to `--report`.
+#[cfg(feature = "cuda")]
+fn cuda_bench(
+    args: &BenchArgs,
+    hp: &Hyperparams,
+    trainset: &Dataset,
+    testset: &Dataset,
+    torch: Option<(&bench::TorchBaseline, &Path)>,
+) -> Result<String> {
+    let opts = bench::CudaBench {
+        repeats: args.repeats,
+        train_repeat: args.train_repeat,
+        torch,
+    };
+    let report = bench::cuda_report(hp, trainset, testset, &opts, |l| eprintln!("{l}"))?;
+    if let Some(path) = &args.report {
+        std::fs::write(path, &report).with_context(|| path.display().to_string())?;
+    }
+    // The report ends its tables with a newline; println adds the line the old output had.
+    Ok(format!("{report}\n"))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_bench(
+    _: &BenchArgs,
+    _: &Hyperparams,
+    _: &Dataset,
+    _: &Dataset,
+    _: Option<(&bench::TorchBaseline, &Path)>,
+) -> Result<String> {
+    Err(eqprop::device::DeviceError::NotBuilt.into())
 }
 
 #[derive(Args, Debug)]

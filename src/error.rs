@@ -67,5 +67,12 @@ impl Error {
     }
 }
 
+#[cfg(feature = "cuda")]
+impl From<crate::backend::cuda::CudaError> for Error {
+    fn from(e: crate::backend::cuda::CudaError) -> Self {
+        Error::Device(e.into())
+    }
+}
+
 /// `std::result::Result` with the library's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

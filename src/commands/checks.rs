@@ -24,15 +24,3 @@ pub fn writable_file(path: &Path) -> Result<()> {
     writable_dir(dir.unwrap_or(Path::new(".")))
         .with_context(|| format!("cannot write {}", path.display()))
 }
-
-/// Fails unless `path` is an existing file (`what` says what it should hold).
-pub fn input_file(path: &Path, what: &str) -> Result<()> {
-    if !path.is_file() {
-        let problem = match path.exists() {
-            true => "is not a file",
-            false => "does not exist",
-        };
-        bail!("{} ({what}) {problem}", path.display());
-    }
-    Ok(())
-}

@@ -1,18 +1,18 @@
 //! `eqprop bench --device cuda`: the CUDA backend against PyTorch's eager loop on the same GPU.
 //!
 //! Times relax() (input drive and every step of a free phase from zero) over a grid of widths,
-//! batch sizes and step counts, then one training epoch of the paper's 784-500-10 on the
-//! training set repeated `--train-repeat` times, on the GPU, on the CPU path and in PyTorch.
-//! Prints a Markdown table and writes it to `--report`.
+//! batch sizes and step counts, then one training epoch of `hp` on the training set repeated
+//! [`CudaBench::train_repeat`] times, on the GPU, on the CPU path and in PyTorch. The result is
+//! a Markdown report.
 
-use super::{BenchArgs, median, time_torch};
-use anyhow::{Context, Result, bail};
-use eqprop::backend::cuda::{Gpu, GpuNetwork, GpuPhase, Layers, Start};
-use eqprop::config::Hyperparams;
-use eqprop::data::Dataset;
-use eqprop::device::{Device, Engine};
-use eqprop::network::Network;
-use eqprop::train::{self, Trainer};
+use super::{TorchBaseline, median};
+use crate::backend::cuda::{Gpu, GpuNetwork, GpuPhase, Layers, Start};
+use crate::config::Hyperparams;
+use crate::data::Dataset;
+use crate::device::{Device, Engine};
+use crate::error::{Error, Result};
+use crate::network::Network;
+use crate::train::{self, Trainer};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::fmt::Write as _;
@@ -20,28 +20,38 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+/// How the CUDA benchmark runs.
+#[derive(Clone, Debug)]
+pub struct CudaBench<'a> {
+    /// Timed calls per relax() configuration.
+    pub repeats: usize,
+    /// Copies of the training file in the timed epoch (6 x 10k = 60k).
+    pub train_repeat: usize,
+    /// The PyTorch baseline and the data folder it reads (none: eqprop alone).
+    pub torch: Option<(&'a TorchBaseline, &'a Path)>,
+}
+
 const WIDTHS: [usize; 3] = [500, 2048, 4096];
 const BATCHES: [usize; 3] = [1, 20, 256];
 const STEPS: [usize; 2] = [24, 100];
 
-pub fn bench(
-    args: &BenchArgs,
+/// The report: the relax() grid, then one epoch on the GPU, the CPU and PyTorch. `log` hears
+/// each line as it is measured.
+pub fn cuda_report(
     hp: &Hyperparams,
     trainset: &Dataset,
     testset: &Dataset,
-    data_dir: &Path,
-) -> Result<()> {
+    args: &CudaBench,
+    mut log: impl FnMut(&str),
+) -> Result<String> {
     let gpu = Gpu::open()?;
-    eprintln!("bench on {} ({})", gpu.name(), gpu.kernel_resources()?);
+    let resources = gpu.kernel_resources()?;
+    log(&format!("bench on {} ({resources})", gpu.name()));
     let mut report = format!("GPU: {}\n\n", gpu.name());
-    relax_grid(args, &gpu, &mut report)?;
+    relax_grid(args, &gpu, &mut report, &mut log)?;
     drop(gpu);
-    epoch(args, hp, trainset, testset, data_dir, &mut report)?;
-    println!("{report}");
-    if let Some(path) = &args.report {
-        std::fs::write(path, &report).with_context(|| path.display().to_string())?;
-    }
-    Ok(())
+    epoch(args, hp, trainset, testset, &mut report, &mut log)?;
+    Ok(report)
 }
 
 /// Median seconds of `repeats` relax() calls of 784-width-10 (after one warm-up).
@@ -70,23 +80,27 @@ fn time_relax(gpu: &Gpu, width: usize, batch: usize, steps: usize, repeats: usiz
     Ok(median(&mut times))
 }
 
-fn relax_grid(args: &BenchArgs, gpu: &Gpu, report: &mut String) -> Result<()> {
-    let torch = if args.no_torch {
-        None
-    } else {
-        Some(torch_relax_grid(args)?)
+fn relax_grid(
+    args: &CudaBench,
+    gpu: &Gpu,
+    report: &mut String,
+    log: &mut impl FnMut(&str),
+) -> Result<()> {
+    let torch = match args.torch {
+        Some((torch, _)) => Some(torch_relax_grid(torch, args.repeats)?),
+        None => None,
     };
-    writeln!(
+    let _ = writeln!(
         report,
         "relax(): input drive and T steps of 784-W-10 from zero, median of {} calls each \
          (wall-clock, synchronised)\n",
         args.repeats
-    )?;
-    writeln!(
+    );
+    let _ = writeln!(
         report,
         "| W | batch | T | eqprop CUDA (ms) | general kernel (ms) | PyTorch eager (ms) | speed-up |"
-    )?;
-    writeln!(report, "|---|---|---|---|---|---|---|")?;
+    );
+    let _ = writeln!(report, "|---|---|---|---|---|---|---|");
     for &width in &WIDTHS {
         for &batch in &BATCHES {
             for &steps in &STEPS {
@@ -115,46 +129,36 @@ fn relax_grid(args: &BenchArgs, gpu: &Gpu, report: &mut String) -> Result<()> {
                     ours * 1e3,
                     general * 1e3
                 );
-                eprintln!("{line}");
-                writeln!(report, "{line}")?;
+                log(&line);
+                let _ = writeln!(report, "{line}");
             }
         }
     }
-    writeln!(report)?;
+    let _ = writeln!(report);
     Ok(())
 }
 
 /// PyTorch's relax() over the same grid on the GPU, in one process.
-fn torch_relax_grid(args: &BenchArgs) -> Result<Vec<serde_json::Value>> {
+fn torch_relax_grid(torch: &TorchBaseline, repeats: usize) -> Result<Vec<serde_json::Value>> {
     let list = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
-    let out = std::process::Command::new(&args.python)
-        .arg(&args.torch_script)
+    let mut cmd = std::process::Command::new(&torch.python);
+    cmd.arg(&torch.script)
         .args(["--mode", "relax-grid", "--device", "cuda"])
         .args(["--widths", &list(&WIDTHS), "--batches", &list(&BATCHES)])
         .args(["--steps-list", &list(&STEPS)])
-        .args(["--repeats", &args.repeats.to_string()])
-        .output()
-        .with_context(|| format!("running {}", args.torch_script.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let Some(json) = text.lines().rev().find_map(|l| l.strip_prefix("RESULT ")) else {
-        bail!(
-            "the PyTorch relax grid failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let result: serde_json::Value = serde_json::from_str(json)?;
+        .args(["--repeats", &repeats.to_string()]);
+    let result = torch.result(cmd, "the PyTorch relax grid")?;
     Ok(result["rows"].as_array().cloned().unwrap_or_default())
 }
 
 /// One epoch of `hp` on `trainset` repeated: GPU, CPU and PyTorch, seconds and test error.
 fn epoch(
-    args: &BenchArgs,
+    args: &CudaBench,
     hp: &Hyperparams,
     trainset: &Dataset,
     testset: &Dataset,
-    data_dir: &Path,
     report: &mut String,
+    log: &mut impl FnMut(&str),
 ) -> Result<()> {
     let mut big = trainset.clone();
     for _ in 1..args.train_repeat {
@@ -165,7 +169,7 @@ fn epoch(
         ..hp.clone()
     };
     let stop = AtomicBool::new(false);
-    writeln!(
+    let _ = writeln!(
         report,
         "One epoch of {:?} (batch {}, T1 {}, T2 {}, {:?}) on {} images ({}x the training file), \
          then the test error on {} images\n",
@@ -177,12 +181,12 @@ fn epoch(
         big.len(),
         args.train_repeat,
         testset.len()
-    )?;
-    writeln!(
+    );
+    let _ = writeln!(
         report,
         "| implementation | seconds for the epoch | test error |"
-    )?;
-    writeln!(report, "|---|---|---|")?;
+    );
+    let _ = writeln!(report, "|---|---|---|");
     // Two epochs on the GPU: the first pays for the data upload and kernel warm-up.
     let two = Hyperparams {
         epochs: 2,
@@ -201,8 +205,8 @@ fn epoch(
             "| eqprop CUDA, epoch {e} | {:.3} (training), {wall:.3} (call, upload included) | {error:.2}% |",
             s.seconds
         );
-        eprintln!("{line}");
-        writeln!(report, "{line}")?;
+        log(&line);
+        let _ = writeln!(report, "{line}");
     }
     let mut cpu = Trainer::new(one.clone())?;
     let t0 = Instant::now();
@@ -213,24 +217,27 @@ fn epoch(
         "| eqprop CPU ({} threads), epoch 1 | {seconds:.3} | {error:.2}% |",
         rayon::current_num_threads()
     );
-    eprintln!("{line}");
-    writeln!(report, "{line}")?;
-    if !args.no_torch {
+    log(&line);
+    let _ = writeln!(report, "{line}");
+    if let Some((torch, data_dir)) = args.torch {
         let extra = [
             "--device",
             "cuda",
             "--train-repeat",
             &args.train_repeat.to_string(),
         ];
-        let result = time_torch(args, &one, data_dir, &extra)?;
-        let seconds: Vec<f64> = serde_json::from_value(result["train_seconds_per_epoch"].clone())?;
+        let threads = rayon::current_num_threads();
+        let result = torch.train(&one, data_dir, threads, &extra)?;
+        let seconds: Vec<f64> =
+            serde_json::from_value(result["train_seconds_per_epoch"].clone())
+                .map_err(|e| Error::Invalid(format!("the PyTorch baseline: {e}")))?;
         let error = result["final_test_error"].as_f64().unwrap_or(f64::NAN);
         let line = format!(
             "| PyTorch eager (CUDA), epoch 1 | {:.3} | {error:.2}% |",
             seconds[0]
         );
-        eprintln!("{line}");
-        writeln!(report, "{line}")?;
+        log(&line);
+        let _ = writeln!(report, "{line}");
     }
     Ok(())
 }

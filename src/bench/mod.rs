@@ -1,9 +1,22 @@
-//! Counting the work of an epoch, and the machine's floor for it.
+//! The benchmark: counting the work of an epoch, the machine's floor for it, and the method
+//! that times eqprop against the PyTorch baseline (or without and with the surprise gate).
 //!
 //! FLOPs are counted as 2 per multiply-add, for the work the CPU backend actually does: the input
 //! drive and the `W_1` update touch only non-zero pixels; every relaxation step is counted with
 //! both directions of every free-to-free coupling in full (an upper bound: the fused kernel skips
 //! source units resting exactly at 0).
+
+#[cfg(feature = "cuda")]
+mod cuda;
+mod method;
+mod torch;
+
+#[cfg(feature = "cuda")]
+pub use cuda::{CudaBench, cuda_report};
+#[cfg(feature = "cuda")]
+use method::median;
+pub use method::{BenchOptions, compare_gate, compare_with_torch, train_epochs};
+pub use torch::TorchBaseline;
 
 use crate::config::Hyperparams;
 use crate::data::Dataset;
