@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""Reruns the README's cheap figures (about 6 minutes on a 2-core machine; `--slow`: 9) and prints each one
-next to the README's.
+"""Reruns the cheap figures of the README and its pages (about 6 minutes on a 2-core machine; `--slow`: 9)
+and prints each one next to the written one.
 
     cargo build --release && python3 tools/readme_figures.py [--eqprop target/release/eqprop]
 
 Every MNIST command uses `--train-limit 10000`, the first 10,000 training images, which the
-README's MNIST figures were measured on (the official 60,000-image file and the 10,000-image
+MNIST figures were measured on (the official 60,000-image file and the 10,000-image
 subset give the same runs with it). The data come from EQPROP_DATA_DIR or the download cache, as
-for any eqprop command. Each figure's README text is looked up in README.md, so a figure that
-changed there without changing here is reported too. Exits 1 if any figure differs.
+for any eqprop command. Each figure's text is looked up in the pages that hold figures (README.md,
+docs/*.md, BENCHMARKS.md: `PAGES`), so a figure that changed there without changing here is
+reported too, with the page it was found on. Exits 1 if any figure differs.
 
 Figures are deterministic for a given host, but the matrix products of the `gemm` crate (the
 continual-learning decoder, the judge) pick their kernels by the CPU's vector instructions, so
@@ -26,6 +27,18 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MNIST = ["--train-limit", "10000"]
+# The pages whose text holds the figures.
+PAGES = ["README.md", "docs/*.md", "BENCHMARKS.md"]
+
+
+def pages():
+    """Each page's path (relative to the root) and text, in the order of `PAGES`."""
+    return [(str(path.relative_to(ROOT)), path.read_text()) for pattern in PAGES for path in sorted(ROOT.glob(pattern))]
+
+
+def page_of(text, texts):
+    """The first page that holds `text`, or None."""
+    return next((name for name, page in texts if text in page), None)
 
 
 def runs(tmp):
@@ -97,7 +110,7 @@ def match(pattern, fmt="{}"):
 
 AVERAGE = match(r"average accuracy ([0-9.]+)%", "{}%")
 
-# (what, README text that holds it, run, how to read it from the run)
+# (what, the text on a page that holds it, run, how to read it from the run)
 FIGURES = [
     ("train: epoch 1 test error", "test error   7.52%", "best-1", epoch(0, "test_error", "test error   {:.2f}%")),
     ("train: epoch 30 test error", "test error   3.93%", "best-1", epoch(-1, "test_error", "test error   {:.2f}%")),
@@ -201,9 +214,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--eqprop", default=str(ROOT / "target/release/eqprop"))
     parser.add_argument("--slow", action="store_true", help="also the dream figures (3 more minutes)")
+    parser.add_argument("--pages-only", action="store_true",
+                        help="run nothing: only check that every figure's text (the slow ones too) is on a page")
     args = parser.parse_args()
     figures = FIGURES + (SLOW_FIGURES if args.slow else [])
-    readme = (ROOT / "README.md").read_text()
+    texts = pages()
+    if args.pages_only:
+        missing = [what for what, text, _, _ in FIGURES + SLOW_FIGURES if page_of(text, texts) is None]
+        for what, text, _, _ in FIGURES + SLOW_FIGURES:
+            print(f"{what}: {page_of(text, texts) or 'ON NO PAGE'}")
+        print(f"{len(FIGURES + SLOW_FIGURES) - len(missing)} of {len(FIGURES + SLOW_FIGURES)} figures are on a page")
+        sys.exit(1 if missing else 0)
     flags = pathlib.Path("/proc/cpuinfo").read_text() if pathlib.Path("/proc/cpuinfo").exists() else ""
     isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "neither AVX2 nor AVX-512"
     print(f"host: {isa}", file=sys.stderr)
@@ -218,13 +239,13 @@ def main():
                 if name not in results:
                     results[name] = run(args.eqprop, *table[name], tmp)
             measured = read(*(results[n] for n in names))
-            in_readme = text in readme
-            ok = in_readme and measured == text
+            page = page_of(text, texts)
+            ok = page is not None and measured == text
             bad += not ok
-            note = "" if in_readme else " (not in README.md)"
+            note = f" ({page})" if page else " (on no page)"
             cells = [t.replace("\n", " ") for t in (text, measured)]
             rows.append(f"| {what} | `{cells[0]}`{note} | `{cells[1]}` | {'yes' if ok else 'NO'} |")
-    print("| figure | README | measured | same |")
+    print("| figure | written | measured | same |")
     print("|---|---|---|---|")
     print("\n".join(rows))
     print(f"{len(figures) - bad} of {len(figures)} figures reproduce on this host ({isa})")
