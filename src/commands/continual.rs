@@ -323,7 +323,7 @@ fn run_with_progress(
     let path = dir.join("confusion.csv");
     std::fs::write(&path, confusion_csv(&last_confusion))
         .with_context(|| path.display().to_string())?;
-    result
+    Ok(result?)
 }
 
 /// The last stage's confusion matrix as CSV: one row per true label, one column per output.
@@ -356,7 +356,7 @@ fn write_dream_sample(dreams: &eqprop::data::Dataset, path: &std::path::Path) ->
         scale: 2,
     };
     let grid = eqprop::picture::labelled_grid(&rows, layout);
-    eqprop::picture::write_png(&grid, path)
+    Ok(eqprop::picture::write_png(&grid, path)?)
 }
 
 fn print_matrix(matrix: &AccuracyMatrix, tasks: &[Vec<u8>]) {

@@ -261,7 +261,7 @@ fn write_animation(dreams: &Dreams, side: usize, path: &std::path::Path) -> Resu
         .iter()
         .map(|f| dream_grid(&dreams.labels, f, side))
         .collect();
-    eqprop::picture::write_gif(frames, 80, path)
+    Ok(eqprop::picture::write_gif(frames, 80, path)?)
 }
 
 /// The grid `train --dreams` writes after an epoch: labels 0-9 (as many as the outputs), 8 each.
@@ -278,5 +278,8 @@ pub fn write_epoch_grid(
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).with_context(|| parent.display().to_string())?;
     }
-    eqprop::picture::write_png(&dream_grid(&labels, &dreams.images, side), path)
+    Ok(eqprop::picture::write_png(
+        &dream_grid(&labels, &dreams.images, side),
+        path,
+    )?)
 }
