@@ -33,6 +33,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::AtomicBool;
 
+mod experiment;
+pub use experiment::{
+    DEFAULT_PIXEL_NOISE, DEFAULT_PRIOR_COMPONENTS, Experiment, Outcome, Protocol, confusion_csv,
+    dream_sample_path, write_dream_sample,
+};
+
 /// Generative learning rate (as a fraction of the discriminative one) of dream replay from noise,
 /// by scenario (BENCHMARKS.md has the measurements).
 ///
