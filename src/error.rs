@@ -10,6 +10,7 @@ use crate::config::ConfigError;
 use crate::continual::ContinualError;
 use crate::data::{DataError, UnknownDataset};
 use crate::device::DeviceError;
+use crate::dream::DreamError;
 use crate::env::EnvError;
 use crate::env::fixture::FixtureError;
 use crate::metrics::PlotError;
@@ -48,6 +49,9 @@ pub enum Error {
     /// Continual-learning options that cannot work together.
     #[error(transparent)]
     Continual(#[from] ContinualError),
+    /// A dream request the network cannot serve.
+    #[error(transparent)]
+    Dream(#[from] DreamError),
     /// Training progress that no run can reach.
     #[error(transparent)]
     Progress(#[from] ProgressError),
