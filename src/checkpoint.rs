@@ -59,50 +59,33 @@ pub struct CheckpointRef<'a> {
     pub dataset: &'a str,
 }
 
-fn to_bytes(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
 /// Writes a checkpoint atomically: readers see the old file or the new one, never a torn one.
 pub fn save(path: &Path, ckpt: &CheckpointRef) -> Result<(), CheckpointError> {
-    let io = |source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
     for (k, w) in ckpt.network.weights().iter().enumerate() {
         tensors.push((
             format!("W{}", k + 1),
             vec![w.rows(), w.cols()],
-            to_bytes(w.as_slice()),
+            w.as_slice(),
         ));
     }
     for (k, b) in ckpt.network.biases().iter().enumerate() {
-        tensors.push((format!("b{k}"), vec![b.len()], to_bytes(b)));
+        tensors.push((format!("b{k}"), vec![b.len()], b));
     }
     for (k, m) in ckpt.persistent.unwrap_or(&[]).iter().enumerate().skip(1) {
         tensors.push((
             format!("persistent{k}"),
             vec![m.rows(), m.cols()],
-            to_bytes(m.as_slice()),
+            m.as_slice(),
         ));
     }
     for (k, m) in ckpt.dream_chains.unwrap_or(&[]).iter().enumerate() {
         tensors.push((
             format!("dream_chain{k}"),
             vec![m.rows(), m.cols()],
-            to_bytes(m.as_slice()),
+            m.as_slice(),
         ));
     }
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|(name, shape, bytes)| {
-            (
-                name.clone(),
-                TensorView::new(Dtype::F32, shape.clone(), bytes).expect("sized"),
-            )
-        })
-        .collect();
     let json = |v: serde_json::Result<String>| v.expect("plain structs serialise");
     let metadata = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
@@ -120,12 +103,34 @@ pub fn save(path: &Path, ckpt: &CheckpointRef) -> Result<(), CheckpointError> {
         ),
         ("dataset".to_string(), ckpt.dataset.to_string()),
     ]);
-    let bytes =
-        safetensors::serialize(views, Some(metadata)).map_err(|e| CheckpointError::Format {
+    write_tensors(path, &tensors, metadata)
+}
+
+/// Writes f32 tensors `(name, shape, values)` (row-major, little-endian) and `metadata` as a
+/// safetensors file, atomically (see [`write_atomically`]). Shared by every safetensors file of
+/// this crate (checkpoints, judges).
+pub(crate) fn write_tensors(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, &[f32])],
+    metadata: HashMap<String, String>,
+) -> Result<(), FileError> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, values)| values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let views = tensors.iter().zip(&bytes).map(|((name, shape, _), data)| {
+        let view = TensorView::new(Dtype::F32, shape.clone(), data).expect("sized");
+        (name.clone(), view)
+    });
+    let serialized =
+        safetensors::serialize(views, Some(metadata)).map_err(|e| FileError::Format {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-    write_atomically(path, &sorted_header(bytes)).map_err(io)
+    write_atomically(path, &sorted_header(serialized)).map_err(|source| FileError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// The same safetensors file with its header's keys in sorted order, so that a checkpoint's
@@ -146,6 +151,86 @@ fn sorted_header(bytes: Vec<u8>) -> Vec<u8> {
     out.extend_from_slice(text.as_bytes());
     out.extend_from_slice(&bytes[8 + n..]);
     out
+}
+
+/// The bytes of the file `path`; failing, a [`FileError::Io`] naming it.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, FileError> {
+    std::fs::read(path).map_err(|source| FileError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A safetensors file of this crate, parsed: its tensors and metadata, with its path and what
+/// it should hold (`"checkpoint"`, `"judge"`) for the errors, which name both. Reading a tensor
+/// checks it (see [`finite_f32`]).
+pub(crate) struct TensorFile<'a> {
+    path: &'a Path,
+    what: &'static str,
+    tensors: SafeTensors<'a>,
+    metadata: HashMap<String, String>,
+}
+
+impl<'a> TensorFile<'a> {
+    /// Parses the content `bytes` of `path`; bytes that are not safetensors are a
+    /// [`FileError::Format`].
+    pub(crate) fn parse(
+        bytes: &'a [u8],
+        path: &'a Path,
+        what: &'static str,
+    ) -> Result<Self, FileError> {
+        let format = |e: safetensors::SafeTensorError| FileError::Format {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(format)?;
+        let tensors = SafeTensors::deserialize(bytes).map_err(format)?;
+        Ok(Self {
+            path,
+            what,
+            tensors,
+            metadata: meta.metadata().clone().unwrap_or_default(),
+        })
+    }
+
+    /// A [`FileError::Content`] of this file: safetensors, but not what it should be.
+    pub(crate) fn content(&self, reason: String) -> FileError {
+        FileError::Content {
+            path: self.path.to_path_buf(),
+            what: self.what,
+            reason,
+        }
+    }
+
+    /// The metadata entry `key`, if there is one.
+    pub(crate) fn metadata(&self, key: &str) -> Option<&String> {
+        self.metadata.get(key)
+    }
+
+    /// Whether some tensor's name starts with `prefix`.
+    pub(crate) fn has_tensors(&self, prefix: &str) -> bool {
+        self.tensors.names().iter().any(|n| n.starts_with(prefix))
+    }
+
+    /// Tensor `name` as a checked `rows x cols` matrix (`None`: any size).
+    pub(crate) fn matrix(
+        &self,
+        name: &str,
+        rows: Option<usize>,
+        cols: Option<usize>,
+    ) -> Result<Matrix, FileError> {
+        let (shape, values) =
+            finite_f32(&self.tensors, name, &[rows, cols]).map_err(|e| self.content(e))?;
+        Matrix::from_vec(shape[0], shape[1], values)
+            .ok_or_else(|| self.content(format!("tensor {name} has a bad size")))
+    }
+
+    /// Tensor `name` as a checked vector of exactly `len` values.
+    pub(crate) fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>, FileError> {
+        let (_, values) =
+            finite_f32(&self.tensors, name, &[Some(len)]).map_err(|e| self.content(e))?;
+        Ok(values)
+    }
 }
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it, then renames it over `path`.
@@ -172,11 +257,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Reads and checks a checkpoint: see [`load_bytes`].
 pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    load_bytes(&bytes, path)
+    load_bytes(&read_file(path)?, path)
 }
 
 /// Parses and checks the content `bytes` of a checkpoint file; `path` only names it in errors.
@@ -187,20 +268,10 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
 /// layers, dream chains `[batch_size, layers[k]]`) or holds a NaN or infinite value; progress
 /// that no run can reach (see [`check_progress`]).
 pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointError> {
-    let format = |reason: String| CheckpointError::Format {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let content = |reason: String| CheckpointError::Content {
-        path: path.to_path_buf(),
-        what: "checkpoint",
-        reason,
-    };
-    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| format(e.to_string()))?;
-    let tensors = SafeTensors::deserialize(bytes).map_err(|e| format(e.to_string()))?;
-    let info = meta.metadata().clone().unwrap_or_default();
+    let file = TensorFile::parse(bytes, path, "checkpoint")?;
+    let content = |reason: String| file.content(reason);
     let field = |key: &str| {
-        info.get(key)
+        file.metadata(key)
             .ok_or_else(|| content(format!("metadata has no '{key}'")))
     };
     if field("format")? != FORMAT {
@@ -217,18 +288,17 @@ pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointErr
     let progress: Progress =
         serde_json::from_str(field("progress")?).map_err(|e| content(format!("progress: {e}")))?;
     let layers = &hyperparams.layers;
-    let matrix = |name: String, rows: Option<usize>, cols: usize| {
-        finite_matrix(&tensors, &name, rows, cols).map_err(&content)
-    };
+    let matrix =
+        |name: String, rows: Option<usize>, cols: usize| file.matrix(&name, rows, Some(cols));
     let weights = (1..layers.len())
         .map(|k| matrix(format!("W{k}"), Some(layers[k - 1]), layers[k]))
         .collect::<Result<Vec<_>, _>>()?;
     let biases = (0..layers.len())
-        .map(|k| finite_vector(&tensors, &format!("b{k}"), layers[k]).map_err(&content))
+        .map(|k| file.vector(&format!("b{k}"), layers[k]))
         .collect::<Result<_, _>>()?;
     let network =
         Network::from_parts(layers.clone(), weights, biases).map_err(|e| content(e.to_string()))?;
-    let persistent = if tensors.names().iter().any(|n| n.starts_with("persistent")) {
+    let persistent = if file.has_tensors("persistent") {
         let mut mats = vec![Matrix::zeros(0, layers[0])];
         for (k, &units) in layers.iter().enumerate().skip(1) {
             // Every layer holds the states of the same examples: the first one sets the count.
@@ -239,7 +309,7 @@ pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointErr
     } else {
         None
     };
-    let dream_chains = if tensors.names().iter().any(|n| n.starts_with("dream_chain")) {
+    let dream_chains = if file.has_tensors("dream_chain") {
         Some(
             (0..layers.len())
                 .map(|k| {
@@ -265,6 +335,44 @@ pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointErr
     })
 }
 
+/// Progress that no run of the checkpoint's hyperparameters can reach.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ProgressError {
+    #[error("epoch {epoch} batch {batch} is beyond the run's {epochs} epochs")]
+    BeyondRun {
+        epoch: usize,
+        batch: usize,
+        epochs: usize,
+    },
+    #[error("batch {batch} is beyond the epoch ({examples} examples in batches of {batch_size})")]
+    BeyondEpoch {
+        batch: usize,
+        examples: usize,
+        batch_size: usize,
+    },
+    #[error("{seen} examples seen in {batch} batches of {batch_size}")]
+    TooManySeen {
+        seen: u64,
+        batch: usize,
+        batch_size: usize,
+    },
+    #[error("{correct} correct and {learned} learned of {seen} seen")]
+    TooManyCounted {
+        correct: u64,
+        learned: u64,
+        seen: u64,
+    },
+    #[error(
+        "energy sum {energy_sum}, seconds {seconds} and threshold {threshold:?} must be finite \
+         (seconds not negative)"
+    )]
+    NotFinite {
+        energy_sum: f64,
+        seconds: f64,
+        threshold: Option<f32>,
+    },
+}
+
 /// Checks that `progress` is one a run of `hp` can reach: at most `hp.epochs` epochs and no
 /// batch after the last one, no more examples seen than the finished mini-batches hold (and, with
 /// `examples` training examples, no more mini-batches than an epoch has), no more correct or
@@ -273,42 +381,47 @@ pub fn check_progress(
     progress: &Progress,
     hp: &Hyperparams,
     examples: Option<usize>,
-) -> Result<(), String> {
+) -> Result<(), ProgressError> {
     let p = progress;
     if p.epoch > hp.epochs || (p.epoch == hp.epochs && p.batch > 0) {
-        return Err(format!(
-            "epoch {} batch {} is beyond the run's {} epochs",
-            p.epoch, p.batch, hp.epochs
-        ));
+        return Err(ProgressError::BeyondRun {
+            epoch: p.epoch,
+            batch: p.batch,
+            epochs: hp.epochs,
+        });
     }
     let batched = (p.batch as u64).checked_mul(hp.batch_size as u64);
     if let Some(n) = examples.filter(|&n| batched.is_none_or(|b| b > n as u64)) {
-        return Err(format!(
-            "batch {} is beyond the epoch ({n} examples in batches of {})",
-            p.batch, hp.batch_size
-        ));
+        return Err(ProgressError::BeyondEpoch {
+            batch: p.batch,
+            examples: n,
+            batch_size: hp.batch_size,
+        });
     }
     if batched.is_none_or(|b| p.seen > b) {
-        return Err(format!(
-            "{} examples seen in {} batches of {}",
-            p.seen, p.batch, hp.batch_size
-        ));
+        return Err(ProgressError::TooManySeen {
+            seen: p.seen,
+            batch: p.batch,
+            batch_size: hp.batch_size,
+        });
     }
     if p.correct > p.seen || p.learned > p.seen {
-        return Err(format!(
-            "{} correct and {} learned of {} seen",
-            p.correct, p.learned, p.seen
-        ));
+        return Err(ProgressError::TooManyCounted {
+            correct: p.correct,
+            learned: p.learned,
+            seen: p.seen,
+        });
     }
     let finite = p.energy_sum.is_finite()
         && p.seconds.is_finite()
         && p.seconds >= 0.0
         && p.threshold.is_none_or(f32::is_finite);
     if !finite {
-        return Err(format!(
-            "energy sum {}, seconds {} and threshold {:?} must be finite (seconds not negative)",
-            p.energy_sum, p.seconds, p.threshold
-        ));
+        return Err(ProgressError::NotFinite {
+            energy_sum: p.energy_sum,
+            seconds: p.seconds,
+            threshold: p.threshold,
+        });
     }
     Ok(())
 }
@@ -317,7 +430,7 @@ pub fn check_progress(
 /// shape `shape` (a `None` dimension may have any size) and hold only finite values. Returns its
 /// shape and values; the error names the tensor and says what is wrong. Shared by every
 /// safetensors file of this crate (checkpoints, judges).
-pub(crate) fn finite_f32(
+fn finite_f32(
     tensors: &SafeTensors,
     name: &str,
     shape: &[Option<usize>],
@@ -361,25 +474,4 @@ pub(crate) fn finite_f32(
         ));
     }
     Ok((got.to_vec(), values))
-}
-
-/// [`finite_f32`] of a `rows x cols` matrix (`None` rows: any number of rows).
-pub(crate) fn finite_matrix(
-    tensors: &SafeTensors,
-    name: &str,
-    rows: Option<usize>,
-    cols: usize,
-) -> Result<Matrix, String> {
-    let (shape, values) = finite_f32(tensors, name, &[rows, Some(cols)])?;
-    Matrix::from_vec(shape[0], shape[1], values)
-        .ok_or_else(|| format!("tensor {name} has a bad size"))
-}
-
-/// [`finite_f32`] of a vector of exactly `len` values.
-pub(crate) fn finite_vector(
-    tensors: &SafeTensors,
-    name: &str,
-    len: usize,
-) -> Result<Vec<f32>, String> {
-    Ok(finite_f32(tensors, name, &[Some(len)])?.1)
 }

@@ -514,9 +514,10 @@ fn train(args: TrainArgs, device: Device) -> Result<()> {
         .unwrap_or_else(|| Path::new("runs").join(args.data.name().as_str()));
     let files = RunFiles::in_dir(&dir);
     let (run, data) = open_run(&args, &files, device)?;
-    if args.dreams {
-        args.dream.options(run.hyperparams(), 0)?;
-    }
+    let dreams = match args.dreams {
+        true => Some(args.dream.options(run.hyperparams(), 0)?),
+        false => None,
+    };
     checks::writable_dir(&dir)?;
     let trainset = data.load(Split::Train)?;
     let testset = data.load(Split::Test)?;
@@ -540,7 +541,7 @@ fn train(args: TrainArgs, device: Device) -> Result<()> {
     let mut console = TrainConsole {
         bar: None,
         batch_size: run.hyperparams().batch_size,
-        dreams: args.dreams.then_some(&args.dream),
+        dreams,
     };
     let report = run.train(&trainset, &testset, &stop, &mut console);
     if let Some(bar) = console.bar.take() {
@@ -565,13 +566,13 @@ fn train(args: TrainArgs, device: Device) -> Result<()> {
 
 /// What `eqprop train` shows of a run: a bar per epoch, a line per epoch, the curve, and the
 /// dreams of `--dreams`.
-struct TrainConsole<'a> {
+struct TrainConsole {
     bar: Option<ProgressBar>,
     batch_size: usize,
-    dreams: Option<&'a dream::DreamDynamics>,
+    dreams: Option<eqprop::dream::DreamOptions>,
 }
 
-impl run::Observer for TrainConsole<'_> {
+impl run::Observer for TrainConsole {
     fn epoch_started(&mut self, epoch: usize, examples: usize, _: &train::Progress) {
         let bar = ProgressBar::new(examples as u64);
         bar.set_style(
@@ -633,13 +634,12 @@ impl run::Observer for TrainConsole<'_> {
         if let Err(e) = metrics::plot_curve(&files.curve, &records, &title) {
             eprintln!("warning: could not draw {}: {e}", files.curve.display());
         }
-        if let Some(dynamics) = self.dreams {
+        if let Some(options) = &self.dreams {
             let path = files
                 .dir
                 .join("dreams")
                 .join(format!("epoch-{}.png", record.epoch));
-            dream::write_epoch_grid(run.trainer().network(), hp, dynamics, &path)
-                .map_err(|e| eqprop::Error::Invalid(format!("{e:#}")))?;
+            eqprop::dream::write_epoch_grid(run.trainer().network(), hp, options, &path)?;
         }
         Ok(())
     }

@@ -73,7 +73,7 @@ pub enum ConfigError {
         value: f64,
     },
     #[error("{0}")]
-    Gate(String),
+    Gate(crate::modulator::GateError),
     #[error("unknown preset '{0}' (known: {known})", known = PRESETS.join(", "))]
     UnknownPreset(String),
     #[error("the network takes {inputs} inputs, the images have {pixels} pixels")]

@@ -19,7 +19,8 @@
 //! a decoder), labels each with its own free-phase prediction, and keeps them; every later task
 //! interleaves the kept dreams with its own images. No real image of an old task is kept.
 
-use crate::config::Hyperparams;
+use crate::Result;
+use crate::config::{ConfigError, Hyperparams};
 use crate::data::Dataset;
 use crate::dream::{DreamOptions, dream};
 use crate::network::Network;
@@ -31,6 +32,12 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::AtomicBool;
+
+mod experiment;
+pub use experiment::{
+    DEFAULT_PIXEL_NOISE, DEFAULT_PRIOR_COMPONENTS, Experiment, Outcome, Protocol, confusion_csv,
+    dream_sample_path, write_dream_sample,
+};
 
 /// Generative learning rate (as a fraction of the discriminative one) of dream replay from noise,
 /// by scenario (BENCHMARKS.md has the measurements).
@@ -194,6 +201,7 @@ pub fn task_name(classes: &[u8]) -> String {
 }
 
 /// What happens during a run, for progress display.
+#[derive(Clone, Copy, Debug)]
 pub enum Event<'a> {
     /// Training stage `stage` (0-based) of `stages` starts on this many examples, of which
     /// `replayed` are rehearsals.
@@ -222,25 +230,61 @@ pub enum Event<'a> {
     },
 }
 
+/// Continual options that cannot work together, or with the network.
+#[derive(Debug, thiserror::Error)]
+pub enum ContinualError {
+    #[error("the number of tasks to learn must be in 1..={tasks}, got {stages}")]
+    Stages { tasks: usize, stages: usize },
+    #[error("the epochs per task must be at least 1")]
+    NoEpochs,
+    #[error("{0:?} replay needs at least 1 replayed example per class")]
+    NothingReplayed(Replay),
+    #[error("the {scenario:?} scenario needs {needed} output units, the network has {outputs}")]
+    TooFewOutputs {
+        scenario: Scenario,
+        needed: usize,
+        outputs: usize,
+    },
+    #[error(
+        "dreams from the latent prior are kept dreams: each task's classes are dreamt right \
+         after it is learned, while its codes are fresh"
+    )]
+    PriorNeedsKeptDreams,
+    #[error("the share of noisy pixels must be in [0, 1], got {0}")]
+    PixelNoise(f32),
+    #[error("the dimming factor must be in (0, 1], got {0}")]
+    Dimming(f32),
+    /// More replayed examples than a batch may hold (the message names the CLI's flag).
+    #[error("--replay-per-class {replay_per_class}: {source}")]
+    TooManyReplayed {
+        replay_per_class: usize,
+        source: ConfigError,
+    },
+    #[error("a task has {examples} examples, fewer than one mini-batch of {batch_size}")]
+    TooFewExamples { examples: usize, batch_size: usize },
+}
+
+/// `Ok` when `ok`, else `error`.
+fn ensure(ok: bool, error: ContinualError) -> Result<(), ContinualError> {
+    if ok { Ok(()) } else { Err(error) }
+}
+
 impl ContinualOptions {
     /// Checks the options against each other and against the network of `hp`, before any
     /// data is touched.
-    pub fn validate(&self, hp: &Hyperparams) -> anyhow::Result<()> {
-        anyhow::ensure!(
+    pub fn validate(&self, hp: &Hyperparams) -> Result<()> {
+        ensure(
             (1..=self.tasks.len()).contains(&self.stages),
-            "the number of tasks to learn must be in 1..={}, got {}",
-            self.tasks.len(),
-            self.stages
-        );
-        anyhow::ensure!(
-            self.epochs_per_task >= 1,
-            "the epochs per task must be at least 1"
-        );
-        anyhow::ensure!(
+            ContinualError::Stages {
+                tasks: self.tasks.len(),
+                stages: self.stages,
+            },
+        )?;
+        ensure(self.epochs_per_task >= 1, ContinualError::NoEpochs)?;
+        ensure(
             self.replay_per_class >= 1 || matches!(self.replay, Replay::None | Replay::Joint),
-            "{:?} replay needs at least 1 replayed example per class",
-            self.replay
-        );
+            ContinualError::NothingReplayed(self.replay),
+        )?;
         let outputs = *hp.layers.last().expect("validated layers");
         let needed = match self.scenario {
             Scenario::Domain => 2,
@@ -252,30 +296,35 @@ impl ContinualOptions {
                 .max()
                 .unwrap_or(0),
         };
-        anyhow::ensure!(
+        ensure(
             outputs >= needed,
-            "the {:?} scenario needs {needed} output units, the network has {outputs}",
-            self.scenario
-        );
-        anyhow::ensure!(
+            ContinualError::TooFewOutputs {
+                scenario: self.scenario,
+                needed,
+                outputs,
+            },
+        )?;
+        ensure(
             self.prior_components == 0 || self.keep_dreams,
-            "dreams from the latent prior are kept dreams: each task's classes are dreamt right after it is learned, while its codes are fresh"
-        );
-        anyhow::ensure!(
+            ContinualError::PriorNeedsKeptDreams,
+        )?;
+        ensure(
             (0.0..=1.0).contains(&self.pixel_noise),
-            "the share of noisy pixels must be in [0, 1], got {}",
-            self.pixel_noise
-        );
-        anyhow::ensure!(
+            ContinualError::PixelNoise(self.pixel_noise),
+        )?;
+        ensure(
             self.dimming > 0.0 && self.dimming <= 1.0,
-            "the dimming factor must be in (0, 1], got {}",
-            self.dimming
-        );
+            ContinualError::Dimming(self.dimming),
+        )?;
         self.dream.validate()?;
         let classes = self.tasks.iter().map(Vec::len).sum::<usize>();
         let replayed = self.replay_per_class.saturating_mul(classes);
-        crate::config::check_size(&hp.layers, replayed)
-            .map_err(|e| anyhow::anyhow!("--replay-per-class {}: {e}", self.replay_per_class))?;
+        crate::config::check_size(&hp.layers, replayed).map_err(|source| {
+            ContinualError::TooManyReplayed {
+                replay_per_class: self.replay_per_class,
+                source,
+            }
+        })?;
         Ok(())
     }
 }
@@ -290,7 +339,7 @@ pub fn run(
     test: &Dataset,
     options: &ContinualOptions,
     mut on_event: impl FnMut(Event) + Send,
-) -> anyhow::Result<AccuracyMatrix> {
+) -> Result<AccuracyMatrix> {
     options.validate(hp)?;
     hp.check_inputs(train)?;
     hp.check_inputs(test)?;
@@ -419,13 +468,15 @@ fn train_stage(
     trainer: &mut Trainer,
     data: &Dataset,
     on_event: &mut (impl FnMut(Event) + Send),
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let batch = trainer.hyperparams().batch_size;
-    anyhow::ensure!(
+    ensure(
         data.len() >= batch,
-        "a task has {} examples, fewer than one mini-batch of {batch}",
-        data.len()
-    );
+        ContinualError::TooFewExamples {
+            examples: data.len(),
+            batch_size: batch,
+        },
+    )?;
     let stop = AtomicBool::new(false);
     while !trainer.finished() {
         let epoch = trainer.progress().epoch + 1;

@@ -11,12 +11,15 @@
 //! The temperature is annealed to zero, so every dream ends near a minimum of the energy
 //! landscape given its label (a different one for different noise).
 
-use crate::config::{ConfigError, range};
+use crate::config::{ConfigError, Hyperparams, range};
 use crate::dynamics::{Nudge, Phase, Relaxation, State};
+use crate::judge::Judge;
 use crate::network::Network;
+use crate::picture::{PictureError, write_gif, write_png};
 use crate::tensor::Matrix;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::path::{Path, PathBuf};
 
 /// How the label holds the output layer.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -81,6 +84,18 @@ impl Default for DreamOptions {
 }
 
 impl DreamOptions {
+    /// The defaults for a network trained with `hp`: its step size, its targets and the
+    /// stiffness of the input it was trained generatively with (1 without).
+    pub fn for_hyperparams(hp: &Hyperparams) -> Self {
+        Self {
+            eps: hp.eps,
+            target_off: hp.target_off,
+            target_on: hp.target_on,
+            input_stiffness: hp.generative.map_or(1.0, |g| g.input_stiffness),
+            ..Self::default()
+        }
+    }
+
     /// Checks every setting a user may give: at least one step, a step size in `(0, 1]`, a
     /// finite non-negative temperature, a positive finite nudge, a silenced share in `[0, 1]`
     /// and a positive finite stiffness.
@@ -309,4 +324,82 @@ pub fn repeat_labels(labels: &[usize], samples: usize) -> Vec<usize> {
         .iter()
         .flat_map(|&l| std::iter::repeat_n(l, samples))
         .collect()
+}
+
+/// A dream request that the network or the judge cannot serve.
+#[derive(Debug, thiserror::Error)]
+pub enum DreamError {
+    #[error("the input layer ({pixels} units) is not a square image")]
+    NotSquare { pixels: usize },
+    /// The judge at `path` reads images of another size than the dreams.
+    #[error("{} reads {judge} pixels, the dreams have {dreams}", path.display())]
+    JudgePixels {
+        path: PathBuf,
+        judge: usize,
+        dreams: usize,
+    },
+}
+
+/// Side of the square input images of a network with `pixels` inputs.
+pub fn image_side(pixels: usize) -> Result<usize, DreamError> {
+    let side = (pixels as f64).sqrt().round() as usize;
+    if side * side != pixels {
+        return Err(DreamError::NotSquare { pixels });
+    }
+    Ok(side)
+}
+
+/// Steps between the recorded frames of an animation of `steps` relaxation steps (about 20
+/// frames): the `record_every` of [`DreamOptions`] for [`write_animation`].
+pub fn animation_interval(steps: usize) -> usize {
+    (steps / 20).max(1)
+}
+
+/// Writes the final images of `dreams` (`side x side` pixels) as a labelled grid PNG
+/// ([`dream_grid`]).
+pub fn write_grid(dreams: &Dreams, side: usize, path: &Path) -> Result<(), PictureError> {
+    write_png(&dream_grid(&dreams.labels, &dreams.images, side), path)
+}
+
+/// Writes the recorded frames of `dreams` as an endlessly looping GIF of grids, 80 ms each.
+pub fn write_animation(dreams: &Dreams, side: usize, path: &Path) -> Result<(), PictureError> {
+    let frames = dreams
+        .frames
+        .iter()
+        .map(|f| dream_grid(&dreams.labels, f, side))
+        .collect();
+    write_gif(frames, 80, path)
+}
+
+/// The grid `train --dreams` writes after an epoch: 8 dreams of each label 0-9 (as many as the
+/// outputs) by `net` (trained with `hp`), relaxed as `options` say, written to `path` (its
+/// folder made if need be).
+pub fn write_epoch_grid(
+    net: &Network,
+    hp: &Hyperparams,
+    options: &DreamOptions,
+    path: &Path,
+) -> crate::Result<()> {
+    let side = image_side(hp.layers[0])?;
+    let classes = *hp.layers.last().expect("validated");
+    let labels = repeat_labels(&(0..classes.min(10)).collect::<Vec<_>>(), 8);
+    let dreams = dream(net, &labels, options);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| crate::Error::io(parent, e))?;
+    }
+    Ok(write_grid(&dreams, side, path)?)
+}
+
+/// The judge saved at `path` ([`Judge::save`]), checked to read images of `pixels` pixels.
+pub fn load_judge(path: &Path, pixels: usize) -> crate::Result<Judge> {
+    let judge = Judge::load(path)?;
+    if judge.pixels() != pixels {
+        return Err(DreamError::JudgePixels {
+            path: path.to_path_buf(),
+            judge: judge.pixels(),
+            dreams: pixels,
+        }
+        .into());
+    }
+    Ok(judge)
 }

@@ -5,12 +5,18 @@
 //! data file a [`DataError`], ...); [`Error`] holds any of them, so callers `?` them all into
 //! one type and can still match on the kind.
 
-use crate::checkpoint::FileError;
+use crate::checkpoint::{FileError, ProgressError};
 use crate::config::ConfigError;
+use crate::continual::ContinualError;
 use crate::data::{DataError, UnknownDataset};
 use crate::device::DeviceError;
+use crate::dream::DreamError;
 use crate::env::EnvError;
+use crate::env::fixture::FixtureError;
+use crate::metrics::PlotError;
+use crate::modulator::GateError;
 use crate::network::ShapeError;
+use crate::picture::PictureError;
 use crate::train::Stopped;
 use std::path::PathBuf;
 
@@ -37,6 +43,27 @@ pub enum Error {
     Device(#[from] DeviceError),
     #[error(transparent)]
     Env(#[from] EnvError),
+    /// A surprise gate setting that cannot work.
+    #[error(transparent)]
+    Gate(#[from] GateError),
+    /// Continual-learning options that cannot work together.
+    #[error(transparent)]
+    Continual(#[from] ContinualError),
+    /// A dream request the network cannot serve.
+    #[error(transparent)]
+    Dream(#[from] DreamError),
+    /// Training progress that no run can reach.
+    #[error(transparent)]
+    Progress(#[from] ProgressError),
+    /// A Gymnasium fixture that cannot be replayed.
+    #[error(transparent)]
+    Fixture(#[from] FixtureError),
+    /// A picture (PNG, GIF) that cannot be encoded or written.
+    #[error(transparent)]
+    Picture(#[from] PictureError),
+    /// A chart (SVG) that cannot be drawn.
+    #[error(transparent)]
+    Plot(#[from] PlotError),
     /// Training that stopped before its end (interrupted, or diverged).
     #[error(transparent)]
     Stopped(#[from] Stopped),

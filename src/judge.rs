@@ -11,14 +11,13 @@
 //! `L = -ln p_y = logsumexp(z) - z_y` with mini-batch SGD and momentum.
 
 use crate::backend::{Transpose, matmul_acc};
-use crate::checkpoint::{finite_f32, finite_matrix, finite_vector};
+use crate::checkpoint::{TensorFile, read_file, write_tensors};
 use crate::data::Dataset;
 use crate::tensor::Matrix;
 use rand::seq::SliceRandom;
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -297,75 +296,44 @@ impl Judge {
     /// Writes the judge as safetensors (`W1`, `b1`, `W2`, `b2`; metadata `format: eqprop-judge`),
     /// atomically.
     pub fn save(&self, path: &Path) -> Result<(), JudgeError> {
-        let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
         let (w1, w2) = (&self.hidden.w, &self.output.w);
         let tensors = [
-            ("W1", vec![w1.rows(), w1.cols()], bytes(w1.as_slice())),
-            ("b1", vec![self.hidden.b.len()], bytes(&self.hidden.b)),
-            ("W2", vec![w2.rows(), w2.cols()], bytes(w2.as_slice())),
-            ("b2", vec![self.output.b.len()], bytes(&self.output.b)),
+            ("W1".into(), vec![w1.rows(), w1.cols()], w1.as_slice()),
+            ("b1".into(), vec![self.hidden.b.len()], &self.hidden.b[..]),
+            ("W2".into(), vec![w2.rows(), w2.cols()], w2.as_slice()),
+            ("b2".into(), vec![self.output.b.len()], &self.output.b[..]),
         ];
-        let views = tensors.iter().map(|(name, shape, data)| {
-            let view = TensorView::new(Dtype::F32, shape.clone(), data).expect("sized");
-            (name.to_string(), view)
-        });
         let metadata = HashMap::from([("format".to_string(), FORMAT.to_string())]);
-        let serialized =
-            safetensors::serialize(views, Some(metadata)).map_err(|e| JudgeError::Format {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
-        crate::checkpoint::write_atomically(path, &serialized).map_err(|source| JudgeError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        write_tensors(path, &tensors, metadata)
     }
 
     /// Reads a judge written by [`Judge::save`]: see [`Judge::load_bytes`].
     pub fn load(path: &Path) -> Result<Judge, JudgeError> {
-        let bytes = std::fs::read(path).map_err(|source| JudgeError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Judge::load_bytes(&bytes, path)
+        Judge::load_bytes(&read_file(path)?, path)
     }
 
     /// Parses the content `bytes` of a judge file (`path` only names it in errors), checking its
     /// format, its shapes (`W1` `[pixels, hidden]`, `b1` `[hidden]`, `W2` `[hidden, 10]`, `b2`
     /// `[10]`, none empty) and that every value is finite; an error names the tensor.
     pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<Judge, JudgeError> {
-        let not_safetensors = |e: safetensors::SafeTensorError| JudgeError::Format {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        };
-        let content = |reason: String| JudgeError::Content {
-            path: path.to_path_buf(),
-            what: "judge",
-            reason,
-        };
-        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(not_safetensors)?;
-        let tensors = SafeTensors::deserialize(bytes).map_err(not_safetensors)?;
-        match meta.metadata().as_ref().and_then(|m| m.get("format")) {
+        let file = TensorFile::parse(bytes, path, "judge")?;
+        match file.metadata("format") {
             Some(format) if format == FORMAT => {}
-            Some(format) => return Err(content(format!("format is '{format}', not '{FORMAT}'"))),
+            Some(format) => {
+                return Err(file.content(format!("format is '{format}', not '{FORMAT}'")));
+            }
             None => {
-                return Err(content(format!(
-                    "no format in the metadata, not '{FORMAT}'"
-                )));
+                return Err(file.content(format!("no format in the metadata, not '{FORMAT}'")));
             }
         }
-        let (shape, values) = finite_f32(&tensors, "W1", &[None, None]).map_err(&content)?;
-        let (p, h) = (shape[0], shape[1]);
+        let w1 = file.matrix("W1", None, None)?;
+        let (p, h) = (w1.rows(), w1.cols());
         if p == 0 || h == 0 {
-            return Err(content(format!(
-                "tensor W1 has shape {shape:?}, an empty layer"
-            )));
+            return Err(file.content(format!("tensor W1 has shape [{p}, {h}], an empty layer")));
         }
-        let w1 =
-            Matrix::from_vec(p, h, values).ok_or_else(|| content("W1 has a bad size".into()))?;
-        let b1 = finite_vector(&tensors, "b1", h).map_err(&content)?;
-        let w2 = finite_matrix(&tensors, "W2", Some(h), CLASSES).map_err(&content)?;
-        let b2 = finite_vector(&tensors, "b2", CLASSES).map_err(&content)?;
+        let b1 = file.vector("b1", h)?;
+        let w2 = file.matrix("W2", Some(h), Some(CLASSES))?;
+        let b2 = file.vector("b2", CLASSES)?;
         Ok(Judge {
             hidden: Layer { w: w1, b: b1 },
             output: Layer { w: w2, b: b2 },

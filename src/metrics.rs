@@ -59,12 +59,13 @@ pub fn read_jsonl(path: &Path) -> std::io::Result<Vec<EpochRecord>> {
         .collect()
 }
 
+/// A chart that cannot be drawn or written (plotters' error, which says which step failed).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct PlotError(#[from] DrawingAreaErrorKind<std::io::Error>);
+
 /// Draws train and test error (%) against epochs as an SVG.
-pub fn plot_curve(
-    path: &Path,
-    records: &[EpochRecord],
-    title: &str,
-) -> Result<(), Box<dyn std::error::Error>> {
+pub fn plot_curve(path: &Path, records: &[EpochRecord], title: &str) -> Result<(), PlotError> {
     let root = SVGBackend::new(path, (720, 440)).into_drawing_area();
     root.fill(&WHITE)?;
     let last = records.iter().map(|r| r.epoch).max().unwrap_or(1).max(1);
@@ -122,7 +123,7 @@ pub fn plot_accuracy_matrix(
     accuracy: &[Vec<f64>],
     tasks: &[String],
     title: &str,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(), PlotError> {
     const CELL: i32 = 72;
     const LEFT: i32 = 110;
     const TOP: i32 = 84;
@@ -193,7 +194,7 @@ pub fn plot_returns(
     learning: &[(usize, f64)],
     evaluation: &[(usize, f64)],
     title: &str,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(), PlotError> {
     let root = SVGBackend::new(path, (720, 440)).into_drawing_area();
     root.fill(&WHITE)?;
     let all = || learning.iter().chain(evaluation);

@@ -74,23 +74,36 @@ impl Modulator {
     }
 
     /// Checks the settings, naming the first bad one.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), GateError> {
         if !(self.gain.is_finite() && self.gain > 0.0) {
-            return Err(format!("gate gain must be positive, got {}", self.gain));
+            return Err(GateError::Gain(self.gain));
         }
         match self.threshold {
             Threshold::Fixed { value } if !(value.is_finite() && value >= 0.0) => {
-                Err(format!("gate threshold must be >= 0, got {value}"))
+                Err(GateError::Threshold(value))
             }
             Threshold::Adaptive { share, .. } if !(share > 0.0 && share <= 1.0) => {
-                Err(format!("gate share must be in (0, 1], got {share}"))
+                Err(GateError::Share(share))
             }
             Threshold::Adaptive { step, .. } if !(step.is_finite() && step > 0.0) => {
-                Err(format!("gate step must be positive, got {step}"))
+                Err(GateError::Step(step))
             }
             _ => Ok(()),
         }
     }
+}
+
+/// A surprise gate setting that cannot work.
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+pub enum GateError {
+    #[error("gate gain must be positive, got {0}")]
+    Gain(f32),
+    #[error("gate threshold must be >= 0, got {0}")]
+    Threshold(f32),
+    #[error("gate share must be in (0, 1], got {0}")]
+    Share(f32),
+    #[error("gate step must be positive, got {0}")]
+    Step(f32),
 }
 
 /// The surprise of each row: `C = 1/2 ||output - target||^2`.

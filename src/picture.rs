@@ -94,15 +94,37 @@ fn draw_number(img: &mut RgbaImage, n: usize, at: (u32, u32), size: u32) {
     }
 }
 
+/// A picture that cannot be encoded or written.
+#[derive(Debug, thiserror::Error)]
+pub enum PictureError {
+    /// The encoder refused the picture.
+    #[error(transparent)]
+    Encode(#[from] image::ImageError),
+    /// The encoded picture cannot be written to `path`.
+    #[error("writing {}: {source}", path.display())]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Writes the encoded `bytes` to `path`, atomically.
+fn write(path: &Path, bytes: &[u8]) -> Result<(), PictureError> {
+    write_atomically(path, bytes).map_err(|source| PictureError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Writes `img` as a PNG, atomically.
-pub fn write_png(img: &RgbaImage, path: &Path) -> anyhow::Result<()> {
+pub fn write_png(img: &RgbaImage, path: &Path) -> Result<(), PictureError> {
     let mut bytes = Vec::new();
     img.write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)?;
-    write_atomically(path, &bytes).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+    write(path, &bytes)
 }
 
 /// Writes an endlessly looping GIF of `frames`, `delay_ms` each, atomically.
-pub fn write_gif(frames: Vec<RgbaImage>, delay_ms: u32, path: &Path) -> anyhow::Result<()> {
+pub fn write_gif(frames: Vec<RgbaImage>, delay_ms: u32, path: &Path) -> Result<(), PictureError> {
     let mut bytes = Vec::new();
     {
         let mut enc = GifEncoder::new_with_speed(&mut bytes, 10);
@@ -112,5 +134,5 @@ pub fn write_gif(frames: Vec<RgbaImage>, delay_ms: u32, path: &Path) -> anyhow::
             enc.encode_frame(Frame::from_parts(img, 0, 0, delay))?;
         }
     }
-    write_atomically(path, &bytes).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+    write(path, &bytes)
 }

@@ -128,7 +128,7 @@ impl WorldModelConfig {
             gate.validate().map_err(|e| ConfigError::Range {
                 name: "gate",
                 want: "valid",
-                got: e,
+                got: e.to_string(),
             })?;
         }
         Ok(())

@@ -11,7 +11,7 @@ fn fixture(name: &str) -> Value {
 }
 
 fn refused(v: &Value, needles: &[&str]) {
-    let err = replay(v).expect_err("a malformed fixture");
+    let err = replay(v).expect_err("a malformed fixture").to_string();
     for needle in needles {
         assert!(err.contains(needle), "expected '{needle}' in: {err}");
     }
@@ -78,8 +78,18 @@ fn episodes_and_steps_must_not_be_empty() {
     let mut v = fixture("gym_pendulum.json");
     v["episodes"][2]["steps"] = json!([]);
     refused(&v, &["episode 2: no steps"]);
-    assert!(replay_json("").unwrap_err().contains("not JSON"));
-    assert!(replay_json("[]").unwrap_err().contains("missing env_id"));
+    assert!(
+        replay_json("")
+            .unwrap_err()
+            .to_string()
+            .contains("not JSON")
+    );
+    assert!(
+        replay_json("[]")
+            .unwrap_err()
+            .to_string()
+            .contains("missing env_id")
+    );
 }
 
 /// Two wrong values in one step and one invalid action: two lines, readable values.

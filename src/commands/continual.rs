@@ -1,28 +1,19 @@
 //! `eqprop continual`: Split-MNIST (or Split-Fashion-MNIST) task after task.
 
 use super::{DataArgs, Overrides, dream::DreamDynamics, init_threads};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
 use eqprop::config::Hyperparams;
-use eqprop::continual::{self, AccuracyMatrix, ContinualOptions, Event, Replay, Scenario};
-use eqprop::data::{DatasetName, Split};
-use eqprop::learning_rule::Generative;
+use eqprop::continual::{
+    self, AccuracyMatrix, ContinualOptions, Event, Experiment, Outcome, Protocol, Replay, Scenario,
+};
+use eqprop::data::{Dataset, Split};
 use eqprop::metrics::plot_accuracy_matrix;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
-
-/// Components per class of the latent prior of kept dream replay (BENCHMARKS.md, seeds 1-3:
-/// Split-MNIST class-IL 10 components 91.7 / 91.8 / 92.0%, 20: 90.4 / 92.4 / 92.6%, 30: 91.6 /
-/// 91.5 / 92.1%; task-IL 10: 98.6 / 98.3 / 98.5%, 20: 97.9 / 98.5 / 98.2%).
-const DEFAULT_PRIOR_COMPONENTS: usize = 10;
-
-/// Share of noisy pixels in the real images of kept dream replay from noise (no prior) in the
-/// class and task scenarios (BENCHMARKS.md: task, seeds 1-3: 98.3 / 95.7 / 98.6% against 97.7
-/// / 96.2 / 97.1% without). Decoded dreams from the prior look like data and need none.
-const DEFAULT_PIXEL_NOISE: f32 = 0.08;
+use std::path::{Path, PathBuf};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq)]
-pub enum Protocol {
+pub enum ProtocolArg {
     SplitMnist,
     SplitFashionMnist,
 }
@@ -54,8 +45,8 @@ pub enum ReplayArg {
 
 #[derive(Args, Debug)]
 pub struct ContinualArgs {
-    #[arg(long, value_enum, default_value_t = Protocol::SplitMnist)]
-    protocol: Protocol,
+    #[arg(long, value_enum, default_value_t = ProtocolArg::SplitMnist)]
+    protocol: ProtocolArg,
     /// What is asked at test time: the class among all seen (class), within the known task
     /// (task), or the first/second class of any task (domain).
     #[arg(long, value_enum, default_value_t = ScenarioArg::Class)]
@@ -129,106 +120,58 @@ pub struct ContinualArgs {
 }
 
 impl ContinualArgs {
-    fn names(&self) -> (DatasetName, &'static str, &'static str, &'static str) {
-        let (dataset, protocol) = match self.protocol {
-            Protocol::SplitMnist => (DatasetName::Mnist, "split-mnist"),
-            Protocol::SplitFashionMnist => (DatasetName::FashionMnist, "split-fashion-mnist"),
-        };
-        let scenario = match self.scenario {
-            ScenarioArg::Class => "class",
-            ScenarioArg::Task => "task",
-            ScenarioArg::Domain => "domain",
-        };
-        let replay = match self.replay {
-            ReplayArg::None => "none",
-            ReplayArg::Dreams => "dreams",
-            ReplayArg::Real => "real",
-            ReplayArg::Joint => "joint",
-        };
-        (dataset, protocol, scenario, replay)
+    /// The experiment the flags ask for.
+    fn experiment(&self) -> Experiment {
+        Experiment {
+            protocol: match self.protocol {
+                ProtocolArg::SplitMnist => Protocol::SplitMnist,
+                ProtocolArg::SplitFashionMnist => Protocol::SplitFashionMnist,
+            },
+            scenario: self.scenario.into(),
+            replay: match self.replay {
+                ReplayArg::None => Replay::None,
+                ReplayArg::Dreams => Replay::Dreams,
+                ReplayArg::Real => Replay::Real,
+                ReplayArg::Joint => Replay::Joint,
+            },
+            epochs_per_task: self.epochs_per_task,
+            tasks: self.tasks,
+            replay_per_class: self.replay_per_class,
+            soft_targets: !self.hard_targets,
+            distill_new: self.distill_new,
+            keep_dreams: !self.redream,
+            prior_components: self.prior_components,
+            pixel_noise: self.pixel_noise,
+            dimming: self.dimming,
+        }
     }
 
-    /// Components per class of the latent prior dreams come from (0: dreams from noise).
-    fn prior_components(&self) -> usize {
-        let kept_dreams = self.replay == ReplayArg::Dreams && !self.redream;
-        self.prior_components.unwrap_or(if kept_dreams {
-            DEFAULT_PRIOR_COMPONENTS
-        } else {
-            0
-        })
-    }
-
-    /// Share of each real training image's pixels replaced by noise.
-    fn pixel_noise(&self) -> f32 {
-        let kept_dreams_from_noise =
-            self.replay == ReplayArg::Dreams && !self.redream && self.prior_components() == 0;
-        let default = match self.scenario {
-            ScenarioArg::Class | ScenarioArg::Task if kept_dreams_from_noise => DEFAULT_PIXEL_NOISE,
-            _ => 0.0,
-        };
-        self.pixel_noise.unwrap_or(default)
-    }
-
-    /// The hyperparameters: the preset, the overrides, two outputs for the domain scenario and
-    /// generative training for dream replay from noise (dreams from the prior have their own
-    /// decoder, and generative training only costs them: BENCHMARKS.md).
-    fn hyperparams(&self, dataset: DatasetName) -> Result<Hyperparams> {
-        let default = match dataset {
-            DatasetName::Mnist => "best",
-            DatasetName::FashionMnist => "best-fashion",
-        };
+    /// The preset (the protocol's unless named) with the overrides, adapted to the experiment.
+    fn hyperparams(&self, experiment: &Experiment) -> Result<Hyperparams> {
+        let default = experiment.protocol.default_preset();
         let mut hp = Hyperparams::preset(self.preset.as_deref().unwrap_or(default))?;
         self.overrides.apply(&mut hp);
-        hp.epochs = self.epochs_per_task;
-        if self.scenario == ScenarioArg::Domain && self.overrides.layers.is_none() {
-            *hp.layers.last_mut().expect("preset layers") = 2;
-        }
-        let dreams_from_noise = self.replay == ReplayArg::Dreams && self.prior_components() == 0;
-        if dreams_from_noise && hp.generative.is_none() {
-            hp.generative = Some(Generative {
-                lr_scale: continual::dream_replay_lr_scale(self.scenario.into()),
-                ..Default::default()
-            });
-        }
-        hp.validate()?;
-        Ok(hp)
+        Ok(experiment.hyperparams(hp, self.overrides.layers.is_some())?)
     }
 }
 
 pub fn continual(args: ContinualArgs) -> Result<()> {
     init_threads(args.threads)?;
-    let (dataset, protocol, scenario, replay) = args.names();
+    let experiment = args.experiment();
+    let (protocol, scenario, replay) = (
+        experiment.protocol.name(),
+        experiment.scenario.name(),
+        experiment.replay.name(),
+    );
     let data = DataArgs {
-        dataset: Some(dataset),
+        dataset: Some(experiment.protocol.dataset()),
         data_dir: args.data_dir.clone(),
         mirror: args.mirror.clone(),
         train_limit: args.train_limit,
     };
-    let hp = args.hyperparams(dataset)?;
-    let options = ContinualOptions {
-        scenario: args.scenario.into(),
-        replay: match args.replay {
-            ReplayArg::None => Replay::None,
-            ReplayArg::Dreams => Replay::Dreams,
-            ReplayArg::Real => Replay::Real,
-            ReplayArg::Joint => Replay::Joint,
-        },
-        tasks: continual::split_tasks(10),
-        stages: args.tasks,
-        epochs_per_task: args.epochs_per_task,
-        replay_per_class: args.replay_per_class,
-        dream: args.dream.options(&hp, 0)?,
-        soft_targets: !args.hard_targets,
-        distill_new: args.distill_new,
-        keep_dreams: !args.redream,
-        prior_components: args.prior_components(),
-        pixel_noise: args.pixel_noise(),
-        dimming: args.dimming,
-    };
-    options.validate(&hp)?;
-    let dir = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from("runs/continual").join(format!("{protocol}-{scenario}-{replay}"))
-    });
+    let hp = args.hyperparams(&experiment)?;
+    let options = experiment.options(&hp, args.dream.options(&hp, 0)?)?;
+    let dir = args.out.clone().unwrap_or_else(|| experiment.default_out());
     super::checks::writable_dir(&dir)?;
     let train = data.load(Split::Train)?;
     let test = data.load(Split::Test)?;
@@ -238,41 +181,50 @@ pub fn continual(args: ContinualArgs) -> Result<()> {
         args.epochs_per_task,
         serde_json::to_string(&hp)?
     );
-    let started = std::time::Instant::now();
-    let matrix = run_with_progress(&hp, &train, &test, &options, &dir)?;
-    let seconds = started.elapsed().as_secs_f64();
-    print_matrix(&matrix, &options.tasks);
+    let outcome = run_with_progress(&experiment, &hp, &options, (&train, &test), &dir)?;
+    let matrix = &outcome.matrix;
+    print_matrix(matrix, &options.tasks);
     println!(
-        "{protocol} {scenario}-IL replay {replay}: average accuracy {:.2}%, forgetting {:.2} points ({seconds:.0} s)",
+        "{protocol} {scenario}-IL replay {replay}: average accuracy {:.2}%, forgetting {:.2} points ({:.0} s)",
         matrix.final_average(),
-        matrix.forgetting()
+        matrix.forgetting(),
+        outcome.seconds
     );
-    write_results(
-        &dir,
-        &matrix,
-        &options,
-        &hp,
-        seconds,
-        (protocol, scenario, replay),
-    )
+    experiment.write_results(&dir, &hp, &options, &outcome)?;
+    let svg = dir.join("accuracy.svg");
+    let title = format!("{protocol}, {scenario}-IL, replay {replay}");
+    let names: Vec<String> = options
+        .tasks
+        .iter()
+        .map(|t| continual::task_name(t))
+        .collect();
+    if let Err(e) = plot_accuracy_matrix(&svg, &matrix.accuracy, &names, &title) {
+        eprintln!("warning: could not draw {}: {e}", svg.display());
+    }
+    eprintln!(
+        "wrote {}, {}, {} and confusion.csv",
+        dir.join("accuracy.csv").display(),
+        svg.display(),
+        dir.join("summary.json").display()
+    );
+    Ok(())
 }
 
+/// [`Experiment::run`] with a progress bar and a line per replayed dream set and per stage.
 fn run_with_progress(
+    experiment: &Experiment,
     hp: &Hyperparams,
-    train: &eqprop::data::Dataset,
-    test: &eqprop::data::Dataset,
     options: &ContinualOptions,
-    dir: &std::path::Path,
-) -> Result<AccuracyMatrix> {
-    let mut failed = None;
-    let mut last_confusion = Vec::new();
+    (train, test): (&Dataset, &Dataset),
+    dir: &Path,
+) -> Result<Outcome> {
     let bar = ProgressBar::new(1);
     bar.set_style(
         ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let result = continual::run(hp, train, test, options, |event| match event {
+    let result = experiment.run(hp, options, train, test, dir, |event| match event {
         Event::Stage {
             stage,
             stages,
@@ -288,75 +240,25 @@ fn run_with_progress(
             stage,
             dreams,
             agreement,
-        } => {
-            let path = dir.join(format!("dreams-before-task-{}.png", stage + 1));
-            bar.suspend(|| {
-                eprintln!(
-                    "task {}: {} dreams, {agreement:.1}% labelled as their clamped class; {}",
-                    stage + 1,
-                    dreams.len(),
-                    path.display()
-                )
-            });
-            if let Err(e) = write_dream_sample(dreams, &path) {
-                failed.get_or_insert(e);
-            }
-        }
+        } => bar.suspend(|| {
+            eprintln!(
+                "task {}: {} dreams, {agreement:.1}% labelled as their clamped class; {}",
+                stage + 1,
+                dreams.len(),
+                continual::dream_sample_path(dir, stage).display()
+            )
+        }),
         Event::Batch { epoch, done } => {
             bar.set_position(done as u64);
             bar.set_message(format!("epoch {epoch}"));
         }
-        Event::Measured {
-            stage,
-            row,
-            confusion,
-        } => {
+        Event::Measured { stage, row, .. } => {
             let cells: Vec<String> = row.iter().map(|a| format!("{a:5.1}")).collect();
             bar.suspend(|| eprintln!("after task {}: {}", stage + 1, cells.join(" ")));
-            last_confusion = confusion.to_vec();
         }
     });
     bar.finish_and_clear();
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    let path = dir.join("confusion.csv");
-    std::fs::write(&path, confusion_csv(&last_confusion))
-        .with_context(|| path.display().to_string())?;
-    result
-}
-
-/// The last stage's confusion matrix as CSV: one row per true label, one column per output.
-fn confusion_csv(confusion: &[Vec<usize>]) -> String {
-    let units: Vec<String> = (0..confusion.len()).map(|u| u.to_string()).collect();
-    let mut csv = format!("truth\\guess,{}\n", units.join(","));
-    for (truth, row) in confusion.iter().enumerate() {
-        let cells: Vec<String> = row.iter().map(usize::to_string).collect();
-        csv += &format!("{truth},{}\n", cells.join(","));
-    }
-    csv
-}
-
-/// Up to 8 dreams of each label as a labelled grid.
-fn write_dream_sample(dreams: &eqprop::data::Dataset, path: &std::path::Path) -> Result<()> {
-    let mut rows: Vec<(usize, Vec<&[f32]>)> = Vec::new();
-    for label in 0..10u8 {
-        let images: Vec<&[f32]> = (0..dreams.len())
-            .filter(|&i| dreams.labels[i] == label)
-            .take(8)
-            .map(|i| dreams.image(i))
-            .collect();
-        if !images.is_empty() {
-            rows.push((label as usize, images));
-        }
-    }
-    let layout = eqprop::picture::GridLayout {
-        width: dreams.cols,
-        height: dreams.rows,
-        scale: 2,
-    };
-    let grid = eqprop::picture::labelled_grid(&rows, layout);
-    eqprop::picture::write_png(&grid, path)
+    Ok(result?)
 }
 
 fn print_matrix(matrix: &AccuracyMatrix, tasks: &[Vec<u8>]) {
@@ -378,55 +280,4 @@ fn print_matrix(matrix: &AccuracyMatrix, tasks: &[Vec<u8>]) {
         }
         println!(" {:>7.2}%", matrix.average_after(t));
     }
-}
-
-fn write_results(
-    dir: &std::path::Path,
-    matrix: &AccuracyMatrix,
-    options: &ContinualOptions,
-    hp: &Hyperparams,
-    seconds: f64,
-    (protocol, scenario, replay): (&str, &str, &str),
-) -> Result<()> {
-    let csv = dir.join("accuracy.csv");
-    std::fs::write(&csv, matrix.to_csv(&options.tasks))
-        .with_context(|| csv.display().to_string())?;
-    let summary = serde_json::json!({
-        "protocol": protocol,
-        "scenario": scenario,
-        "replay": replay,
-        "epochs_per_task": options.epochs_per_task,
-        "replay_per_class": options.replay_per_class,
-        "soft_targets": options.soft_targets,
-        "distill_new": options.distill_new,
-        "keep_dreams": options.keep_dreams,
-        "prior_components": options.prior_components,
-        "pixel_noise": options.pixel_noise,
-        "dimming": options.dimming,
-        "average_accuracy": matrix.final_average(),
-        "forgetting": matrix.forgetting(),
-        "accuracy": matrix.accuracy,
-        "seconds": seconds,
-        "hyperparams": hp,
-    });
-    let json = dir.join("summary.json");
-    std::fs::write(&json, serde_json::to_string_pretty(&summary)?)
-        .with_context(|| json.display().to_string())?;
-    let svg = dir.join("accuracy.svg");
-    let title = format!("{protocol}, {scenario}-IL, replay {replay}");
-    let names: Vec<String> = options
-        .tasks
-        .iter()
-        .map(|t| continual::task_name(t))
-        .collect();
-    if let Err(e) = plot_accuracy_matrix(&svg, &matrix.accuracy, &names, &title) {
-        eprintln!("warning: could not draw {}: {e}", svg.display());
-    }
-    eprintln!(
-        "wrote {}, {}, {} and confusion.csv",
-        csv.display(),
-        svg.display(),
-        json.display()
-    );
-    Ok(())
 }

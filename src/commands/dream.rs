@@ -5,7 +5,7 @@ use clap::{Args, ValueEnum};
 use eqprop::checkpoint;
 use eqprop::data::{Dataset, Split};
 use eqprop::dream::{
-    DreamOptions, DreamStart, Dreams, LabelClamp, dream, dream_grid, repeat_labels,
+    self as dreaming, DreamOptions, DreamStart, Dreams, LabelClamp, dream, repeat_labels,
 };
 use eqprop::judge::{Judge, score_dreams};
 use std::path::PathBuf;
@@ -135,12 +135,10 @@ impl DreamDynamics {
                 StartKind::Zeros => DreamStart::Zeros,
                 StartKind::Noise => DreamStart::Noise,
             },
-            target_off: hp.target_off,
-            target_on: hp.target_on,
             seed: self.dream_seed,
             record_every,
-            input_stiffness: hp.generative.map_or(1.0, |g| g.input_stiffness),
             silenced: self.silence,
+            ..DreamOptions::for_hyperparams(hp)
         };
         options.validate()?;
         Ok(options)
@@ -169,25 +167,16 @@ pub fn parse_labels(text: &str, classes: usize) -> Result<Vec<usize>> {
     Ok(labels)
 }
 
-/// Side of the square input images of a network with `pixels` inputs.
-pub fn image_side(pixels: usize) -> Result<usize> {
-    let side = (pixels as f64).sqrt().round() as usize;
-    if side * side != pixels {
-        bail!("the input layer ({pixels} units) is not a square image");
-    }
-    Ok(side)
-}
-
 pub fn run(args: DreamArgs) -> Result<()> {
     let ckpt = checkpoint::load(&args.checkpoint)?;
     let hp = &ckpt.hyperparams;
-    let side = image_side(hp.layers[0])?;
+    let side = dreaming::image_side(hp.layers[0])?;
     let labels = parse_labels(&args.labels, *hp.layers.last().expect("validated"))?;
     if args.samples == 0 {
         bail!("--samples must be at least 1");
     }
     let record = if args.gif.is_some() {
-        (args.dynamics.dream_steps / 20).max(1)
+        dreaming::animation_interval(args.dynamics.dream_steps)
     } else {
         0
     };
@@ -205,13 +194,14 @@ pub fn run(args: DreamArgs) -> Result<()> {
             let data = args
                 .data
                 .for_checkpoint(&args.checkpoint, &ckpt.dataset, false)?;
-            Some((load_judge(path, hp.layers[0])?, data.load(Split::Train)?))
+            let judge = dreaming::load_judge(path, hp.layers[0])?;
+            Some((judge, data.load(Split::Train)?))
         }
         None => None,
     };
     let labels = repeat_labels(&labels, args.samples);
     let dreams = dream(&ckpt.network, &labels, &options);
-    eqprop::picture::write_png(&dream_grid(&labels, &dreams.images, side), &args.out)?;
+    dreaming::write_grid(&dreams, side, &args.out)?;
     println!(
         "dreamed {} images ({} per label) in {} steps; wrote {}",
         labels.len(),
@@ -220,26 +210,13 @@ pub fn run(args: DreamArgs) -> Result<()> {
         args.out.display()
     );
     if let Some(gif) = &args.gif {
-        write_animation(&dreams, side, gif)?;
+        dreaming::write_animation(&dreams, side, gif)?;
         println!("wrote {} frames to {}", dreams.frames.len(), gif.display());
     }
     if let Some((judge, real)) = &judged {
         report(judge, &dreams, real);
     }
     Ok(())
-}
-
-/// The judge in `path`, which must read images of `pixels` pixels.
-fn load_judge(path: &std::path::Path, pixels: usize) -> Result<Judge> {
-    let judge = Judge::load(path)?;
-    if judge.pixels() != pixels {
-        bail!(
-            "{} reads {} pixels, the dreams have {pixels}",
-            path.display(),
-            judge.pixels(),
-        );
-    }
-    Ok(judge)
 }
 
 /// Prints what the judge says of the dreams, label by label.
@@ -255,28 +232,3 @@ fn report(judge: &Judge, dreams: &Dreams, real: &Dataset) {
     println!("| all | {:.1}% | {:.2} |", r.overall, r.mean_diversity);
 }
 
-fn write_animation(dreams: &Dreams, side: usize, path: &std::path::Path) -> Result<()> {
-    let frames = dreams
-        .frames
-        .iter()
-        .map(|f| dream_grid(&dreams.labels, f, side))
-        .collect();
-    eqprop::picture::write_gif(frames, 80, path)
-}
-
-/// The grid `train --dreams` writes after an epoch: labels 0-9 (as many as the outputs), 8 each.
-pub fn write_epoch_grid(
-    net: &eqprop::network::Network,
-    hp: &eqprop::config::Hyperparams,
-    dynamics: &DreamDynamics,
-    path: &std::path::Path,
-) -> Result<()> {
-    let side = image_side(hp.layers[0])?;
-    let classes = *hp.layers.last().expect("validated");
-    let labels = repeat_labels(&(0..classes.min(10)).collect::<Vec<_>>(), 8);
-    let dreams = dream(net, &labels, &dynamics.options(hp, 0)?);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| parent.display().to_string())?;
-    }
-    eqprop::picture::write_png(&dream_grid(&labels, &dreams.images, side), path)
-}

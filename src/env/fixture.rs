@@ -98,30 +98,82 @@ impl ReplayReport {
     }
 }
 
-fn f64s(v: &Value) -> Result<Vec<f64>, String> {
+/// A fixture that cannot be replayed: not JSON, or a field missing or malformed. Nested
+/// [`FixtureError::At`] say where (the episode, the step, the field).
+#[derive(Debug, thiserror::Error)]
+pub enum FixtureError {
+    #[error("not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    /// A field that every fixture (or episode) has.
+    #[error("missing {0}")]
+    Missing(&'static str),
+    /// A list that must not be empty (the episodes, an episode's steps).
+    #[error("no {0}")]
+    Empty(&'static str),
+    /// A step with fewer than its six entries; names the first one missing.
+    #[error("no {0} (a step is [action, state, obs, reward, terminated, truncated])")]
+    NoStepEntry(&'static str),
+    /// A value of the wrong kind (an action that is not an integer, a flag not a boolean).
+    #[error("bad {0}")]
+    Bad(&'static str),
+    #[error("expected an array")]
+    NotAnArray,
+    /// A float that neither `float.hex()` nor a decimal literal wrote, as written.
+    #[error("bad float {0}")]
+    BadFloat(String),
+    /// A vector of another length than the environment's.
+    #[error("{what} has {got} values, the environment {expected}")]
+    Length {
+        what: &'static str,
+        got: usize,
+        expected: usize,
+    },
+    /// An unknown environment, or a state it refuses.
+    #[error(transparent)]
+    Env(#[from] super::EnvError),
+    /// `source` found at `at` (`episode 2`, `step 5`, `reward`).
+    #[error("{at}: {source}")]
+    At {
+        at: String,
+        source: Box<FixtureError>,
+    },
+}
+
+impl FixtureError {
+    /// This error, said to be found at `at`.
+    fn at(self, at: impl std::fmt::Display) -> Self {
+        FixtureError::At {
+            at: at.to_string(),
+            source: Box::new(self),
+        }
+    }
+}
+
+fn f64s(v: &Value) -> Result<Vec<f64>, FixtureError> {
     v.as_array()
-        .ok_or("expected an array")?
+        .ok_or(FixtureError::NotAnArray)?
         .iter()
         .map(one_f64)
         .collect()
 }
 
-fn one_f64(x: &Value) -> Result<f64, String> {
+fn one_f64(x: &Value) -> Result<f64, FixtureError> {
     match x {
-        Value::String(s) => parse_hex_f64(s).ok_or(format!("bad float {s:?}")),
-        Value::Number(n) => n.as_f64().ok_or("bad number".to_string()),
-        _ => Err(format!("bad float {x}")),
+        Value::String(s) => parse_hex_f64(s).ok_or(FixtureError::BadFloat(format!("{s:?}"))),
+        Value::Number(n) => n.as_f64().ok_or(FixtureError::Bad("number")),
+        _ => Err(FixtureError::BadFloat(x.to_string())),
     }
 }
 
 /// `values` with `what` in front of the error, checked to hold exactly `len` values.
-fn sized_f64s(v: &Value, len: usize, what: &str) -> Result<Vec<f64>, String> {
-    let values = f64s(v).map_err(|e| format!("{what}: {e}"))?;
+fn sized_f64s(v: &Value, len: usize, what: &'static str) -> Result<Vec<f64>, FixtureError> {
+    let values = f64s(v).map_err(|e| e.at(what))?;
     if values.len() != len {
-        return Err(format!(
-            "{what} has {} values, the environment {len}",
-            values.len()
-        ));
+        return Err(FixtureError::Length {
+            what,
+            got: values.len(),
+            expected: len,
+        });
     }
     Ok(values)
 }
@@ -143,35 +195,99 @@ fn differences<T: Copy + std::fmt::Debug>(
 }
 
 /// Parses the fixture text `json` and replays it: see [`replay`].
-pub fn replay_json(json: &str) -> Result<ReplayReport, String> {
-    let value: Value = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+pub fn replay_json(json: &str) -> Result<ReplayReport, FixtureError> {
+    let value: Value = serde_json::from_str(json)?;
     replay(&value)
 }
 
 /// Replay a parsed fixture; `Err` only for a malformed fixture (naming the episode and step):
 /// no episodes, an episode without steps, a missing or malformed field, or a state,
 /// observation or action of another length than the environment's.
-pub fn replay(fixture: &Value) -> Result<ReplayReport, String> {
-    let env_id = fixture["env_id"].as_str().ok_or("missing env_id")?;
+pub fn replay(fixture: &Value) -> Result<ReplayReport, FixtureError> {
+    let env_id = fixture["env_id"]
+        .as_str()
+        .ok_or(FixtureError::Missing("env_id"))?;
     let mut rep = ReplayReport {
         env_id: env_id.to_string(),
         ..Default::default()
     };
-    let episodes = fixture["episodes"].as_array().ok_or("missing episodes")?;
+    let episodes = fixture["episodes"]
+        .as_array()
+        .ok_or(FixtureError::Missing("episodes"))?;
     if episodes.is_empty() {
-        return Err("no episodes".into());
+        return Err(FixtureError::Empty("episodes"));
     }
     for (ei, ep) in episodes.iter().enumerate() {
-        replay_episode(&mut rep, env_id, ep).map_err(|e| format!("episode {ei}: {e}"))?;
+        replay_episode(&mut rep, env_id, ep).map_err(|e| e.at(format_args!("episode {ei}")))?;
     }
     Ok(rep)
 }
 
+/// What a fixture step expects: the action to take and what Gymnasium saw after it.
+struct ExpectedStep {
+    action: Action,
+    state: Vec<f64>,
+    obs: Vec<f32>,
+    reward: f64,
+    terminated: bool,
+    truncated: bool,
+}
+
+/// Reads a step `[action, state, obs, reward, terminated, truncated]`, its entries in order,
+/// checking their lengths against the environment's.
+fn parse_step(
+    st: &Value,
+    action_space: &Space,
+    state_len: usize,
+    obs_len: usize,
+) -> Result<ExpectedStep, FixtureError> {
+    let field = |i: usize, name: &'static str| st.get(i).ok_or(FixtureError::NoStepEntry(name));
+    let action = match action_space {
+        Space::Discrete { .. } => Action::Discrete(
+            field(0, "action")?
+                .as_i64()
+                .ok_or(FixtureError::Bad("action"))?,
+        ),
+        Space::Box { low, .. } => {
+            let a = field(0, "action")?;
+            let values = match a {
+                Value::Array(_) => f64s(a),
+                _ => one_f64(a).map(|x| vec![x]),
+            }
+            .map_err(|e| e.at("action"))?;
+            if values.len() != low.len() {
+                return Err(FixtureError::Length {
+                    what: "action",
+                    got: values.len(),
+                    expected: low.len(),
+                });
+            }
+            Action::Continuous(values.iter().map(|&x| x as f32).collect())
+        }
+    };
+    let state = sized_f64s(field(1, "state")?, state_len, "state")?;
+    let obs = sized_f64s(field(2, "obs")?, obs_len, "obs")?
+        .iter()
+        .map(|&x| x as f32)
+        .collect();
+    let reward = one_f64(field(3, "reward")?).map_err(|e| e.at("reward"))?;
+    let flag =
+        |i: usize, name: &'static str| field(i, name)?.as_bool().ok_or(FixtureError::Bad(name));
+    Ok(ExpectedStep {
+        action,
+        state,
+        obs,
+        reward,
+        terminated: flag(4, "terminated")?,
+        truncated: flag(5, "truncated")?,
+    })
+}
+
 /// Replays episode number `rep.episodes` into `rep`.
-fn replay_episode(rep: &mut ReplayReport, env_id: &str, ep: &Value) -> Result<(), String> {
+fn replay_episode(rep: &mut ReplayReport, env_id: &str, ep: &Value) -> Result<(), FixtureError> {
     let ei = rep.episodes;
-    let mut env = make(env_id).map_err(|e| e.to_string())?;
-    let seed = ep["seed"].as_u64().ok_or("missing seed")?;
+    let mut env = make(env_id)?;
+    let seed = ep["seed"].as_u64().ok_or(FixtureError::Missing("seed"))?;
     env.reset(seed);
     let (state_len, obs_len) = (env.state().len(), env.observation_space().dim());
     let action_space = env.action_space();
@@ -179,15 +295,16 @@ fn replay_episode(rep: &mut ReplayReport, env_id: &str, ep: &Value) -> Result<()
         &ep["initial_state"],
         state_len,
         "initial_state",
-    )?)
-    .map_err(|e| e.to_string())?;
+    )?)?;
     let obs0: Vec<f32> = sized_f64s(&ep["initial_obs"], obs_len, "initial_obs")?
         .iter()
         .map(|&x| x as f32)
         .collect();
-    let steps = ep["steps"].as_array().ok_or("missing steps")?;
+    let steps = ep["steps"]
+        .as_array()
+        .ok_or(FixtureError::Missing("steps"))?;
     if steps.is_empty() {
-        return Err("no steps".into());
+        return Err(FixtureError::Empty("steps"));
     }
     rep.episodes += 1;
     rep.values += obs_len;
@@ -199,64 +316,26 @@ fn replay_episode(rep: &mut ReplayReport, env_id: &str, ep: &Value) -> Result<()
         );
     }
     for (si, st) in steps.iter().enumerate() {
-        let field = |i: usize, name: &str| {
-            st.get(i)
-                .ok_or_else(|| format!("step {si}: no {name} (a step is [action, state, obs, reward, terminated, truncated])"))
-        };
-        let action = match &action_space {
-            Space::Discrete { .. } => Action::Discrete(
-                field(0, "action")?
-                    .as_i64()
-                    .ok_or(format!("step {si}: bad action"))?,
-            ),
-            Space::Box { low, .. } => {
-                let a = field(0, "action")?;
-                let values = match a {
-                    Value::Array(_) => f64s(a),
-                    _ => one_f64(a).map(|x| vec![x]),
-                }
-                .map_err(|e| format!("step {si}: action: {e}"))?;
-                if values.len() != low.len() {
-                    return Err(format!(
-                        "step {si}: action has {} values, the environment {}",
-                        values.len(),
-                        low.len()
-                    ));
-                }
-                Action::Continuous(values.iter().map(|&x| x as f32).collect())
-            }
-        };
-        let at = |what: &str| format!("step {si}: {what}");
-        let want_state = sized_f64s(field(1, "state")?, state_len, &at("state"))?;
-        let want_obs: Vec<f32> = sized_f64s(field(2, "obs")?, obs_len, &at("obs"))?
-            .iter()
-            .map(|&x| x as f32)
-            .collect();
-        let want_r = one_f64(field(3, "reward")?).map_err(|e| at(&format!("reward: {e}")))?;
-        let want_term = field(4, "terminated")?
-            .as_bool()
-            .ok_or(at("bad terminated"))?;
-        let want_trunc = field(5, "truncated")?
-            .as_bool()
-            .ok_or(at("bad truncated"))?;
+        let want = parse_step(st, &action_space, state_len, obs_len)
+            .map_err(|e| e.at(format_args!("step {si}")))?;
         let n_values = state_len + obs_len + 3;
         rep.steps += 1;
         rep.values += n_values;
-        let step = match env.step(&action) {
+        let step = match env.step(&want.action) {
             Ok(s) => s,
             Err(e) => {
                 rep.bad_step(n_values, format!("episode {ei} step {si}: {e}"));
                 continue;
             }
         };
-        let mut wrong = differences("state", &env.state(), &want_state, f64::to_bits);
-        wrong.extend(differences("obs", &step.obs, &want_obs, |x| {
+        let mut wrong = differences("state", &env.state(), &want.state, f64::to_bits);
+        wrong.extend(differences("obs", &step.obs, &want.obs, |x| {
             x.to_bits().into()
         }));
         let scalars = [
-            ("reward", step.reward.to_bits() == want_r.to_bits()),
-            ("terminated", step.terminated == want_term),
-            ("truncated", step.truncated == want_trunc),
+            ("reward", step.reward.to_bits() == want.reward.to_bits()),
+            ("terminated", step.terminated == want.terminated),
+            ("truncated", step.truncated == want.truncated),
         ];
         let ours = [
             format!("{:?}", step.reward),
@@ -264,9 +343,9 @@ fn replay_episode(rep: &mut ReplayReport, env_id: &str, ep: &Value) -> Result<()
             step.truncated.to_string(),
         ];
         let theirs = [
-            format!("{want_r:?}"),
-            want_term.to_string(),
-            want_trunc.to_string(),
+            format!("{:?}", want.reward),
+            want.terminated.to_string(),
+            want.truncated.to_string(),
         ];
         for (i, (name, same)) in scalars.into_iter().enumerate() {
             if !same {
