@@ -1,7 +1,7 @@
 //! Hyperparameters, their validation, and the named presets.
 
 use crate::data::Dataset;
-use crate::learning_rule::{Generative, Nudging};
+use crate::learning_rule::{Dynamics, Generative, Nudging};
 use crate::modulator::Modulator;
 use crate::network::{ShapeError, validate_sizes};
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,10 @@ pub enum Schedule {
 }
 
 /// Everything that defines a training run's mathematics (the checkpoint stores it).
+///
+/// `t_free`, `t_nudge`, `eps`, `beta` and `nudging` are the run's [`Dynamics`]
+/// ([`Hyperparams::dynamics`]); they stay flat fields so that the JSON every checkpoint holds
+/// keeps its form.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Hyperparams {
     /// Units per layer, input first, e.g. `[784, 500, 10]`.
@@ -72,6 +76,19 @@ pub enum ConfigError {
         rule: &'static str,
         value: f64,
     },
+    /// A setting whose value is shown as text (a list, another error).
+    #[error("{name} must be {rule}, got {got}")]
+    Described {
+        name: &'static str,
+        rule: &'static str,
+        got: String,
+    },
+    /// The world model's wording of a learning-rate count that does not match its couplings.
+    #[error("{count} learning rates for {layers} coupling layers")]
+    RateCount { count: usize, layers: usize },
+    /// A setting of the world model ([`crate::world_model::WorldModelConfig`]).
+    #[error("world model: {0}")]
+    WorldModel(Box<ConfigError>),
     #[error("{0}")]
     Gate(crate::modulator::GateError),
     #[error("unknown preset '{0}' (known: {known})", known = PRESETS.join(", "))]
@@ -102,29 +119,33 @@ pub(crate) fn range(
     }
 }
 
-/// Checks the settings every EqProp learner shares, whatever its network: the phases' step
-/// counts, the step size, the nudge strength and the learning rates' values (their count
-/// depends on the network and is the caller's to check).
-pub fn check_dynamics(
-    t_free: usize,
-    t_nudge: usize,
-    eps: f32,
-    beta: f32,
-    lr: &[f32],
-) -> Result<(), ConfigError> {
-    range("t_free", t_free > 0, "at least 1", t_free as f64)?;
-    range("t_nudge", t_nudge > 0, "at least 1", t_nudge as f64)?;
-    range("eps", eps > 0.0 && eps <= 1.0, "in (0, 1]", eps as f64)?;
-    range(
-        "beta",
-        beta > 0.0 && beta.is_finite(),
-        "positive",
-        beta as f64,
-    )?;
-    for &lr in lr {
-        range("lr", lr >= 0.0 && lr.is_finite(), "non-negative", lr as f64)?;
+/// [`Dynamics`]' one check, shared by every EqProp learner.
+impl Dynamics {
+    /// The one check of the shared settings, whatever the network: the phases' step counts, the
+    /// step size, the nudge strength, and the values of the learning rates that scale the
+    /// update (their count depends on the network and is the caller's to check).
+    pub fn validate(&self, lr: &[f32]) -> Result<(), ConfigError> {
+        range("t_free", self.t_free > 0, "at least 1", self.t_free as f64)?;
+        range(
+            "t_nudge",
+            self.t_nudge > 0,
+            "at least 1",
+            self.t_nudge as f64,
+        )?;
+        let eps = self.eps;
+        range("eps", eps > 0.0 && eps <= 1.0, "in (0, 1]", eps as f64)?;
+        let beta = self.beta;
+        range(
+            "beta",
+            beta > 0.0 && beta.is_finite(),
+            "positive",
+            beta as f64,
+        )?;
+        for &lr in lr {
+            range("lr", lr >= 0.0 && lr.is_finite(), "non-negative", lr as f64)?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Most couplings a network may have (4 GiB of `f32`).
@@ -225,6 +246,17 @@ impl Hyperparams {
         }
     }
 
+    /// The relaxation and nudge settings (the fields of the same names).
+    pub fn dynamics(&self) -> Dynamics {
+        Dynamics {
+            t_free: self.t_free,
+            t_nudge: self.t_nudge,
+            eps: self.eps,
+            beta: self.beta,
+            nudging: self.nudging,
+        }
+    }
+
     /// Checks every field; training starts only from validated hyperparameters.
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_sizes(&self.layers)?;
@@ -240,7 +272,7 @@ impl Hyperparams {
             "at least 1",
             self.batch_size as f64,
         )?;
-        check_dynamics(self.t_free, self.t_nudge, self.eps, self.beta, &self.lr)?;
+        self.dynamics().validate(&self.lr)?;
         check_size(&self.layers, self.batch_size)?;
         if let Schedule::Cosine { final_fraction } = self.schedule {
             range(

@@ -12,6 +12,7 @@
 
 use crate::backend::{SparseColumns, outer_acc_rows, rank_update_chunks};
 use crate::dynamics::{Kernel, Nudge, Phase, Relaxation, State};
+use crate::modulator::{Modulator, surprise};
 use crate::network::Network;
 use crate::tensor::Matrix;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,24 @@ pub enum Nudging {
     RandomSign,
     /// `+beta` against `-beta` (Laborieux et al. 2021).
     Symmetric,
+}
+
+/// The settings of the relaxation and of the nudge that every EqProp learner shares (the
+/// trainer's [`Hyperparams`](crate::config::Hyperparams) and the world model's
+/// [`WorldModelConfig`](crate::world_model::WorldModelConfig)): the free phase runs `t_free`
+/// steps of size `eps`, the nudged phase(s) `t_nudge` more with nudge strength `beta`, compared
+/// as `nudging` says.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dynamics {
+    /// Free-phase steps `T1`.
+    pub t_free: usize,
+    /// Nudged-phase steps `T2`.
+    pub t_nudge: usize,
+    /// Step size of the dynamics.
+    pub eps: f32,
+    /// Nudge strength (paper units: `C = 1/2 ||y - t||^2`).
+    pub beta: f32,
+    pub nudging: Nudging,
 }
 
 /// Generative training (for dreaming): besides the usual nudge of the output, a second phase
@@ -228,6 +247,18 @@ pub fn update_generative_biases(
     }
 }
 
+/// Where the surprise gate of [`Particles::eqprop_phases`] writes its verdicts on a chunk's
+/// samples: the caller's buffers, one entry per sample, reused step after step.
+#[derive(Debug)]
+pub struct Verdicts<'a> {
+    /// The output cost `1/2 ||y - t||^2` at each sample's free fixed point (with a gate).
+    pub surprise: &'a mut [f32],
+    /// Whether each sample learns (with a gate).
+    pub learns: &'a mut [bool],
+    /// The samples that learn, increasing (every sample without a gate).
+    pub learners: &'a mut Vec<usize>,
+}
+
 /// The states of one EqProp step for a chunk of a mini-batch, with their scratch buffers.
 #[derive(Clone, Debug)]
 pub struct Particles {
@@ -280,6 +311,57 @@ impl Particles {
         self.relax.prepare(net, &self.free, &self.clamped);
         self.relax
             .relax(net, &mut self.free, &Phase::free(steps, eps));
+    }
+
+    /// One EqProp step up to its update, the input (in `free.layers[0]`) and the target loaded:
+    ///
+    /// 1. the free phase, `t_free` steps from the state `free` holds;
+    /// 2. `at_free`: the caller's look at the free fixed point (its statistics, or targets it
+    ///    adjusts before they are compared);
+    /// 3. with a `threshold`, the surprise gate: a sample learns only when its output cost
+    ///    `1/2 ||y - t||^2` exceeds the threshold ([`Modulator::learns`]); the others leave the
+    ///    sparse input of the `W_1` update;
+    /// 4. the nudged phase(s), `t_nudge` steps of strength `beta` (signed by the caller under
+    ///    random-sign nudging), for the learners only: the nudged states of the others stay at
+    ///    their free fixed points, so they add nothing to the update.
+    ///
+    /// Sets [`learns`](Self::learns) (whether any sample learns). The update is the caller's,
+    /// scaled by [`gated_scales`]: the trainer splits it over its workers by rows, the world
+    /// model applies it at once ([`apply_update_scaled`]).
+    pub fn eqprop_phases(
+        &mut self,
+        net: &Network,
+        d: &Dynamics,
+        beta: f32,
+        threshold: Option<f32>,
+        verdicts: Verdicts<'_>,
+        at_free: impl FnOnce(&mut Self),
+    ) {
+        self.free_phase(net, d.t_free, d.eps);
+        at_free(self);
+        let Verdicts {
+            surprise: costs,
+            learns,
+            learners,
+        } = verdicts;
+        learners.clear();
+        match threshold {
+            Some(theta) => {
+                surprise(self.free.output(), &self.target, costs);
+                for (r, &s) in costs.iter().enumerate() {
+                    learns[r] = Modulator::learns(s, theta);
+                    if learns[r] {
+                        learners.push(r);
+                    }
+                }
+                self.relax.retain_input_samples(learns);
+            }
+            None => learners.extend(0..self.batch()),
+        }
+        self.learns = !learners.is_empty();
+        // Every sample learning is the same as relaxing the whole batch.
+        let rows = (learners.len() < self.batch()).then_some(&learners[..]);
+        self.nudged_phases(net, d.nudging, d.t_nudge, d.eps, beta, rows);
     }
 
     /// Relaxes the nudged phase(s) from the free fixed point with nudge strength `beta`, for
@@ -371,6 +453,22 @@ pub fn update_scales(
     batch_scales(lrs, batch, nudging, beta)
 }
 
+/// [`update_scales`] times the surprise gate's gain, when there is a gate: the factor
+/// `gain lr_k / (beta_eff B)` of each layer's update, the same for every learner.
+pub fn gated_scales(
+    lrs: &[f32],
+    particles: &[Particles],
+    nudging: Nudging,
+    beta: f32,
+    gate: Option<&Modulator>,
+) -> Vec<f32> {
+    let mut scale = update_scales(lrs, particles, nudging, beta);
+    if let Some(m) = gate {
+        scale.iter_mut().for_each(|c| *c *= m.gain);
+    }
+    scale
+}
+
 /// The factor `lr_k / (beta_eff B)` of each layer's update for a mini-batch of `batch` samples.
 pub fn batch_scales(lrs: &[f32], batch: usize, nudging: Nudging, beta: f32) -> Vec<f32> {
     let beta_eff = nudging.effective_beta(beta);
@@ -392,10 +490,22 @@ pub fn apply_update(
     nudging: Nudging,
     beta: f32,
 ) {
+    let scale = update_scales(lrs, particles, nudging, beta);
+    apply_update_scaled(net, &scale, particles, nudging, beta);
+}
+
+/// [`apply_update`] with each layer's factor given (`scale[k-1]` for `W_k` and `b_k`, e.g.
+/// from [`gated_scales`]).
+pub fn apply_update_scaled(
+    net: &mut Network,
+    scale: &[f32],
+    particles: &mut [Particles],
+    nudging: Nudging,
+    beta: f32,
+) {
     for p in particles.iter_mut() {
         p.refresh_delta(nudging);
     }
-    let scale = update_scales(lrs, particles, nudging, beta);
     let (weights, biases) = net.params_mut();
     let (w1, upper) = weights
         .split_first_mut()
@@ -415,7 +525,7 @@ pub fn apply_update(
             for (i, w) in upper.iter_mut().enumerate() {
                 update_dense_layer(w, i + 2, scale[i + 1], particles, nudging, beta);
             }
-            update_biases(biases, &scale, particles, nudging, beta);
+            update_biases(biases, scale, particles, nudging, beta);
         },
     );
 }

@@ -15,7 +15,7 @@
 //! input free), [`prior`] (a class-conditional prior over the hidden code to dream from),
 //! [`modulator`] (surprise-gated learning), [`continual`] (task after task, with dream replay),
 //! [`world_model`] and [`agent`] (an online EqProp world model and the planner that
-//! acts with it on CartPole and Pendulum); [`backend`] holds the kernels.
+//! acts with it on CartPole and Pendulum, both on [`task`]); [`backend`] holds the kernels.
 pub mod agent;
 pub mod backend;
 pub mod bench;
@@ -38,6 +38,8 @@ pub mod parallel;
 pub mod picture;
 pub mod prior;
 pub mod run;
+pub mod stats;
+pub mod task;
 pub mod tensor;
 pub mod train;
 pub mod world_model;

@@ -8,11 +8,10 @@ use crate::backend::simd::prefetch;
 use crate::config::{ConfigError, Hyperparams};
 use crate::data::Dataset;
 use crate::learning_rule::{
-    GenerativeParticles, Nudging, Particles, generative_scales, update_biases,
+    GenerativeParticles, Nudging, Particles, Verdicts, generative_scales, update_biases,
     update_dense_layer_rows, update_first_layer_rows, update_generative_biases,
     update_generative_rows, update_scales,
 };
-use crate::modulator::{Modulator, surprise};
 use crate::network::Network;
 use crate::parallel::{Pace, Shared, SpinBarrier, run_workers};
 use crate::tensor::Matrix;
@@ -670,36 +669,24 @@ fn relax_chunk(
     if let Some(saved) = saved {
         copy_rows(saved, rows, &mut p.free.layers);
     }
-    p.free_phase(net, hp.t_free, hp.eps);
-    stats.correct = count_correct(p.free.output(), &p.target);
-    p.relax.energy(net, &p.free, &mut stats.energy);
-    if let Some(heads) = &hp.heads {
-        // An example with its own target row keeps every unit's target.
-        let labels = rows
-            .iter()
-            .map(|&i| data.target(i).is_none().then_some(data.labels[i] as usize));
-        release_other_heads(p, heads, labels);
-    }
-    stats.learners.clear();
-    let gated = match threshold {
-        Some(theta) => {
-            surprise(p.free.output(), &p.target, &mut stats.surprise);
-            for (r, &s) in stats.surprise.iter().enumerate() {
-                stats.learns[r] = Modulator::learns(s, theta);
-                if stats.learns[r] {
-                    stats.learners.push(r);
-                }
-            }
-            p.relax.retain_input_samples(&stats.learns);
-            Some(&stats.learners[..])
-        }
-        None => {
-            stats.learners.extend(0..p.batch());
-            None
+    let verdicts = Verdicts {
+        surprise: &mut stats.surprise,
+        learns: &mut stats.learns,
+        learners: &mut stats.learners,
+    };
+    let (correct, energy) = (&mut stats.correct, &mut stats.energy);
+    let at_free = |p: &mut Particles| {
+        *correct = count_correct(p.free.output(), &p.target);
+        p.relax.energy(net, &p.free, energy);
+        if let Some(heads) = &hp.heads {
+            // An example with its own target row keeps every unit's target.
+            let labels = rows
+                .iter()
+                .map(|&i| data.target(i).is_none().then_some(data.labels[i] as usize));
+            release_other_heads(p, heads, labels);
         }
     };
-    p.learns = !stats.learners.is_empty();
-    p.nudged_phases(net, hp.nudging, hp.t_nudge, hp.eps, beta, gated);
+    p.eqprop_phases(net, &hp.dynamics(), beta, threshold, verdicts, at_free);
     p.refresh_delta(hp.nudging);
     if hp.heads.is_some() {
         // The generative phases clamp the one-hot labels.

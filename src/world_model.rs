@@ -18,12 +18,14 @@
 //! from them by the integrator of the task (see [`Task::integrate`]): known kinematics, not
 //! learned. Without it (the default) the network predicts every component's change.
 
-use crate::agent::{Model, Task};
-use crate::config::check_dynamics;
+use crate::config::{ConfigError, check_size};
 use crate::dynamics::{Phase, Relaxation, State};
-use crate::learning_rule::{Nudging, Particles, apply_update};
-use crate::modulator::{self, Modulator};
+use crate::learning_rule::{
+    Dynamics, Nudging, Particles, Verdicts, apply_update_scaled, gated_scales,
+};
+use crate::modulator::Modulator;
 use crate::network::Network;
+use crate::task::{Model, Task};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::VecDeque;
@@ -33,11 +35,8 @@ use std::collections::VecDeque;
 pub struct WorldModelConfig {
     /// Hidden layer sizes (the input and output sizes follow from the task).
     pub hidden: Vec<usize>,
-    pub t_free: usize,
-    pub t_nudge: usize,
-    pub eps: f32,
-    pub beta: f32,
-    pub nudging: Nudging,
+    /// The relaxation and nudge settings, shared with every EqProp learner.
+    pub dynamics: Dynamics,
     /// One learning rate per coupling layer.
     pub lr: Vec<f32>,
     /// Replayed transitions learned beside the new one at every step (0: none).
@@ -57,11 +56,13 @@ impl Default for WorldModelConfig {
     fn default() -> Self {
         Self {
             hidden: vec![64],
-            t_free: 20,
-            t_nudge: 8,
-            eps: 0.5,
-            beta: 2.0,
-            nudging: Nudging::Symmetric,
+            dynamics: Dynamics {
+                t_free: 20,
+                t_nudge: 8,
+                eps: 0.5,
+                beta: 2.0,
+                nudging: Nudging::Symmetric,
+            },
             lr: vec![0.05, 0.025],
             replay: 16,
             replay_capacity: 2000,
@@ -73,30 +74,19 @@ impl Default for WorldModelConfig {
     }
 }
 
-/// A setting that cannot work.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum ConfigError {
-    #[error("world model: {name} must be {want}, got {got}")]
-    Range {
-        name: &'static str,
-        want: &'static str,
-        got: String,
-    },
-    #[error("world model: {0} learning rates for {1} coupling layers")]
-    LearningRates(usize, usize),
-    /// A setting it shares with every EqProp learner ([`check_dynamics`]).
-    #[error("world model: {0}")]
-    Dynamics(#[from] crate::config::ConfigError),
-}
-
 impl WorldModelConfig {
-    /// Checks every setting, naming the first bad one.
+    /// Checks every setting, naming the first bad one (as a [`ConfigError::WorldModel`]).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let range = |ok: bool, name, want, got: String| {
+        self.check()
+            .map_err(|e| ConfigError::WorldModel(Box::new(e)))
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let range = |ok: bool, name, rule, got: String| {
             if ok {
                 Ok(())
             } else {
-                Err(ConfigError::Range { name, want, got })
+                Err(ConfigError::Described { name, rule, got })
             }
         };
         range(
@@ -118,16 +108,16 @@ impl WorldModelConfig {
             self.replay_capacity.to_string(),
         )?;
         if self.lr.len() != self.hidden.len() + 1 {
-            return Err(ConfigError::LearningRates(
-                self.lr.len(),
-                self.hidden.len() + 1,
-            ));
+            return Err(ConfigError::RateCount {
+                count: self.lr.len(),
+                layers: self.hidden.len() + 1,
+            });
         }
-        check_dynamics(self.t_free, self.t_nudge, self.eps, self.beta, &self.lr)?;
+        self.dynamics.validate(&self.lr)?;
         if let Some(gate) = &self.gate {
-            gate.validate().map_err(|e| ConfigError::Range {
+            gate.validate().map_err(|e| ConfigError::Described {
                 name: "gate",
-                want: "valid",
+                rule: "valid",
                 got: e.to_string(),
             })?;
         }
@@ -196,7 +186,10 @@ pub struct WorldModel {
     predictors: Vec<(State, Relaxation)>,
     rng: ChaCha8Rng,
     threshold: f32,
+    /// The gate's verdicts on the rows of the last batch.
     surprises: Vec<f32>,
+    learns: Vec<bool>,
+    learners: Vec<usize>,
     steps: usize,
 }
 
@@ -214,10 +207,12 @@ impl WorldModel {
         sizes.push(outputs.len());
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x3070_D31F);
         let batch = config.replay.saturating_add(1);
-        crate::config::check_size(&sizes, batch).map_err(|e| ConfigError::Range {
-            name: "hidden, replay",
-            want: "a network and replay batch that fit in memory",
-            got: e.to_string(),
+        check_size(&sizes, batch).map_err(|e| {
+            ConfigError::WorldModel(Box::new(ConfigError::Described {
+                name: "hidden, replay",
+                rule: "a network and replay batch that fit in memory",
+                got: e.to_string(),
+            }))
         })?;
         let net = Network::glorot(&sizes, &mut rng).expect("sizes are validated");
         let threshold = config.gate.map_or(0.0, |g| g.initial_threshold());
@@ -227,6 +222,8 @@ impl WorldModel {
             buffer: VecDeque::with_capacity(config.replay_capacity.min(1 << 16)),
             predictors: Vec::new(),
             surprises: vec![0.0; batch],
+            learns: vec![false; batch],
+            learners: Vec::with_capacity(batch),
             task,
             config,
             net,
@@ -366,38 +363,36 @@ impl WorldModel {
             layer.fill(0.0);
         }
         let c = &self.config;
-        learner.free_phase(&self.net, c.t_free, c.eps);
-        let learning: Vec<usize> = match &c.gate {
-            None => (0..batch).collect(),
-            Some(gate) => {
-                modulator::surprise(learner.free.output(), &learner.target, &mut self.surprises);
-                let rows: Vec<usize> = (0..batch)
-                    .filter(|&r| Modulator::learns(self.surprises[r], self.threshold))
-                    .collect();
-                self.threshold = gate.adapt(self.threshold, &self.surprises[..1]);
-                rows
-            }
+        let verdicts = Verdicts {
+            surprise: &mut self.surprises,
+            learns: &mut self.learns,
+            learners: &mut self.learners,
         };
-        let learned = learning.first() == Some(&0);
-        if !learning.is_empty() {
-            let rows = (learning.len() < batch).then_some(learning.as_slice());
-            learner.nudged_phases(&self.net, c.nudging, c.t_nudge, c.eps, c.beta, rows);
-            learner.learns = true;
-            let gain = c.gate.map_or(1.0, |g| g.gain);
-            let lrs: Vec<f32> = c.lr.iter().map(|lr| lr * gain).collect();
-            apply_update(
-                &mut self.net,
-                &lrs,
-                std::slice::from_mut(learner),
-                c.nudging,
-                c.beta,
-            );
+        let threshold = c.gate.map(|_| self.threshold);
+        learner.eqprop_phases(
+            &self.net,
+            &c.dynamics,
+            c.dynamics.beta,
+            threshold,
+            verdicts,
+            |_| {},
+        );
+        if let Some(gate) = &c.gate {
+            // The threshold follows the new transitions only, not the replayed ones.
+            self.threshold = gate.adapt(self.threshold, &self.surprises[..1]);
+        }
+        let learned = self.learners.first() == Some(&0);
+        if learner.learns {
+            let (nudging, beta) = (c.dynamics.nudging, c.dynamics.beta);
+            let learners = std::slice::from_mut(learner);
+            let scale = gated_scales(&c.lr, learners, nudging, beta, c.gate.as_ref());
+            apply_update_scaled(&mut self.net, &scale, learners, nudging, beta);
         }
         self.steps += 1;
         LearnReport {
             error,
             learned,
-            rows_learned: learning.len(),
+            rows_learned: self.learners.len(),
         }
     }
 }
@@ -424,7 +419,7 @@ impl Model for WorldModel {
         relax.relax(
             &self.net,
             &mut state,
-            &Phase::free(self.config.t_free, self.config.eps),
+            &Phase::free(self.config.dynamics.t_free, self.config.dynamics.eps),
         );
         for r in 0..n {
             self.decode(

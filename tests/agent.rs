@@ -6,8 +6,10 @@ mod common;
 use eqprop::agent::{
     Agent, Brain, EpisodeOptions, Model, Planner, PlannerConfig, Search, Task, TrueModel,
 };
+use eqprop::config::ConfigError;
 use eqprop::env;
-use eqprop::world_model::{ConfigError, Transition, WorldModel, WorldModelConfig};
+use eqprop::learning_rule::Dynamics;
+use eqprop::world_model::{Transition, WorldModel, WorldModelConfig};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -193,14 +195,18 @@ fn bad_world_model_settings_are_named() {
     };
     assert_eq!(
         WorldModel::new(task.clone(), bad).err(),
-        Some(ConfigError::LearningRates(1, 2))
+        Some(ConfigError::WorldModel(Box::new(ConfigError::RateCount {
+            count: 1,
+            layers: 2
+        })))
     );
+    let d = WorldModelConfig::default().dynamics;
     let bad = WorldModelConfig {
-        beta: 0.0,
+        dynamics: Dynamics { beta: 0.0, ..d },
         ..Default::default()
     };
     let err = WorldModel::new(task, bad).err().unwrap().to_string();
-    assert!(err.contains("beta"), "{err}");
+    assert!(err.starts_with("world model: beta"), "{err}");
 }
 
 #[test]

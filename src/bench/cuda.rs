@@ -5,13 +5,14 @@
 //! [`CudaBench::train_repeat`] times, on the GPU, on the CPU path and in PyTorch. The result is
 //! a Markdown report.
 
-use super::{TorchBaseline, median};
+use super::TorchBaseline;
 use crate::backend::cuda::{Gpu, GpuNetwork, GpuPhase, Layers, Start};
 use crate::config::Hyperparams;
 use crate::data::Dataset;
 use crate::device::{Device, Engine};
 use crate::error::{Error, Result};
 use crate::network::Network;
+use crate::stats::median;
 use crate::train::{self, Trainer};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -77,7 +78,7 @@ fn time_relax(gpu: &Gpu, width: usize, batch: usize, steps: usize, repeats: usiz
             times.push(t0.elapsed().as_secs_f64());
         }
     }
-    Ok(median(&mut times))
+    Ok(median(&times))
 }
 
 fn relax_grid(

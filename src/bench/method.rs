@@ -6,6 +6,7 @@ use super::{EpochFlops, GemmRate, TorchBaseline, epoch_flops, gate_savings, peak
 use crate::config::Hyperparams;
 use crate::data::Dataset;
 use crate::error::Result;
+use crate::stats::median;
 use crate::train::{self, EpochSummary, Trainer};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -22,12 +23,6 @@ pub struct BenchOptions {
     /// Threads of both sides (eqprop's pool is the caller's; this sizes the GEMM probe and
     /// the baseline).
     pub threads: usize,
-}
-
-/// The median (the upper middle value of an even count).
-pub(crate) fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// Trains a fresh network of `hp`: every epoch's summary and the final test error.
@@ -77,7 +72,7 @@ pub fn compare_with_torch(
         let seconds: Vec<f64> = epochs.iter().map(|s| s.seconds).collect();
         let rate = before.max(peak_gflops(opts.threads));
         best_rate = best_rate.max(rate);
-        let epoch = median(&mut seconds.clone());
+        let epoch = median(&seconds);
         let ratio = epoch / floor_at(rate.sustained);
         strict.push(epoch / floor_at(rate.burst));
         log(&format!(
@@ -103,7 +98,7 @@ pub fn compare_with_torch(
         }
     }
     let fastest = ours.iter().copied().fold(f64::INFINITY, f64::min);
-    let ours = median(&mut ours);
+    let ours = median(&ours);
     let floor = floor_at(best_rate.sustained);
     let mut out = String::new();
     let w = &mut out;
@@ -115,7 +110,7 @@ pub fn compare_with_torch(
     let _ = writeln!(w, "|---|---|---|");
     let _ = writeln!(w, "| eqprop (Rust, CPU) | {ours:.3} | {our_error:.2}% |");
     if !theirs.is_empty() {
-        let theirs = median(&mut theirs);
+        let theirs = median(&theirs);
         let _ = writeln!(
             w,
             "| PyTorch loop (bench/eqprop_torch.py) | {theirs:.3} | {their_error:.2}% |"
@@ -134,8 +129,8 @@ pub fn compare_with_torch(
     let _ = writeln!(
         w,
         "floor: eqprop runs at {:.2}x the floor of its own round (median; {:.2}x at the burst rate), {:.2}x the run's best floor of {floor:.3} s/epoch ({:.1} GFLOP/s)",
-        median(&mut ratios),
-        median(&mut strict),
+        median(&ratios),
+        median(&strict),
         ours / floor,
         flops.performed / ours / 1e9
     );
@@ -189,8 +184,8 @@ pub fn compare_gate(
     }
     let share = learned.iter().sum::<f64>() / learned.len() as f64;
     let (steps, flops_saved) = gate_savings(&flops, share);
-    let [plain_s, gated_s] = times.map(|mut t| median(&mut t));
-    let [plain_e, gated_e] = errors.map(|mut e| median(&mut e));
+    let [plain_s, gated_s] = times.map(|t| median(&t));
+    let [plain_e, gated_e] = errors.map(|e| median(&e));
     let mut out = String::new();
     let w = &mut out;
     let _ = writeln!(

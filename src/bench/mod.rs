@@ -13,8 +13,6 @@ mod torch;
 
 #[cfg(feature = "cuda")]
 pub use cuda::{CudaBench, cuda_report};
-#[cfg(feature = "cuda")]
-use method::median;
 pub use method::{BenchOptions, compare_gate, compare_with_torch, train_epochs};
 pub use torch::TorchBaseline;
 

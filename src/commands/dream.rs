@@ -231,4 +231,3 @@ fn report(judge: &Judge, dreams: &Dreams, real: &Dataset) {
     }
     println!("| all | {:.1}% | {:.2} |", r.overall, r.mean_diversity);
 }
-
