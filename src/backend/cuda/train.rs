@@ -22,7 +22,7 @@ const REPORT_EVERY: usize = 250;
 const EVAL_BATCH: usize = 1000;
 
 /// A network and its training buffers on the GPU.
-pub struct GpuTrainer {
+pub(crate) struct GpuTrainer {
     gpu: Gpu,
     net: GpuNetwork,
     batch: usize,
@@ -45,7 +45,7 @@ pub struct GpuTrainer {
 }
 
 /// Rejects what the GPU path does not run.
-pub fn check_supported(hp: &Hyperparams) -> Result<(), CudaError> {
+pub(crate) fn check_supported(hp: &Hyperparams) -> Result<(), CudaError> {
     let unsupported = [
         (hp.generative.is_some(), "generative training (dreaming)"),
         (hp.modulator.is_some(), "the surprise gate"),
