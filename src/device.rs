@@ -112,7 +112,9 @@ impl Device {
 }
 
 /// A device opened for one network: trains its epochs and evaluates it.
-pub enum Engine {
+pub struct Engine(Inner);
+
+enum Inner {
     /// The CPU: the worker pool and the fused kernels.
     Cpu,
     /// A GPU holding a copy of the network (brought back to the host after every epoch).
@@ -151,10 +153,11 @@ impl Engine {
     ) -> Result<Self, DeviceError> {
         use crate::backend::cuda::GpuTrainer;
         match device {
-            Device::Cpu => Ok(Engine::Cpu),
-            Device::Cuda => Ok(Engine::Cuda(Box::new(GpuTrainer::new(
-                hp, net, persistent,
-            )?))),
+            Device::Cpu => Ok(Engine(Inner::Cpu)),
+            Device::Cuda => {
+                let gpu = GpuTrainer::new(hp, net, persistent)?;
+                Ok(Engine(Inner::Cuda(Box::new(gpu))))
+            }
         }
     }
 
@@ -166,17 +169,17 @@ impl Engine {
         _: Option<&[crate::tensor::Matrix]>,
     ) -> Result<Self, DeviceError> {
         match device {
-            Device::Cpu => Ok(Engine::Cpu),
+            Device::Cpu => Ok(Engine(Inner::Cpu)),
             Device::Cuda => Err(DeviceError::NotBuilt),
         }
     }
 
     /// The device's name: `cpu`, or the GPU's.
     pub fn name(&self) -> &str {
-        match self {
-            Engine::Cpu => "cpu",
+        match &self.0 {
+            Inner::Cpu => "cpu",
             #[cfg(feature = "cuda")]
-            Engine::Cuda(gpu) => gpu.device_name(),
+            Inner::Cuda(gpu) => gpu.device_name(),
         }
     }
 
@@ -189,10 +192,10 @@ impl Engine {
         stop: &AtomicBool,
         on_batch: impl FnMut(&Progress) + Send,
     ) -> Result<EpochEnd, DeviceError> {
-        match self {
-            Engine::Cpu => Ok(trainer.run_epoch(data, stop, on_batch)),
+        match &mut self.0 {
+            Inner::Cpu => Ok(trainer.run_epoch(data, stop, on_batch)),
             #[cfg(feature = "cuda")]
-            Engine::Cuda(gpu) => {
+            Inner::Cuda(gpu) => {
                 let plan = trainer.begin_epoch(data.len());
                 let hp = trainer.hyperparams().clone();
                 let (net, progress, persistent) = trainer.parts_mut();
@@ -219,10 +222,10 @@ impl Engine {
         hp: &Hyperparams,
         data: &Dataset,
     ) -> Result<Evaluation, DeviceError> {
-        match self {
-            Engine::Cpu => Ok(crate::train::evaluate(net, hp, data)),
+        match &mut self.0 {
+            Inner::Cpu => Ok(crate::train::evaluate(net, hp, data)),
             #[cfg(feature = "cuda")]
-            Engine::Cuda(gpu) => {
+            Inner::Cuda(gpu) => {
                 let _ = net;
                 Ok(gpu.evaluate(hp, data)?)
             }

@@ -95,7 +95,7 @@ pub enum Kernel {
     Auto,
     /// Batched GEMM for every coupling term, one step of the whole chunk at a time.
     Gemm,
-    /// All steps of one sample at a time ([`relax_fused`]).
+    /// All steps of one sample at a time (the backend's `relax_fused`).
     Fused,
 }
 

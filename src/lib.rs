@@ -16,6 +16,7 @@
 //! [`modulator`] (surprise-gated learning), [`continual`] (task after task, with dream replay),
 //! [`world_model`] and [`agent`] (an online EqProp world model and the planner that
 //! acts with it on CartPole and Pendulum, both on [`task`]); [`backend`] holds the kernels.
+#![deny(clippy::missing_safety_doc, clippy::undocumented_unsafe_blocks)]
 pub mod agent;
 pub mod backend;
 pub mod bench;
@@ -34,7 +35,7 @@ pub mod learning_rule;
 pub mod metrics;
 pub mod modulator;
 pub mod network;
-pub mod parallel;
+pub(crate) mod parallel;
 pub mod picture;
 pub mod prior;
 pub mod run;

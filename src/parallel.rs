@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 /// How long a worker spins at a barrier before it sleeps: several times the imbalance of a
 /// mini-batch's phases on an idle machine, far below a scheduler's time slice.
-pub const SPIN_LIMIT: Duration = Duration::from_micros(200);
+pub(crate) const SPIN_LIMIT: Duration = Duration::from_micros(200);
 
 /// A reusable barrier that spins, then sleeps, until every worker has arrived.
-pub struct SpinBarrier {
+pub(crate) struct SpinBarrier {
     threads: usize,
     arrived: AtomicUsize,
     generation: AtomicUsize,
@@ -32,10 +32,10 @@ pub struct SpinBarrier {
 
 /// Another worker panicked; the barrier will never open.
 #[derive(Debug)]
-pub struct Poisoned;
+pub(crate) struct Poisoned;
 
 impl SpinBarrier {
-    pub fn new(threads: usize) -> Self {
+    pub(crate) fn new(threads: usize) -> Self {
         Self {
             threads,
             arrived: AtomicUsize::new(0),
@@ -50,7 +50,7 @@ impl SpinBarrier {
     }
 
     /// Waits until every worker has arrived.
-    pub fn wait(&self) -> Result<(), Poisoned> {
+    pub(crate) fn wait(&self) -> Result<(), Poisoned> {
         let generation = self.generation.load(Ordering::Acquire);
         if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.threads {
             self.arrived.store(0, Ordering::Relaxed);
@@ -124,17 +124,17 @@ impl Drop for PoisonOnPanic<'_> {
 
 /// How the waits at a barrier went.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Waits {
+pub(crate) struct Waits {
     /// Waits of workers that arrived before the last one.
-    pub waits: usize,
+    pub(crate) waits: usize,
     /// Those of them that outlasted [`SPIN_LIMIT`] and slept.
-    pub slept: usize,
+    pub(crate) slept: usize,
 }
 
 impl Waits {
     /// Whether the workers often waited for one another longer than spinning covers: a sign
     /// that other work shares their cores.
-    pub fn contended(&self) -> bool {
+    pub(crate) fn contended(&self) -> bool {
         self.slept * 50 > self.waits
     }
 }
@@ -146,7 +146,7 @@ impl Waits {
 /// Several workers are pinned each to its own core for the call (measured: unpinned, idle
 /// epochs took 7% longer); a single worker is not, so that on a shared machine the scheduler
 /// runs it on whichever core is free.
-pub fn run_workers<R>(
+pub(crate) fn run_workers<R>(
     threads: usize,
     work: impl Fn(usize, &SpinBarrier) -> R + Sync,
 ) -> (R, Waits) {
@@ -240,7 +240,7 @@ impl Drop for Pinned {
 /// before the next one (up to [`Pace::MAX_PROBE_GAP`] stretches), so on a steady machine
 /// probing costs almost nothing.
 #[derive(Clone, Debug)]
-pub struct Pace {
+pub(crate) struct Pace {
     max: usize,
     /// Last measured rate with one worker and with `max` workers.
     rates: [Option<f64>; 2],
@@ -251,11 +251,11 @@ pub struct Pace {
 
 impl Pace {
     /// Longest gap between two probes of the other worker count, in stretches.
-    pub const MAX_PROBE_GAP: usize = 64;
+    pub(crate) const MAX_PROBE_GAP: usize = 64;
     const FIRST_PROBE_GAP: usize = 2;
 
     /// A pace for up to `max` workers (at least one).
-    pub fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         Self {
             max: max.max(1),
             rates: [None, None],
@@ -265,7 +265,7 @@ impl Pace {
     }
 
     /// The most workers this pace runs.
-    pub fn max(&self) -> usize {
+    pub(crate) fn max(&self) -> usize {
         self.max
     }
 
@@ -282,7 +282,7 @@ impl Pace {
     }
 
     /// How many workers run the next stretch.
-    pub fn workers(&self) -> usize {
+    pub(crate) fn workers(&self) -> usize {
         let best = self.best();
         match self.max > 1 && self.since_probe >= self.probe_gap {
             true if best == self.max => 1,
@@ -293,7 +293,7 @@ impl Pace {
 
     /// Records that `workers` workers did `work` units in `seconds`, with `waits` at their
     /// barrier.
-    pub fn record(&mut self, workers: usize, work: f64, seconds: f64, waits: Waits) {
+    pub(crate) fn record(&mut self, workers: usize, work: f64, seconds: f64, waits: Waits) {
         if work <= 0.0 || seconds <= 0.0 {
             return;
         }
@@ -313,22 +313,102 @@ impl Pace {
     }
 }
 
-/// A raw pointer that workers may share: every use is separated by a barrier from any
-/// conflicting use (the callers document which phase touches what).
-#[derive(Clone, Copy)]
-pub struct Shared<T>(pub *mut T);
+/// Data that the workers of [`run_workers`] share under a phase discipline rather than a
+/// borrow: the one place where workers reach the same memory through a raw pointer, audited
+/// here once.
+///
+/// A *phase* is a worker's stretch of work between two passes of the barrier (or between a pass
+/// and the start or end of [`run_workers`]); every worker is in the same phase at once, and a
+/// [`SpinBarrier::wait`] orders everything written before it (release: the arrival's `AcqRel`
+/// increment and the last worker's `SeqCst` turn of the generation) before everything read
+/// after it (acquire: the load that sees the new generation). The rule the accessors ask their
+/// callers to keep: within a phase, each element is either only read (by any workers) or
+/// touched by one worker alone. Each accessor is `unsafe` and says which half of the rule it
+/// relies on; its caller states the phase and the owner.
+///
+/// The data must stay alive and otherwise unused while workers reach it: a `Phased` is made
+/// from an exclusive borrow just before [`run_workers`], and its pointer is only followed by
+/// the workers (or between the calls, when none runs).
+pub(crate) struct Phased<T: ?Sized>(*mut T);
 
-impl<T> Shared<T> {
-    /// The pointer (a method, so closures capture the whole `Shared`, which is `Sync`).
-    pub fn ptr(&self) -> *mut T {
-        self.0
+// SAFETY: `Phased` hands out `&T` (so workers on other threads read `T`: `T: Sync`) and
+// `&mut T` to one worker at a time (so `T` moves between threads: `T: Send`); the accessors'
+// contracts exclude data races.
+unsafe impl<T: ?Sized + Send + Sync> Send for Phased<T> {}
+// SAFETY: as above.
+unsafe impl<T: ?Sized + Send + Sync> Sync for Phased<T> {}
+
+impl<T: ?Sized> Phased<T> {
+    /// Shares `data` with the workers (the accessors' contracts ask that it outlive them).
+    pub(crate) fn new(data: &mut T) -> Self {
+        Self(data)
+    }
+
+    /// The data, read-only.
+    ///
+    /// # Safety
+    /// The data must be alive, and no one may write to it (through this or any other
+    /// `Phased`, or otherwise) while the reference lives: in the caller's phase it is only read.
+    pub(crate) unsafe fn get(&self) -> &T {
+        // SAFETY: the caller's promise.
+        unsafe { &*self.0 }
+    }
+
+    /// The data, for the calling worker alone.
+    ///
+    /// # Safety
+    /// The data must be alive, and no one else may read or write it (through this or any other
+    /// `Phased`, or otherwise) while the reference lives: in the caller's phase it belongs to
+    /// the calling worker.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn get_mut(&self) -> &mut T {
+        // SAFETY: the caller's promise.
+        unsafe { &mut *self.0 }
     }
 }
 
-// SAFETY: the pointer is only dereferenced under the phase discipline described at each use.
-unsafe impl<T> Send for Shared<T> {}
-// SAFETY: as above.
-unsafe impl<T> Sync for Shared<T> {}
+impl<T> Phased<[T]> {
+    /// Element `i`, for the calling worker alone (`i` is bounds-checked).
+    ///
+    /// # Safety
+    /// The slice must be alive, and no one else may read or write element `i` while the
+    /// reference lives: in the caller's phase it belongs to the calling worker.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn get_mut_at(&self, i: usize) -> &mut T {
+        assert!(i < self.0.len(), "element {i} of {}", self.0.len());
+        // SAFETY: in bounds (checked above); exclusivity is the caller's promise.
+        unsafe { &mut *self.0.cast::<T>().add(i) }
+    }
+
+    /// Worker `t`'s block of whole rows of `row_len` elements, of `workers` near-equal blocks
+    /// (rows `t rows / workers` to `(t + 1) rows / workers`), and its first row. The blocks of
+    /// different `t` do not overlap, and together they cover every row.
+    ///
+    /// # Safety
+    /// The slice must be alive, and no one else may read or write these rows while the slice
+    /// lives: in the caller's phase worker `t`'s block belongs to worker `t` (each worker
+    /// takes its own, with the same `workers`).
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn row_block(
+        &self,
+        row_len: usize,
+        t: usize,
+        workers: usize,
+    ) -> (&mut [T], usize) {
+        assert!(t < workers, "worker {t} of {workers}");
+        let rows = self.0.len() / row_len.max(1);
+        let (first, last) = (t * rows / workers, (t + 1) * rows / workers);
+        // SAFETY: first <= last <= rows, so the block lies inside the slice; exclusivity is the
+        // caller's promise.
+        let block = unsafe {
+            std::slice::from_raw_parts_mut(
+                self.0.cast::<T>().add(first * row_len),
+                (last - first) * row_len,
+            )
+        };
+        (block, first)
+    }
+}
 
 #[cfg(test)]
 mod tests {

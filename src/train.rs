@@ -8,12 +8,12 @@ use crate::backend::simd::prefetch;
 use crate::config::{ConfigError, Hyperparams};
 use crate::data::Dataset;
 use crate::learning_rule::{
-    GenerativeParticles, Nudging, Particles, Verdicts, generative_scales, update_biases,
-    update_dense_layer_rows, update_first_layer_rows, update_generative_biases,
-    update_generative_rows, update_scales,
+    GenerativeParticles, Nudging, Particles, Verdicts, gated_scales, generative_scales,
+    update_biases, update_dense_layer_rows, update_first_layer_rows, update_generative_biases,
+    update_generative_rows,
 };
 use crate::network::Network;
-use crate::parallel::{Pace, Shared, SpinBarrier, run_workers};
+use crate::parallel::{Pace, Phased, SpinBarrier, run_workers};
 use crate::tensor::Matrix;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -415,32 +415,32 @@ impl Trainer {
         let chunks = self.particles.len();
         let max_workers = rayon::current_num_threads().clamp(1, chunks);
         let starts = chunk_starts(&self.particles);
-        let biases = Shared(self.net.biases_mut().as_mut_ptr());
         // Every coupling's buffer, taken once here: workers write disjoint row blocks of them.
-        let couplings: Vec<(Shared<f32>, usize, usize)> = self
+        let couplings: Vec<(Phased<[f32]>, usize)> = self
             .net
             .weights_mut()
             .iter_mut()
             .map(|w| {
-                let (rows, cols) = (w.rows(), w.cols());
-                (Shared(w.as_mut_slice().as_mut_ptr()), rows, cols)
+                let cols = w.cols();
+                (Phased::new(w.as_mut_slice()), cols)
             })
             .collect();
-        let net = Shared(&mut self.net as *mut Network);
-        let particles = Shared(self.particles.as_mut_ptr());
-        let generative = Shared(self.generative.as_mut_ptr());
+        let biases = Phased::new(self.net.biases_mut());
+        let net = Phased::new(&mut self.net);
+        let particles = Phased::new(&mut self.particles[..]);
+        let generative = Phased::new(&mut self.generative[..]);
         // The generative settings when this epoch runs generative phases.
         let epoch = self.progress.epoch;
         let dreaming = hp
             .generative
             .filter(|g| !self.generative.is_empty() && epoch >= g.from_epoch);
-        let stats = Shared(self.stats.as_mut_ptr());
-        let persistent = Shared(&mut self.persistent as *mut Option<Vec<Matrix>>);
+        let stats = Phased::new(&mut self.stats[..]);
+        let persistent = Phased::new(&mut self.persistent);
         let gate = hp.modulator;
         if let Some(m) = gate {
             self.progress.threshold.get_or_insert(m.initial_threshold());
         }
-        let progress = Shared(&mut self.progress as *mut Progress);
+        let progress = Phased::new(&mut self.progress);
         let on_batch = std::sync::Mutex::new(on_batch);
         let halt = AtomicBool::new(false);
         // Set by worker 0 at the mini-batch whose numbers show divergence; it halts the epoch.
@@ -449,14 +449,21 @@ impl Trainer {
         // Worker `t` of `workers` runs one mini-batch of the stretch that began at `since` with
         // mini-batch `first`; false once worker 0 has called a halt (the epoch's end, a stop
         // request, divergence, or the stretch's end).
+        //
+        // The phases (see `Phased`), each from one barrier to the next. Phase 1: the network,
+        // the persistent states and the progress are only read; chunk c (particles, stats,
+        // generative particles) belongs to worker c % workers. Phase 2, which runs on to the
+        // next mini-batch's first barrier: every chunk is only read; worker t owns block t of
+        // the rows of every coupling; worker 0 owns the biases, the persistent states and the
+        // progress.
         let mini_batch = |t: usize,
                           workers: usize,
                           barrier: &SpinBarrier,
                           first: usize,
                           since: Instant| {
             if t == 0 {
-                // SAFETY: between barriers only worker 0 touches the progress.
-                let b = unsafe { (*progress.ptr()).batch };
+                // SAFETY: phase 2 (or before any): the progress belongs to worker 0.
+                let b = unsafe { progress.get() }.batch;
                 let halted = divergence.get().is_some() || stop.load(Ordering::SeqCst);
                 let stretch_over = b > first && since.elapsed() > STRETCH;
                 halt.store(b >= batches || halted || stretch_over, Ordering::SeqCst);
@@ -464,14 +471,19 @@ impl Trainer {
             if barrier.wait().is_err() || halt.load(Ordering::SeqCst) {
                 return false;
             }
-            // SAFETY (phase 1): the network and persistent states are only read; chunk c
-            // (particles and stats) belongs to worker c % workers alone.
-            let (b, threshold) = unsafe { ((*progress.ptr()).batch, (*progress.ptr()).threshold) };
+            // SAFETY: phase 1: the progress, the network and the persistent states are only
+            // read.
+            let (progress_now, net, saved) =
+                unsafe { (progress.get(), net.get(), persistent.get().as_deref()) };
+            let (b, threshold) = (progress_now.batch, progress_now.threshold);
             let indices = &order[b * hp.batch_size..(b + 1) * hp.batch_size];
             for c in (t..chunks).step_by(workers) {
-                let (p, stat) = unsafe { (&mut *particles.ptr().add(c), &mut *stats.ptr().add(c)) };
-                let saved = unsafe { (*persistent.ptr()).as_deref() };
-                let net = unsafe { &*net.ptr() };
+                // SAFETY: phase 1: chunk c belongs to this worker (c % workers == t); the
+                // generative chunks exist when dreaming.
+                let (p, stat, gp) = unsafe {
+                    let gp = dreaming.is_some().then(|| generative.get_mut_at(c));
+                    (particles.get_mut_at(c), stats.get_mut_at(c), gp)
+                };
                 relax_chunk(
                     net,
                     &hp,
@@ -483,40 +495,32 @@ impl Trainer {
                     betas[b],
                     threshold,
                 );
-                if let Some(g) = &dreaming {
-                    // SAFETY: generative chunk c belongs to this worker like chunk c.
-                    let gp = unsafe { &mut *generative.ptr().add(c) };
+                if let (Some(g), Some(gp)) = (&dreaming, gp) {
                     gp.phases(net, &p.free, &p.target, g, hp.eps);
                 }
             }
             if barrier.wait().is_err() {
                 return false;
             }
-            // SAFETY (phase 2): every chunk is only read; the rows of every coupling are
-            // split in disjoint blocks; biases, persistent states and progress belong to
-            // worker 0.
-            let all = unsafe { std::slice::from_raw_parts(particles.ptr(), chunks) };
-            let mut scale = update_scales(lrs, all, hp.nudging, betas[b]);
-            if let Some(m) = gate {
-                scale.iter_mut().for_each(|c| *c *= m.gain);
-            }
-            // SAFETY: the row blocks of the workers are disjoint.
-            let (block, first) = unsafe { row_block(&couplings[0], t, workers) };
+            // SAFETY: phase 2: every chunk is only read.
+            let (all, gens) = unsafe { (particles.get(), generative.get()) };
+            let scale = gated_scales(lrs, all, hp.nudging, betas[b], gate.as_ref());
+            let (w1, cols) = &couplings[0];
+            // SAFETY: phase 2: block t of the rows belongs to worker t.
+            let (block, first) = unsafe { w1.row_block(*cols, t, workers) };
             update_first_layer_rows(block, first, scale[0], all, hp.nudging, betas[b]);
             for k in 2..hp.layers.len() {
-                // SAFETY: as above.
-                let (block, first) = unsafe { row_block(&couplings[k - 1], t, workers) };
+                let (w, cols) = &couplings[k - 1];
+                // SAFETY: phase 2: block t of the rows belongs to worker t.
+                let (block, first) = unsafe { w.row_block(*cols, t, workers) };
                 update_dense_layer_rows(block, first, k, scale[k - 1], all, hp.nudging, betas[b]);
             }
-            let dreams = dreaming.map(|g| {
-                // SAFETY: in phase 2 every generative chunk is only read.
-                let gens = unsafe { std::slice::from_raw_parts(generative.ptr(), chunks) };
-                (gens, generative_scales(lrs, gens, &g))
-            });
+            let dreams = dreaming.map(|g| (gens, generative_scales(lrs, gens, &g)));
             if let Some((gens, gen_scale)) = &dreams {
                 for k in 1..generative_layers(&hp).0 {
-                    // SAFETY: as above.
-                    let (block, first) = unsafe { row_block(&couplings[k - 1], t, workers) };
+                    let (w, cols) = &couplings[k - 1];
+                    // SAFETY: phase 2: block t of the rows belongs to worker t.
+                    let (block, first) = unsafe { w.row_block(*cols, t, workers) };
                     update_generative_rows(block, first, k, gen_scale[k - 1], gens);
                 }
             }
@@ -530,16 +534,22 @@ impl Trainer {
                 }
             }
             if t == 0 {
-                let biases =
-                    unsafe { std::slice::from_raw_parts_mut(biases.ptr(), hp.layers.len()) };
+                // SAFETY: phase 2: the biases, the persistent states and the progress belong
+                // to worker 0; the stats are only read.
+                let (biases, stats, persistent, progress) = unsafe {
+                    (
+                        biases.get_mut(),
+                        stats.get(),
+                        persistent.get_mut(),
+                        progress.get_mut(),
+                    )
+                };
                 update_biases(biases, &scale, all, hp.nudging, betas[b]);
                 if let Some((gens, gen_scale)) = &dreams {
                     let (_, with_bias) = generative_layers(&hp);
                     update_generative_biases(&mut biases[..with_bias], gen_scale, gens);
                 }
-                let stats = unsafe { std::slice::from_raw_parts(stats.ptr(), chunks) };
-                let progress = unsafe { &mut *progress.ptr() };
-                if let Some(saved) = unsafe { (*persistent.ptr()).as_mut() } {
+                if let Some(saved) = persistent.as_mut() {
                     for (p, &at) in all.iter().zip(&starts) {
                         copy_rows_back(&p.free.layers, &indices[at..at + p.batch()], saved);
                     }
@@ -577,13 +587,13 @@ impl Trainer {
             let workers = pace.workers();
             let since = Instant::now();
             // SAFETY: no worker runs between stretches.
-            let first = unsafe { (*progress.ptr()).batch };
+            let first = unsafe { progress.get() }.batch;
             halt.store(false, Ordering::SeqCst);
             let ((), waits) = run_workers(workers, |t, barrier| {
                 while mini_batch(t, workers, barrier, first, since) {}
             });
-            // SAFETY: as above.
-            let b = unsafe { (*progress.ptr()).batch };
+            // SAFETY: no worker runs between stretches.
+            let b = unsafe { progress.get() }.batch;
             pace.record(
                 workers,
                 (b - first) as f64,
@@ -624,28 +634,6 @@ fn generative_layers(hp: &Hyperparams) -> (usize, usize) {
         Some(g) if g.input_couplings_only => (2, 1),
         _ => (hp.layers.len(), hp.layers.len()),
     }
-}
-
-/// Worker `t`'s block of whole rows (of `workers` near-equal blocks) of the coupling whose buffer,
-/// rows and columns are given, and the block's first row.
-///
-/// # Safety
-/// The buffer must hold `rows x cols` floats, and no one else may touch these rows while the
-/// slice lives.
-unsafe fn row_block<'a>(
-    coupling: &(Shared<f32>, usize, usize),
-    t: usize,
-    workers: usize,
-) -> (&'a mut [f32], usize) {
-    let &(data, rows, cols) = coupling;
-    let (first, last) = (t * rows / workers, (t + 1) * rows / workers);
-    // SAFETY: inside the buffer; exclusivity is the caller's promise.
-    (
-        unsafe {
-            std::slice::from_raw_parts_mut(data.ptr().add(first * cols), (last - first) * cols)
-        },
-        first,
-    )
 }
 
 /// Phase 1 of a mini-batch for one chunk: load its examples, relax the free phase, record the

@@ -1,7 +1,8 @@
 //! The CUDA backend against the CPU path: states, energies, updates and a training run.
 //!
 //! Built with `--features cuda`; each test says "skipped" and passes on a machine without a
-//! CUDA device (CI has none). Run them on a GPU machine: `cargo test --release --features cuda
+//! CUDA device (CI has none), unless `EQPROP_REQUIRE_GPU=1`, which makes it fail there instead.
+//! Run them on a GPU machine: `EQPROP_REQUIRE_GPU=1 cargo test --release --features cuda
 //! --test cuda` (or the carried test binary, see tools/cuda-device-check.sh).
 #![cfg(feature = "cuda")]
 
@@ -20,14 +21,9 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::atomic::AtomicBool;
 
+/// The GPU, or `None` (the test skips) where there is none and `EQPROP_REQUIRE_GPU` is not 1.
 fn gpu() -> Option<Gpu> {
-    match Gpu::open() {
-        Ok(g) => Some(g),
-        Err(e) => {
-            eprintln!("skipped: {e}");
-            None
-        }
-    }
+    common::hardware_or_skip(Gpu::open(), "EQPROP_REQUIRE_GPU")
 }
 
 /// A Glorot network with small random biases.

@@ -1,11 +1,11 @@
 //! CPU kernels: dense GEMM through the `gemm` crate, sparse input products by hand.
 
-use super::simd::{axpy_rows, simd_dispatch};
+use super::simd::{Isa, axpy_rows, simd_dispatch};
 use crate::tensor::Matrix;
 
 /// Whether an operand enters a product as stored or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transpose {
+pub(crate) enum Transpose {
     No,
     Yes,
 }
@@ -22,7 +22,7 @@ fn view(m: &Matrix, t: Transpose) -> (usize, usize, isize, isize) {
 /// `C += alpha * op(A) * op(B)` on one thread (callers parallelise over larger units of work).
 ///
 /// Panics on mismatched shapes: these are programming errors, not input errors.
-pub fn matmul_acc(
+pub(crate) fn matmul_acc(
     c: &mut Matrix,
     a: &Matrix,
     ta: Transpose,
@@ -91,7 +91,13 @@ unsafe fn gemm_acc(
 
 /// `W[rows] += alpha A[:, rows]^T B` for the block of rows of `W` starting at `first_row`
 /// (`block` holds whole rows of `B.cols()` floats): one worker's share of an outer-product update.
-pub fn outer_acc_rows(block: &mut [f32], first_row: usize, a: &Matrix, b: &Matrix, alpha: f32) {
+pub(crate) fn outer_acc_rows(
+    block: &mut [f32],
+    first_row: usize,
+    a: &Matrix,
+    b: &Matrix,
+    alpha: f32,
+) {
     let n = b.cols();
     let m = block.len() / n.max(1);
     assert_eq!(a.rows(), b.rows(), "one row per sample in both factors");
@@ -157,7 +163,7 @@ impl SparseColumns {
     }
 
     /// Drops the entries of every sample `s` with `keep[s] == false`.
-    pub fn retain_samples(&mut self, keep: &[bool]) {
+    pub(crate) fn retain_samples(&mut self, keep: &[bool]) {
         for p in 0..self.cols {
             let start = p * self.capacity;
             let mut kept = 0;
@@ -191,7 +197,7 @@ impl SparseColumns {
 /// [`SparseColumns::rank_update`] summed over several chunks of a mini-batch, `(inputs, delta)`
 /// each: the lit samples of all chunks are added to a weight row up to eight per pass, so the row
 /// is loaded and stored once per eight samples.
-pub fn rank_update_chunks(
+pub(crate) fn rank_update_chunks(
     c: f32,
     chunks: &[(&SparseColumns, &Matrix)],
     first_row: usize,
@@ -222,7 +228,7 @@ simd_dispatch! {
 }
 
 #[inline(always)]
-fn input_drive_impl<const FMA: bool>(x: &Matrix, w: &Matrix, d: &mut Matrix) {
+fn input_drive_impl<I: Isa>(isa: I, x: &Matrix, w: &Matrix, d: &mut Matrix) {
     assert_eq!(w.rows(), x.cols(), "weight rows must equal input width");
     assert_eq!(w.cols(), d.cols(), "weight columns must equal drive width");
     assert_eq!(x.rows(), d.rows(), "one drive row per input row");
@@ -241,7 +247,7 @@ fn input_drive_impl<const FMA: bool>(x: &Matrix, w: &Matrix, d: &mut Matrix) {
                 rows[lit] = w.row(first + offset);
                 lit += usize::from(v != 0.0);
             }
-            axpy_rows::<FMA>(d.row_mut(s), &coef[..lit], &rows[..lit]);
+            axpy_rows(isa, d.row_mut(s), &coef[..lit], &rows[..lit]);
         }
     }
 }
@@ -256,7 +262,8 @@ simd_dispatch! {
 const TERMS: usize = 32;
 
 #[inline(always)]
-fn sparse_rank_update_impl<const FMA: bool>(
+fn sparse_rank_update_impl<I: Isa>(
+    isa: I,
     chunks: &[(&SparseColumns, &Matrix)],
     c: f32,
     first_row: usize,
@@ -275,18 +282,18 @@ fn sparse_rank_update_impl<const FMA: bool>(
                 rows[count] = delta.row(s);
                 count += 1;
                 if count == TERMS {
-                    axpy_rows::<FMA>(wrow, &coef, &rows);
+                    axpy_rows(isa, wrow, &coef, &rows);
                     count = 0;
                 }
             }
         }
-        axpy_rows::<FMA>(wrow, &coef[..count], &rows[..count]);
+        axpy_rows(isa, wrow, &coef[..count], &rows[..count]);
     }
 }
 
 /// `s <- clamp(s + eps (d - s) [+ eps beta (t - s)], 0, 1)` on one row.
 #[inline(always)]
-pub fn step_row(s: &mut [f32], d: &[f32], eps: f32, nudge: Option<(f32, &[f32])>) {
+pub(crate) fn step_row(s: &mut [f32], d: &[f32], eps: f32, nudge: Option<(f32, &[f32])>) {
     match nudge {
         Some((beta, t)) => {
             for ((x, &d), &t) in s.iter_mut().zip(d).zip(t) {
@@ -304,6 +311,7 @@ pub fn step_row(s: &mut [f32], d: &[f32], eps: f32, nudge: Option<(f32, &[f32])>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::simd::Scalar;
 
     fn naive(a: &Matrix, ta: Transpose, b: &Matrix, tb: Transpose) -> Matrix {
         let get = |m: &Matrix, t: Transpose, i: usize, j: usize| match t {
@@ -423,6 +431,172 @@ mod tests {
         matmul_acc(&mut w_dense, &x, Transpose::Yes, &delta, Transpose::No, 0.3);
         for (a, b) in w_sparse.as_slice().iter().zip(w_dense.as_slice()) {
             assert!((a - b).abs() < 1e-5);
+        }
+    }
+
+    /// MNIST-like inputs: non-negative, about two thirds exactly zero, whole dark blocks of
+    /// eight pixels among them (rows 1 and 4 are dark from pixel 8 on), a `-0.0` here and there.
+    fn inputs(rows: usize, cols: usize, seed: u32) -> Matrix {
+        let mut x = pseudo_random(rows, cols, seed);
+        for (i, v) in x.as_mut_slice().iter_mut().enumerate() {
+            let (r, p) = (i / cols, i % cols);
+            *v = match (r, p) {
+                (1 | 4, 8..) => 0.0,
+                _ if i % 29 == 5 => -0.0,
+                _ => v.max(0.0),
+            };
+        }
+        x
+    }
+
+    /// `D += X W` one lit pixel after another, each multiply-add fused or not: the arithmetic
+    /// each variant of `input_drive` promises.
+    fn ordered_drive(x: &Matrix, w: &Matrix, d: &Matrix, fused: bool) -> Matrix {
+        let mut d = d.clone();
+        for s in 0..x.rows() {
+            for (p, &v) in x.row(s).iter().enumerate().filter(|(_, v)| **v != 0.0) {
+                for (y, &wv) in d.row_mut(s).iter_mut().zip(w.row(p)) {
+                    *y = if fused {
+                        v.mul_add(wv, *y)
+                    } else {
+                        v * wv + *y
+                    };
+                }
+            }
+        }
+        d
+    }
+
+    /// `W += c X^T Delta` one lit sample after another (chunk by chunk), the coefficient
+    /// `c x` rounded first, each multiply-add fused or not.
+    fn ordered_rank_update(
+        chunks: &[(&Matrix, &Matrix)],
+        c: f32,
+        w: &Matrix,
+        fused: bool,
+    ) -> Matrix {
+        let mut w = w.clone();
+        for p in 0..w.rows() {
+            for &(x, delta) in chunks {
+                for s in (0..x.rows()).filter(|&s| x.get(s, p) != 0.0) {
+                    let a = c * x.get(s, p);
+                    for (y, &dv) in w.row_mut(p).iter_mut().zip(delta.row(s)) {
+                        *y = if fused {
+                            a.mul_add(dv, *y)
+                        } else {
+                            a * dv + *y
+                        };
+                    }
+                }
+            }
+        }
+        w
+    }
+
+    fn bits(m: &Matrix) -> Vec<u32> {
+        m.as_slice().iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// Within the rounding that fusing saves: well under 1e-5 for these sums of a few dozen
+    /// terms below 1 (each fused term skips one rounding of its product).
+    fn assert_close(a: &Matrix, b: &Matrix) {
+        for (x, y) in a.as_slice().iter().zip(b.as_slice()) {
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        }
+    }
+
+    /// Widths around the vector width and the drive's 500; pixel counts with a partial block.
+    const SHAPES: [(usize, usize, usize); 4] = [(6, 11, 4), (5, 40, 9), (7, 27, 17), (3, 64, 500)];
+
+    /// The sparse input drive of each variant is its ordered sum bit for bit (the scalar one
+    /// on every machine), and the two variants agree.
+    #[test]
+    fn input_drive_variants_are_their_ordered_sums() {
+        let avx = crate::backend::simd::avx2_or_skip("input_drive_variants_are_their_ordered_sums");
+        for (seed, &(batch, pixels, units)) in SHAPES.iter().enumerate() {
+            let x = inputs(batch, pixels, seed as u32);
+            let w = pseudo_random(pixels, units, 40 + seed as u32);
+            let d0 = pseudo_random(batch, units, 80 + seed as u32);
+            let mut scalar = d0.clone();
+            input_drive_impl(Scalar, &x, &w, &mut scalar);
+            assert_eq!(bits(&scalar), bits(&ordered_drive(&x, &w, &d0, false)));
+            let mut public = d0.clone();
+            input_drive(&x, &w, &mut public);
+            if let Some(avx) = avx {
+                let mut fast = d0.clone();
+                input_drive_impl(avx, &x, &w, &mut fast);
+                assert_eq!(bits(&fast), bits(&ordered_drive(&x, &w, &d0, true)));
+                assert_close(&scalar, &fast);
+                assert_eq!(bits(&public), bits(&fast), "the dispatch runs AVX2");
+            } else {
+                assert_eq!(
+                    bits(&public),
+                    bits(&scalar),
+                    "the dispatch runs the scalar loop"
+                );
+            }
+        }
+    }
+
+    /// The sparse rank update of each variant is its ordered sum bit for bit (over two chunks
+    /// and more than `TERMS` lit samples per pixel, so the terms go in several passes), and the
+    /// two variants agree.
+    #[test]
+    fn rank_update_variants_are_their_ordered_sums() {
+        let avx = crate::backend::simd::avx2_or_skip("rank_update_variants_are_their_ordered_sums");
+        for (seed, &(batch, pixels, units)) in SHAPES.iter().enumerate() {
+            let batch = batch * 7;
+            let xs = [
+                inputs(batch, pixels, seed as u32),
+                inputs(batch, pixels, 9 + seed as u32),
+            ];
+            let deltas = [
+                pseudo_random(batch, units, 20),
+                pseudo_random(batch, units, 21),
+            ];
+            let sparse: Vec<SparseColumns> = xs
+                .iter()
+                .map(|x| {
+                    let mut s = SparseColumns::default();
+                    s.rebuild(x);
+                    s
+                })
+                .collect();
+            let chunks = [(&sparse[0], &deltas[0]), (&sparse[1], &deltas[1])];
+            let dense = [(&xs[0], &deltas[0]), (&xs[1], &deltas[1])];
+            let w0 = pseudo_random(pixels, units, 60 + seed as u32);
+            // Two workers' blocks of rows, as in training.
+            let run = |update: &dyn Fn(usize, &mut [f32])| {
+                let mut w = w0.clone();
+                let (top, bottom) = w.as_mut_slice().split_at_mut(pixels / 2 * units);
+                update(0, top);
+                update(pixels / 2, bottom);
+                w
+            };
+            let c = 0.3;
+            let scalar =
+                run(&|first, rows| sparse_rank_update_impl(Scalar, &chunks, c, first, rows));
+            assert_eq!(
+                bits(&scalar),
+                bits(&ordered_rank_update(&dense, c, &w0, false))
+            );
+            let public = run(&|first, rows| rank_update_chunks(c, &chunks, first, rows));
+            if let Some(avx) = avx {
+                let fast =
+                    run(&|first, rows| sparse_rank_update_impl(avx, &chunks, c, first, rows));
+                assert_eq!(
+                    bits(&fast),
+                    bits(&ordered_rank_update(&dense, c, &w0, true))
+                );
+                assert_close(&scalar, &fast);
+                assert_eq!(bits(&public), bits(&fast), "the dispatch runs AVX2");
+            } else {
+                assert_eq!(
+                    bits(&public),
+                    bits(&scalar),
+                    "the dispatch runs the scalar loop"
+                );
+            }
         }
     }
 }

@@ -3,19 +3,22 @@
 //! Model code (dynamics, learning rule) calls only these operations, so a GPU backend replaces
 //! them without the model knowing. The CPU backend is the reference implementation:
 //!
-//! * [`matmul_acc`]: `C += alpha * op(A) op(B)`, the dense GEMM behind every coupling term;
+//! * `matmul_acc`: `C += alpha * op(A) op(B)`, the dense GEMM behind every coupling term;
 //! * [`input_drive`] (`D += X W`) and [`SparseColumns::rank_update`] (`W += c X^T Delta`, on a
 //!   column-compressed view of the clamped input batch), which skip the zero pixels (most MNIST
 //!   pixels are exactly zero);
-//! * [`relax_fused`]: all steps of a phase for a chunk of samples, one sample at a time, when the
+//! * `relax_fused`: all steps of a phase for a chunk of samples, one sample at a time, when the
 //!   free-to-free couplings are small enough to stay in cache (the 784-500-10 case).
-pub mod cpu;
+//!
+//! Only safe entry points are public: each kernel that has an AVX2+FMA variant asks the CPU at
+//! run time which variant it may run (see `simd`), so no safe call can execute an instruction
+//! the CPU lacks; the kernels' variants themselves are crate-private.
+pub(crate) mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
-pub mod fused;
-pub mod simd;
+mod fused;
+pub(crate) mod simd;
 
-pub use cpu::{
-    SparseColumns, Transpose, input_drive, matmul_acc, outer_acc_rows, rank_update_chunks, step_row,
-};
-pub use fused::{FusedCouplings, FusedPhase, FusedScratch, relax_fused};
+pub use cpu::{SparseColumns, input_drive};
+pub(crate) use cpu::{Transpose, matmul_acc, outer_acc_rows, rank_update_chunks, step_row};
+pub(crate) use fused::{FusedCouplings, FusedPhase, FusedScratch, relax_fused};

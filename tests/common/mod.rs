@@ -149,3 +149,18 @@ fn assert_error(out: &std::process::Output, needles: &[&str], error_first: bool)
         assert!(message.contains(needle), "expected '{needle}' in: {err}");
     }
 }
+
+/// The hardware a test needs (`found`), or `None` after saying why the test skipped: unless the
+/// environment variable `require` is `1` (set on machines known to have the hardware, so that a
+/// test cannot pass by skipping there), which makes the test fail instead.
+pub fn hardware_or_skip<T, E: std::fmt::Display>(found: Result<T, E>, require: &str) -> Option<T> {
+    match found {
+        Ok(hardware) => Some(hardware),
+        Err(why) => {
+            let required = std::env::var(require).is_ok_and(|v| v == "1");
+            assert!(!required, "{require}=1, but: {why}");
+            eprintln!("skipped: {why} (set {require}=1 to fail instead)");
+            None
+        }
+    }
+}

@@ -22,7 +22,7 @@ const REPORT_EVERY: usize = 250;
 const EVAL_BATCH: usize = 1000;
 
 /// A network and its training buffers on the GPU.
-pub struct GpuTrainer {
+pub(crate) struct GpuTrainer {
     gpu: Gpu,
     net: GpuNetwork,
     batch: usize,
