@@ -21,6 +21,7 @@ mod agent;
 mod checks;
 mod continual;
 mod dream;
+mod plots;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -351,7 +352,7 @@ struct BenchArgs {
     /// With --device cuda: copies of the training file in the timed epoch (6 x 10k = 60k).
     #[arg(long, default_value_t = 6)]
     train_repeat: usize,
-    /// With --device cuda: also write the Markdown table to this file.
+    /// Also write the report (the Markdown tables) to this file.
     #[arg(long)]
     report: Option<PathBuf>,
     #[command(flatten)]
@@ -631,7 +632,7 @@ impl run::Observer for TrainConsole {
             .map_err(|e| eqprop::Error::io(&files.metrics, e))?;
         let hp = run.hyperparams();
         let title = format!("EqProp {:?} on {}", hp.layers, run.dataset().as_str());
-        if let Err(e) = metrics::plot_curve(&files.curve, &records, &title) {
+        if let Err(e) = plots::plot_curve(&files.curve, &records, &title) {
             eprintln!("warning: could not draw {}: {e}", files.curve.display());
         }
         if let Some(options) = &self.dreams {
@@ -682,11 +683,6 @@ fn bench(args: BenchArgs, device: Device) -> Result<()> {
             args.settle
         );
     }
-    device.require(if args.gate_ab {
-        Work::GateBench
-    } else {
-        Work::Bench
-    })?;
     let baseline = bench::TorchBaseline {
         python: args.python.clone(),
         script: args.torch_script.clone(),
@@ -702,64 +698,25 @@ fn bench(args: BenchArgs, device: Device) -> Result<()> {
     let trainset = args.data.load(Split::Train)?;
     let testset = args.data.load(Split::Test)?;
     hp.check_training_set(&trainset)?;
-    let opts = bench::BenchOptions {
-        rounds: args.rounds,
-        settle: std::time::Duration::from_secs_f64(args.settle),
-        threads: args.threads,
-    };
-    let log = |line: &str| eprintln!("{line}");
-    let torch = torch.then_some((&baseline, data_dir.as_path()));
-    let report = match device {
-        _ if args.gate_ab => bench::compare_gate(&hp, &trainset, &testset, &opts, log)?,
-        Device::Cpu => {
-            eprintln!(
-                "bench: {} x {} epochs of {:?} on {} ({} images), {} threads",
-                args.rounds,
-                args.epochs,
-                hp.layers,
-                args.data.name(),
-                trainset.len(),
-                args.threads
-            );
-            bench::compare_with_torch(&hp, &trainset, &testset, &opts, torch, log)?
-        }
-        Device::Cuda => cuda_bench(&args, &hp, &trainset, &testset, torch)?,
-    };
-    print!("{report}");
-    Ok(())
-}
-
-/// `bench --device cuda`: the library's CUDA report, printed and written to `--report`.
-#[cfg(feature = "cuda")]
-fn cuda_bench(
-    args: &BenchArgs,
-    hp: &Hyperparams,
-    trainset: &Dataset,
-    testset: &Dataset,
-    torch: Option<(&bench::TorchBaseline, &Path)>,
-) -> Result<String> {
-    let opts = bench::CudaBench {
+    let plan = bench::BenchPlan {
+        options: bench::BenchOptions {
+            rounds: args.rounds,
+            settle: std::time::Duration::from_secs_f64(args.settle),
+            threads: args.threads,
+        },
+        gate: args.gate_ab,
+        torch: torch.then_some((baseline, data_dir)),
         repeats: args.repeats,
         train_repeat: args.train_repeat,
-        torch,
     };
-    let report = bench::cuda_report(hp, trainset, testset, &opts, |l| eprintln!("{l}"))?;
+    let report = bench::benchmark(device, &hp, &trainset, &testset, &plan, |line| {
+        eprintln!("{line}")
+    })?;
+    print!("{report}");
     if let Some(path) = &args.report {
         std::fs::write(path, &report).with_context(|| path.display().to_string())?;
     }
-    // The report ends its tables with a newline; println adds the line the old output had.
-    Ok(format!("{report}\n"))
-}
-
-#[cfg(not(feature = "cuda"))]
-fn cuda_bench(
-    _: &BenchArgs,
-    _: &Hyperparams,
-    _: &Dataset,
-    _: &Dataset,
-    _: Option<(&bench::TorchBaseline, &Path)>,
-) -> Result<String> {
-    Err(eqprop::device::DeviceError::NotBuilt.into())
+    Ok(())
 }
 
 #[derive(Args, Debug)]

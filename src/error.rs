@@ -13,7 +13,6 @@ use crate::device::DeviceError;
 use crate::dream::DreamError;
 use crate::env::EnvError;
 use crate::env::fixture::FixtureError;
-use crate::metrics::PlotError;
 use crate::modulator::GateError;
 use crate::network::ShapeError;
 use crate::picture::PictureError;
@@ -61,9 +60,6 @@ pub enum Error {
     /// A picture (PNG, GIF) that cannot be encoded or written.
     #[error(transparent)]
     Picture(#[from] PictureError),
-    /// A chart (SVG) that cannot be drawn.
-    #[error(transparent)]
-    Plot(#[from] PlotError),
     /// Training that stopped before its end (interrupted, or diverged).
     #[error(transparent)]
     Stopped(#[from] Stopped),

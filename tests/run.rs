@@ -233,3 +233,20 @@ fn a_checkpoint_is_the_same_bytes_every_time() {
     let back = checkpoint::load(&dir.join("c0.safetensors")).unwrap();
     assert_eq!(&back.network, trainer.network());
 }
+
+/// The README's Rust example is examples/train.rs, word for word (so the code the README shows
+/// is the code CI compiles and runs).
+#[test]
+fn the_readme_shows_the_example_ci_runs() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let example = std::fs::read_to_string(format!("{root}/examples/train.rs")).unwrap();
+    let marker = "<!-- example: examples/train.rs -->\n```rust\n";
+    let start = readme
+        .find(marker)
+        .expect("the example's marker in README.md")
+        + marker.len();
+    let block = &readme[start..];
+    let block = &block[..block.find("```").expect("the end of the block")];
+    assert_eq!(block, example);
+}

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 const MAX_IMAGINED: usize = 10_000_000;
 
 /// Which model the planner imagines with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum ModelKind {
     /// The online EqProp world model, learned from a blank network.
     Eqprop,

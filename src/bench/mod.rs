@@ -151,3 +151,64 @@ pub fn peak_gflops(threads: usize) -> GemmRate {
         sustained: flops / best_window,
     }
 }
+
+/// What [`benchmark`] runs.
+#[derive(Clone, Debug)]
+pub struct BenchPlan {
+    pub options: BenchOptions,
+    /// Without and with the surprise gate instead of against PyTorch (CPU only).
+    pub gate: bool,
+    /// The PyTorch baseline and the data folder it reads (none: eqprop alone).
+    pub torch: Option<(TorchBaseline, std::path::PathBuf)>,
+    /// On the GPU: timed calls per relax() configuration.
+    pub repeats: usize,
+    /// On the GPU: copies of the training file in the timed epoch.
+    pub train_repeat: usize,
+}
+
+/// The benchmark on `device`: [`compare_gate`] or [`compare_with_torch`] on the CPU, the CUDA
+/// report on the GPU. `log` hears each line as it is measured; the result is the report.
+pub fn benchmark(
+    device: crate::device::Device,
+    hp: &Hyperparams,
+    trainset: &Dataset,
+    testset: &Dataset,
+    plan: &BenchPlan,
+    mut log: impl FnMut(&str),
+) -> crate::Result<String> {
+    use crate::device::{Device, Work};
+    device.require(if plan.gate {
+        Work::GateBench
+    } else {
+        Work::Bench
+    })?;
+    let torch = plan.torch.as_ref().map(|(t, dir)| (t, dir.as_path()));
+    let opts = &plan.options;
+    if plan.gate {
+        return compare_gate(hp, trainset, testset, opts, log);
+    }
+    match device {
+        Device::Cpu => {
+            log(&format!(
+                "bench: {} x {} epochs of {:?} on {} images, {} threads",
+                opts.rounds,
+                hp.epochs,
+                hp.layers,
+                trainset.len(),
+                opts.threads
+            ));
+            compare_with_torch(hp, trainset, testset, opts, torch, log)
+        }
+        #[cfg(feature = "cuda")]
+        Device::Cuda => {
+            let cuda = CudaBench {
+                repeats: plan.repeats,
+                train_repeat: plan.train_repeat,
+                torch,
+            };
+            Ok(cuda_report(hp, trainset, testset, &cuda, log)? + "\n")
+        }
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda => Err(crate::device::DeviceError::NotBuilt.into()),
+    }
+}

@@ -178,7 +178,7 @@ pub fn agent(args: AgentArgs) -> Result<()> {
     let mut bars = Bars::default();
     let outcome = experiment.run(|event| bars.show(event))?;
     bars.finish();
-    eqprop::metrics::plot_returns(
+    super::plots::plot_returns(
         &out.join("returns.svg"),
         &outcome.learning_returns(),
         &outcome.evaluation_returns(),

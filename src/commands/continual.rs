@@ -1,5 +1,6 @@
 //! `eqprop continual`: Split-MNIST (or Split-Fashion-MNIST) task after task.
 
+use super::plots::plot_accuracy_matrix;
 use super::{DataArgs, Overrides, dream::DreamDynamics, init_threads};
 use anyhow::Result;
 use clap::{Args, ValueEnum};
@@ -8,7 +9,6 @@ use eqprop::continual::{
     self, AccuracyMatrix, ContinualOptions, Event, Experiment, Outcome, Protocol, Replay, Scenario,
 };
 use eqprop::data::{Dataset, Split};
-use eqprop::metrics::plot_accuracy_matrix;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 

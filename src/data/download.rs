@@ -1,12 +1,16 @@
 //! Downloading the data files: mirrors, official checksums, atomic verified writes.
 
 use std::fs::{self, File, OpenOptions};
+#[cfg(feature = "download")]
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "download")]
 use std::time::Duration;
 
+#[cfg(feature = "download")]
 use indicatif::{ProgressBar, ProgressStyle};
+#[cfg(feature = "download")]
 use md5::{Digest, Md5};
 
 use super::{DataError, Dataset, DatasetName, FILE_NAMES, Split, existing_file, load};
@@ -216,6 +220,7 @@ fn sync_parent(path: &Path) {
     }
 }
 
+#[cfg(feature = "download")]
 /// The HTTP agent: bounded connect and read times, HTTP errors as errors.
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -226,6 +231,7 @@ fn agent() -> ureq::Agent {
         .new_agent()
 }
 
+#[cfg(feature = "download")]
 /// Turns a ureq error into a [`DataError`] about downloading `url` to `dest`.
 fn http_error(url: &str, dest: &Path, e: ureq::Error) -> DataError {
     match e {
@@ -242,6 +248,7 @@ fn http_error(url: &str, dest: &Path, e: ureq::Error) -> DataError {
     }
 }
 
+#[cfg(feature = "download")]
 /// Streams the body of `url` into `file` (synced at the end); returns its MD5 in hex.
 fn fetch_into(url: &str, dest: &Path, mut file: File, tmp: &Path) -> Result<String, DataError> {
     let mut response = agent()
@@ -269,6 +276,7 @@ fn fetch_into(url: &str, dest: &Path, mut file: File, tmp: &Path) -> Result<Stri
     Ok(hex(&hasher.finalize()))
 }
 
+#[cfg(feature = "download")]
 /// A progress bar for a download of `len` bytes (a spinner when the length is unknown).
 fn progress_bar(len: Option<u64>, dest: &Path) -> ProgressBar {
     let msg = dest
@@ -291,7 +299,17 @@ fn progress_bar(len: Option<u64>, dest: &Path) -> ProgressBar {
     bar.with_message(format!("downloading {msg}"))
 }
 
+/// Without the `download` feature nothing is fetched: the error names the file to put in place.
+#[cfg(not(feature = "download"))]
+fn fetch_into(url: &str, dest: &Path, _: File, _: &Path) -> Result<String, DataError> {
+    Err(DataError::NotBuilt {
+        url: url.to_string(),
+        path: dest.to_path_buf(),
+    })
+}
+
 /// Lowercase hex of `bytes`.
+#[cfg(feature = "download")]
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -185,7 +185,20 @@ pub enum DataError {
         path: PathBuf,
         /// The transport error.
         #[source]
-        source: Box<ureq::Error>,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// This build cannot download (it lacks the `download` feature).
+    #[error(
+        "{} is missing, and this eqprop was built without the `download` feature: download {url} \
+         and put it there, or build with `--features download`",
+        .path.display()
+    )]
+    NotBuilt {
+        /// The URL the file comes from.
+        url: String,
+        /// Where it belongs.
+        path: PathBuf,
     },
 
     /// A downloaded file does not have the expected MD5 checksum (it was not kept).

@@ -1,0 +1,183 @@
+//! The command line's charts (SVG, with plotters): the training curve, the accuracy matrix of
+//! continual learning, the robot's returns. The library writes the numbers; drawing them is
+//! the binary's.
+
+use eqprop::metrics::EpochRecord;
+use plotters::prelude::*;
+use std::path::Path;
+
+/// A chart that cannot be drawn or written (plotters' error, which says which step failed).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct PlotError(#[from] DrawingAreaErrorKind<std::io::Error>);
+
+/// Draws train and test error (%) against epochs as an SVG.
+pub fn plot_curve(path: &Path, records: &[EpochRecord], title: &str) -> Result<(), PlotError> {
+    let root = SVGBackend::new(path, (720, 440)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let last = records.iter().map(|r| r.epoch).max().unwrap_or(1).max(1);
+    // Scaled to the test error (the train error of the first epochs may run off the top), so the
+    // last points, where runs differ, stay readable.
+    let top = records.iter().map(|r| r.test_error).fold(1.0, f64::max) * 1.3;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0usize..last, 0.0..top)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc("error (%)")
+        .draw()?;
+    let series = [
+        (
+            "train",
+            RED,
+            records
+                .iter()
+                .map(|r| (r.epoch, r.train_error))
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "test",
+            BLUE,
+            records.iter().map(|r| (r.epoch, r.test_error)).collect(),
+        ),
+    ];
+    for (name, color, points) in series {
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Draws an accuracy matrix (rows: after each training stage, columns: on each task, values in
+/// percent) as a heat map SVG with the value in every cell.
+pub fn plot_accuracy_matrix(
+    path: &Path,
+    accuracy: &[Vec<f64>],
+    tasks: &[String],
+    title: &str,
+) -> Result<(), PlotError> {
+    const CELL: i32 = 72;
+    const LEFT: i32 = 110;
+    const TOP: i32 = 84;
+    let (cols, rows) = (tasks.len() as i32, accuracy.len() as i32);
+    let size = (
+        (LEFT + cols * CELL + 20) as u32,
+        (TOP + rows * CELL + 50) as u32,
+    );
+    let root = SVGBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE)?;
+    let text = |size: i32| ("sans-serif", size).into_font();
+    let centred = |size: i32| {
+        text(size)
+            .into_text_style(&root)
+            .pos(plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Center,
+                plotters::style::text_anchor::VPos::Center,
+            ))
+    };
+    root.draw(&Text::new(title, (size.0 as i32 / 2, 16), centred(18)))?;
+    root.draw(&Text::new(
+        "test accuracy (%) on task",
+        (LEFT + cols * CELL / 2, TOP - 42),
+        centred(14),
+    ))?;
+    for (j, name) in tasks.iter().enumerate() {
+        let x = LEFT + j as i32 * CELL + CELL / 2;
+        root.draw(&Text::new(name.as_str(), (x, TOP - 14), centred(14)))?;
+    }
+    for (t, row) in accuracy.iter().enumerate() {
+        let y = TOP + t as i32 * CELL;
+        let stage = if rows == 1 {
+            "joint".to_string()
+        } else {
+            format!("after {}", tasks[t])
+        };
+        root.draw(&Text::new(stage, (LEFT / 2, y + CELL / 2), centred(14)))?;
+        for (j, &a) in row.iter().enumerate() {
+            let x = LEFT + j as i32 * CELL;
+            let shade = (a / 100.0).clamp(0.0, 1.0);
+            // White (0%) to deep green (100%).
+            let colour = RGBColor(
+                (255.0 * (1.0 - 0.85 * shade)) as u8,
+                (255.0 * (1.0 - 0.45 * shade)) as u8,
+                (255.0 * (1.0 - 0.75 * shade)) as u8,
+            );
+            root.draw(&Rectangle::new(
+                [(x + 1, y + 1), (x + CELL - 1, y + CELL - 1)],
+                colour.filled(),
+            ))?;
+            let ink = if shade > 0.6 { WHITE } else { BLACK };
+            root.draw(&Text::new(
+                format!("{a:.1}"),
+                (x + CELL / 2, y + CELL / 2),
+                centred(16).color(&ink),
+            ))?;
+        }
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Draws episode returns against environment steps as an SVG: the learning episodes as a line
+/// at the step count where each ended, the evaluation episodes as dots (at the learning steps
+/// they followed).
+pub fn plot_returns(
+    path: &Path,
+    learning: &[(usize, f64)],
+    evaluation: &[(usize, f64)],
+    title: &str,
+) -> Result<(), PlotError> {
+    let root = SVGBackend::new(path, (720, 440)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let all = || learning.iter().chain(evaluation);
+    let last = all().map(|p| p.0).max().unwrap_or(1).max(1) * 21 / 20 + 1;
+    let lo = all().map(|p| p.1).fold(0.0, f64::min);
+    let hi = all().map(|p| p.1).fold(0.0, f64::max);
+    let pad = 0.05 * (hi - lo).max(1.0);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0usize..last, (lo - pad)..(hi + pad))?;
+    chart
+        .configure_mesh()
+        .x_desc("environment steps")
+        .y_desc("episode return")
+        .draw()?;
+    chart
+        .draw_series(LineSeries::new(
+            learning.iter().copied(),
+            RED.stroke_width(2),
+        ))?
+        .label("learning (online)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+    chart.draw_series(learning.iter().map(|&p| Circle::new(p, 3, RED.filled())))?;
+    chart
+        .draw_series(evaluation.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))?
+        .label("evaluation (learning frozen)")
+        .legend(|(x, y)| Circle::new((x + 10, y), 4, BLUE.filled()));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
