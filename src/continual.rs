@@ -20,7 +20,7 @@
 //! interleaves the kept dreams with its own images. No real image of an old task is kept.
 
 use crate::Result;
-use crate::config::{ConfigError, Hyperparams};
+use crate::config::Hyperparams;
 use crate::data::Dataset;
 use crate::dream::{DreamOptions, dream};
 use crate::network::Network;
@@ -32,6 +32,8 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::AtomicBool;
+
+pub use crate::error::ContinualError;
 
 mod experiment;
 pub use experiment::{
@@ -78,6 +80,29 @@ pub enum Replay {
     Dreams,
     Real,
     Joint,
+}
+
+impl Scenario {
+    /// The variant's name as `Debug` prints it (for messages).
+    fn debug_name(self) -> &'static str {
+        match self {
+            Scenario::Class => "Class",
+            Scenario::Task => "Task",
+            Scenario::Domain => "Domain",
+        }
+    }
+}
+
+impl Replay {
+    /// The variant's name as `Debug` prints it (for messages).
+    fn debug_name(self) -> &'static str {
+        match self {
+            Replay::None => "None",
+            Replay::Dreams => "Dreams",
+            Replay::Real => "Real",
+            Replay::Joint => "Joint",
+        }
+    }
 }
 
 /// How a continual run goes.
@@ -230,40 +255,6 @@ pub enum Event<'a> {
     },
 }
 
-/// Continual options that cannot work together, or with the network.
-#[derive(Debug, thiserror::Error)]
-pub enum ContinualError {
-    #[error("the number of tasks to learn must be in 1..={tasks}, got {stages}")]
-    Stages { tasks: usize, stages: usize },
-    #[error("the epochs per task must be at least 1")]
-    NoEpochs,
-    #[error("{0:?} replay needs at least 1 replayed example per class")]
-    NothingReplayed(Replay),
-    #[error("the {scenario:?} scenario needs {needed} output units, the network has {outputs}")]
-    TooFewOutputs {
-        scenario: Scenario,
-        needed: usize,
-        outputs: usize,
-    },
-    #[error(
-        "dreams from the latent prior are kept dreams: each task's classes are dreamt right \
-         after it is learned, while its codes are fresh"
-    )]
-    PriorNeedsKeptDreams,
-    #[error("the share of noisy pixels must be in [0, 1], got {0}")]
-    PixelNoise(f32),
-    #[error("the dimming factor must be in (0, 1], got {0}")]
-    Dimming(f32),
-    /// More replayed examples than a batch may hold (the message names the CLI's flag).
-    #[error("--replay-per-class {replay_per_class}: {source}")]
-    TooManyReplayed {
-        replay_per_class: usize,
-        source: ConfigError,
-    },
-    #[error("a task has {examples} examples, fewer than one mini-batch of {batch_size}")]
-    TooFewExamples { examples: usize, batch_size: usize },
-}
-
 /// `Ok` when `ok`, else `error`.
 fn ensure(ok: bool, error: ContinualError) -> Result<(), ContinualError> {
     if ok { Ok(()) } else { Err(error) }
@@ -283,7 +274,7 @@ impl ContinualOptions {
         ensure(self.epochs_per_task >= 1, ContinualError::NoEpochs)?;
         ensure(
             self.replay_per_class >= 1 || matches!(self.replay, Replay::None | Replay::Joint),
-            ContinualError::NothingReplayed(self.replay),
+            ContinualError::NothingReplayed(self.replay.debug_name()),
         )?;
         let outputs = *hp.layers.last().expect("validated layers");
         let needed = match self.scenario {
@@ -299,7 +290,7 @@ impl ContinualOptions {
         ensure(
             outputs >= needed,
             ContinualError::TooFewOutputs {
-                scenario: self.scenario,
+                scenario: self.scenario.debug_name(),
                 needed,
                 outputs,
             },

@@ -19,7 +19,9 @@ use crate::picture::{PictureError, write_gif, write_png};
 use crate::tensor::Matrix;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+pub use crate::error::DreamError;
 
 /// How the label holds the output layer.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -324,20 +326,6 @@ pub fn repeat_labels(labels: &[usize], samples: usize) -> Vec<usize> {
         .iter()
         .flat_map(|&l| std::iter::repeat_n(l, samples))
         .collect()
-}
-
-/// A dream request that the network or the judge cannot serve.
-#[derive(Debug, thiserror::Error)]
-pub enum DreamError {
-    #[error("the input layer ({pixels} units) is not a square image")]
-    NotSquare { pixels: usize },
-    /// The judge at `path` reads images of another size than the dreams.
-    #[error("{} reads {judge} pixels, the dreams have {dreams}", path.display())]
-    JudgePixels {
-        path: PathBuf,
-        judge: usize,
-        dreams: usize,
-    },
 }
 
 /// Side of the square input images of a network with `pixels` inputs.

@@ -22,9 +22,11 @@ use crate::data::{Dataset, DatasetName};
 use crate::device::{Device, Engine};
 use crate::error::{Error, Result};
 use crate::metrics::{self, EpochRecord, GateRecord};
-use crate::train::{Divergence, EpochEnd, EpochSummary, Progress, Trainer};
+use crate::train::{EpochEnd, EpochSummary, Progress, Trainer};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+
+pub use crate::error::{Diverged, ResumeError};
 
 /// The files of a run saved in a folder.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,45 +87,6 @@ impl Report {
     pub fn test_error(&self) -> Option<f64> {
         self.epochs.last().map(|r| r.test_error)
     }
-}
-
-/// Training that diverged, and what is left of it.
-#[derive(Debug, thiserror::Error)]
-#[error("{divergence}; {}", kept_text(.kept))]
-pub struct Diverged {
-    pub divergence: Divergence,
-    /// The checkpoint of the last completed epoch and that epoch, if one was written.
-    pub kept: Option<(PathBuf, usize)>,
-}
-
-fn kept_text(kept: &Option<(PathBuf, usize)>) -> String {
-    match kept {
-        Some((path, epoch)) => format!(
-            "the last good checkpoint, {} (after epoch {epoch}), is kept",
-            path.display()
-        ),
-        None => "no checkpoint was written".to_string(),
-    }
-}
-
-/// A resumed run asked for a setting its checkpoint was not trained with.
-#[derive(Debug, thiserror::Error)]
-pub enum ResumeError {
-    /// A hyperparameter (a dotted path, e.g. `generative.beta`) differs; both values as JSON.
-    #[error("{field} = {asked} was asked for, but {} was trained with {field} = {saved}", path.display())]
-    Differs {
-        path: PathBuf,
-        field: String,
-        saved: String,
-        asked: String,
-    },
-    /// Fewer epochs than the checkpoint has already trained.
-    #[error("{} has already trained {done} epochs, more than {asked}", path.display())]
-    EpochsDone {
-        path: PathBuf,
-        done: usize,
-        asked: usize,
-    },
 }
 
 /// A network in training: its trainer, the engine it trains on, and where it is saved.

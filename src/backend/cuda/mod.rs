@@ -17,11 +17,8 @@
 //! * `update`: `W_k += c (P_a^T Q_a - P_b^T Q_b)` and the bias, in one tiled pass per coupling.
 //!
 //! The input layer is clamped and every other layer free: the classification phases that
-//! training and evaluation run (dreaming, with the input free, stays on the CPU).
-
-mod train;
-
-pub(crate) use train::GpuTrainer;
+//! training and evaluation run (dreaming, with the input free, stays on the CPU). The CUDA
+//! engine that trains with them is [`crate::device`]'s.
 
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, sys::cublasOperation_t};
 use cudarc::driver::{
@@ -491,7 +488,7 @@ impl Gpu {
     }
 
     /// Row `b` of `rows` <-> row `order[first + b]` of `store`, for every free layer.
-    fn move_rows(
+    pub(crate) fn move_rows(
         &self,
         to_store: bool,
         rows: &mut Layers,

@@ -12,6 +12,9 @@ use crate::network::Network;
 use crate::train::{EpochEnd, Evaluation, Progress, Trainer};
 use std::sync::atomic::AtomicBool;
 
+#[cfg(feature = "cuda")]
+mod cuda;
+
 /// The processor a piece of work runs on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
@@ -119,7 +122,7 @@ enum Inner {
     Cpu,
     /// A GPU holding a copy of the network (brought back to the host after every epoch).
     #[cfg(feature = "cuda")]
-    Cuda(Box<crate::backend::cuda::GpuTrainer>),
+    Cuda(Box<cuda::GpuTrainer>),
 }
 
 impl Engine {
@@ -151,7 +154,7 @@ impl Engine {
         net: &Network,
         persistent: Option<&[crate::tensor::Matrix]>,
     ) -> Result<Self, DeviceError> {
-        use crate::backend::cuda::GpuTrainer;
+        use cuda::GpuTrainer;
         match device {
             Device::Cpu => Ok(Engine(Inner::Cpu)),
             Device::Cuda => {

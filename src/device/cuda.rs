@@ -5,7 +5,9 @@
 //! Predictions and energies stay on the device until the progress is reported (every
 //! [`REPORT_EVERY`] mini-batches), so the host never waits for the GPU inside an epoch.
 
-use super::{CudaError, Gpu, GpuDataset, GpuNetwork, GpuPhase, Layers, Outputs, Start};
+use crate::backend::cuda::{
+    CudaError, Gpu, GpuDataset, GpuNetwork, GpuPhase, Layers, Outputs, Start,
+};
 use crate::config::Hyperparams;
 use crate::data::Dataset;
 use crate::learning_rule::{Nudging, batch_scales};
