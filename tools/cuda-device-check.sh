@@ -11,10 +11,14 @@ dirs=$(find /usr/local/cuda*/ /opt /usr/lib -name 'libnvrtc.so*' -o -name 'libcu
     grep -v /stubs/ | xargs -r -n1 dirname | sort -u | tr '\n' ':')
 export LD_LIBRARY_PATH="${dirs}${LD_LIBRARY_PATH:-}"
 export EQPROP_DATA_DIR="$PWD/.device/data"
+# A GPU machine: a CUDA test that cannot find the GPU fails instead of skipping.
+export EQPROP_REQUIRE_GPU=1
 nvidia-smi -L
 status=0
 echo "== correctness: CUDA against CPU"
 .device/cuda-tests --test-threads 1 --nocapture 2>&1 | tee "$out/cuda-tests.log" || status=1
+echo "== the engine suite on every engine (CPU and CUDA)"
+.device/engine-tests every_engine --nocapture 2>&1 | tee "$out/engine-tests.log" || status=1
 echo "== eqprop train --device cuda (1 epoch of the paper preset)"
 .device/eqprop train --device cuda --preset paper --epochs 1 --out /tmp/eqprop-cuda-run 2>&1 |
     tail -4 || status=1
