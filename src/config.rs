@@ -184,7 +184,7 @@ pub const PRESETS: [&str; 5] = ["best", "best-fashion", "paper", "paper-2h", "pa
 impl Hyperparams {
     /// A named preset: `paper`, `paper-2h`, `paper-3h` (Scellier & Bengio 2017, Table 1), or
     /// this project's measured best 784-500-10 settings: `best` for MNIST and `best-fashion` for
-    /// Fashion-MNIST (the README shows how they were chosen).
+    /// Fashion-MNIST (docs/results.md shows how they were chosen).
     pub fn preset(name: &str) -> Result<Self, ConfigError> {
         let paper = Self {
             layers: vec![784, 500, 10],
@@ -224,7 +224,7 @@ impl Hyperparams {
                 epochs: 150,
                 ..paper
             }),
-            // Measured on the 10k MNIST subset (README): the paper's dynamics with a larger step
+            // Measured on the 10k MNIST subset (docs/results.md): the paper's dynamics with a larger step
             // per example: batch 10 and four times the paper's learning rates.
             "best" => Ok(Self {
                 batch_size: 10,

@@ -1,7 +1,9 @@
-//! The backend seam: the few linear-algebra kernels EqProp needs.
+//! The kernels: the few linear-algebra operations EqProp needs, on the CPU, and the GPU's.
 //!
-//! Model code (dynamics, learning rule) calls only these operations, so a GPU backend replaces
-//! them without the model knowing. The CPU backend is the reference implementation:
+//! On the CPU, model code (dynamics, learning rule) calls only these operations. The GPU does
+//! not replace them one by one: `backend::cuda` (`--features cuda`) runs whole phases and updates in its own kernels, and
+//! the engine seam of [`crate::device`] chooses between the two for a whole run. The CPU kernels
+//! are the reference implementation:
 //!
 //! * `matmul_acc`: `C += alpha * op(A) op(B)`, the dense GEMM behind every coupling term;
 //! * [`input_drive`] (`D += X W`) and [`SparseColumns::rank_update`] (`W += c X^T Delta`, on a
