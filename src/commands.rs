@@ -523,7 +523,7 @@ fn train(args: TrainArgs, device: Device) -> Result<()> {
     let trainset = data.load(Split::Train)?;
     let testset = data.load(Split::Test)?;
     run.check_data(&trainset, &testset)?;
-    let mut run = run.save_in(files.clone());
+    let mut run = run.save_in(files.clone(), args.force)?;
     if device != Device::Cpu {
         eprintln!("device: {}", run.device_name());
     }

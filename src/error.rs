@@ -71,6 +71,9 @@ pub enum Error {
     /// A resumed run that asked for settings its checkpoint was not trained with.
     #[error(transparent)]
     Resume(#[from] ResumeError),
+    /// A fresh run asked to save where another run is saved (without leave to replace it).
+    #[error("{} already holds a run: resume it, or replace it", .0.display())]
+    RunExists(PathBuf),
     /// A file or folder that cannot be read or written.
     #[error("{}: {source}", path.display())]
     Io {

@@ -95,13 +95,17 @@ pub struct Run {
     engine: Engine,
     dataset: DatasetName,
     files: Option<RunFiles>,
+    /// Started here rather than resumed from a checkpoint.
+    fresh: bool,
 }
 
 impl Run {
     /// A fresh run of `hp` (Glorot weights from `hp.seed`) on `device`, kept in memory until
     /// [`save_in`](Self::save_in) gives it a folder.
     pub fn new(hp: Hyperparams, dataset: DatasetName, device: Device) -> Result<Self> {
-        Self::with_trainer(Trainer::new(hp)?, dataset, device)
+        let mut run = Self::with_trainer(Trainer::new(hp)?, dataset, device)?;
+        run.fresh = true;
+        Ok(run)
     }
 
     /// Continues the run saved in `checkpoint` (read from `path`) with the hyperparameters
@@ -152,19 +156,24 @@ impl Run {
             engine,
             dataset,
             files: None,
+            fresh: false,
         })
     }
 
-    /// Saves the run in `files` after every epoch. A fresh run (no epoch trained) first removes
-    /// what an earlier run left there, so that nothing of it may pass for this one's.
-    pub fn save_in(mut self, files: RunFiles) -> Self {
-        if self.trainer.progress() == &Progress::default() {
+    /// Saves the run in `files` after every epoch. A fresh run refuses a folder that holds
+    /// another run unless `replace` is set; then it first removes what the earlier run left
+    /// there, so that nothing of it may pass for this one's. A resumed run continues its files.
+    pub fn save_in(mut self, files: RunFiles, replace: bool) -> Result<Self> {
+        if self.fresh {
+            if files.exist() && !replace {
+                return Err(Error::RunExists(files.dir));
+            }
             for old in [&files.checkpoint, &files.metrics, &files.curve] {
                 let _ = std::fs::remove_file(old);
             }
         }
         self.files = Some(files);
-        self
+        Ok(self)
     }
 
     pub fn trainer(&self) -> &Trainer {

@@ -117,16 +117,24 @@ fn a_stopped_run_resumes_to_the_same_network() {
     };
     let mut run = Run::new(hp.clone(), DatasetName::Mnist, Device::Cpu)
         .unwrap()
-        .save_in(files.clone());
+        .save_in(files.clone(), false)
+        .unwrap();
     let report = run
         .train(&trainset, &testset, &stop, &mut observer)
         .unwrap();
     assert!(report.interrupted && report.epochs.is_empty());
     let saved = checkpoint::load(&files.checkpoint).unwrap();
     assert_eq!((saved.progress.epoch, saved.progress.batch), (0, 7));
+    let fresh = Run::new(hp.clone(), DatasetName::Mnist, Device::Cpu).unwrap();
+    let err = fresh
+        .save_in(files.clone(), false)
+        .err()
+        .expect("a run is saved there");
+    assert!(matches!(err, eqprop::Error::RunExists(_)), "{err}");
     let mut resumed = Run::resume(saved, &files.checkpoint, hp, Device::Cpu)
         .unwrap()
-        .save_in(files.clone());
+        .save_in(files.clone(), false)
+        .unwrap();
     let report = resumed
         .train(&trainset, &testset, &AtomicBool::new(false), &mut observer)
         .unwrap();
@@ -145,7 +153,8 @@ fn resuming_with_other_settings_names_the_difference() {
     let files = RunFiles::in_dir(&dir);
     let mut run = Run::new(small_best(1), DatasetName::Mnist, Device::Cpu)
         .unwrap()
-        .save_in(files.clone());
+        .save_in(files.clone(), false)
+        .unwrap();
     run.train(&trainset, &testset, &AtomicBool::new(false), &mut ())
         .unwrap();
     let saved = checkpoint::load(&files.checkpoint).unwrap();
