@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use eqprop::bench;
 use eqprop::checkpoint;
 use eqprop::config::{Hyperparams, Schedule};
-use eqprop::data::{self, Dataset, DatasetName, Split};
+use eqprop::data::{DataSource, Dataset, DatasetName, Split};
 use eqprop::device::{Device, Engine, Work};
 use eqprop::learning_rule::{GenerativeStart, Nudging};
 use eqprop::metrics::{self, EpochRecord};
@@ -110,14 +110,20 @@ impl DataArgs {
         }
     }
 
+    /// The library's description of this data: the data set, its folder, the mirror and the
+    /// training limit.
+    fn source(&self) -> DataSource {
+        DataSource {
+            name: self.name(),
+            root: self.data_dir.clone(),
+            mirror: self.mirror.clone(),
+            train_limit: self.train_limit,
+        }
+    }
+
     /// The split, the training images cut to `--train-limit`.
     fn load(&self, split: Split) -> Result<Dataset> {
-        let dir = data::dataset_dir(self.data_dir.as_deref(), self.name());
-        let mut data = data::load_or_download(self.name(), split, &dir, self.mirror.as_deref())?;
-        if let (Split::Train, Some(n)) = (split, self.train_limit) {
-            data.truncate(n);
-        }
-        Ok(data)
+        Ok(self.source().load(split)?)
     }
 }
 
@@ -574,7 +580,7 @@ struct TrainConsole {
 }
 
 impl run::Observer for TrainConsole {
-    fn epoch_started(&mut self, epoch: usize, examples: usize, _: &train::Progress) {
+    fn epoch_started(&mut self, epoch: usize, examples: usize) {
         let bar = ProgressBar::new(examples as u64);
         bar.set_style(
             ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {per_sec} {msg}")
@@ -694,7 +700,7 @@ fn bench(args: BenchArgs, device: Device) -> Result<()> {
     if let Some(report) = &args.report {
         checks::writable_file(report)?;
     }
-    let data_dir = data::dataset_dir(args.data.data_dir.as_deref(), args.data.name());
+    let data_dir = args.data.source().dir();
     let trainset = args.data.load(Split::Train)?;
     let testset = args.data.load(Split::Test)?;
     hp.check_training_set(&trainset)?;

@@ -82,29 +82,6 @@ pub enum Replay {
     Joint,
 }
 
-impl Scenario {
-    /// The variant's name as `Debug` prints it (for messages).
-    fn debug_name(self) -> &'static str {
-        match self {
-            Scenario::Class => "Class",
-            Scenario::Task => "Task",
-            Scenario::Domain => "Domain",
-        }
-    }
-}
-
-impl Replay {
-    /// The variant's name as `Debug` prints it (for messages).
-    fn debug_name(self) -> &'static str {
-        match self {
-            Replay::None => "None",
-            Replay::Dreams => "Dreams",
-            Replay::Real => "Real",
-            Replay::Joint => "Joint",
-        }
-    }
-}
-
 /// How a continual run goes.
 #[derive(Clone, Debug)]
 pub struct ContinualOptions {
@@ -274,7 +251,7 @@ impl ContinualOptions {
         ensure(self.epochs_per_task >= 1, ContinualError::NoEpochs)?;
         ensure(
             self.replay_per_class >= 1 || matches!(self.replay, Replay::None | Replay::Joint),
-            ContinualError::NothingReplayed(self.replay.debug_name()),
+            ContinualError::NothingReplayed(format!("{:?}", self.replay)),
         )?;
         let outputs = *hp.layers.last().expect("validated layers");
         let needed = match self.scenario {
@@ -290,7 +267,7 @@ impl ContinualOptions {
         ensure(
             outputs >= needed,
             ContinualError::TooFewOutputs {
-                scenario: self.scenario.debug_name(),
+                scenario: format!("{:?}", self.scenario),
                 needed,
                 outputs,
             },

@@ -153,11 +153,11 @@ pub enum ContinualError {
     NoEpochs,
     /// A replay (named as the options' `Debug` shows it) that replays nothing.
     #[error("{0} replay needs at least 1 replayed example per class")]
-    NothingReplayed(&'static str),
+    NothingReplayed(String),
     #[error("the {scenario} scenario needs {needed} output units, the network has {outputs}")]
     TooFewOutputs {
         /// The scenario, as the options' `Debug` shows it.
-        scenario: &'static str,
+        scenario: String,
         needed: usize,
         outputs: usize,
     },

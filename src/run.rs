@@ -59,7 +59,7 @@ impl RunFiles {
 /// What a caller hears from a run. Every method does nothing by default; `()` hears nothing.
 pub trait Observer: Send {
     /// Before the first mini-batch of `epoch` (1-based) over `examples` training examples.
-    fn epoch_started(&mut self, _epoch: usize, _examples: usize, _progress: &Progress) {}
+    fn epoch_started(&mut self, _epoch: usize, _examples: usize) {}
     /// After a mini-batch. The CPU engine calls it from a worker between two barriers, so
     /// whatever it does the other workers wait for: keep it cheap.
     fn batch(&mut self, _progress: &Progress) {}
@@ -223,8 +223,8 @@ impl Run {
         let flops = bench::epoch_flops(self.hyperparams(), trainset);
         let mut report = Report::default();
         while !self.trainer.finished() {
-            let progress = self.trainer.progress();
-            observer.epoch_started(progress.epoch + 1, trainset.len(), progress);
+            let epoch = self.trainer.progress().epoch + 1;
+            observer.epoch_started(epoch, trainset.len());
             let end = self
                 .engine
                 .run_epoch(&mut self.trainer, trainset, stop, |p| observer.batch(p))?;
@@ -308,11 +308,13 @@ impl Run {
         Ok(checkpoint::save(&files.checkpoint, &ckpt)?)
     }
 
-    /// What is left of a diverged run: the checkpoint of its last completed epoch, if any.
+    /// What is left of a diverged run: the checkpoint of its last completed epoch, if one was
+    /// written (every save happened at an epoch's end, or at the stop the run resumed from, so
+    /// the checkpoint holds the trainer's count of completed epochs).
     fn kept_checkpoint(&self) -> Option<(PathBuf, usize)> {
         let path = &self.files.as_ref()?.checkpoint;
-        let ckpt = checkpoint::load(path).ok()?;
-        Some((path.clone(), ckpt.progress.epoch))
+        path.exists()
+            .then(|| (path.clone(), self.trainer.progress().epoch))
     }
 }
 

@@ -505,6 +505,22 @@ mod tests {
         }
     }
 
+    /// The public entry point ran the variant the CPU allows: the AVX2 one's bits where there
+    /// is one (`fast`), the scalar one's elsewhere; and the two variants agree.
+    fn assert_dispatched(public: &Matrix, scalar: &Matrix, fast: Option<&Matrix>) {
+        match fast {
+            Some(fast) => {
+                assert_close(scalar, fast);
+                assert_eq!(bits(public), bits(fast), "the dispatch runs AVX2");
+            }
+            None => assert_eq!(
+                bits(public),
+                bits(scalar),
+                "the dispatch runs the scalar loop"
+            ),
+        }
+    }
+
     /// Widths around the vector width and the drive's 500; pixel counts with a partial block.
     const SHAPES: [(usize, usize, usize); 4] = [(6, 11, 4), (5, 40, 9), (7, 27, 17), (3, 64, 500)];
 
@@ -522,19 +538,13 @@ mod tests {
             assert_eq!(bits(&scalar), bits(&ordered_drive(&x, &w, &d0, false)));
             let mut public = d0.clone();
             input_drive(&x, &w, &mut public);
-            if let Some(avx) = avx {
+            let fast = avx.map(|avx| {
                 let mut fast = d0.clone();
                 input_drive_impl(avx, &x, &w, &mut fast);
                 assert_eq!(bits(&fast), bits(&ordered_drive(&x, &w, &d0, true)));
-                assert_close(&scalar, &fast);
-                assert_eq!(bits(&public), bits(&fast), "the dispatch runs AVX2");
-            } else {
-                assert_eq!(
-                    bits(&public),
-                    bits(&scalar),
-                    "the dispatch runs the scalar loop"
-                );
-            }
+                fast
+            });
+            assert_dispatched(&public, &scalar, fast.as_ref());
         }
     }
 
@@ -581,22 +591,16 @@ mod tests {
                 bits(&ordered_rank_update(&dense, c, &w0, false))
             );
             let public = run(&|first, rows| rank_update_chunks(c, &chunks, first, rows));
-            if let Some(avx) = avx {
+            let fast = avx.map(|avx| {
                 let fast =
                     run(&|first, rows| sparse_rank_update_impl(avx, &chunks, c, first, rows));
                 assert_eq!(
                     bits(&fast),
                     bits(&ordered_rank_update(&dense, c, &w0, true))
                 );
-                assert_close(&scalar, &fast);
-                assert_eq!(bits(&public), bits(&fast), "the dispatch runs AVX2");
-            } else {
-                assert_eq!(
-                    bits(&public),
-                    bits(&scalar),
-                    "the dispatch runs the scalar loop"
-                );
-            }
+                fast
+            });
+            assert_dispatched(&public, &scalar, fast.as_ref());
         }
     }
 }

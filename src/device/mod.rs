@@ -147,33 +147,24 @@ impl Engine {
         Self::open(device, hp, net, None)
     }
 
-    #[cfg(feature = "cuda")]
     fn open(
         device: Device,
         hp: &Hyperparams,
         net: &Network,
         persistent: Option<&[crate::tensor::Matrix]>,
     ) -> Result<Self, DeviceError> {
-        use cuda::GpuTrainer;
         match device {
             Device::Cpu => Ok(Engine(Inner::Cpu)),
+            #[cfg(feature = "cuda")]
             Device::Cuda => {
-                let gpu = GpuTrainer::new(hp, net, persistent)?;
+                let gpu = cuda::GpuTrainer::new(hp, net, persistent)?;
                 Ok(Engine(Inner::Cuda(Box::new(gpu))))
             }
-        }
-    }
-
-    #[cfg(not(feature = "cuda"))]
-    fn open(
-        device: Device,
-        _: &Hyperparams,
-        _: &Network,
-        _: Option<&[crate::tensor::Matrix]>,
-    ) -> Result<Self, DeviceError> {
-        match device {
-            Device::Cpu => Ok(Engine(Inner::Cpu)),
-            Device::Cuda => Err(DeviceError::NotBuilt),
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda => {
+                let _ = (hp, net, persistent);
+                Err(DeviceError::NotBuilt)
+            }
         }
     }
 
