@@ -23,6 +23,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod continual;
+pub mod conv;
 pub mod data;
 pub mod device;
 pub mod dream;

@@ -1,0 +1,270 @@
+//! The convolution kernels, channels-last (NHWC), as im2col + GEMM.
+//!
+//! A convolution of a chunk of `n` samples is one matrix product: [`im2col`] lays every
+//! output position's input patch out as a row (`n ho wo` rows of `kernel^2 C_in` values, a
+//! patch in `(ky, kx, c)` order), and `cols (n ho wo x patch) . W (patch x C_out)` is the
+//! output, channels-last. Its transpose (the drive a convolution sends back to its input) is
+//! `g W^T` scattered back onto the input by [`col2im_acc`]. Max-pooling keeps the position of
+//! each window's maximum, so that the transpose routes the pooled layer's values back to the
+//! winners ([`unpool`]).
+
+use super::architecture::ConvGeometry;
+
+/// `cols[(s, oy, ox), (ky, kx, c)] = x[s, oy + ky - pad, ox + kx - pad, c]` (0 outside).
+///
+/// `x` holds `n` samples of `h w cin` values; `cols` at least `n ho wo` rows of `patch`.
+pub fn im2col(x: &[f32], n: usize, g: &ConvGeometry, cols: &mut [f32]) {
+    let (patch, row_in, sample_in) = (g.patch(), g.w * g.cin, g.h * g.w * g.cin);
+    let kc = g.kernel * g.cin;
+    for s in 0..n {
+        let xs = &x[s * sample_in..(s + 1) * sample_in];
+        for oy in 0..g.ho {
+            for ox in 0..g.wo {
+                let row = ((s * g.ho + oy) * g.wo + ox) * patch;
+                let dst = &mut cols[row..row + patch];
+                for ky in 0..g.kernel {
+                    let line = &mut dst[ky * kc..(ky + 1) * kc];
+                    let y = (oy + ky) as isize - g.padding as isize;
+                    if y < 0 || y >= g.h as isize {
+                        line.fill(0.0);
+                        continue;
+                    }
+                    copy_line(line, &xs[y as usize * row_in..][..row_in], ox, g);
+                }
+            }
+        }
+    }
+}
+
+/// One kernel row of a patch: input columns `ox - pad .. ox - pad + kernel` of an input row,
+/// zero where they fall outside it.
+#[inline]
+fn copy_line(line: &mut [f32], row: &[f32], ox: usize, g: &ConvGeometry) {
+    let x0 = ox as isize - g.padding as isize;
+    let (lo, hi) = (
+        x0.max(0) as usize,
+        ((x0 + g.kernel as isize).min(g.w as isize)) as usize,
+    );
+    let before = (lo as isize - x0) as usize * g.cin;
+    line[..before].fill(0.0);
+    let inside = hi.saturating_sub(lo) * g.cin;
+    line[before..before + inside].copy_from_slice(&row[lo * g.cin..lo * g.cin + inside]);
+    line[before + inside..].fill(0.0);
+}
+
+/// The adjoint of [`im2col`]: `x[s, y, x, c] += sum` of every `cols` entry that copied it.
+pub fn col2im_acc(cols: &[f32], n: usize, g: &ConvGeometry, x: &mut [f32]) {
+    let (patch, row_in, sample_in) = (g.patch(), g.w * g.cin, g.h * g.w * g.cin);
+    let kc = g.kernel * g.cin;
+    for s in 0..n {
+        let xs = &mut x[s * sample_in..(s + 1) * sample_in];
+        for oy in 0..g.ho {
+            for ox in 0..g.wo {
+                let row = ((s * g.ho + oy) * g.wo + ox) * patch;
+                let src = &cols[row..row + patch];
+                for ky in 0..g.kernel {
+                    let y = (oy + ky) as isize - g.padding as isize;
+                    if y < 0 || y >= g.h as isize {
+                        continue;
+                    }
+                    let line = &src[ky * kc..(ky + 1) * kc];
+                    add_line(&mut xs[y as usize * row_in..][..row_in], line, ox, g);
+                }
+            }
+        }
+    }
+}
+
+#[inline]
+fn add_line(row: &mut [f32], line: &[f32], ox: usize, g: &ConvGeometry) {
+    let x0 = ox as isize - g.padding as isize;
+    let (lo, hi) = (
+        x0.max(0) as usize,
+        ((x0 + g.kernel as isize).min(g.w as isize)) as usize,
+    );
+    let before = (lo as isize - x0) as usize * g.cin;
+    let inside = hi.saturating_sub(lo) * g.cin;
+    for (d, &v) in row[lo * g.cin..lo * g.cin + inside]
+        .iter_mut()
+        .zip(&line[before..before + inside])
+    {
+        *d += v;
+    }
+}
+
+/// Max-pools the convolution output `conv` (`n ho wo x cout`, channels-last) into `pooled`
+/// (`n hp wp x cout`) and records in `winner` the index into `conv` of each maximum (the first
+/// one on ties, scanning rows then columns).
+pub fn max_pool(conv: &[f32], n: usize, g: &ConvGeometry, pooled: &mut [f32], winner: &mut [u32]) {
+    let (p, c) = (g.pool, g.cout);
+    for s in 0..n {
+        for py in 0..g.hp {
+            for px in 0..g.wp {
+                let out = ((s * g.hp + py) * g.wp + px) * c;
+                let first = ((s * g.ho + py * p) * g.wo + px * p) * c;
+                pooled[out..out + c].copy_from_slice(&conv[first..first + c]);
+                for (w, i) in winner[out..out + c].iter_mut().zip(first..) {
+                    *w = i as u32;
+                }
+                for dy in 0..p {
+                    for dx in 0..p {
+                        let at = ((s * g.ho + py * p + dy) * g.wo + px * p + dx) * c;
+                        let window = &conv[at..at + c];
+                        for ch in 0..c {
+                            if window[ch] > pooled[out + ch] {
+                                pooled[out + ch] = window[ch];
+                                winner[out + ch] = (at + ch) as u32;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`max_pool`] at fixed winners: `g` (the size of the convolution output) is
+/// zero except `g[winner[i]] = values[i]`.
+pub fn unpool(values: &[f32], winner: &[u32], g: &mut [f32]) {
+    g.fill(0.0);
+    for (&v, &w) in values.iter().zip(winner) {
+        g[w as usize] = v;
+    }
+}
+
+/// Naive convolution of one sample (no pooling), for tests: `out[oy, ox, o] = sum x . k`.
+pub fn conv_reference(x: &[f32], weight: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    let mut out = vec![0.0; g.ho * g.wo * g.cout];
+    for oy in 0..g.ho {
+        for ox in 0..g.wo {
+            for o in 0..g.cout {
+                let mut acc = 0.0f64;
+                for ky in 0..g.kernel {
+                    for kx in 0..g.kernel {
+                        let y = (oy + ky) as isize - g.padding as isize;
+                        let xx = (ox + kx) as isize - g.padding as isize;
+                        if y < 0 || xx < 0 || y >= g.h as isize || xx >= g.w as isize {
+                            continue;
+                        }
+                        for c in 0..g.cin {
+                            let xi = (y as usize * g.w + xx as usize) * g.cin + c;
+                            let wi = ((ky * g.kernel + kx) * g.cin + c) * g.cout + o;
+                            acc += f64::from(x[xi]) * f64::from(weight[wi]);
+                        }
+                    }
+                }
+                out[(oy * g.wo + ox) * g.cout + o] = acc as f32;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::architecture::Architecture;
+    use rand::{RngExt, SeedableRng};
+
+    fn geometry(spec: &str) -> ConvGeometry {
+        Architecture::parse(spec).unwrap().conv_geometry(1).unwrap()
+    }
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+    }
+
+    fn gemm_conv(x: &[f32], w: &[f32], n: usize, g: &ConvGeometry) -> Vec<f32> {
+        let mut cols = vec![f32::NAN; n * g.positions() * g.patch()];
+        im2col(x, n, g, &mut cols);
+        let mut out = vec![0.0; n * g.positions() * g.cout];
+        for (r, row) in cols.chunks(g.patch()).enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                for o in 0..g.cout {
+                    out[r * g.cout + o] += v * w[i * g.cout + o];
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn im2col_convolution_matches_the_naive_loop_on_odd_shapes() {
+        for spec in [
+            "3x7x5,conv4k3p1,2",
+            "2x6x9,conv5k4p2,2",
+            "1x5x5,conv3k5,2",
+            "5x4x3,conv2k2,2",
+        ] {
+            let g = geometry(spec);
+            let n = 3;
+            let x = random(n * g.h * g.w * g.cin, 1);
+            let w = random(g.patch() * g.cout, 2);
+            let got = gemm_conv(&x, &w, n, &g);
+            let per = g.positions() * g.cout;
+            for s in 0..n {
+                let want = conv_reference(&x[s * g.h * g.w * g.cin..][..g.h * g.w * g.cin], &w, &g);
+                for (a, b) in got[s * per..(s + 1) * per].iter().zip(&want) {
+                    assert!((a - b).abs() < 1e-4, "{spec}: {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        // <im2col(x), c> = <x, col2im(c)> for every x and c.
+        for spec in [
+            "3x7x5,conv4k3p1,2",
+            "2x6x9,conv5k4p2,2",
+            "1x6x6,conv2k3p2,2",
+        ] {
+            let g = geometry(spec);
+            let n = 2;
+            let x = random(n * g.h * g.w * g.cin, 3);
+            let c = random(n * g.positions() * g.patch(), 4);
+            let mut cols = vec![0.0; c.len()];
+            im2col(&x, n, &g, &mut cols);
+            let mut back = vec![0.0; x.len()];
+            col2im_acc(&c, n, &g, &mut back);
+            let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| f64::from(a * b)).sum();
+            let rhs: f64 = x.iter().zip(&back).map(|(a, b)| f64::from(a * b)).sum();
+            assert!(
+                (lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0),
+                "{spec}: {lhs} vs {rhs}"
+            );
+        }
+    }
+
+    #[test]
+    fn max_pool_picks_window_maxima_and_unpool_routes_back() {
+        let g = geometry("2x7x7,conv3k2+pool3,2"); // 6x6 conv output, 2x2 pooled
+        let n = 2;
+        let conv = random(n * g.positions() * g.cout, 5);
+        let mut pooled = vec![0.0; n * g.hp * g.wp * g.cout];
+        let mut winner = vec![0; pooled.len()];
+        max_pool(&conv, n, &g, &mut pooled, &mut winner);
+        for s in 0..n {
+            for py in 0..g.hp {
+                for px in 0..g.wp {
+                    for c in 0..g.cout {
+                        let mut best = f32::MIN;
+                        for dy in 0..3 {
+                            for dx in 0..3 {
+                                let i = ((s * 6 + py * 3 + dy) * 6 + px * 3 + dx) * g.cout + c;
+                                best = best.max(conv[i]);
+                            }
+                        }
+                        let o = ((s * g.hp + py) * g.wp + px) * g.cout + c;
+                        assert_eq!(pooled[o], best);
+                        assert_eq!(conv[winner[o] as usize], best);
+                    }
+                }
+            }
+        }
+        let mut back = vec![1.0; conv.len()];
+        unpool(&pooled, &winner, &mut back);
+        assert_eq!(back.iter().filter(|&&v| v != 0.0).count(), pooled.len());
+    }
+}

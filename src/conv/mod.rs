@@ -1,0 +1,23 @@
+//! Networks of any architecture: convolutional and dense couplings, mixed at any depth.
+//!
+//! The energy keeps the form of the layered network, each coupling contributing its primitive
+//! `Phi_k` (Laborieux et al. 2021):
+//!
+//! ```text
+//! E = sum_k ( 1/2 ||s_k||^2 - b_k . rho(s_k) ) - sum_k Phi_k(s_{k-1}, s_k)
+//! Phi_k = < rho(s_k), P(conv(rho(s_{k-1}), W_k)) >    or    rho(s_{k-1}) W_k . rho(s_k)
+//! ```
+//!
+//! with `P` a max-pool inside the coupling. [`architecture`] parses a spec such as
+//! `1x28x28,conv32k5+pool,conv64k5+pool,10`; [`net`] holds the parameters; [`relax`] relaxes a
+//! chunk of samples (synchronously, or alternating odd and even layers) and computes
+//! `dPhi/dtheta`; [`kernels`] are the channels-last im2col convolution, its transpose and the
+//! pooling; [`train`] is EqProp on mini-batches.
+pub mod architecture;
+pub mod kernels;
+pub mod net;
+pub mod relax;
+
+pub use architecture::{ArchError, Architecture, Coupling, Shape};
+pub use net::{ConvNet, Gradient, ParamError};
+pub use relax::{ConvPhase, ConvState, Sweep, Workspace};

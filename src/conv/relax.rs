@@ -1,0 +1,370 @@
+//! Relaxation of a network of any architecture: descent of `F = E + beta C` on the free layers.
+//!
+//! ```text
+//! E(s) = sum_k ( 1/2 ||s_k||^2 - b_k . rho(s_k) ) - sum_k Phi_k(s_{k-1}, s_k)
+//! Phi_k = < rho(s_k), P(conv(rho(s_{k-1}), W_k)) >   (convolutional, P the max-pool)
+//!       = rho(s_{k-1}) W_k . rho(s_k)                  (dense)
+//! C = 1/2 ||s_L - target||^2
+//! ```
+//! States stay in `[0, 1]` (where `rho(s) = s`). The drive of layer `k`, `-dE/ds_k + s_k`, is
+//! `b_k + P(conv(s_{k-1}))` from below plus, from above, the transpose of coupling `k+1`
+//! applied to `s_{k+1}` (for a pooled convolution, `s_{k+1}` routed back to the window maxima
+//! first). Two schedules:
+//!
+//! * [`Sweep::Synchronous`]: every free layer at once, `s <- clamp(s + eps (drive - s +
+//!   beta (t - s)))` (with `eps = 1` the fixed-point iteration of Laborieux et al. 2021);
+//! * [`Sweep::Alternating`]: odd layers, then even layers (Scellier et al. 2023). Layers of one
+//!   parity do not interact, so each half-step moves its layers toward the exact minimiser of
+//!   `F` given the others, `clamp(drive)` (the output: `clamp((drive + beta t) / (1 + beta))`),
+//!   by a fraction `eps`: with `eps = 1`, block coordinate descent, under which `E` never rises
+//!   (a pooled coupling is convex in its input, so the routed drive is a supporting plane).
+//!
+//! Nothing is allocated after [`Workspace::new`].
+
+use super::architecture::{Architecture, ConvGeometry};
+use super::kernels::{col2im_acc, im2col, max_pool, unpool};
+use super::net::{ConvNet, Gradient};
+use crate::backend::{Transpose, matmul_acc};
+use crate::tensor::Matrix;
+use serde::{Deserialize, Serialize};
+
+/// The order in which a relaxation step updates the free layers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum Sweep {
+    /// All free layers at once from the same states.
+    Synchronous,
+    /// Odd layers, then even layers, each to (a fraction `eps` of the way to) its minimiser.
+    #[default]
+    Alternating,
+}
+
+/// One phase: `steps` steps of size `eps`, the output nudged toward `target` with strength
+/// `beta` (0: free).
+#[derive(Clone, Copy, Debug)]
+pub struct ConvPhase<'a> {
+    pub steps: usize,
+    pub eps: f32,
+    pub sweep: Sweep,
+    pub beta: f32,
+    pub target: Option<&'a Matrix>,
+}
+
+/// The states of every layer for `n` samples: `layers[k]` is `n x size_k`, channels-last.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvState {
+    pub layers: Vec<Matrix>,
+}
+
+impl ConvState {
+    pub fn zeros(arch: &Architecture, n: usize) -> Self {
+        Self {
+            layers: arch.sizes().iter().map(|&s| Matrix::zeros(n, s)).collect(),
+        }
+    }
+
+    pub fn output(&self) -> &Matrix {
+        self.layers.last().expect("a state has layers")
+    }
+
+    pub fn copy_from(&mut self, other: &ConvState) {
+        for (a, b) in self.layers.iter_mut().zip(&other.layers) {
+            a.copy_from(b);
+        }
+    }
+
+    /// Zeroes every layer but the input.
+    pub fn reset_free(&mut self) {
+        self.layers[1..].iter_mut().for_each(|l| l.fill(0.0));
+    }
+}
+
+/// Buffers for relaxing `n` samples: each coupling's forward drive `P(conv(s_{k-1}))` (kept
+/// while `s_{k-1}` does not change), its pooling winners, and the patch matrix.
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    n: usize,
+    geometry: Vec<Option<ConvGeometry>>,
+    /// `forward[k]`: the drive coupling `k` sends up to layer `k` (index 0 unused).
+    forward: Vec<Matrix>,
+    fresh: Vec<bool>,
+    /// Convolution output before pooling (`n positions x cout`), reused for routing back.
+    conv_out: Vec<Matrix>,
+    winner: Vec<Vec<u32>>,
+    /// Patches of the input of a convolution (`n positions x patch`), reused for its transpose.
+    cols: Vec<Matrix>,
+    drive: Vec<Matrix>,
+    clamped: Vec<bool>,
+    /// The layers not clamped, in order.
+    free: Vec<usize>,
+}
+
+impl Workspace {
+    /// Buffers for `n` samples of `arch`, the input clamped.
+    pub fn new(arch: &Architecture, n: usize) -> Self {
+        let layers = arch.num_layers();
+        let geometry: Vec<_> = (0..layers)
+            .map(|k| (k > 0).then(|| arch.conv_geometry(k)).flatten())
+            .collect();
+        let per_conv = |f: &dyn Fn(&ConvGeometry) -> (usize, usize)| {
+            geometry
+                .iter()
+                .map(|g| {
+                    let (r, c) = g.as_ref().map_or((0, 0), f);
+                    Matrix::zeros(r, c)
+                })
+                .collect::<Vec<_>>()
+        };
+        let sizes = arch.sizes();
+        Self {
+            n,
+            forward: sizes.iter().map(|&s| Matrix::zeros(n, s)).collect(),
+            fresh: vec![false; layers],
+            conv_out: per_conv(&|g| (n * g.positions(), g.cout)),
+            winner: geometry
+                .iter()
+                .map(|g| vec![0; g.map_or(0, |g| n * g.hp * g.wp * g.cout)])
+                .collect(),
+            cols: per_conv(&|g| (n * g.positions(), g.patch())),
+            drive: sizes.iter().map(|&s| Matrix::zeros(n, s)).collect(),
+            geometry,
+            clamped: (0..layers).map(|k| k == 0).collect(),
+            free: (1..layers).collect(),
+        }
+    }
+
+    /// Samples the buffers hold.
+    pub fn samples(&self) -> usize {
+        self.n
+    }
+
+    /// Which layers are clamped (default: the input only); forgets every cached drive.
+    pub fn set_clamped(&mut self, clamped: &[bool]) {
+        self.clamped.copy_from_slice(clamped);
+        self.free = (0..clamped.len()).filter(|&k| !clamped[k]).collect();
+        self.fresh.fill(false);
+    }
+
+    /// Forgets every cached forward drive: call it when the clamped input or the weights change.
+    pub fn invalidate(&mut self) {
+        self.fresh.fill(false);
+    }
+
+    /// Runs `phase.steps` steps on the free layers of `state`.
+    pub fn relax(&mut self, net: &ConvNet, state: &mut ConvState, phase: &ConvPhase) {
+        // The caller may have replaced the free layers: only drives from clamped layers survive.
+        for k in 1..self.fresh.len() {
+            self.fresh[k] &= self.clamped[k - 1];
+        }
+        let last = state.layers.len() - 1;
+        let free = std::mem::take(&mut self.free);
+        for _ in 0..phase.steps {
+            match phase.sweep {
+                Sweep::Synchronous => {
+                    (1..=last).for_each(|k| self.ensure_forward(net, state, k));
+                    for &k in &free {
+                        self.compute_drive(net, state, k);
+                    }
+                    for &k in &free {
+                        self.update_layer(state, k, phase, false);
+                    }
+                }
+                Sweep::Alternating => {
+                    for parity in [1, 0] {
+                        for &k in free.iter().filter(|&&k| k % 2 == parity) {
+                            if k > 0 {
+                                self.ensure_forward(net, state, k);
+                            }
+                            if k < last {
+                                self.ensure_forward(net, state, k + 1);
+                            }
+                            self.compute_drive(net, state, k);
+                            self.update_layer(state, k, phase, true);
+                        }
+                    }
+                }
+            }
+        }
+        self.free = free;
+    }
+
+    /// `forward[k] = P(conv(s_{k-1}))` or `s_{k-1} W_k`, unless still fresh.
+    fn ensure_forward(&mut self, net: &ConvNet, state: &ConvState, k: usize) {
+        if self.fresh[k] {
+            return;
+        }
+        let below = &state.layers[k - 1];
+        let w = net.weight(k);
+        self.forward[k].fill(0.0);
+        match self.geometry[k] {
+            Some(g) => {
+                let (cols, out) = (&mut self.cols[k], &mut self.conv_out[k]);
+                im2col(below.as_slice(), self.n, &g, cols.as_mut_slice());
+                out.fill(0.0);
+                matmul_acc(out, cols, Transpose::No, w, Transpose::No, 1.0);
+                let (pooled, winner) = (&mut self.forward[k], &mut self.winner[k]);
+                max_pool(out.as_slice(), self.n, &g, pooled.as_mut_slice(), winner);
+            }
+            None => matmul_acc(
+                &mut self.forward[k],
+                below,
+                Transpose::No,
+                w,
+                Transpose::No,
+                1.0,
+            ),
+        }
+        self.fresh[k] = true;
+    }
+
+    /// `drive_k = b_k + forward[k] + transpose of coupling k+1 applied to s_{k+1}`; the
+    /// forward drives of couplings `k` and `k+1` must be fresh.
+    fn compute_drive(&mut self, net: &ConvNet, state: &ConvState, k: usize) {
+        let last = state.layers.len() - 1;
+        let drive = &mut self.drive[k];
+        drive.fill_rows_cyclic(net.bias(k));
+        if k > 0 {
+            add(drive, &self.forward[k]);
+        }
+        if k < last {
+            let above = &state.layers[k + 1];
+            let w = net.weight(k + 1);
+            match self.geometry[k + 1] {
+                Some(g) => {
+                    let (routed, cols) = (&mut self.conv_out[k + 1], &mut self.cols[k + 1]);
+                    unpool(above.as_slice(), &self.winner[k + 1], routed.as_mut_slice());
+                    cols.fill(0.0);
+                    matmul_acc(cols, routed, Transpose::No, w, Transpose::Yes, 1.0);
+                    col2im_acc(cols.as_slice(), self.n, &g, drive.as_mut_slice());
+                }
+                None => matmul_acc(drive, above, Transpose::No, w, Transpose::Yes, 1.0),
+            }
+        }
+    }
+
+    /// Moves layer `k` by the phase's rule; the forward drive of coupling `k+1` goes stale.
+    fn update_layer(&mut self, state: &mut ConvState, k: usize, phase: &ConvPhase, exact: bool) {
+        let last = state.layers.len() - 1;
+        let nudge = (k == last && phase.beta != 0.0)
+            .then(|| phase.target.map(|t| (phase.beta, t)))
+            .flatten();
+        let (s, d, eps) = (
+            state.layers[k].as_mut_slice(),
+            self.drive[k].as_slice(),
+            phase.eps,
+        );
+        match (nudge, exact) {
+            (None, _) => {
+                for (x, &d) in s.iter_mut().zip(d) {
+                    *x = (*x + eps * (d - *x)).clamp(0.0, 1.0);
+                }
+            }
+            (Some((beta, t)), false) => {
+                for ((x, &d), &t) in s.iter_mut().zip(d).zip(t.as_slice()) {
+                    *x = (*x + eps * (d - *x + beta * (t - *x))).clamp(0.0, 1.0);
+                }
+            }
+            (Some((beta, t)), true) => {
+                for ((x, &d), &t) in s.iter_mut().zip(d).zip(t.as_slice()) {
+                    let best = ((d + beta * t) / (1.0 + beta)).clamp(0.0, 1.0);
+                    *x += eps * (best - *x);
+                }
+            }
+        }
+        if k < last {
+            self.fresh[k + 1] = false;
+        }
+    }
+
+    /// Per-sample energy `E` (the self terms of clamped layers left out: constants of a phase).
+    pub fn energy(&mut self, net: &ConvNet, state: &ConvState, out: &mut [f32]) {
+        for k in 1..self.fresh.len() {
+            self.fresh[k] &= self.clamped[k - 1];
+        }
+        out.fill(0.0);
+        for (k, s) in state.layers.iter().enumerate() {
+            if k > 0 {
+                self.ensure_forward(net, state, k);
+            }
+            let channels = net.bias(k).len();
+            for (r, e) in out.iter_mut().enumerate() {
+                let row = s.row(r);
+                let mut sum = 0.0f64;
+                if !self.clamped[k] {
+                    for (i, &x) in row.iter().enumerate() {
+                        sum += f64::from(0.5 * x * x - net.bias(k)[i % channels] * x);
+                    }
+                }
+                if k > 0 {
+                    let f = self.forward[k].row(r);
+                    sum -= row
+                        .iter()
+                        .zip(f)
+                        .map(|(&a, &b)| f64::from(a * b))
+                        .sum::<f64>();
+                }
+                *e += sum as f32;
+            }
+        }
+    }
+
+    /// `grad += alpha dPhi/dtheta` at `state`, summed over the samples: for a convolution
+    /// `patches(s_{k-1})^T unpool(s_k)`, for a dense coupling `s_{k-1}^T s_k`, for a bias the
+    /// layer's states summed over positions.
+    pub fn accumulate_gradient(
+        &mut self,
+        net: &ConvNet,
+        state: &ConvState,
+        alpha: f32,
+        grad: &mut Gradient,
+    ) {
+        self.fresh.fill(false);
+        for k in 1..state.layers.len() {
+            self.ensure_forward(net, state, k);
+            let (below, here) = (&state.layers[k - 1], &state.layers[k]);
+            let gw = &mut grad.weights[k - 1];
+            match self.geometry[k] {
+                Some(_) => {
+                    // ensure_forward left the patches of s_{k-1} in cols.
+                    let routed = &mut self.conv_out[k];
+                    unpool(here.as_slice(), &self.winner[k], routed.as_mut_slice());
+                    matmul_acc(
+                        gw,
+                        &self.cols[k],
+                        Transpose::Yes,
+                        routed,
+                        Transpose::No,
+                        alpha,
+                    );
+                }
+                None => matmul_acc(gw, below, Transpose::Yes, here, Transpose::No, alpha),
+            }
+            let gb = &mut grad.biases[k];
+            let channels = gb.len();
+            for (i, &x) in here.as_slice().iter().enumerate() {
+                gb[i % channels] += alpha * x;
+            }
+        }
+        self.fresh.fill(false);
+    }
+}
+
+fn add(dst: &mut Matrix, src: &Matrix) {
+    for (d, &s) in dst.as_mut_slice().iter_mut().zip(src.as_slice()) {
+        *d += s;
+    }
+}
+
+trait FillCyclic {
+    fn fill_rows_cyclic(&mut self, pattern: &[f32]);
+}
+
+impl FillCyclic for Matrix {
+    /// Every row set to `pattern` repeated (a per-channel bias over a channels-last layer).
+    fn fill_rows_cyclic(&mut self, pattern: &[f32]) {
+        for chunk in self.as_mut_slice().chunks_exact_mut(pattern.len()) {
+            chunk.copy_from_slice(pattern);
+        }
+    }
+}

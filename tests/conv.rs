@@ -1,0 +1,355 @@
+//! Convolutional EqProp against mathematics: the energy falls during relaxation, and the EqProp
+//! update matches the true gradient of the cost at the free fixed point, computed independently
+//! (float64 finite differences of a naive float64 implementation of the same network).
+
+use eqprop::conv::architecture::ConvGeometry;
+use eqprop::conv::{Architecture, ConvNet, ConvPhase, ConvState, Gradient, Sweep, Workspace};
+use eqprop::tensor::Matrix;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// conv (padding, pool with a dropped border row) + conv + pool + dense.
+const SPEC: &str = "2x7x7,conv4k3p1+pool,conv5k2+pool,3";
+
+/// Weights uniform in `+-gain/sqrt(fan_in)`, biases in `[0.1, 0.5)` (most units active).
+fn random_net(seed: u64, gain: f32) -> ConvNet {
+    let arch = Architecture::parse(SPEC).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let weights = (1..arch.num_layers())
+        .map(|k| {
+            let (r, c) = arch.weight_shape(k);
+            let a = gain / (r as f32).sqrt();
+            Matrix::from_vec(r, c, (0..r * c).map(|_| rng.random_range(-a..a)).collect()).unwrap()
+        })
+        .collect();
+    let biases = (0..arch.num_layers())
+        .map(|k| {
+            (0..arch.bias_len(k))
+                .map(|_| rng.random_range(0.1..0.5))
+                .collect()
+        })
+        .collect();
+    ConvNet::from_parts(arch, weights, biases).unwrap()
+}
+
+fn random_batch(n: usize, seed: u64) -> (Matrix, Matrix) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x = (0..n * 98).map(|_| rng.random_range(0.0..1.0)).collect();
+    let t = (0..n * 3).map(|_| rng.random_range(0.0..1.0)).collect();
+    (
+        Matrix::from_vec(n, 98, x).unwrap(),
+        Matrix::from_vec(n, 3, t).unwrap(),
+    )
+}
+
+fn phase(steps: usize, sweep: Sweep, eps: f32, beta: f32, t: &Matrix) -> ConvPhase<'_> {
+    ConvPhase {
+        steps,
+        eps,
+        sweep,
+        beta,
+        target: Some(t),
+    }
+}
+
+#[test]
+fn energy_never_rises_under_alternating_updates() {
+    let net = random_net(1, 1.5);
+    let (x, t) = random_batch(4, 2);
+    let mut ws = Workspace::new(net.architecture(), 4);
+    let mut state = ConvState::zeros(net.architecture(), 4);
+    state.layers[0].copy_from(&x);
+    let mut before = vec![0.0; 4];
+    ws.energy(&net, &state, &mut before);
+    let start = before.clone();
+    for _ in 0..30 {
+        ws.relax(
+            &net,
+            &mut state,
+            &phase(1, Sweep::Alternating, 1.0, 0.0, &t),
+        );
+        let mut now = vec![0.0; 4];
+        ws.energy(&net, &state, &mut now);
+        for (a, b) in now.iter().zip(&before) {
+            assert!(*a <= b + 1e-5 * b.abs().max(1.0), "energy rose: {b} -> {a}");
+        }
+        before = now;
+    }
+    for (a, b) in before.iter().zip(&start) {
+        assert!(a < b, "energy did not fall: {b} -> {a}");
+    }
+}
+
+#[test]
+fn synchronous_and_alternating_relaxations_reach_the_same_fixed_point() {
+    // Weak couplings: E is then convex enough to have a single minimum for both to find.
+    let net = random_net(3, 0.5);
+    let (x, t) = random_batch(3, 4);
+    let relaxed = |sweep, eps| {
+        let mut ws = Workspace::new(net.architecture(), 3);
+        let mut state = ConvState::zeros(net.architecture(), 3);
+        state.layers[0].copy_from(&x);
+        let mut energy = vec![0.0; 3];
+        ws.energy(&net, &state, &mut energy);
+        let first = energy.clone();
+        ws.relax(&net, &mut state, &phase(2000, sweep, eps, 0.0, &t));
+        ws.energy(&net, &state, &mut energy);
+        assert!(energy.iter().zip(&first).all(|(a, b)| a < b), "{sweep:?}");
+        state
+    };
+    let a = relaxed(Sweep::Alternating, 1.0);
+    let s = relaxed(Sweep::Synchronous, 0.5);
+    for (la, ls) in a.layers.iter().zip(&s.layers) {
+        for (p, q) in la.as_slice().iter().zip(ls.as_slice()) {
+            assert!((p - q).abs() < 1e-4, "{p} vs {q}");
+        }
+    }
+}
+
+/// The network in float64, written the naive way (loops over positions and channels).
+struct Reference {
+    arch: Architecture,
+    w: Vec<Vec<f64>>,
+    b: Vec<Vec<f64>>,
+}
+
+impl Reference {
+    fn new(net: &ConvNet) -> Self {
+        let to64 = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
+        Self {
+            arch: net.architecture().clone(),
+            w: net.weights().iter().map(|w| to64(w.as_slice())).collect(),
+            b: net.biases().iter().map(|b| to64(b)).collect(),
+        }
+    }
+
+    /// Coupling `k`'s drive on layer `k` from `below`, and the pooling winners.
+    fn up(&self, k: usize, below: &[f64]) -> (Vec<f64>, Vec<usize>) {
+        let w = &self.w[k - 1];
+        let Some(g) = self.arch.conv_geometry(k) else {
+            let (n_in, n_out) = self.arch.weight_shape(k);
+            let out = (0..n_out)
+                .map(|j| (0..n_in).map(|i| below[i] * w[i * n_out + j]).sum())
+                .collect();
+            return (out, Vec::new());
+        };
+        let conv = naive_conv(below, w, &g);
+        let mut pooled = vec![f64::NEG_INFINITY; g.hp * g.wp * g.cout];
+        let mut winner = vec![0; pooled.len()];
+        for py in 0..g.hp {
+            for px in 0..g.wp {
+                for c in 0..g.cout {
+                    let o = (py * g.wp + px) * g.cout + c;
+                    for dy in 0..g.pool {
+                        for dx in 0..g.pool {
+                            let i = ((py * g.pool + dy) * g.wo + px * g.pool + dx) * g.cout + c;
+                            if conv[i] > pooled[o] {
+                                pooled[o] = conv[i];
+                                winner[o] = i;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (pooled, winner)
+    }
+
+    /// The transpose of coupling `k` applied to `above`, routed by `winner`.
+    fn down(&self, k: usize, above: &[f64], winner: &[usize]) -> Vec<f64> {
+        let w = &self.w[k - 1];
+        let Some(g) = self.arch.conv_geometry(k) else {
+            let (n_in, n_out) = self.arch.weight_shape(k);
+            return (0..n_in)
+                .map(|i| (0..n_out).map(|j| above[j] * w[i * n_out + j]).sum())
+                .collect();
+        };
+        let mut out = vec![0.0; g.h * g.w * g.cin];
+        for (&v, &at) in above.iter().zip(winner) {
+            let (pos, o) = (at / g.cout, at % g.cout);
+            let (oy, ox) = (pos / g.wo, pos % g.wo);
+            for ky in 0..g.kernel {
+                for kx in 0..g.kernel {
+                    let y = (oy + ky) as isize - g.padding as isize;
+                    let x = (ox + kx) as isize - g.padding as isize;
+                    if y < 0 || x < 0 || y >= g.h as isize || x >= g.w as isize {
+                        continue;
+                    }
+                    for c in 0..g.cin {
+                        let wi = ((ky * g.kernel + kx) * g.cin + c) * g.cout + o;
+                        out[(y as usize * g.w + x as usize) * g.cin + c] += v * w[wi];
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The fixed point of `E + beta C` from zero, by exact block minimisation (odd layers, then
+    /// even ones) until nothing moves.
+    fn fixed_point(&self, x: &[f64], beta: f64, t: &[f64]) -> Vec<Vec<f64>> {
+        let last = self.arch.num_layers() - 1;
+        let mut s: Vec<Vec<f64>> = self.arch.sizes().iter().map(|&n| vec![0.0; n]).collect();
+        s[0] = x.to_vec();
+        for _ in 0..5000 {
+            let mut moved = 0.0f64;
+            for parity in [1, 0] {
+                for k in (1..=last).filter(|k| k % 2 == parity) {
+                    let (mut d, _) = self.up(k, &s[k - 1]);
+                    if k < last {
+                        let (_, winner) = self.up(k + 1, &s[k]);
+                        let back = self.down(k + 1, &s[k + 1], &winner);
+                        d.iter_mut().zip(back).for_each(|(a, b)| *a += b);
+                    }
+                    let channels = self.b[k].len();
+                    for (i, di) in d.iter_mut().enumerate() {
+                        *di += self.b[k][i % channels];
+                        let new = match k == last {
+                            true => (*di + beta * t[i]) / (1.0 + beta),
+                            false => *di,
+                        }
+                        .clamp(0.0, 1.0);
+                        moved = moved.max((new - s[k][i]).abs());
+                        s[k][i] = new;
+                    }
+                }
+            }
+            if moved < 1e-15 {
+                return s;
+            }
+        }
+        panic!("the float64 reference did not converge");
+    }
+
+    fn cost(&self, x: &[Vec<f64>], t: &[Vec<f64>]) -> f64 {
+        x.iter()
+            .zip(t)
+            .map(|(x, t)| {
+                let s = self.fixed_point(x, 0.0, t);
+                let y = s.last().unwrap();
+                y.iter()
+                    .zip(t)
+                    .map(|(a, b)| 0.5 * (a - b) * (a - b))
+                    .sum::<f64>()
+            })
+            .sum()
+    }
+}
+
+fn naive_conv(x: &[f64], w: &[f64], g: &ConvGeometry) -> Vec<f64> {
+    let mut out = vec![0.0; g.ho * g.wo * g.cout];
+    for oy in 0..g.ho {
+        for ox in 0..g.wo {
+            for o in 0..g.cout {
+                let mut acc = 0.0;
+                for ky in 0..g.kernel {
+                    for kx in 0..g.kernel {
+                        let y = (oy + ky) as isize - g.padding as isize;
+                        let xx = (ox + kx) as isize - g.padding as isize;
+                        if y < 0 || xx < 0 || y >= g.h as isize || xx >= g.w as isize {
+                            continue;
+                        }
+                        for c in 0..g.cin {
+                            acc += x[(y as usize * g.w + xx as usize) * g.cin + c]
+                                * w[((ky * g.kernel + kx) * g.cin + c) * g.cout + o];
+                        }
+                    }
+                }
+                out[(oy * g.wo + ox) * g.cout + o] = acc;
+            }
+        }
+    }
+    out
+}
+
+/// `dL/dtheta` by central finite differences of the float64 reference, coupling by coupling
+/// (the weights of `W_k`, then `b_k`).
+fn finite_differences(net: &ConvNet, x: &Matrix, t: &Matrix) -> Vec<Vec<f64>> {
+    let rows = |m: &Matrix| -> Vec<Vec<f64>> {
+        (0..m.rows())
+            .map(|r| m.row(r).iter().map(|&v| f64::from(v)).collect())
+            .collect()
+    };
+    let (xs, ts) = (rows(x), rows(t));
+    let mut reference = Reference::new(net);
+    let h = 1e-6;
+    let nudge = |r: &mut Reference, weight: bool, k: usize, i: usize| {
+        fn slot(r: &mut Reference, weight: bool, k: usize, i: usize) -> &mut f64 {
+            match weight {
+                true => &mut r.w[k - 1][i],
+                false => &mut r.b[k][i],
+            }
+        }
+        let original = *slot(r, weight, k, i);
+        *slot(r, weight, k, i) = original + h;
+        let up = r.cost(&xs, &ts);
+        *slot(r, weight, k, i) = original - h;
+        let down = r.cost(&xs, &ts);
+        *slot(r, weight, k, i) = original;
+        (up - down) / (2.0 * h)
+    };
+    (1..net.architecture().num_layers())
+        .map(|k| {
+            let mut g: Vec<f64> = (0..reference.w[k - 1].len())
+                .map(|i| nudge(&mut reference, true, k, i))
+                .collect();
+            g.extend((0..reference.b[k].len()).map(|i| nudge(&mut reference, false, k, i)));
+            g
+        })
+        .collect()
+}
+
+/// `-(dPhi/dtheta(s+beta) - dPhi/dtheta(s-beta)) / (2 beta)`: symmetric EqProp's estimate of
+/// `dL/dtheta`, coupling by coupling in the layout of [`finite_differences`].
+fn eqprop_estimate(net: &ConvNet, x: &Matrix, t: &Matrix, beta: f32) -> Vec<Vec<f64>> {
+    let n = x.rows();
+    let arch = net.architecture();
+    let mut ws = Workspace::new(arch, n);
+    let mut free = ConvState::zeros(arch, n);
+    free.layers[0].copy_from(x);
+    ws.relax(
+        &net,
+        &mut free,
+        &phase(500, Sweep::Alternating, 1.0, 0.0, t),
+    );
+    let mut grad = Gradient::zeros(arch);
+    for sign in [1.0f32, -1.0] {
+        let mut nudged = free.clone();
+        ws.relax(
+            net,
+            &mut nudged,
+            &phase(500, Sweep::Alternating, 1.0, sign * beta, t),
+        );
+        ws.accumulate_gradient(net, &nudged, sign, &mut grad);
+    }
+    (1..arch.num_layers())
+        .map(|k| {
+            let scale = -1.0 / (2.0 * f64::from(beta));
+            let w = grad.weights[k - 1].as_slice().iter();
+            w.chain(&grad.biases[k])
+                .map(|&g| f64::from(g) * scale)
+                .collect()
+        })
+        .collect()
+}
+
+fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+#[test]
+fn symmetric_eqprop_matches_the_true_gradient_layer_by_layer() {
+    let net = random_net(5, 1.5);
+    let (x, t) = random_batch(2, 6);
+    let truth = finite_differences(&net, &x, &t);
+    let estimate = eqprop_estimate(&net, &x, &t, 0.01);
+    for (k, (a, b)) in (1..).zip(truth.iter().zip(&estimate)) {
+        let c = cosine(a, b);
+        let norm = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+        println!("coupling {k}: cosine {c:.5}, |dL/dtheta| {norm:.3e}");
+        assert!(norm > 1e-6, "coupling {k} has no gradient to check");
+        assert!(c >= 0.99, "coupling {k}: cosine {c}");
+    }
+}
