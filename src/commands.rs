@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use eqprop::bench;
 use eqprop::checkpoint;
 use eqprop::config::{Hyperparams, Schedule};
+use eqprop::conv::Architecture;
 use eqprop::data::{DataSource, Dataset, DatasetName, Split};
 use eqprop::device::{Device, Engine, Work};
 use eqprop::learning_rule::{GenerativeStart, Nudging};
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 mod agent;
+mod arch;
 mod checks;
 mod continual;
 mod dream;
@@ -161,8 +163,18 @@ struct TrainArgs {
 #[derive(Args, Debug)]
 struct Overrides {
     /// Units per layer, input first, e.g. 784,500,10.
-    #[arg(long, action = clap::ArgAction::Set, value_delimiter = ',')]
+    #[arg(long, action = clap::ArgAction::Set, value_delimiter = ',', conflicts_with = "arch")]
     layers: Option<Vec<usize>>,
+    /// The network as a spec: the input (CxHxW or N), then per layer `N` (dense) or
+    /// `conv{C}k{K}[p{P}][+pool]`, e.g. 1x28x28,conv32k5+pool,conv64k5+pool,10.
+    #[arg(long)]
+    arch: Option<String>,
+    /// Order of the layer updates in a relaxation step (networks with convolutions).
+    #[arg(long, value_enum)]
+    sweep: Option<eqprop::conv::Sweep>,
+    /// Heavy-ball momentum of the update (networks with convolutions).
+    #[arg(long)]
+    momentum: Option<f32>,
     #[arg(long)]
     epochs: Option<usize>,
     #[arg(long)]
@@ -252,6 +264,9 @@ impl Overrides {
             hp.layers.clone_from(v);
         }
         set(&mut hp.epochs, o.epochs);
+        if let Some(arch) = o.arch.as_deref().and_then(|a| Architecture::parse(a).ok()) {
+            hp.layers = arch.sizes();
+        }
         set(&mut hp.batch_size, o.batch_size);
         set(&mut hp.t_free, o.t_free);
         set(&mut hp.t_nudge, o.t_nudge);
@@ -515,6 +530,9 @@ fn flag_of(field: &str) -> String {
 
 fn train(args: TrainArgs, device: Device) -> Result<()> {
     init_threads(args.threads)?;
+    if arch::convolutional(&args)? {
+        return arch::train(args, device);
+    }
     let dir = args
         .out
         .clone()
@@ -654,6 +672,9 @@ impl run::Observer for TrainConsole {
 
 fn eval(args: EvalArgs, device: Device) -> Result<()> {
     init_threads(args.threads)?;
+    if eqprop::conv::checkpoint::is_conv_checkpoint(&args.checkpoint) {
+        return arch::eval(&args, device);
+    }
     let ckpt = checkpoint::load(&args.checkpoint)?;
     let data = args
         .data

@@ -91,7 +91,10 @@ pub enum ConfigError {
     WorldModel(Box<ConfigError>),
     #[error("{0}")]
     Gate(crate::modulator::GateError),
-    #[error("unknown preset '{0}' (known: {known})", known = PRESETS.join(", "))]
+    #[error(
+        "unknown preset '{0}' (known: {known})",
+        known = [&PRESETS[..], &crate::conv::train::CONV_PRESETS[..]].concat().join(", ")
+    )]
     UnknownPreset(String),
     #[error("the network takes {inputs} inputs, the images have {pixels} pixels")]
     InputSize { inputs: usize, pixels: usize },

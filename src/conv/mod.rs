@@ -14,10 +14,15 @@
 //! `dPhi/dtheta`; [`kernels`] are the channels-last im2col convolution, its transpose and the
 //! pooling; [`train`] is EqProp on mini-batches.
 pub mod architecture;
+pub mod checkpoint;
 pub mod kernels;
 pub mod net;
 pub mod relax;
+pub mod run;
+pub mod train;
 
 pub use architecture::{ArchError, Architecture, Coupling, Shape};
 pub use net::{ConvNet, Gradient, ParamError};
 pub use relax::{ConvPhase, ConvState, Sweep, Workspace};
+pub use run::{ConvObserver, ConvRun};
+pub use train::{ConvConfig, ConvEpoch, ConvTrainer, evaluate};

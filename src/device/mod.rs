@@ -50,6 +50,8 @@ pub enum Work<'a> {
     Environment,
     /// Rendering an episode.
     Render,
+    /// Training or evaluating a network with convolutional couplings ([`crate::conv`]).
+    Convolutional,
 }
 
 impl Work<'_> {
@@ -67,6 +69,7 @@ impl Work<'_> {
             Work::Agent => "agent",
             Work::Environment => "env",
             Work::Render => "render",
+            Work::Convolutional => "train --arch",
         }
     }
 }
@@ -107,6 +110,9 @@ impl Device {
                     Some(&(_, what)) => Err(DeviceError::CpuOnlySetting(what)),
                     None => Ok(()),
                 }
+            }
+            (Device::Cuda, Work::Convolutional) => {
+                Err(DeviceError::CpuOnlySetting("convolutional couplings"))
             }
             (Device::Cuda, Work::Evaluate | Work::Bench) => Ok(()),
             (Device::Cuda, other) => Err(DeviceError::CpuOnly(other.command())),

@@ -1,0 +1,222 @@
+//! `eqprop train` and `eqprop eval` for networks given by an architecture spec with
+//! convolutions (`--arch`, or a `conv-*` preset): the library's [`ConvRun`] does the work.
+
+use super::{TrainArgs, checks, plots};
+use anyhow::{Context, Result, bail};
+use eqprop::config::Schedule;
+use eqprop::conv::train::CONV_PRESETS;
+use eqprop::conv::{Architecture, ConvConfig, ConvObserver, ConvRun, evaluate};
+use eqprop::data::{DatasetName, Split};
+use eqprop::device::{Device, Work};
+use eqprop::metrics::{self, EpochRecord};
+use eqprop::run::RunFiles;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether the run asks for a network with convolutions (a `conv-*` preset or an `--arch`
+/// spec that has one); a spec that does not parse is refused here, before any work.
+pub(super) fn convolutional(args: &TrainArgs) -> Result<bool> {
+    let spec = match &args.overrides.arch {
+        Some(spec) => Some(Architecture::parse(spec).context("--arch")?),
+        None => None,
+    };
+    let preset = args
+        .preset
+        .as_deref()
+        .is_some_and(|p| CONV_PRESETS.contains(&p));
+    let conv = preset || spec.is_some_and(|a| !a.is_dense());
+    if !conv && (args.overrides.sweep.is_some() || args.overrides.momentum.is_some()) {
+        bail!(
+            "--sweep and --momentum apply to networks with convolutions (--arch or a conv-* preset)"
+        );
+    }
+    Ok(conv)
+}
+
+/// The default preset of a data set.
+fn default_preset(name: DatasetName) -> &'static str {
+    match name {
+        DatasetName::FashionMnist => "conv-fashion",
+        _ => "conv-mnist",
+    }
+}
+
+/// The config: the preset with the flags applied; flags these networks do not support yet
+/// are refused, naming them.
+fn config(args: &TrainArgs) -> Result<ConvConfig> {
+    let o = &args.overrides;
+    let unsupported = [
+        (o.persistent.is_some(), "--persistent"),
+        (o.generative, "--generative"),
+        (o.gate, "--gate"),
+        (
+            o.target_off.is_some() || o.target_on.is_some(),
+            "--target-off/--target-on",
+        ),
+        (args.dreams, "--dreams"),
+    ];
+    if let Some((_, flag)) = unsupported.iter().find(|(set, _)| *set) {
+        bail!("{flag} is not supported yet for networks with convolutions");
+    }
+    let preset = args
+        .preset
+        .as_deref()
+        .unwrap_or(default_preset(args.data.name()));
+    let mut cfg = ConvConfig::preset(preset)?;
+    if let Some(spec) = &o.arch {
+        cfg.arch = Architecture::parse(spec).context("--arch")?;
+        if o.lr.is_none() && cfg.lr.len() != cfg.arch.num_layers() - 1 {
+            bail!(
+                "--arch has {} couplings but the preset {preset} has {} learning rates: give --lr",
+                cfg.arch.num_layers() - 1,
+                cfg.lr.len()
+            );
+        }
+    }
+    let set = |field: &mut usize, v: Option<usize>| *field = v.unwrap_or(*field);
+    set(&mut cfg.batch_size, o.batch_size);
+    set(&mut cfg.t_free, o.t_free);
+    set(&mut cfg.t_nudge, o.t_nudge);
+    set(&mut cfg.epochs, o.epochs);
+    cfg.eps = o.eps.unwrap_or(cfg.eps);
+    cfg.beta = o.beta.unwrap_or(cfg.beta);
+    cfg.nudging = o.nudging.unwrap_or(cfg.nudging);
+    cfg.sweep = o.sweep.unwrap_or(cfg.sweep);
+    cfg.momentum = o.momentum.unwrap_or(cfg.momentum);
+    cfg.seed = o.seed.unwrap_or(cfg.seed);
+    if let Some(lr) = &o.lr {
+        cfg.lr.clone_from(lr);
+    }
+    if let Some(f) = o.cosine_to {
+        cfg.schedule = Schedule::Cosine { final_fraction: f };
+    }
+    if o.constant_lr {
+        cfg.schedule = Schedule::Constant;
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+pub(super) fn train(args: TrainArgs, device: Device) -> Result<()> {
+    device.require(Work::Convolutional)?;
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("runs").join(args.data.name().as_str()));
+    let files = RunFiles::in_dir(&dir);
+    let run = match args.resume {
+        true => ConvRun::resume(&files.checkpoint, args.overrides.epochs)?,
+        false => ConvRun::new(config(&args)?, args.data.name())?,
+    };
+    let data = args.data.with_name(run.dataset());
+    checks::writable_dir(&dir)?;
+    let trainset = data.load(Split::Train)?;
+    let testset = data.load(Split::Test)?;
+    run.check_data(&trainset, &testset)?;
+    let mut run = run.save_in(files.clone(), args.force || args.resume)?;
+    eprintln!(
+        "training {} on {} ({} train / {} test) with {}",
+        run.config().arch,
+        data.name(),
+        trainset.len(),
+        testset.len(),
+        serde_json::to_string(run.config())?
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
+    let mut console = Console { bar: None };
+    let report = run.train(&trainset, &testset, &stop, &mut console);
+    if let Some(bar) = console.bar.take() {
+        bar.finish_and_clear();
+    }
+    if report?.interrupted {
+        eprintln!(
+            "interrupted: {} holds the last completed epoch; continue with --resume",
+            files.checkpoint.display()
+        );
+        std::process::exit(130);
+    }
+    eprintln!(
+        "done: {} ({})",
+        files.checkpoint.display(),
+        files.metrics.display()
+    );
+    Ok(())
+}
+
+/// `eqprop eval` of a checkpoint of a network with convolutions.
+pub(super) fn eval(args: &super::EvalArgs, device: Device) -> Result<()> {
+    device.require(Work::Convolutional)?;
+    let ckpt = eqprop::conv::checkpoint::load(&args.checkpoint)?;
+    let data = args
+        .data
+        .for_checkpoint(&args.checkpoint, &ckpt.dataset, args.other_dataset)?;
+    let testset = data.load(Split::Test)?;
+    ckpt.config
+        .check_data(&testset)
+        .with_context(|| format!("{} on {}", args.checkpoint.display(), data.name()))?;
+    let result = evaluate(&ckpt.network, &ckpt.config, &testset);
+    println!(
+        "test error {:.2}% ({} {} test images), mean free energy {:.4}",
+        result.error,
+        testset.len(),
+        data.name(),
+        result.mean_energy
+    );
+    Ok(())
+}
+
+/// A progress bar per epoch, a line per epoch, the curve.
+struct Console {
+    bar: Option<ProgressBar>,
+}
+
+impl ConvObserver for Console {
+    fn epoch_started(&mut self, epoch: usize, examples: usize) {
+        let bar = ProgressBar::new(examples as u64);
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {per_sec} {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(epoch.to_string());
+        self.bar = Some(bar);
+    }
+
+    fn batch(&mut self, done: usize, correct: usize) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done as u64);
+            bar.set_message(format!(
+                "acc={:.2}%",
+                100.0 * correct as f64 / done.max(1) as f64
+            ));
+        }
+    }
+
+    fn epoch_ended(&mut self, record: &EpochRecord, run: &ConvRun) -> eqprop::Result<()> {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        println!(
+            "epoch {:>3}  train error {:>6.2}%  test error {:>6.2}%  free energy {:>8.4}  {:>7.2}s  {:>6.0} samples/s",
+            record.epoch,
+            record.train_error,
+            record.test_error,
+            record.mean_free_energy,
+            record.seconds,
+            record.samples_per_second
+        );
+        let files = run.files().expect("the train command saves its run");
+        let records = metrics::read_jsonl(&files.metrics)
+            .map_err(|e| eqprop::Error::io(&files.metrics, e))?;
+        let title = format!("EqProp {} on {}", run.config().arch, run.dataset().as_str());
+        if let Err(e) = plots::plot_curve(&files.curve, &records, &title) {
+            eprintln!("warning: could not draw {}: {e}", files.curve.display());
+        }
+        Ok(())
+    }
+}

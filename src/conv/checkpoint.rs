@@ -1,0 +1,101 @@
+//! Checkpoints of networks of any architecture: safetensors with the weights `W1..WL`, the
+//! biases `b0..bL`, and in the metadata the format, the architecture spec, the run's config
+//! (JSON), the epochs completed and the data set.
+
+use super::net::ConvNet;
+use super::train::ConvConfig;
+use crate::checkpoint::{FileError, TensorFile, read_file, write_tensors};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The `format` metadata value of these checkpoints.
+pub const FORMAT: &str = "eqprop-arch-v1";
+
+/// What a checkpoint holds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvCheckpoint {
+    pub config: ConvConfig,
+    pub network: ConvNet,
+    /// Epochs completed.
+    pub epoch: usize,
+    pub dataset: String,
+}
+
+/// Writes the checkpoint atomically.
+pub fn save(
+    path: &Path,
+    config: &ConvConfig,
+    net: &ConvNet,
+    epoch: usize,
+    dataset: &str,
+) -> Result<(), FileError> {
+    let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
+    for (k, w) in (1..).zip(net.weights()) {
+        tensors.push((format!("W{k}"), vec![w.rows(), w.cols()], w.as_slice()));
+    }
+    for (k, b) in net.biases().iter().enumerate() {
+        tensors.push((format!("b{k}"), vec![b.len()], b));
+    }
+    let metadata = HashMap::from([
+        ("format".to_string(), FORMAT.to_string()),
+        ("architecture".to_string(), net.architecture().to_string()),
+        (
+            "config".to_string(),
+            serde_json::to_string(config).expect("plain structs serialise"),
+        ),
+        ("epoch".to_string(), epoch.to_string()),
+        ("dataset".to_string(), dataset.to_string()),
+    ]);
+    write_tensors(path, &tensors, metadata)
+}
+
+/// Whether the file at `path` is a checkpoint of this format (false when it cannot be read).
+pub fn is_conv_checkpoint(path: &Path) -> bool {
+    read_file(path).is_ok_and(|bytes| {
+        TensorFile::parse(&bytes, path, "checkpoint")
+            .is_ok_and(|f| f.metadata("format").is_some_and(|v| v == FORMAT))
+    })
+}
+
+/// Reads and checks a checkpoint: the config must validate, every tensor must have the shape
+/// the architecture calls for and hold only finite values.
+pub fn load(path: &Path) -> Result<ConvCheckpoint, FileError> {
+    let bytes = read_file(path)?;
+    let file = TensorFile::parse(&bytes, path, "checkpoint")?;
+    let content = |reason: String| file.content(reason);
+    let field = |key: &str| {
+        file.metadata(key)
+            .ok_or_else(|| content(format!("metadata has no '{key}'")))
+    };
+    if field("format")? != FORMAT {
+        return Err(content(format!(
+            "format is '{}', expected '{FORMAT}'",
+            field("format")?
+        )));
+    }
+    let config: ConvConfig =
+        serde_json::from_str(field("config")?).map_err(|e| content(format!("config: {e}")))?;
+    config
+        .validate()
+        .map_err(|e| content(format!("config: {e}")))?;
+    let arch = config.arch.clone();
+    let weights = (1..arch.num_layers())
+        .map(|k| {
+            let (r, c) = arch.weight_shape(k);
+            file.matrix(&format!("W{k}"), Some(r), Some(c))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let biases = (0..arch.num_layers())
+        .map(|k| file.vector(&format!("b{k}"), arch.bias_len(k)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let network = ConvNet::from_parts(arch, weights, biases).map_err(|e| content(e.to_string()))?;
+    let epoch = field("epoch")?
+        .parse()
+        .map_err(|e| content(format!("epoch: {e}")))?;
+    Ok(ConvCheckpoint {
+        config,
+        network,
+        epoch,
+        dataset: field("dataset")?.clone(),
+    })
+}

@@ -1,0 +1,489 @@
+//! EqProp on mini-batches for a network of any architecture.
+//!
+//! Each mini-batch is split into chunks of at most [`CHUNK`] samples that relax independently
+//! (in parallel, on rayon's threads): the free phase from zero states, then the nudged
+//! phase(s) from the free fixed point. The update compares them:
+//!
+//! ```text
+//! theta += lr_k / (beta_eff B) * sum_batch [ dPhi/dtheta(s^+) - dPhi/dtheta(s^-) ]
+//! ```
+//! with `s^-` the free state (one-sided nudging, `beta_eff` the signed `beta`) or the `-beta`
+//! state (symmetric, `beta_eff = 2 beta`). The chunks' sums are added in chunk order, so the
+//! result does not depend on the number of threads.
+
+use super::architecture::Architecture;
+use super::net::{ConvNet, Gradient};
+use super::relax::{ConvPhase, ConvState, Sweep, Workspace};
+use crate::config::{ConfigError, Schedule, range};
+use crate::data::Dataset;
+use crate::learning_rule::Nudging;
+use crate::tensor::Matrix;
+use crate::train::Evaluation;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Samples per parallel chunk of a mini-batch.
+pub const CHUNK: usize = 16;
+
+/// Everything that defines a training run of a network of any architecture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConvConfig {
+    pub arch: Architecture,
+    pub batch_size: usize,
+    /// Free-phase steps `T1`.
+    pub t_free: usize,
+    /// Nudged-phase steps `T2` (each phase, under symmetric nudging).
+    pub t_nudge: usize,
+    /// Step size (1: the exact block minimiser / fixed-point iteration).
+    pub eps: f32,
+    pub sweep: Sweep,
+    pub beta: f32,
+    pub nudging: Nudging,
+    /// One learning rate per coupling `W_k` (and bias `b_k`).
+    pub lr: Vec<f32>,
+    /// Heavy-ball momentum of the update (0: plain steps).
+    #[serde(default)]
+    pub momentum: f32,
+    pub schedule: Schedule,
+    pub epochs: usize,
+    pub seed: u64,
+}
+
+/// Names accepted by [`ConvConfig::preset`].
+pub const CONV_PRESETS: [&str; 4] = [
+    "conv-mnist",
+    "conv-fashion",
+    "conv-cifar10",
+    "conv-reference",
+];
+
+/// The network of Laborieux et al. 2021 on MNIST: two 5x5 convolutions (32 and 64 channels),
+/// each max-pooled inside its coupling, and a dense output.
+pub const MNIST_CONV: &str = "1x28x28,conv32k5+pool,conv64k5+pool,10";
+
+impl ConvConfig {
+    /// A named preset (see [`CONV_PRESETS`]):
+    ///
+    /// * `conv-mnist`, `conv-fashion`: [`MNIST_CONV`] trained with alternating layer updates
+    ///   and few steps (this project's settings, docs/conv.md);
+    /// * `conv-reference`: the same network at the research code's settings (synchronous
+    ///   fixed-point steps, `T1 = 200`, `T2 = 10`), for speed comparisons;
+    /// * `conv-cifar10`: Laborieux et al. 2021's four-layer CIFAR-10 network
+    ///   (128-256-512-512 channels, 3x3 kernels); not measured here (no CIFAR data).
+    pub fn preset(name: &str) -> Result<Self, ConfigError> {
+        let mnist = Self {
+            arch: MNIST_CONV.parse().expect("a valid spec"),
+            batch_size: 100,
+            t_free: 20,
+            t_nudge: 4,
+            eps: 1.0,
+            sweep: Sweep::Alternating,
+            beta: 0.5,
+            nudging: Nudging::Symmetric,
+            lr: vec![0.2, 0.2, 0.05],
+            momentum: 0.0,
+            schedule: Schedule::Cosine {
+                final_fraction: 0.01,
+            },
+            epochs: 30,
+            seed: 1,
+        };
+        match name {
+            "conv-mnist" => Ok(mnist),
+            "conv-fashion" => Ok(Self {
+                epochs: 20,
+                ..mnist
+            }),
+            "conv-reference" => Ok(Self {
+                t_free: 200,
+                t_nudge: 10,
+                sweep: Sweep::Synchronous,
+                ..mnist
+            }),
+            "conv-cifar10" => Ok(Self {
+                arch:
+                    "3x32x32,conv128k3p1+pool,conv256k3p1+pool,conv512k3p1+pool,conv512k3+pool,10"
+                        .parse()
+                        .expect("a valid spec"),
+                batch_size: 128,
+                t_free: 250,
+                t_nudge: 30,
+                sweep: Sweep::Synchronous,
+                lr: vec![0.25, 0.15, 0.1, 0.08, 0.05],
+                momentum: 0.9,
+                schedule: Schedule::Cosine {
+                    final_fraction: 1e-3,
+                },
+                epochs: 120,
+                ..mnist
+            }),
+            other => Err(ConfigError::UnknownPreset(other.to_string())),
+        }
+    }
+
+    /// Checks every field against the architecture.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let couplings = self.arch.num_layers() - 1;
+        if self.lr.len() != couplings {
+            return Err(ConfigError::LearningRates {
+                count: self.lr.len(),
+                layers: couplings,
+            });
+        }
+        range(
+            "batch_size",
+            self.batch_size > 0,
+            "at least 1",
+            self.batch_size as f64,
+        )?;
+        range("t_free", self.t_free > 0, "at least 1", self.t_free as f64)?;
+        range(
+            "t_nudge",
+            self.t_nudge > 0,
+            "at least 1",
+            self.t_nudge as f64,
+        )?;
+        range("epochs", self.epochs > 0, "at least 1", self.epochs as f64)?;
+        range(
+            "eps",
+            self.eps > 0.0 && self.eps <= 1.0,
+            "in (0, 1]",
+            self.eps as f64,
+        )?;
+        let beta_ok = self.beta > 0.0 && (self.sweep == Sweep::Synchronous || self.beta < 1.0);
+        let rule = match self.sweep {
+            Sweep::Synchronous => "positive",
+            Sweep::Alternating => "in (0, 1) (the -beta phase's minimiser needs 1 - beta > 0)",
+        };
+        range("beta", beta_ok, rule, self.beta as f64)?;
+        range(
+            "momentum",
+            (0.0..1.0).contains(&self.momentum),
+            "in [0, 1)",
+            self.momentum as f64,
+        )?;
+        for &lr in &self.lr {
+            range(
+                "lr",
+                lr.is_finite() && lr >= 0.0,
+                "finite and non-negative",
+                lr as f64,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The rates of `epoch` (0-based) under the schedule.
+    pub fn learning_rates(&self, epoch: usize) -> Vec<f32> {
+        let f = match self.schedule {
+            Schedule::Constant => 1.0,
+            Schedule::Cosine { final_fraction } => {
+                let t = (epoch as f32 / self.epochs.max(1) as f32).min(1.0);
+                final_fraction
+                    + (1.0 - final_fraction) * 0.5 * (1.0 + (std::f32::consts::PI * t).cos())
+            }
+        };
+        self.lr.iter().map(|&lr| lr * f).collect()
+    }
+
+    /// Checks that the data fit the network: image size and labels.
+    pub fn check_data(&self, data: &Dataset) -> Result<(), ConfigError> {
+        let inputs = self.arch.layers()[0].size();
+        if data.pixels() != inputs {
+            return Err(ConfigError::InputSize {
+                inputs,
+                pixels: data.pixels(),
+            });
+        }
+        let outputs = self.arch.layers().last().expect("layers").size();
+        if let Some(&label) = data.labels.iter().max()
+            && usize::from(label) >= outputs
+        {
+            return Err(ConfigError::TooFewOutputs {
+                outputs,
+                label: usize::from(label),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One chunk's states and buffers.
+#[derive(Clone, Debug)]
+struct Worker {
+    ws: Workspace,
+    free: ConvState,
+    plus: ConvState,
+    minus: ConvState,
+    target: Matrix,
+    grad: Gradient,
+    correct: usize,
+}
+
+impl Worker {
+    fn new(arch: &Architecture, n: usize) -> Self {
+        let state = ConvState::zeros(arch, n);
+        Self {
+            ws: Workspace::new(arch, n),
+            plus: state.clone(),
+            minus: state.clone(),
+            free: state,
+            target: Matrix::zeros(n, arch.layers().last().expect("layers").size()),
+            grad: Gradient::zeros(arch),
+            correct: 0,
+        }
+    }
+
+    /// Loads the inputs and one-hot targets of `idx`, zeroes the free layers.
+    fn load(&mut self, data: &Dataset, idx: &[usize]) {
+        self.target.fill(0.0);
+        for (r, &i) in idx.iter().enumerate() {
+            self.free.layers[0]
+                .row_mut(r)
+                .copy_from_slice(data.image(i));
+            self.target.set(r, usize::from(data.labels[i]), 1.0);
+        }
+        self.free.reset_free();
+        self.ws.invalidate();
+    }
+
+    fn free_phase(&mut self, net: &ConvNet, cfg: &ConvConfig) {
+        let phase = ConvPhase {
+            steps: cfg.t_free,
+            eps: cfg.eps,
+            sweep: cfg.sweep,
+            beta: 0.0,
+            target: None,
+        };
+        self.ws.relax(net, &mut self.free, &phase);
+        let out = self.free.output();
+        self.correct = (0..out.rows())
+            .filter(|&r| out.argmax_row(r) == self.target.argmax_row(r))
+            .count();
+    }
+
+    /// The free phase, the nudged phase(s), and `grad = dPhi(s^+) - dPhi(s^-)`.
+    fn learn(&mut self, net: &ConvNet, cfg: &ConvConfig, beta: f32) {
+        self.free_phase(net, cfg);
+        let nudged = |ws: &mut Workspace, state: &mut ConvState, free: &ConvState, b: f32| {
+            state.copy_from(free);
+            let phase = ConvPhase {
+                steps: cfg.t_nudge,
+                eps: cfg.eps,
+                sweep: cfg.sweep,
+                beta: b,
+                target: Some(&self.target),
+            };
+            ws.relax(net, state, &phase);
+        };
+        nudged(&mut self.ws, &mut self.plus, &self.free, beta);
+        let negative = match cfg.nudging {
+            Nudging::Symmetric => {
+                nudged(&mut self.ws, &mut self.minus, &self.free, -beta);
+                &self.minus
+            }
+            Nudging::Positive | Nudging::RandomSign => &self.free,
+        };
+        self.grad.fill_zero();
+        self.ws
+            .accumulate_gradient(net, &self.plus, 1.0, &mut self.grad);
+        self.ws
+            .accumulate_gradient(net, negative, -1.0, &mut self.grad);
+    }
+}
+
+/// What an epoch measured.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConvEpoch {
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// Training error (%) at the free fixed points seen during the epoch.
+    pub train_error: f64,
+    /// Wall-clock seconds of the epoch's training.
+    pub seconds: f64,
+}
+
+/// The network, its optimiser state and the chunks' buffers.
+#[derive(Clone, Debug)]
+pub struct ConvTrainer {
+    cfg: ConvConfig,
+    net: ConvNet,
+    velocity: Option<Gradient>,
+    total: Gradient,
+    epoch: usize,
+    /// Buffers by chunk size (the last mini-batch of an epoch may be smaller).
+    workers: Vec<Worker>,
+}
+
+impl ConvTrainer {
+    /// A fresh network from the config's seed.
+    pub fn new(cfg: ConvConfig) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let net = ConvNet::init(cfg.arch.clone(), &mut rng);
+        Ok(Self::with_network(cfg, net, 0))
+    }
+
+    /// Continues training `net` from `epoch` (a loaded checkpoint).
+    pub fn with_network(cfg: ConvConfig, net: ConvNet, epoch: usize) -> Self {
+        let total = Gradient::zeros(&cfg.arch);
+        Self {
+            velocity: (cfg.momentum > 0.0).then(|| total.clone()),
+            total,
+            cfg,
+            net,
+            epoch,
+            workers: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &ConvConfig {
+        &self.cfg
+    }
+
+    pub fn network(&self) -> &ConvNet {
+        &self.net
+    }
+
+    /// Epochs completed.
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    /// Trains one epoch on `data` (already checked with [`ConvConfig::check_data`]); calls
+    /// `progress(examples done, right so far)` after every mini-batch, and stops (returning
+    /// `None`, the epoch not counted) when it returns false.
+    pub fn run_epoch(
+        &mut self,
+        data: &Dataset,
+        mut progress: impl FnMut(usize, usize) -> bool,
+    ) -> Option<ConvEpoch> {
+        let start = std::time::Instant::now();
+        let cfg = self.cfg.clone();
+        let seed = cfg.seed ^ (self.epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut order: Vec<usize> = (0..data.len()).collect();
+        order.shuffle(&mut rng);
+        let lrs = cfg.learning_rates(self.epoch);
+        let mut correct = 0;
+        for (b, batch) in order.chunks(cfg.batch_size).enumerate() {
+            let beta = match cfg.nudging {
+                Nudging::RandomSign if rng.random_bool(0.5) => -cfg.beta,
+                _ => cfg.beta,
+            };
+            correct += self.train_batch(data, batch, beta, &lrs);
+            if !progress(b * cfg.batch_size + batch.len(), correct) {
+                return None;
+            }
+        }
+        self.epoch += 1;
+        Some(ConvEpoch {
+            epoch: self.epoch - 1,
+            train_error: 100.0 * (1.0 - correct as f64 / data.len().max(1) as f64),
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// One mini-batch: every chunk's phases in parallel, then the update. Returns how many
+    /// free outputs were right.
+    fn train_batch(&mut self, data: &Dataset, batch: &[usize], beta: f32, lrs: &[f32]) -> usize {
+        let chunks = chunk_sizes(batch.len());
+        self.ensure_workers(&chunks);
+        let (net, cfg) = (&self.net, &self.cfg);
+        let starts: Vec<usize> = chunks
+            .iter()
+            .scan(0, |at, &n| {
+                *at += n;
+                Some(*at - n)
+            })
+            .collect();
+        self.workers[..chunks.len()]
+            .par_iter_mut()
+            .zip(starts.par_iter().zip(chunks.par_iter()))
+            .for_each(|(w, (&at, &n))| {
+                w.load(data, &batch[at..at + n]);
+                w.learn(net, cfg, beta);
+            });
+        self.total.fill_zero();
+        for w in &self.workers[..chunks.len()] {
+            self.total.add(&w.grad);
+        }
+        let beta_eff = match cfg.nudging {
+            Nudging::Symmetric => 2.0 * beta,
+            Nudging::Positive | Nudging::RandomSign => beta,
+        };
+        let scales: Vec<f32> = lrs
+            .iter()
+            .map(|lr| lr / (beta_eff * batch.len() as f32))
+            .collect();
+        match &mut self.velocity {
+            Some(v) => {
+                let m = cfg.momentum;
+                scale_in_place(v, m);
+                v.add(&self.total);
+                self.net.add_scaled(v, &scales);
+            }
+            None => self.net.add_scaled(&self.total, &scales),
+        }
+        self.workers[..chunks.len()].iter().map(|w| w.correct).sum()
+    }
+
+    /// Makes sure there is a worker of the right size for each chunk.
+    fn ensure_workers(&mut self, chunks: &[usize]) {
+        for (i, &n) in chunks.iter().enumerate() {
+            match self.workers.get(i) {
+                Some(w) if w.ws.samples() == n => {}
+                Some(_) => self.workers[i] = Worker::new(&self.cfg.arch, n),
+                None => self.workers.push(Worker::new(&self.cfg.arch, n)),
+            }
+        }
+    }
+}
+
+fn scale_in_place(g: &mut Gradient, c: f32) {
+    g.weights
+        .iter_mut()
+        .for_each(|w| w.as_mut_slice().iter_mut().for_each(|x| *x *= c));
+    g.biases
+        .iter_mut()
+        .for_each(|b| b.iter_mut().for_each(|x| *x *= c));
+}
+
+/// Sizes of a mini-batch's chunks: at most [`CHUNK`] samples each, as even as possible.
+pub fn chunk_sizes(batch: usize) -> Vec<usize> {
+    let count = batch.div_ceil(CHUNK).max(1);
+    (0..count)
+        .map(|i| batch / count + usize::from(i < batch % count))
+        .collect()
+}
+
+/// Test error (%) and mean free energy of `net`: the free phase alone from zero states, in
+/// parallel chunks.
+pub fn evaluate(net: &ConvNet, cfg: &ConvConfig, data: &Dataset) -> Evaluation {
+    let indices: Vec<usize> = (0..data.len()).collect();
+    let (correct, energy) = indices
+        .par_chunks(64)
+        .map_init(
+            || None::<Worker>,
+            |slot, idx| {
+                if slot.as_ref().is_none_or(|w| w.ws.samples() != idx.len()) {
+                    *slot = Some(Worker::new(&cfg.arch, idx.len()));
+                }
+                let w = slot.as_mut().expect("filled above");
+                w.load(data, idx);
+                w.free_phase(net, cfg);
+                let mut energy = vec![0.0; idx.len()];
+                w.ws.energy(net, &w.free, &mut energy);
+                (w.correct, energy.iter().map(|&e| f64::from(e)).sum::<f64>())
+            },
+        )
+        .reduce(|| (0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let n = data.len().max(1) as f64;
+    Evaluation {
+        error: 100.0 * (1.0 - correct as f64 / n),
+        mean_energy: energy / n,
+    }
+}

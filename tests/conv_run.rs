@@ -1,0 +1,152 @@
+//! Networks with convolutions through the library's run and the `eqprop` command line:
+//! training learns, checkpoints round-trip, a stopped run resumes, bad specs are refused.
+
+mod common;
+
+use common::{assert_clear_error, eqprop, mnist, temp_dir};
+use eqprop::conv::{ConvConfig, ConvRun, checkpoint};
+use eqprop::data::{DatasetName, Split};
+use eqprop::run::RunFiles;
+use std::sync::atomic::AtomicBool;
+
+/// A small, quick config: one pooled convolution and a dense output.
+fn small() -> ConvConfig {
+    ConvConfig {
+        arch: "1x28x28,conv8k5+pool,10".parse().unwrap(),
+        batch_size: 20,
+        t_free: 8,
+        t_nudge: 3,
+        epochs: 2,
+        lr: vec![0.05, 0.02],
+        ..ConvConfig::preset("conv-mnist").unwrap()
+    }
+}
+
+#[test]
+fn a_small_conv_net_learns_and_its_checkpoint_round_trips() {
+    let (train, test) = (mnist(Split::Train), mnist(Split::Test));
+    let train = train.select(&(0..600.min(train.len())).collect::<Vec<_>>());
+    let dir = temp_dir("conv-learns");
+    let files = RunFiles::in_dir(dir.path());
+    let mut run = ConvRun::new(small(), DatasetName::Mnist)
+        .unwrap()
+        .save_in(files.clone(), false)
+        .unwrap();
+    let before = eqprop::conv::evaluate(run.trainer().network(), run.config(), &test).error;
+    let report = run
+        .train(&train, &test, &AtomicBool::new(false), &mut ())
+        .unwrap();
+    let after = report.epochs.last().unwrap().test_error;
+    assert!(
+        after < before - 20.0 && after < 50.0,
+        "test error {before}% -> {after}%"
+    );
+    let saved = checkpoint::load(&files.checkpoint).unwrap();
+    assert_eq!(&saved.network, run.trainer().network());
+    assert_eq!(&saved.config, run.config());
+    assert_eq!(saved.epoch, 2);
+    // A fresh run refuses to replace it unless told.
+    let again = ConvRun::new(small(), DatasetName::Mnist).unwrap();
+    assert!(again.save_in(files, false).is_err());
+}
+
+#[test]
+fn the_command_line_trains_evaluates_and_resumes_a_conv_net() {
+    let dir = temp_dir("conv-cli");
+    let out_dir = dir.path().join("run");
+    let train = |extra: &[&str]| {
+        eqprop()
+            .args([
+                "train",
+                "--arch",
+                "1x28x28,conv4k5+pool,10",
+                "--lr",
+                "0.05,0.02",
+            ])
+            .args([
+                "--batch-size",
+                "20",
+                "--t-free",
+                "6",
+                "--t-nudge",
+                "2",
+                "--train-limit",
+                "200",
+            ])
+            .arg("--out")
+            .arg(&out_dir)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let first = train(&["--epochs", "1"]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let text = String::from_utf8_lossy(&first.stdout);
+    assert!(text.contains("epoch   1"), "{text}");
+    let refused = train(&["--epochs", "1"]);
+    assert_clear_error(&refused, &["already holds a run"]);
+    let resumed = train(&["--epochs", "2", "--resume"]);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let text = String::from_utf8_lossy(&resumed.stdout);
+    assert!(
+        text.contains("epoch   2") && !text.contains("epoch   1"),
+        "{text}"
+    );
+    let eval = eqprop()
+        .args(["eval", "--checkpoint"])
+        .arg(out_dir.join("checkpoint.safetensors"))
+        .output()
+        .unwrap();
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
+    assert!(String::from_utf8_lossy(&eval.stdout).contains("test error"));
+}
+
+#[test]
+fn bad_architectures_and_settings_are_refused_before_any_work() {
+    let dir = temp_dir("conv-bad");
+    let run = |args: &[&str]| {
+        eqprop()
+            .arg("train")
+            .args(args)
+            .arg("--out")
+            .arg(dir.path().join("run"))
+            .output()
+            .unwrap()
+    };
+    assert_clear_error(
+        &run(&["--arch", "1x28x28,conv8k40,10"]),
+        &["--arch", "larger than"],
+    );
+    assert_clear_error(
+        &run(&["--arch", "3x32x32,conv8k5+pool,10", "--lr", "0.1,0.1"]),
+        &["3072 inputs", "784 pixels"],
+    );
+    assert_clear_error(
+        &run(&["--arch", "1x28x28,conv8k5+pool,10"]),
+        &["learning rates", "--lr"],
+    );
+    assert_clear_error(
+        &run(&["--preset", "conv-mnist", "--gate"]),
+        &["--gate", "not supported"],
+    );
+    assert_clear_error(
+        &run(&["--sweep", "synchronous"]),
+        &["--sweep", "convolutions"],
+    );
+    assert_clear_error(
+        &run(&["--preset", "conv-mnist", "--device", "cuda"]),
+        &["convolutional"],
+    );
+}
