@@ -135,7 +135,7 @@ struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
     /// Starting hyperparameters: best, best-fashion, paper, paper-2h, paper-3h [default: best
-    /// for mnist, best-fashion for fashion-mnist].
+    /// for mnist and cifar10, best-fashion for fashion-mnist].
     #[arg(long)]
     preset: Option<String>,
     /// Output folder for checkpoint.safetensors, metrics.jsonl and curve.svg [default:

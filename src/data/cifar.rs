@@ -73,7 +73,7 @@ fn all_files() -> impl Iterator<Item = &'static str> {
 
 /// Checks that a batch of `len` bytes is a positive whole number of records.
 fn check_len(len: u64, path: &Path) -> Result<(), DataError> {
-    if len == 0 || len % CIFAR_RECORD_BYTES as u64 != 0 {
+    if len == 0 || !len.is_multiple_of(CIFAR_RECORD_BYTES as u64) {
         return Err(DataError::CifarLength {
             path: path.to_path_buf(),
             len,
