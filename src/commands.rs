@@ -65,14 +65,17 @@ enum Command {
 
 #[derive(Args, Debug, Clone)]
 struct DataArgs {
-    /// mnist or fashion-mnist [default: a checkpoint's own, else mnist].
+    /// mnist, fashion-mnist or cifar10 (3072 inputs: pass --layers 3072,...) [default: a
+    /// checkpoint's own, else mnist].
     #[arg(long)]
     dataset: Option<DatasetName>,
-    /// Folder holding <dataset>/ with the IDX files [default: $EQPROP_DATA_DIR, else the user cache].
+    /// Folder holding <dataset>/ with its files (IDX, or CIFAR-10's batches) [default:
+    /// $EQPROP_DATA_DIR, else the user cache].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Base URL of a mirror holding mnist/ and fashion-mnist/ with the .gz files, to download
-    /// missing files from [default: $EQPROP_MIRROR, else the canonical mirrors].
+    /// Base URL of a mirror holding mnist/ and fashion-mnist/ with the .gz files (and cifar-10/
+    /// with cifar-10-binary.tar.gz), to download missing files from [default: $EQPROP_MIRROR,
+    /// else the canonical mirrors].
     #[arg(long)]
     mirror: Option<String>,
     /// Use only the first N training images (10000: the MNIST subset this project's figures
@@ -134,7 +137,7 @@ struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
     /// Starting hyperparameters: best, best-fashion, paper, paper-2h, paper-3h [default: best
-    /// for mnist, best-fashion for fashion-mnist].
+    /// for mnist and cifar10, best-fashion for fashion-mnist].
     #[arg(long)]
     preset: Option<String>,
     /// Output folder for checkpoint.safetensors, metrics.jsonl and curve.svg [default:
@@ -437,7 +440,8 @@ fn open_run(args: &TrainArgs, files: &RunFiles, device: Device) -> Result<(Run, 
         );
     }
     let default = match args.data.name() {
-        DatasetName::Mnist => "best",
+        // No preset is sized for CIFAR-10's 3072 inputs: `--layers` must say the network.
+        DatasetName::Mnist | DatasetName::Cifar10 => "best",
         DatasetName::FashionMnist => "best-fashion",
     };
     let mut hp = Hyperparams::preset(args.preset.as_deref().unwrap_or(default))?;

@@ -336,7 +336,7 @@ pub fn run(
     let mut trainer = Trainer::new(stage_hp(0))?;
     let mut accuracy = Vec::new();
     let mut rng = ChaCha8Rng::seed_from_u64(hp.seed ^ 0xC0FF_EE00);
-    let mut kept = Dataset::empty(train.rows, train.cols);
+    let mut kept = train.empty_like();
     let mut prior = LatentPrior::new(outputs);
     for (s, learned) in stages.iter().enumerate() {
         let current: Vec<u8> = learned
@@ -389,7 +389,7 @@ pub fn run(
                     false => dreams,
                 }
             }
-            _ => Dataset::empty(train.rows, train.cols),
+            _ => train.empty_like(),
         };
         let mut data = fresh;
         data.extend(&replayed);
@@ -539,7 +539,8 @@ fn dim_images(data: &mut Dataset, low: f32, seed: u64) {
         return;
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    for image in data.images.chunks_mut(data.rows * data.cols) {
+    let pixels = data.pixels();
+    for image in data.images.chunks_mut(pixels) {
         let factor: f32 = rng.random_range(low..1.0);
         image.iter_mut().for_each(|v| *v *= factor);
     }
@@ -576,7 +577,7 @@ fn dream_replay(
     let mut data = Dataset {
         images: images.as_slice().to_vec(),
         labels: vec![0; labels.len()],
-        ..Dataset::empty(new.rows, new.cols)
+        ..new.empty_like()
     };
     let outputs = free_outputs(net, hp, &data);
     let mut agree = 0usize;

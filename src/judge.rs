@@ -475,6 +475,7 @@ mod tests {
             labels: (0..n).map(|i| (i % CLASSES) as u8).collect(),
             rows: 3,
             cols: 2,
+            channels: 1,
             targets: Vec::new(),
         }
     }

@@ -196,7 +196,7 @@ fn fit_decoder(hidden: &Matrix, images: &Dataset) -> Decoder {
             .for_each(|(f, &h)| *f = rho(h));
         row[units] = 1.0;
     }
-    let pixels = images.rows * images.cols;
+    let pixels = images.pixels();
     let x = Matrix::from_vec(n, pixels, images.images.clone()).expect("one row per image");
     let solution = ridge_regression(&features, &x, DECODER_RIDGE);
     let mut weights = Matrix::zeros(pixels, units);

@@ -309,6 +309,7 @@ fn tiny_judge() -> Judge {
         labels: (0..20).map(|i| (i % 10) as u8).collect(),
         rows: 28,
         cols: 28,
+        channels: 1,
         targets: Vec::new(),
     };
     let options = JudgeOptions {

@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[cfg(feature = "download")]
 use md5::{Digest, Md5};
 
+use super::cifar::{CIFAR_ARCHIVE, CIFAR_ARCHIVE_MD5, CIFAR_MIRROR, ensure_cifar};
 use super::{DataError, Dataset, DatasetName, FILE_NAMES, Split, existing_file, load};
 
 /// The canonical MNIST mirror (base URL of the `.gz` files).
@@ -50,11 +51,15 @@ const FASHION_MNIST_MD5: [(&str, &str); 4] = [
 ];
 
 /// The official MD5 (lowercase hex) of `file` (a name like `train-images-idx3-ubyte`,
-/// with or without `.gz`) of the data set `name`; `None` for an unknown file name.
+/// with or without `.gz`, or CIFAR-10's `cifar-10-binary.tar.gz`) of the data set `name`;
+/// `None` for an unknown file name.
 pub fn official_md5(name: DatasetName, file: &str) -> Option<&'static str> {
     let table = match name {
         DatasetName::Mnist => &MNIST_MD5,
         DatasetName::FashionMnist => &FASHION_MNIST_MD5,
+        DatasetName::Cifar10 => {
+            return (file == CIFAR_ARCHIVE).then_some(CIFAR_ARCHIVE_MD5);
+        }
     };
     let stem = file.strip_suffix(".gz").unwrap_or(file);
     table.iter().find(|(f, _)| *f == stem).map(|(_, md5)| *md5)
@@ -63,9 +68,11 @@ pub fn official_md5(name: DatasetName, file: &str) -> Option<&'static str> {
 /// The base URL that `name`'s `.gz` files are downloaded from; it always ends with `/`.
 ///
 /// A mirror given as `mirror` (`--mirror`), else in `$EQPROP_MIRROR` (ignored when empty),
-/// serves both data sets, each in the folder named after it, as in a data root:
-/// `<mirror>/mnist/<file>.gz` and `<mirror>/fashion-mnist/<file>.gz`. Without one, each data
-/// set comes from its canonical mirror, [`MNIST_MIRROR`] or [`FASHION_MNIST_MIRROR`].
+/// serves every data set, each in the folder named after it, as in a data root:
+/// `<mirror>/mnist/<file>.gz`, `<mirror>/fashion-mnist/<file>.gz` and
+/// `<mirror>/cifar-10/cifar-10-binary.tar.gz`. Without one, each data set comes from its
+/// canonical mirror, [`MNIST_MIRROR`], [`FASHION_MNIST_MIRROR`] or
+/// [`CIFAR_MIRROR`](super::CIFAR_MIRROR).
 pub fn mirror_base(name: DatasetName, mirror: Option<&str>) -> String {
     let env = std::env::var("EQPROP_MIRROR")
         .ok()
@@ -75,11 +82,13 @@ pub fn mirror_base(name: DatasetName, mirror: Option<&str>) -> String {
         None => match name {
             DatasetName::Mnist => MNIST_MIRROR.to_string(),
             DatasetName::FashionMnist => FASHION_MNIST_MIRROR.to_string(),
+            DatasetName::Cifar10 => CIFAR_MIRROR.to_string(),
         },
     }
 }
 
-/// Makes sure the four IDX files of `name` exist in `dir` (each as `.gz` or raw).
+/// Makes sure the four IDX files of `name` exist in `dir` (each as `.gz` or raw); for CIFAR-10,
+/// its batch files ([`ensure_cifar`](super::ensure_cifar), which downloads and unpacks the archive).
 ///
 /// Files already present are used as they are: they are never checked or downloaded again
 /// (delete one to have it downloaded anew). Missing files are downloaded as `.gz` from
@@ -99,13 +108,17 @@ pub fn ensure_files(name: DatasetName, dir: &Path, mirror: Option<&str>) -> Resu
 /// [`ensure_files`] with the MD5 a downloaded file must have given by `expected_md5` (called
 /// with a file name without `.gz`, it returns lowercase or uppercase hex; `None` downloads that
 /// file unchecked) instead of the official checksums: for a mirror that serves other versions
-/// of the files, such as the tests' sample.
+/// of the files, such as the tests' sample. For CIFAR-10 it is asked about `cifar-10-binary.tar.gz`.
 pub fn ensure_files_checked(
     name: DatasetName,
     dir: &Path,
     mirror: Option<&str>,
     expected_md5: impl Fn(&str) -> Option<String>,
 ) -> Result<(), DataError> {
+    if name == DatasetName::Cifar10 {
+        let md5 = expected_md5(CIFAR_ARCHIVE).unwrap_or_default();
+        return ensure_cifar(dir, mirror, &md5);
+    }
     let missing: Vec<&str> = FILE_NAMES
         .iter()
         .copied()
@@ -156,9 +169,16 @@ pub fn load_or_download(
 }
 
 /// Removes the temporary file on drop unless it was renamed into place.
-struct TempFile {
-    path: PathBuf,
-    keep: bool,
+pub(super) struct TempFile {
+    pub(super) path: PathBuf,
+    pub(super) keep: bool,
+}
+
+impl TempFile {
+    /// The temporary file `path`, to be removed unless kept.
+    pub(super) fn new(path: PathBuf) -> Self {
+        Self { path, keep: false }
+    }
 }
 
 impl Drop for TempFile {
@@ -170,7 +190,7 @@ impl Drop for TempFile {
 }
 
 /// A fresh temporary path next to `dest` (same folder, so the final rename is atomic).
-fn temp_path(dest: &Path) -> PathBuf {
+pub(super) fn temp_path(dest: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let name = dest
@@ -193,10 +213,7 @@ pub fn download_verified(url: &str, dest: &Path, expected_md5: &str) -> Result<(
         .create_new(true)
         .open(&tmp_path)
         .map_err(|e| DataError::io(&tmp_path, e))?;
-    let mut tmp = TempFile {
-        path: tmp_path,
-        keep: false,
-    };
+    let mut tmp = TempFile::new(tmp_path);
     let actual = fetch_into(url, dest, file, &tmp.path)?;
     let expected = expected_md5.to_ascii_lowercase();
     if !expected.is_empty() && actual != expected {

@@ -165,6 +165,58 @@ pub enum DataError {
         label: u8,
     },
 
+    /// A CIFAR-10 batch file whose length is not a positive whole number of records.
+    #[error(
+        "{}: {len} bytes is not a positive whole number of CIFAR-10 records of {record} bytes \
+         (1 label byte, then 3072 pixel bytes)",
+        .path.display()
+    )]
+    CifarLength {
+        /// The batch file.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: u64,
+        /// The bytes of one record.
+        record: usize,
+    },
+
+    /// CIFAR-10 batch files are missing (and, if `source` is set, could not be downloaded).
+    #[error("{}", cifar_missing(.dir, .missing, .source.as_deref()))]
+    CifarMissing {
+        /// The data set's folder.
+        dir: PathBuf,
+        /// The names of the missing batch files.
+        missing: Vec<String>,
+        /// Why the download failed, if one was tried.
+        #[source]
+        source: Option<Box<DataError>>,
+    },
+
+    /// A tar archive (of CIFAR-10) that cannot be read: corrupt gzip data or tar headers.
+    #[error("reading the archive {}: {source}", .path.display())]
+    Archive {
+        /// The archive.
+        path: PathBuf,
+        /// The read error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The CIFAR-10 archive lacks some batch files.
+    #[error(
+        "{} does not hold the CIFAR-10 files {} (in cifar-10-batches-bin/): is it the official \
+         cifar-10-binary.tar.gz (MD5 {})?",
+        .path.display(),
+        .missing.join(", "),
+        super::CIFAR_ARCHIVE_MD5
+    )]
+    ArchiveIncomplete {
+        /// The archive.
+        path: PathBuf,
+        /// The batch files it lacks.
+        missing: Vec<String>,
+    },
+
     /// The server answered a download with an HTTP error status.
     #[error("downloading {url} to {}: HTTP status {status}", .path.display())]
     HttpStatus {
@@ -243,6 +295,32 @@ fn manual_list(missing: &[(PathBuf, String)]) -> String {
         .map(|(path, url)| format!("  {}  <-  {url}", path.display()))
         .collect();
     lines.join("\n")
+}
+
+/// The message of [`DataError::CifarMissing`]: what is missing, why, and how to put it in place.
+/// The archive is named at its official place, whatever mirror a failed download tried.
+fn cifar_missing(dir: &Path, missing: &[String], source: Option<&DataError>) -> String {
+    let why = match source {
+        Some(e) => format!(", and downloading them failed: {e}"),
+        None => String::new(),
+    };
+    let unpack = match cfg!(feature = "download") {
+        true => {
+            "put the archive in that folder (it is unpacked on the next run) or unpack it there"
+        }
+        false => "unpack it there (this eqprop, built without the `download` feature, cannot)",
+    };
+    format!(
+        "CIFAR-10 files missing from {dir}: {files}{why}.\n\
+         Download {mirror}{archive} (MD5 {md5}) and {unpack}: `tar xzf {archive} -C {dir}` \
+         leaves the batch files in {dir}/{folder}/, where they are read.",
+        dir = dir.display(),
+        mirror = super::CIFAR_MIRROR,
+        files = missing.join(", "),
+        md5 = super::CIFAR_ARCHIVE_MD5,
+        archive = super::CIFAR_ARCHIVE,
+        folder = super::cifar::CIFAR_ARCHIVE_FOLDER,
+    )
 }
 
 impl DataError {

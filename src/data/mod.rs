@@ -1,9 +1,12 @@
-//! Data sets: IDX files (MNIST, Fashion-MNIST), their download and verification.
+//! Data sets: IDX files (MNIST, Fashion-MNIST) and CIFAR-10's binary batches, their download
+//! and verification.
 //!
-//! Files follow the canonical names `{train,t10k}-{images-idx3,labels-idx1}-ubyte`,
-//! each either gzip-compressed (`.gz`) or raw. A data set lives in its own subfolder
-//! (`mnist/` or `fashion-mnist/`) of a data root, see [`dataset_dir`].
+//! IDX files follow the canonical names `{train,t10k}-{images-idx3,labels-idx1}-ubyte`,
+//! each either gzip-compressed (`.gz`) or raw; CIFAR-10 is read by [`cifar`]. A data set lives
+//! in its own subfolder (`mnist/`, `fashion-mnist/` or `cifar-10/`) of a data root, see
+//! [`dataset_dir`].
 
+pub mod cifar;
 mod download;
 mod error;
 mod idx;
@@ -14,6 +17,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+pub use cifar::{
+    CIFAR_ARCHIVE, CIFAR_ARCHIVE_MD5, CIFAR_MIRROR, ensure_cifar, extract_cifar_archive,
+    load_cifar, parse_cifar_batch, read_cifar_batch,
+};
 pub use download::{
     FASHION_MNIST_MIRROR, MNIST_MIRROR, download_verified, ensure_files, ensure_files_checked,
     load_or_download, mirror_base, official_md5,
@@ -41,17 +48,24 @@ pub enum DatasetName {
     Mnist,
     /// Zalando's clothing images, a drop-in replacement for MNIST.
     FashionMnist,
+    /// Krizhevsky's 32 x 32 colour images of 10 classes (binary version, see [`cifar`]).
+    Cifar10,
 }
 
 impl DatasetName {
     /// All data sets.
-    pub const ALL: [DatasetName; 2] = [DatasetName::Mnist, DatasetName::FashionMnist];
+    pub const ALL: [DatasetName; 3] = [
+        DatasetName::Mnist,
+        DatasetName::FashionMnist,
+        DatasetName::Cifar10,
+    ];
 
     /// The name as written on the command line and used as the subfolder name.
     pub fn as_str(self) -> &'static str {
         match self {
             DatasetName::Mnist => "mnist",
             DatasetName::FashionMnist => "fashion-mnist",
+            DatasetName::Cifar10 => "cifar-10",
         }
     }
 }
@@ -64,17 +78,19 @@ impl fmt::Display for DatasetName {
 
 /// The error of parsing an unknown data set name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown data set `{0}` (expected `mnist` or `fashion-mnist`)")]
+#[error("unknown data set `{0}` (expected `mnist`, `fashion-mnist` or `cifar10`)")]
 pub struct UnknownDataset(pub String);
 
 impl FromStr for DatasetName {
     type Err = UnknownDataset;
 
-    /// Parses `mnist` or `fashion-mnist` (case-insensitive; `_` is accepted for `-`).
+    /// Parses `mnist`, `fashion-mnist` or `cifar10` / `cifar-10` (case-insensitive; `_` is
+    /// accepted for `-`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().replace('_', "-").as_str() {
             "mnist" => Ok(DatasetName::Mnist),
             "fashion-mnist" | "fashionmnist" => Ok(DatasetName::FashionMnist),
+            "cifar10" | "cifar-10" => Ok(DatasetName::Cifar10),
             _ => Err(UnknownDataset(s.to_string())),
         }
     }
@@ -118,10 +134,12 @@ impl fmt::Display for Split {
 
 /// A labelled image set.
 ///
-/// Images as f32 in \[0, 1\] (byte/255), row-major n x (rows*cols); labels 0..=9.
+/// Images as f32 in \[0, 1\] (byte/255), n x (rows*cols*channels): each image row-major with
+/// its channels last (HWC: the `channels` values of pixel (y, x) are consecutive, at
+/// `(y * cols + x) * channels`), as the convolutional layers read NHWC; labels 0..=9.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
-    /// All pixels, image after image, each image row-major, in [0, 1].
+    /// All pixel values, image after image, each image row-major and channels-last, in [0, 1].
     pub images: Vec<f32>,
     /// One label in 0..=9 per image.
     pub labels: Vec<u8>,
@@ -129,6 +147,9 @@ pub struct Dataset {
     pub rows: usize,
     /// Image width.
     pub cols: usize,
+    /// Values per pixel: 1 for grey levels (MNIST, Fashion-MNIST), 3 for red, green, blue
+    /// (CIFAR-10).
+    pub channels: usize,
     /// Output targets that replace the one-hot label of some examples (a teacher's outputs on
     /// replayed dreams, say): `targets[i]`, when present, is example `i`'s target row. Empty
     /// when every example is trained toward its label.
@@ -146,9 +167,9 @@ impl Dataset {
         self.labels.is_empty()
     }
 
-    /// Pixels per image (`rows * cols`).
+    /// Values per image (`rows * cols * channels`): the input units a network needs.
     pub fn pixels(&self) -> usize {
-        self.rows * self.cols
+        self.rows * self.cols * self.channels
     }
 
     /// The pixels of image `i`.
@@ -160,14 +181,23 @@ impl Dataset {
         &self.images[i * p..(i + 1) * p]
     }
 
-    /// No images, of the given size.
+    /// No grey-level images (one channel), of the given size.
     pub fn empty(rows: usize, cols: usize) -> Self {
         Self {
             images: Vec::new(),
             labels: Vec::new(),
             rows,
             cols,
+            channels: 1,
             targets: Vec::new(),
+        }
+    }
+
+    /// No images, of the same shape (rows, columns and channels) as this set's.
+    pub fn empty_like(&self) -> Self {
+        Self {
+            channels: self.channels,
+            ..Self::empty(self.rows, self.cols)
         }
     }
 
@@ -186,6 +216,7 @@ impl Dataset {
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             rows: self.rows,
             cols: self.cols,
+            channels: self.channels,
             targets: match self.targets.is_empty() {
                 true => Vec::new(),
                 false => indices.iter().map(|&i| self.targets[i].clone()).collect(),
@@ -248,12 +279,13 @@ fn check_labels(labels: &[u8], path: &Path) -> Result<(), DataError> {
 
 /// Loads a split from `dir` (the data set's own folder, see [`dataset_dir`]).
 ///
-/// Each file may be gzip-compressed (`.gz`, preferred when both exist) or raw; gzip is
-/// detected by its magic bytes, not by name. The image count comes from the IDX header;
-/// the image and label counts must agree and labels must be <= 9. `name` is not needed
-/// to find the files; it is there for symmetry with [`load_or_download`].
+/// CIFAR-10 is read by [`load_cifar`]. Each IDX file may be gzip-compressed (`.gz`, preferred
+/// when both exist) or raw; gzip is detected by its magic bytes, not by name. The image count
+/// comes from the IDX header; the image and label counts must agree and labels must be <= 9.
 pub fn load(name: DatasetName, split: Split, dir: &Path) -> Result<Dataset, DataError> {
-    let _ = name;
+    if name == DatasetName::Cifar10 {
+        return load_cifar(split, dir);
+    }
     let (images_stem, labels_stem) = split.file_names();
     let images_path = find_file(dir, images_stem)?;
     let labels_path = find_file(dir, labels_stem)?;
@@ -274,13 +306,14 @@ pub fn load(name: DatasetName, split: Split, dir: &Path) -> Result<Dataset, Data
         labels,
         rows,
         cols,
+        channels: 1,
         targets: Vec::new(),
     })
 }
 
 /// The data dir for a dataset: `root` (`--data-dir`) if given, else `$EQPROP_DATA_DIR`,
 /// else a per-user cache (`$XDG_CACHE_HOME` or `$HOME/.cache`)`/eqprop`; the data set's
-/// subfolder (`mnist` or `fashion-mnist`) is appended.
+/// subfolder (`mnist`, `fashion-mnist` or `cifar-10`) is appended.
 pub fn dataset_dir(root: Option<&Path>, name: DatasetName) -> PathBuf {
     dataset_dir_with(root, name, |key| std::env::var_os(key))
 }
