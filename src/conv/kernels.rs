@@ -132,6 +132,53 @@ pub fn unpool(values: &[f32], winner: &[u32], g: &mut [f32]) {
     }
 }
 
+/// The transpose of a (pooled) convolution applied to the layer above, scattered straight onto
+/// the input's drive: for every non-zero `v` of `above` (`n hp wp x cout`) at the window
+/// maximum `winner` (an index into the `n ho wo x cout` convolution output),
+/// `drive[patch of that position] += v W[:, c]`.
+///
+/// A `pool x pool` max-pool leaves at most one routed value per window, and the hard sigmoid
+/// leaves many states at 0, so this does `nnz(above) kernel^2 C_in` multiply-adds where the
+/// dense product `unpool(above) W^T` does `pool^2` times more (and more, by the zeros). `wt`
+/// is `W^T`: row `c` is output channel `c`'s kernel, in patch order.
+pub fn conv_transpose_routed(
+    above: &[f32],
+    winner: &[u32],
+    wt: &[f32],
+    g: &ConvGeometry,
+    drive: &mut [f32],
+) {
+    let (patch, sample_in) = (g.patch(), g.h * g.w * g.cin);
+    for (&v, &at) in above.iter().zip(winner) {
+        if v == 0.0 {
+            continue;
+        }
+        let (at, c) = (at as usize / g.cout, at as usize % g.cout);
+        let (s, pos) = (at / g.positions(), at % g.positions());
+        let (oy, ox) = (pos / g.wo, pos % g.wo);
+        let kernel = &wt[c * patch..(c + 1) * patch];
+        let xs = &mut drive[s * sample_in..(s + 1) * sample_in];
+        for ky in 0..g.kernel {
+            let y = (oy + ky) as isize - g.padding as isize;
+            if y < 0 || y >= g.h as isize {
+                continue;
+            }
+            let x0 = ox as isize - g.padding as isize;
+            let (lo, hi) = (x0.max(0), (x0 + g.kernel as isize).min(g.w as isize));
+            if lo >= hi {
+                continue;
+            }
+            let (lo, hi) = (lo as usize, hi as usize);
+            let first = (ky * g.kernel + (lo as isize - x0) as usize) * g.cin;
+            let src = &kernel[first..first + (hi - lo) * g.cin];
+            let row = (y as usize * g.w + lo) * g.cin;
+            for (d, &w) in xs[row..row + (hi - lo) * g.cin].iter_mut().zip(src) {
+                *d += v * w;
+            }
+        }
+    }
+}
+
 /// Naive convolution of one sample (no pooling), for tests: `out[oy, ox, o] = sum x . k`.
 pub fn conv_reference(x: &[f32], weight: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let mut out = vec![0.0; g.ho * g.wo * g.cout];
@@ -234,6 +281,42 @@ mod tests {
                 (lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0),
                 "{spec}: {lhs} vs {rhs}"
             );
+        }
+    }
+
+    #[test]
+    fn the_routed_transpose_equals_unpool_then_the_dense_transpose() {
+        for spec in ["3x9x7,conv4k3p1+pool,2", "2x8x8,conv5k2p1+pool3,2", "2x6x5,conv3k3p2,2"] {
+            let g = geometry(spec);
+            let n = 2;
+            let conv = random(n * g.positions() * g.cout, 7);
+            let pooled_len = n * g.hp * g.wp * g.cout;
+            let (mut pooled, mut winner) = (vec![0.0; pooled_len], vec![0; pooled_len]);
+            max_pool(&conv, n, &g, &mut pooled, &mut winner);
+            // States in [0, 1] with zeros among them, as the hard sigmoid leaves them.
+            let above: Vec<f32> = random(pooled_len, 8).iter().map(|v| v.max(0.0)).collect();
+            let w = random(g.patch() * g.cout, 9);
+            let mut routed = vec![0.0; conv.len()];
+            unpool(&above, &winner, &mut routed);
+            let mut dcols = vec![0.0; n * g.positions() * g.patch()];
+            for (r, row) in routed.chunks(g.cout).enumerate() {
+                for i in 0..g.patch() {
+                    dcols[r * g.patch() + i] = (0..g.cout).map(|c| row[c] * w[i * g.cout + c]).sum();
+                }
+            }
+            let mut want = vec![0.0; n * g.h * g.w * g.cin];
+            col2im_acc(&dcols, n, &g, &mut want);
+            let mut wt = vec![0.0; w.len()];
+            for i in 0..g.patch() {
+                for c in 0..g.cout {
+                    wt[c * g.patch() + i] = w[i * g.cout + c];
+                }
+            }
+            let mut got = vec![0.0; want.len()];
+            conv_transpose_routed(&above, &winner, &wt, &g, &mut got);
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-4, "{spec}: {a} vs {b}");
+            }
         }
     }
 

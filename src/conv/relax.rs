@@ -22,7 +22,7 @@
 //! Nothing is allocated after [`Workspace::new`].
 
 use super::architecture::{Architecture, ConvGeometry};
-use super::kernels::{col2im_acc, im2col, max_pool, unpool};
+use super::kernels::{col2im_acc, conv_transpose_routed, im2col, max_pool, unpool};
 use super::net::{ConvNet, Gradient};
 use crate::backend::{Transpose, matmul_acc};
 use crate::tensor::Matrix;
@@ -95,6 +95,9 @@ pub struct Workspace {
     /// Patches of the input of a convolution (`n positions x patch`), reused for its transpose.
     cols: Vec<Matrix>,
     drive: Vec<Matrix>,
+    /// `W_k^T` of each convolution, for the routed transpose; refreshed after `invalidate`.
+    transposed: Vec<Matrix>,
+    transposed_fresh: bool,
     clamped: Vec<bool>,
     /// The layers not clamped, in order.
     free: Vec<usize>,
@@ -128,6 +131,8 @@ impl Workspace {
                 .collect(),
             cols: per_conv(&|g| (n * g.positions(), g.patch())),
             drive: sizes.iter().map(|&s| Matrix::zeros(n, s)).collect(),
+            transposed: per_conv(&|g| (g.cout, g.patch())),
+            transposed_fresh: false,
             geometry,
             clamped: (0..layers).map(|k| k == 0).collect(),
             free: (1..layers).collect(),
@@ -149,6 +154,25 @@ impl Workspace {
     /// Forgets every cached forward drive: call it when the clamped input or the weights change.
     pub fn invalidate(&mut self) {
         self.fresh.fill(false);
+        self.transposed_fresh = false;
+    }
+
+    /// Copies `W_k^T` of every convolution (once after each [`invalidate`](Self::invalidate)).
+    fn ensure_transposed(&mut self, net: &ConvNet) {
+        if self.transposed_fresh {
+            return;
+        }
+        for (k, t) in self.transposed.iter_mut().enumerate().skip(1) {
+            if self.geometry[k].is_some() {
+                let w = net.weight(k);
+                for (i, row) in w.as_slice().chunks_exact(w.cols()).enumerate() {
+                    for (c, &v) in row.iter().enumerate() {
+                        t.set(c, i, v);
+                    }
+                }
+            }
+        }
+        self.transposed_fresh = true;
     }
 
     /// Runs `phase.steps` steps on the free layers of `state`.
@@ -158,6 +182,7 @@ impl Workspace {
             self.fresh[k] &= self.clamped[k - 1];
         }
         let last = state.layers.len() - 1;
+        self.ensure_transposed(net);
         let free = std::mem::take(&mut self.free);
         for _ in 0..phase.steps {
             match phase.sweep {
@@ -231,6 +256,13 @@ impl Workspace {
             let above = &state.layers[k + 1];
             let w = net.weight(k + 1);
             match self.geometry[k + 1] {
+                Some(g) if routed_is_cheaper(above, &g) => conv_transpose_routed(
+                    above.as_slice(),
+                    &self.winner[k + 1],
+                    self.transposed[k + 1].as_slice(),
+                    &g,
+                    drive.as_mut_slice(),
+                ),
                 Some(g) => {
                     let (routed, cols) = (&mut self.conv_out[k + 1], &mut self.cols[k + 1]);
                     unpool(above.as_slice(), &self.winner[k + 1], routed.as_mut_slice());
@@ -348,6 +380,13 @@ impl Workspace {
         }
         self.fresh.fill(false);
     }
+}
+
+/// Whether scattering the non-zero routed values (each `patch` multiply-adds, at about half a
+/// GEMM's rate) beats the dense transpose (`positions x cout x patch`): always under a pool,
+/// otherwise when at least half of the layer above is zero.
+fn routed_is_cheaper(above: &Matrix, g: &ConvGeometry) -> bool {
+    g.pool > 1 || 2 * above.as_slice().iter().filter(|&&v| v != 0.0).count() <= above.as_slice().len()
 }
 
 fn add(dst: &mut Matrix, src: &Matrix) {
