@@ -209,11 +209,11 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// A fresh run: Glorot-initialised network from `hp.seed`.
+    /// A fresh run: Glorot-initialised network from `hp.seed`, scaled by `hp.init_gain`
+    /// ([`Hyperparams::initial_network`]).
     pub fn new(hp: Hyperparams) -> Result<Self, ConfigError> {
         hp.validate()?;
-        let mut rng = ChaCha8Rng::seed_from_u64(hp.seed);
-        let net = Network::glorot(&hp.layers, &mut rng)?;
+        let net = hp.initial_network()?;
         Ok(Self::resume(hp, net, Progress::default(), None))
     }
 
