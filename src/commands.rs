@@ -357,6 +357,12 @@ struct BenchArgs {
     /// The PyTorch baseline script.
     #[arg(long, default_value = "bench/eqprop_torch.py")]
     torch_script: PathBuf,
+    /// The PyTorch baseline script of networks with convolutions.
+    #[arg(long, default_value = "bench/conv_eqprop_torch.py")]
+    conv_torch_script: PathBuf,
+    /// Networks with convolutions: training images per timed run (after a warm-up batch).
+    #[arg(long, default_value_t = 200)]
+    images: usize,
     #[arg(long, default_value = "python3")]
     python: String,
     /// Time only this implementation.
@@ -701,6 +707,9 @@ fn eval(args: EvalArgs, device: Device) -> Result<()> {
 
 fn bench(args: BenchArgs, device: Device) -> Result<()> {
     init_threads(Some(args.threads))?;
+    if arch::bench_convolutional(&args)? {
+        return arch::bench(&args, device);
+    }
     let mut hp = Hyperparams::preset(&args.preset)?;
     args.overrides.apply(&mut hp);
     hp.epochs = args.epochs;

@@ -307,11 +307,7 @@ fn eqprop_estimate(net: &ConvNet, x: &Matrix, t: &Matrix, beta: f32) -> Vec<Vec<
     let mut ws = Workspace::new(arch, n);
     let mut free = ConvState::zeros(arch, n);
     free.layers[0].copy_from(x);
-    ws.relax(
-        &net,
-        &mut free,
-        &phase(500, Sweep::Alternating, 1.0, 0.0, t),
-    );
+    ws.relax(net, &mut free, &phase(500, Sweep::Alternating, 1.0, 0.0, t));
     let mut grad = Gradient::zeros(arch);
     for sign in [1.0f32, -1.0] {
         let mut nudged = free.clone();
@@ -352,4 +348,40 @@ fn symmetric_eqprop_matches_the_true_gradient_layer_by_layer() {
         assert!(norm > 1e-6, "coupling {k} has no gradient to check");
         assert!(c >= 0.99, "coupling {k}: cosine {c}");
     }
+}
+
+#[test]
+fn dreaming_frees_the_input_and_the_energy_still_never_rises() {
+    let net = random_net(7, 1.5);
+    let arch = net.architecture();
+    let labels = [0usize, 1, 2];
+    let mut ws = Workspace::new(arch, 3);
+    let last = arch.num_layers() - 1;
+    ws.set_clamped(&(0..=last).map(|k| k == last).collect::<Vec<_>>());
+    let mut state = ConvState::zeros(arch, 3);
+    for (r, &l) in labels.iter().enumerate() {
+        state.layers[last].set(r, l, 1.0);
+    }
+    let (mut before, mut now) = (vec![0.0; 3], vec![0.0; 3]);
+    ws.energy(&net, &state, &mut before);
+    let t = Matrix::zeros(3, 3);
+    for _ in 0..20 {
+        ws.relax(
+            &net,
+            &mut state,
+            &phase(1, Sweep::Alternating, 1.0, 0.0, &t),
+        );
+        ws.energy(&net, &state, &mut now);
+        for (a, b) in now.iter().zip(&before) {
+            assert!(*a <= b + 1e-5 * b.abs().max(1.0), "energy rose: {b} -> {a}");
+        }
+        before.copy_from_slice(&now);
+    }
+    let dreams = eqprop::conv::dream(&net, &labels, 20, Sweep::Alternating);
+    assert_eq!(dreams, state.layers[0]);
+    assert!(
+        dreams.as_slice().iter().any(|&v| v > 0.0),
+        "the input moved"
+    );
+    assert!(dreams.as_slice().iter().all(|&v| (0.0..=1.0).contains(&v)));
 }

@@ -6,6 +6,7 @@
 //! both directions of every free-to-free coupling in full (an upper bound: the fused kernel skips
 //! source units resting exactly at 0).
 
+pub mod conv;
 #[cfg(feature = "cuda")]
 mod cuda;
 mod method;

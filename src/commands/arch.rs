@@ -1,8 +1,10 @@
 //! `eqprop train` and `eqprop eval` for networks given by an architecture spec with
 //! convolutions (`--arch`, or a `conv-*` preset): the library's [`ConvRun`] does the work.
 
-use super::{TrainArgs, checks, plots};
+use super::{BenchArgs, Overrides, TrainArgs, checks, plots};
 use anyhow::{Context, Result, bail};
+use eqprop::bench::TorchBaseline;
+use eqprop::bench::conv::{ConvBench, conv_benchmark};
 use eqprop::config::Schedule;
 use eqprop::conv::train::CONV_PRESETS;
 use eqprop::conv::{Architecture, ConvConfig, ConvObserver, ConvRun, evaluate};
@@ -38,15 +40,27 @@ pub(super) fn convolutional(args: &TrainArgs) -> Result<bool> {
 /// The default preset of a data set.
 fn default_preset(name: DatasetName) -> &'static str {
     match name {
+        DatasetName::Mnist => "conv-mnist",
         DatasetName::FashionMnist => "conv-fashion",
-        _ => "conv-mnist",
+        DatasetName::Cifar10 => "conv-cifar10",
     }
 }
 
 /// The config: the preset with the flags applied; flags these networks do not support yet
 /// are refused, naming them.
 fn config(args: &TrainArgs) -> Result<ConvConfig> {
-    let o = &args.overrides;
+    if args.dreams {
+        bail!("--dreams is not supported yet for networks with convolutions");
+    }
+    let preset = args.preset.as_deref();
+    config_of(
+        preset.unwrap_or(default_preset(args.data.name())),
+        &args.overrides,
+    )
+}
+
+/// A preset with the flags applied; flags these networks do not support yet are refused.
+fn config_of(preset: &str, o: &Overrides) -> Result<ConvConfig> {
     let unsupported = [
         (o.persistent.is_some(), "--persistent"),
         (o.generative, "--generative"),
@@ -55,15 +69,10 @@ fn config(args: &TrainArgs) -> Result<ConvConfig> {
             o.target_off.is_some() || o.target_on.is_some(),
             "--target-off/--target-on",
         ),
-        (args.dreams, "--dreams"),
     ];
     if let Some((_, flag)) = unsupported.iter().find(|(set, _)| *set) {
         bail!("{flag} is not supported yet for networks with convolutions");
     }
-    let preset = args
-        .preset
-        .as_deref()
-        .unwrap_or(default_preset(args.data.name()));
     let mut cfg = ConvConfig::preset(preset)?;
     if let Some(spec) = &o.arch {
         cfg.arch = Architecture::parse(spec).context("--arch")?;
@@ -145,6 +154,49 @@ pub(super) fn train(args: TrainArgs, device: Device) -> Result<()> {
         files.checkpoint.display(),
         files.metrics.display()
     );
+    Ok(())
+}
+
+/// Whether `eqprop bench` is asked to time a network with convolutions.
+pub(super) fn bench_convolutional(args: &BenchArgs) -> Result<bool> {
+    let spec = match &args.overrides.arch {
+        Some(spec) => Some(Architecture::parse(spec).context("--arch")?),
+        None => None,
+    };
+    Ok(CONV_PRESETS.contains(&args.preset.as_str()) || spec.is_some_and(|a| !a.is_dense()))
+}
+
+/// `eqprop bench` of a network with convolutions: eqprop against the PyTorch conv EqProp at
+/// the same settings, and the dense FLOP floor.
+pub(super) fn bench(args: &BenchArgs, device: Device) -> Result<()> {
+    device.require(Work::Convolutional)?;
+    let cfg = config_of(&args.preset, &args.overrides)?;
+    if args.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    if let Some(report) = &args.report {
+        checks::writable_file(report)?;
+    }
+    let trainset = args.data.load(Split::Train)?;
+    cfg.check_data(&trainset)?;
+    let torch = (!args.no_torch).then(|| {
+        let baseline = TorchBaseline {
+            python: args.python.clone(),
+            script: args.conv_torch_script.clone(),
+        };
+        (baseline, args.data.source().dir(), args.data.name())
+    });
+    let plan = ConvBench {
+        images: args.images,
+        rounds: args.rounds,
+        threads: args.threads,
+        torch,
+    };
+    let report = conv_benchmark(&cfg, &trainset, &plan, |line| eprintln!("{line}"))?;
+    print!("{report}");
+    if let Some(path) = &args.report {
+        std::fs::write(path, &report).with_context(|| path.display().to_string())?;
+    }
     Ok(())
 }
 

@@ -286,7 +286,11 @@ mod tests {
 
     #[test]
     fn the_routed_transpose_equals_unpool_then_the_dense_transpose() {
-        for spec in ["3x9x7,conv4k3p1+pool,2", "2x8x8,conv5k2p1+pool3,2", "2x6x5,conv3k3p2,2"] {
+        for spec in [
+            "3x9x7,conv4k3p1+pool,2",
+            "2x8x8,conv5k2p1+pool3,2",
+            "2x6x5,conv3k3p2,2",
+        ] {
             let g = geometry(spec);
             let n = 2;
             let conv = random(n * g.positions() * g.cout, 7);
@@ -301,7 +305,8 @@ mod tests {
             let mut dcols = vec![0.0; n * g.positions() * g.patch()];
             for (r, row) in routed.chunks(g.cout).enumerate() {
                 for i in 0..g.patch() {
-                    dcols[r * g.patch() + i] = (0..g.cout).map(|c| row[c] * w[i * g.cout + c]).sum();
+                    dcols[r * g.patch() + i] =
+                        (0..g.cout).map(|c| row[c] * w[i * g.cout + c]).sum();
                 }
             }
             let mut want = vec![0.0; n * g.h * g.w * g.cin];

@@ -23,6 +23,6 @@ pub mod train;
 
 pub use architecture::{ArchError, Architecture, Coupling, Shape};
 pub use net::{ConvNet, Gradient, ParamError};
-pub use relax::{ConvPhase, ConvState, Sweep, Workspace};
+pub use relax::{ConvPhase, ConvState, Sweep, Workspace, dream};
 pub use run::{ConvObserver, ConvRun};
 pub use train::{ConvConfig, ConvEpoch, ConvTrainer, evaluate};

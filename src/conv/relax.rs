@@ -386,7 +386,8 @@ impl Workspace {
 /// GEMM's rate) beats the dense transpose (`positions x cout x patch`): always under a pool,
 /// otherwise when at least half of the layer above is zero.
 fn routed_is_cheaper(above: &Matrix, g: &ConvGeometry) -> bool {
-    g.pool > 1 || 2 * above.as_slice().iter().filter(|&&v| v != 0.0).count() <= above.as_slice().len()
+    g.pool > 1
+        || 2 * above.as_slice().iter().filter(|&&v| v != 0.0).count() <= above.as_slice().len()
 }
 
 fn add(dst: &mut Matrix, src: &Matrix) {
@@ -406,4 +407,28 @@ impl FillCyclic for Matrix {
             chunk.copy_from_slice(pattern);
         }
     }
+}
+
+/// Dreams: the output clamped to the one-hot `labels`, the input (and every hidden layer)
+/// free from zero, relaxed for `steps` steps, so that the couplings draw what each label
+/// means in the input layer. Returns the input layer, one image per row (channels-last).
+pub fn dream(net: &ConvNet, labels: &[usize], steps: usize, sweep: Sweep) -> Matrix {
+    let arch = net.architecture();
+    let n = labels.len();
+    let mut state = ConvState::zeros(arch, n);
+    let last = arch.num_layers() - 1;
+    for (r, &label) in labels.iter().enumerate() {
+        state.layers[last].set(r, label, 1.0);
+    }
+    let mut ws = Workspace::new(arch, n);
+    ws.set_clamped(&(0..=last).map(|k| k == last).collect::<Vec<_>>());
+    let phase = ConvPhase {
+        steps,
+        eps: 1.0,
+        sweep,
+        beta: 0.0,
+        target: None,
+    };
+    ws.relax(net, &mut state, &phase);
+    state.layers.swap_remove(0)
 }

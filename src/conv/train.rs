@@ -76,14 +76,14 @@ impl ConvConfig {
     pub fn preset(name: &str) -> Result<Self, ConfigError> {
         let mnist = Self {
             arch: MNIST_CONV.parse().expect("a valid spec"),
-            batch_size: 100,
+            batch_size: 20,
             t_free: 20,
             t_nudge: 4,
             eps: 1.0,
             sweep: Sweep::Alternating,
             beta: 0.5,
             nudging: Nudging::Symmetric,
-            lr: vec![0.2, 0.2, 0.05],
+            lr: vec![0.1, 0.1, 0.02],
             momentum: 0.0,
             schedule: Schedule::Cosine {
                 final_fraction: 0.01,
@@ -94,13 +94,15 @@ impl ConvConfig {
         match name {
             "conv-mnist" => Ok(mnist),
             "conv-fashion" => Ok(Self {
-                epochs: 20,
+                epochs: 15,
                 ..mnist
             }),
             "conv-reference" => Ok(Self {
+                batch_size: 100,
                 t_free: 200,
                 t_nudge: 10,
                 sweep: Sweep::Synchronous,
+                lr: vec![0.05, 0.05, 0.01],
                 ..mnist
             }),
             "conv-cifar10" => Ok(Self {
@@ -452,9 +454,10 @@ fn scale_in_place(g: &mut Gradient, c: f32) {
         .for_each(|b| b.iter_mut().for_each(|x| *x *= c));
 }
 
-/// Sizes of a mini-batch's chunks: at most [`CHUNK`] samples each, as even as possible.
+/// Sizes of a mini-batch's chunks: at least two (so that two cores share even a small batch),
+/// at most [`CHUNK`] samples each, as even as possible.
 pub fn chunk_sizes(batch: usize) -> Vec<usize> {
-    let count = batch.div_ceil(CHUNK).max(1);
+    let count = batch.div_ceil(CHUNK).max(2).min(batch.max(1));
     (0..count)
         .map(|i| batch / count + usize::from(i < batch % count))
         .collect()
