@@ -136,8 +136,10 @@ impl DataArgs {
 struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Starting hyperparameters: best, best-fashion, paper, paper-2h, paper-3h [default: best
-    /// for mnist and cifar10, best-fashion for fashion-mnist].
+    /// Starting hyperparameters: best, best-fashion, paper, paper-2h, paper-3h, deep; networks
+    /// with convolutions: conv-mnist, conv-fashion, conv-cifar10, conv-reference [default: best
+    /// for mnist and cifar10, best-fashion for fashion-mnist; with a convolutional --arch,
+    /// conv-mnist, conv-fashion or conv-cifar10].
     #[arg(long)]
     preset: Option<String>,
     /// Output folder for checkpoint.safetensors, metrics.jsonl and curve.svg [default:
@@ -178,6 +180,10 @@ struct Overrides {
     /// Heavy-ball momentum of the update (networks with convolutions).
     #[arg(long)]
     momentum: Option<f32>,
+    /// End a relaxation phase once no state moves by more than this in a step (networks with
+    /// convolutions; 0: run every step).
+    #[arg(long)]
+    tol: Option<f32>,
     #[arg(long)]
     epochs: Option<usize>,
     #[arg(long)]

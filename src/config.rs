@@ -107,7 +107,7 @@ pub enum ConfigError {
     Gate(crate::modulator::GateError),
     #[error(
         "unknown preset '{0}' (known: {known})",
-        known = [&PRESETS[..], &crate::conv::train::CONV_PRESETS[..]].concat().join(", ")
+        known = [&PRESETS[..], &CONV_PRESETS[..]].concat().join(", ")
     )]
     UnknownPreset(String),
     #[error("the network takes {inputs} inputs, the images have {pixels} pixels")]
@@ -197,6 +197,14 @@ pub fn check_size(layers: &[usize], batch: usize) -> Result<(), ConfigError> {
 
 /// Learning rates of the `deep` preset.
 const DEEP_LR: [f32; 3] = [0.8, 0.2, 0.02];
+
+/// Names of the presets of networks with convolutions (`crate::conv::ConvConfig::preset`).
+pub const CONV_PRESETS: [&str; 4] = [
+    "conv-mnist",
+    "conv-fashion",
+    "conv-cifar10",
+    "conv-reference",
+];
 
 /// Names accepted by [`Hyperparams::preset`].
 pub const PRESETS: [&str; 6] = [

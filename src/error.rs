@@ -39,9 +39,6 @@ pub enum Error {
     /// A checkpoint or other saved file that cannot be read or written.
     #[error(transparent)]
     File(#[from] FileError),
-    /// An architecture spec that does not describe a network.
-    #[error(transparent)]
-    Arch(#[from] crate::conv::ArchError),
     /// What the chosen engine (CPU or CUDA) cannot run.
     #[error(transparent)]
     Device(#[from] DeviceError),

@@ -15,6 +15,10 @@
 //! # }
 //! ```
 
+pub mod conv;
+
+pub use conv::{ConvObserver, ConvRun};
+
 use crate::bench;
 use crate::checkpoint::{self, Checkpoint, CheckpointRef};
 use crate::config::{Hyperparams, Schedule};

@@ -49,6 +49,7 @@ fn phase(steps: usize, sweep: Sweep, eps: f32, beta: f32, t: &Matrix) -> ConvPha
         sweep,
         beta,
         target: Some(t),
+        tol: 0.0,
     }
 }
 

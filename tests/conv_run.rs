@@ -4,8 +4,9 @@
 mod common;
 
 use common::{assert_clear_error, eqprop, mnist, temp_dir};
-use eqprop::conv::{ConvConfig, ConvRun, checkpoint};
+use eqprop::conv::{ConvConfig, checkpoint};
 use eqprop::data::{DatasetName, Split};
+use eqprop::run::ConvRun;
 use eqprop::run::RunFiles;
 use std::sync::atomic::AtomicBool;
 

@@ -7,11 +7,12 @@ use eqprop::bench::TorchBaseline;
 use eqprop::bench::conv::{ConvBench, conv_benchmark};
 use eqprop::config::Schedule;
 use eqprop::conv::train::CONV_PRESETS;
-use eqprop::conv::{Architecture, ConvConfig, ConvObserver, ConvRun, evaluate};
+use eqprop::conv::{Architecture, ConvConfig, evaluate};
 use eqprop::data::{DatasetName, Split};
 use eqprop::device::{Device, Work};
 use eqprop::metrics::{self, EpochRecord};
 use eqprop::run::RunFiles;
+use eqprop::run::{ConvObserver, ConvRun};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
 use std::sync::Arc;
@@ -29,9 +30,10 @@ pub(super) fn convolutional(args: &TrainArgs) -> Result<bool> {
         .as_deref()
         .is_some_and(|p| CONV_PRESETS.contains(&p));
     let conv = preset || spec.is_some_and(|a| !a.is_dense());
-    if !conv && (args.overrides.sweep.is_some() || args.overrides.momentum.is_some()) {
+    let o = &args.overrides;
+    if !conv && (o.sweep.is_some() || o.momentum.is_some() || o.tol.is_some()) {
         bail!(
-            "--sweep and --momentum apply to networks with convolutions (--arch or a conv-* preset)"
+            "--sweep, --momentum and --tol apply to networks with convolutions (--arch or a conv-* preset)"
         );
     }
     Ok(conv)
@@ -94,6 +96,7 @@ fn config_of(preset: &str, o: &Overrides) -> Result<ConvConfig> {
     cfg.nudging = o.nudging.unwrap_or(cfg.nudging);
     cfg.sweep = o.sweep.unwrap_or(cfg.sweep);
     cfg.momentum = o.momentum.unwrap_or(cfg.momentum);
+    cfg.tol = o.tol.unwrap_or(cfg.tol);
     cfg.seed = o.seed.unwrap_or(cfg.seed);
     if let Some(lr) = &o.lr {
         cfg.lr.clone_from(lr);

@@ -12,17 +12,16 @@
 //! `1x28x28,conv32k5+pool,conv64k5+pool,10`; [`net`] holds the parameters; [`relax`] relaxes a
 //! chunk of samples (synchronously, or alternating odd and even layers) and computes
 //! `dPhi/dtheta`; [`kernels`] are the channels-last im2col convolution, its transpose and the
-//! pooling; [`train`] is EqProp on mini-batches.
+//! pooling; [`train`] is EqProp on mini-batches; [`checkpoint`] saves the network with its
+//! architecture; [`crate::run::ConvRun`] is a whole run (epochs, evaluation, files).
 pub mod architecture;
 pub mod checkpoint;
 pub mod kernels;
 pub mod net;
 pub mod relax;
-pub mod run;
 pub mod train;
 
 pub use architecture::{ArchError, Architecture, Coupling, Shape};
 pub use net::{ConvNet, Gradient, ParamError};
 pub use relax::{ConvPhase, ConvState, Sweep, Workspace, dream};
-pub use run::{ConvObserver, ConvRun};
 pub use train::{ConvConfig, ConvEpoch, ConvTrainer, evaluate};

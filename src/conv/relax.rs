@@ -49,6 +49,8 @@ pub struct ConvPhase<'a> {
     pub sweep: Sweep,
     pub beta: f32,
     pub target: Option<&'a Matrix>,
+    /// End the phase once no state moves by more than this in a step (0: run every step).
+    pub tol: f32,
 }
 
 /// The states of every layer for `n` samples: `layers[k]` is `n x size_k`, channels-last.
@@ -176,7 +178,10 @@ impl Workspace {
     }
 
     /// Runs `phase.steps` steps on the free layers of `state`.
-    pub fn relax(&mut self, net: &ConvNet, state: &mut ConvState, phase: &ConvPhase) {
+    ///
+    /// Returns the steps taken: with `phase.tol > 0` the phase ends early, after the first
+    /// step in which no state moved by more than `tol` (a fixed point, to that tolerance).
+    pub fn relax(&mut self, net: &ConvNet, state: &mut ConvState, phase: &ConvPhase) -> usize {
         // The caller may have replaced the free layers: only drives from clamped layers survive.
         for k in 1..self.fresh.len() {
             self.fresh[k] &= self.clamped[k - 1];
@@ -184,7 +189,9 @@ impl Workspace {
         let last = state.layers.len() - 1;
         self.ensure_transposed(net);
         let free = std::mem::take(&mut self.free);
-        for _ in 0..phase.steps {
+        let mut taken = phase.steps;
+        for step in 0..phase.steps {
+            let mut moved = 0.0f32;
             match phase.sweep {
                 Sweep::Synchronous => {
                     (1..=last).for_each(|k| self.ensure_forward(net, state, k));
@@ -192,7 +199,7 @@ impl Workspace {
                         self.compute_drive(net, state, k);
                     }
                     for &k in &free {
-                        self.update_layer(state, k, phase, false);
+                        moved = moved.max(self.update_layer(state, k, phase, false));
                     }
                 }
                 Sweep::Alternating => {
@@ -205,13 +212,18 @@ impl Workspace {
                                 self.ensure_forward(net, state, k + 1);
                             }
                             self.compute_drive(net, state, k);
-                            self.update_layer(state, k, phase, true);
+                            moved = moved.max(self.update_layer(state, k, phase, true));
                         }
                     }
                 }
             }
+            if moved < phase.tol {
+                taken = step + 1;
+                break;
+            }
         }
         self.free = free;
+        taken
     }
 
     /// `forward[k] = P(conv(s_{k-1}))` or `s_{k-1} W_k`, unless still fresh.
@@ -276,7 +288,14 @@ impl Workspace {
     }
 
     /// Moves layer `k` by the phase's rule; the forward drive of coupling `k+1` goes stale.
-    fn update_layer(&mut self, state: &mut ConvState, k: usize, phase: &ConvPhase, exact: bool) {
+    /// Returns the largest change of a state.
+    fn update_layer(
+        &mut self,
+        state: &mut ConvState,
+        k: usize,
+        phase: &ConvPhase,
+        exact: bool,
+    ) -> f32 {
         let last = state.layers.len() - 1;
         let nudge = (k == last && phase.beta != 0.0)
             .then(|| phase.target.map(|t| (phase.beta, t)))
@@ -286,27 +305,33 @@ impl Workspace {
             self.drive[k].as_slice(),
             phase.eps,
         );
+        let mut moved = 0.0f32;
+        let mut set = |x: &mut f32, new: f32| {
+            moved = moved.max((new - *x).abs());
+            *x = new;
+        };
         match (nudge, exact) {
             (None, _) => {
                 for (x, &d) in s.iter_mut().zip(d) {
-                    *x = (*x + eps * (d - *x)).clamp(0.0, 1.0);
+                    set(x, (*x + eps * (d - *x)).clamp(0.0, 1.0));
                 }
             }
             (Some((beta, t)), false) => {
                 for ((x, &d), &t) in s.iter_mut().zip(d).zip(t.as_slice()) {
-                    *x = (*x + eps * (d - *x + beta * (t - *x))).clamp(0.0, 1.0);
+                    set(x, (*x + eps * (d - *x + beta * (t - *x))).clamp(0.0, 1.0));
                 }
             }
             (Some((beta, t)), true) => {
                 for ((x, &d), &t) in s.iter_mut().zip(d).zip(t.as_slice()) {
                     let best = ((d + beta * t) / (1.0 + beta)).clamp(0.0, 1.0);
-                    *x += eps * (best - *x);
+                    set(x, *x + eps * (best - *x));
                 }
             }
         }
         if k < last {
             self.fresh[k + 1] = false;
         }
+        moved
     }
 
     /// Per-sample energy `E` (the self terms of clamped layers left out: constants of a phase).
@@ -428,6 +453,7 @@ pub fn dream(net: &ConvNet, labels: &[usize], steps: usize, sweep: Sweep) -> Mat
         sweep,
         beta: 0.0,
         target: None,
+        tol: 0.0,
     };
     ws.relax(net, &mut state, &phase);
     state.layers.swap_remove(0)

@@ -40,6 +40,10 @@ pub struct ConvConfig {
     /// Step size (1: the exact block minimiser / fixed-point iteration).
     pub eps: f32,
     pub sweep: Sweep,
+    /// End a phase early once no state moves by more than this in a step (0: always run
+    /// `t_free` / `t_nudge` steps).
+    #[serde(default)]
+    pub tol: f32,
     pub beta: f32,
     pub nudging: Nudging,
     /// One learning rate per coupling `W_k` (and bias `b_k`).
@@ -81,6 +85,7 @@ impl ConvConfig {
             t_nudge: 4,
             eps: 1.0,
             sweep: Sweep::Alternating,
+            tol: 0.0,
             beta: 0.5,
             nudging: Nudging::Symmetric,
             lr: vec![0.1, 0.1, 0.02],
@@ -223,6 +228,8 @@ struct Worker {
     target: Matrix,
     grad: Gradient,
     correct: usize,
+    /// Relaxation steps taken in the last mini-batch (every phase).
+    steps: usize,
 }
 
 impl Worker {
@@ -236,6 +243,7 @@ impl Worker {
             target: Matrix::zeros(n, arch.layers().last().expect("layers").size()),
             grad: Gradient::zeros(arch),
             correct: 0,
+            steps: 0,
         }
     }
 
@@ -259,8 +267,9 @@ impl Worker {
             sweep: cfg.sweep,
             beta: 0.0,
             target: None,
+            tol: cfg.tol,
         };
-        self.ws.relax(net, &mut self.free, &phase);
+        self.steps = self.ws.relax(net, &mut self.free, &phase);
         let out = self.free.output();
         self.correct = (0..out.rows())
             .filter(|&r| out.argmax_row(r) == self.target.argmax_row(r))
@@ -278,13 +287,14 @@ impl Worker {
                 sweep: cfg.sweep,
                 beta: b,
                 target: Some(&self.target),
+                tol: cfg.tol,
             };
-            ws.relax(net, state, &phase);
+            ws.relax(net, state, &phase)
         };
-        nudged(&mut self.ws, &mut self.plus, &self.free, beta);
+        self.steps += nudged(&mut self.ws, &mut self.plus, &self.free, beta);
         let negative = match cfg.nudging {
             Nudging::Symmetric => {
-                nudged(&mut self.ws, &mut self.minus, &self.free, -beta);
+                self.steps += nudged(&mut self.ws, &mut self.minus, &self.free, -beta);
                 &self.minus
             }
             Nudging::Positive | Nudging::RandomSign => &self.free,
@@ -306,6 +316,9 @@ pub struct ConvEpoch {
     pub train_error: f64,
     /// Wall-clock seconds of the epoch's training.
     pub seconds: f64,
+    /// Mean relaxation steps per training example, all phases together (`t_free + t_nudge`,
+    /// or twice `t_nudge` under symmetric nudging, unless `tol` ends phases early).
+    pub mean_steps: f64,
 }
 
 /// The network, its optimiser state and the chunks' buffers.
@@ -370,13 +383,19 @@ impl ConvTrainer {
         let mut order: Vec<usize> = (0..data.len()).collect();
         order.shuffle(&mut rng);
         let lrs = cfg.learning_rates(self.epoch);
-        let mut correct = 0;
+        let (mut correct, mut steps) = (0, 0);
         for (b, batch) in order.chunks(cfg.batch_size).enumerate() {
             let beta = match cfg.nudging {
                 Nudging::RandomSign if rng.random_bool(0.5) => -cfg.beta,
                 _ => cfg.beta,
             };
             correct += self.train_batch(data, batch, beta, &lrs);
+            steps += self
+                .workers
+                .iter()
+                .zip(chunk_sizes(batch.len()))
+                .map(|(w, n)| w.steps * n)
+                .sum::<usize>();
             if !progress(b * cfg.batch_size + batch.len(), correct) {
                 return None;
             }
@@ -386,6 +405,7 @@ impl ConvTrainer {
             epoch: self.epoch - 1,
             train_error: 100.0 * (1.0 - correct as f64 / data.len().max(1) as f64),
             seconds: start.elapsed().as_secs_f64(),
+            mean_steps: steps as f64 / data.len().max(1) as f64,
         })
     }
 

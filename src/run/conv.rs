@@ -2,12 +2,12 @@
 //! it keeps (the same [`RunFiles`] as a dense run: a checkpoint rewritten atomically after
 //! every epoch, one JSON line per epoch).
 
-use super::checkpoint::{self, ConvCheckpoint};
-use super::train::{ConvConfig, ConvTrainer, evaluate};
+use super::{Report, RunFiles};
+use crate::conv::checkpoint::{self, ConvCheckpoint};
+use crate::conv::train::{ConvConfig, ConvTrainer, evaluate};
 use crate::data::{Dataset, DatasetName};
 use crate::error::{Error, Result};
 use crate::metrics::{EpochRecord, append_jsonl};
-use crate::run::{Report, RunFiles};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
