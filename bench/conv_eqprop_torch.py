@@ -355,10 +355,14 @@ def run(args):
         sync(device)
         t0 = time.perf_counter()
         wrong = 0
-        for i in range(0, N, args.batch_size):
+        for b, i in enumerate(range(0, N, args.batch_size)):
             idx = perm[i:i + args.batch_size]
             wrong += int(train_batch(net, opt, xtr[idx].to(device), ytr[idx].to(device),
                                      args, gen))
+            if args.log_every > 0 and (b + 1) % args.log_every == 0:
+                seen = i + idx.shape[0]
+                print(f"  epoch {epoch} images {seen}  train_err so far {100.0 * wrong / seen:6.2f}%"
+                      f"  {time.perf_counter() - t0:8.1f} s", flush=True)
         sync(device)
         secs = time.perf_counter() - t0
         test_err = evaluate(net, xte, yte, args, device)
@@ -493,6 +497,8 @@ def main():
     ap.add_argument("--lr", type=float_list, default=[5e-5, 1e-5, 8e-6],
                     help="one learning rate per weight layer (conv layers, then dense)")
     ap.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
+    ap.add_argument("--log-every", type=int, default=0,
+                    help="print the running train error every N batches (0: per epoch only)")
     ap.add_argument("--self-check", action="store_true",
                     help="energy descent and EqProp-vs-BPTT cosines on random data, then exit")
     args = ap.parse_args()
