@@ -9,9 +9,8 @@ sigmoid this equals pooling after the activation since both are monotone.)
 
 Defaults, chosen as a strong and fair baseline: ReLU, cross-entropy on the output logits,
 Adam (lr 1e-3), batch 64, PyTorch's default initialisation, no augmentation, no dropout,
-no weight decay, no schedule -- the standard recipe for this LeNet-like net (ReLU + cross-
-entropy + Adam train it faster and at least as well as the EqProp-like hard sigmoid + MSE, so
-the target EqProp must approach is not weakened). `--act hardsigmoid --loss mse` gives the
+no weight decay, no schedule -- the usual recipe for this LeNet-like net, so that the
+target conv EqProp must approach is not a weakened one. `--act hardsigmoid --loss mse` gives the
 EqProp net's own activation (clamp(u, 0, 1)) and loss (1/2 ||y - onehot||^2 on the
 clamped output) trained by backprop, to separate the learning rule from the model.
 
