@@ -361,8 +361,8 @@ def run(args):
                                      args, gen))
             if args.log_every > 0 and (b + 1) % args.log_every == 0:
                 seen = i + idx.shape[0]
-                print(f"  epoch {epoch} images {seen}  train_err so far {100.0 * wrong / seen:6.2f}%"
-                      f"  {time.perf_counter() - t0:8.1f} s", flush=True)
+                print(f"  epoch {epoch} images {seen}  train_err so far "
+                      f"{100.0 * wrong / seen:6.2f}%  {time.perf_counter() - t0:8.1f} s", flush=True)
         sync(device)
         secs = time.perf_counter() - t0
         test_err = evaluate(net, xte, yte, args, device)
