@@ -369,6 +369,10 @@ struct BenchArgs {
     /// Networks with convolutions: training images per timed run (after a warm-up batch).
     #[arg(long, default_value_t = 200)]
     images: usize,
+    /// Networks with convolutions: run the PyTorch side at this preset's settings instead of
+    /// the same ones (e.g. conv-reference, the research code's).
+    #[arg(long)]
+    torch_preset: Option<String>,
     #[arg(long, default_value = "python3")]
     python: String,
     /// Time only this implementation.

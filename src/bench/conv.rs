@@ -25,6 +25,9 @@ pub struct ConvBench {
     pub threads: usize,
     /// The PyTorch side (its interpreter and script) and the data set folder it reads.
     pub torch: Option<(TorchBaseline, PathBuf, DatasetName)>,
+    /// The settings the PyTorch side runs (default: eqprop's): the research settings, say,
+    /// to compare the algorithm's own speed with the research code's.
+    pub torch_config: Option<ConvConfig>,
 }
 
 /// Multiply-adds of the work a training image needs when every product is done densely:
@@ -142,8 +145,9 @@ pub fn conv_benchmark(
             train.len()
         )));
     }
+    let theirs_cfg = plan.torch_config.as_ref().unwrap_or(cfg);
     if let Some(torch) = &plan.torch {
-        torch_flags(cfg)?;
+        torch_flags(theirs_cfg)?;
         torch.0.check()?;
     }
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
@@ -154,7 +158,7 @@ pub fn conv_benchmark(
             1e3 * ours[ours.len() - 1]
         ));
         if let Some(torch) = &plan.torch {
-            theirs.push(time_torch(cfg, torch, plan.images, plan.threads)?);
+            theirs.push(time_torch(theirs_cfg, torch, plan.images, plan.threads)?);
             log(&format!(
                 "round {round}: PyTorch {:.2} ms per training image",
                 1e3 * theirs[theirs.len() - 1]

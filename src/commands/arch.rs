@@ -189,11 +189,16 @@ pub(super) fn bench(args: &BenchArgs, device: Device) -> Result<()> {
         };
         (baseline, args.data.source().dir(), args.data.name())
     });
+    let torch_config = match &args.torch_preset {
+        Some(name) => Some(ConvConfig::preset(name)?),
+        None => None,
+    };
     let plan = ConvBench {
         images: args.images,
         rounds: args.rounds,
         threads: args.threads,
         torch,
+        torch_config,
     };
     let report = conv_benchmark(&cfg, &trainset, &plan, |line| eprintln!("{line}"))?;
     print!("{report}");
