@@ -170,7 +170,7 @@ pub fn conv_benchmark(
         cfg,
         plan,
         median(&ours),
-        (!theirs.is_empty()).then(|| median(&theirs)),
+        (!theirs.is_empty()).then(|| (median(&theirs), theirs_cfg)),
         rate,
     ))
 }
@@ -179,7 +179,7 @@ fn report(
     cfg: &ConvConfig,
     plan: &ConvBench,
     ours: f64,
-    theirs: Option<f64>,
+    theirs: Option<(f64, &ConvConfig)>,
     rate: GemmRate,
 ) -> String {
     let flops = 2.0 * dense_macs_per_train_image(cfg);
@@ -208,10 +208,14 @@ fn report(
         1e3 * ours,
         1e4 * ours
     );
-    if let Some(t) = theirs {
+    if let Some((t, c)) = theirs {
         let _ = writeln!(
             out,
-            "| PyTorch (autograd of Phi) | {:.2} | {:.1} | {:.2}x slower |",
+            "| PyTorch (autograd of Phi; batch {}, T1 {}, T2 {}, synchronous, {:?}) | {:.2} | {:.1} | {:.2}x slower |",
+            c.batch_size,
+            c.t_free,
+            c.t_nudge,
+            c.nudging,
             1e3 * t,
             1e4 * t,
             t / ours
