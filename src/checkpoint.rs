@@ -207,6 +207,20 @@ impl<'a> TensorFile<'a> {
         self.metadata.get(key)
     }
 
+    /// The metadata entry `key`; its absence is a content error naming it.
+    pub(crate) fn field(&self, key: &str) -> Result<&String, FileError> {
+        self.metadata(key)
+            .ok_or_else(|| self.content(format!("metadata has no '{key}'")))
+    }
+
+    /// Fails unless the metadata's `format` is `expected`.
+    pub(crate) fn expect_format(&self, expected: &str) -> Result<(), FileError> {
+        match self.field("format")? {
+            f if f == expected => Ok(()),
+            f => Err(self.content(format!("format is '{f}', expected '{expected}'"))),
+        }
+    }
+
     /// Whether some tensor's name starts with `prefix`.
     pub(crate) fn has_tensors(&self, prefix: &str) -> bool {
         self.tensors.names().iter().any(|n| n.starts_with(prefix))
@@ -270,16 +284,8 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
 pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointError> {
     let file = TensorFile::parse(bytes, path, "checkpoint")?;
     let content = |reason: String| file.content(reason);
-    let field = |key: &str| {
-        file.metadata(key)
-            .ok_or_else(|| content(format!("metadata has no '{key}'")))
-    };
-    if field("format")? != FORMAT {
-        return Err(content(format!(
-            "format is '{}', expected '{FORMAT}'",
-            field("format")?
-        )));
-    }
+    let field = |key: &str| file.field(key);
+    file.expect_format(FORMAT)?;
     let hyperparams: Hyperparams = serde_json::from_str(field("hyperparams")?)
         .map_err(|e| content(format!("hyperparams: {e}")))?;
     hyperparams

@@ -579,10 +579,7 @@ fn train(args: TrainArgs, device: Device) -> Result<()> {
         testset.len(),
         serde_json::to_string(run.hyperparams())?
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let handler_flag = Arc::clone(&stop);
-    ctrlc::set_handler(move || handler_flag.store(true, Ordering::SeqCst))
-        .context("installing the Ctrl-C handler")?;
+    let stop = stop_on_ctrl_c()?;
     let mut console = TrainConsole {
         bar: None,
         batch_size: run.hyperparams().batch_size,
@@ -609,6 +606,27 @@ fn train(args: TrainArgs, device: Device) -> Result<()> {
     Ok(())
 }
 
+/// A flag that Ctrl-C sets: the run stops after the current mini-batch, its checkpoint saved.
+fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
+    Ok(stop)
+}
+
+/// The progress bar of one training epoch over `examples` examples.
+fn epoch_bar(epoch: usize, examples: usize) -> ProgressBar {
+    let bar = ProgressBar::new(examples as u64);
+    bar.set_style(
+        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {per_sec} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(epoch.to_string());
+    bar
+}
+
 /// What `eqprop train` shows of a run: a bar per epoch, a line per epoch, the curve, and the
 /// dreams of `--dreams`.
 struct TrainConsole {
@@ -619,14 +637,7 @@ struct TrainConsole {
 
 impl run::Observer for TrainConsole {
     fn epoch_started(&mut self, epoch: usize, examples: usize) {
-        let bar = ProgressBar::new(examples as u64);
-        bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {per_sec} {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(epoch.to_string());
-        self.bar = Some(bar);
+        self.bar = Some(epoch_bar(epoch, examples));
     }
 
     fn batch(&mut self, p: &train::Progress) {

@@ -1,7 +1,7 @@
 //! `eqprop train` and `eqprop eval` for networks given by an architecture spec with
 //! convolutions (`--arch`, or a `conv-*` preset): the library's [`ConvRun`] does the work.
 
-use super::{BenchArgs, Overrides, TrainArgs, checks, plots};
+use super::{BenchArgs, Overrides, TrainArgs, checks, epoch_bar, plots, stop_on_ctrl_c};
 use anyhow::{Context, Result, bail};
 use eqprop::bench::TorchBaseline;
 use eqprop::bench::conv::{ConvBench, conv_benchmark};
@@ -13,10 +13,8 @@ use eqprop::device::{Device, Work};
 use eqprop::metrics::{self, EpochRecord};
 use eqprop::run::RunFiles;
 use eqprop::run::{ConvObserver, ConvRun};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Whether the run asks for a network with convolutions (a `conv-*` preset or an `--arch`
 /// spec that has one); a spec that does not parse is refused here, before any work.
@@ -136,10 +134,7 @@ pub(super) fn train(args: TrainArgs, device: Device) -> Result<()> {
         testset.len(),
         serde_json::to_string(run.config())?
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
-        .context("installing the Ctrl-C handler")?;
+    let stop = stop_on_ctrl_c()?;
     let mut console = Console { bar: None };
     let report = run.train(&trainset, &testset, &stop, &mut console);
     if let Some(bar) = console.bar.take() {
@@ -237,14 +232,7 @@ struct Console {
 
 impl ConvObserver for Console {
     fn epoch_started(&mut self, epoch: usize, examples: usize) {
-        let bar = ProgressBar::new(examples as u64);
-        bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {per_sec} {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(epoch.to_string());
-        self.bar = Some(bar);
+        self.bar = Some(epoch_bar(epoch, examples));
     }
 
     fn batch(&mut self, done: usize, correct: usize) {

@@ -63,16 +63,8 @@ pub fn load(path: &Path) -> Result<ConvCheckpoint, FileError> {
     let bytes = read_file(path)?;
     let file = TensorFile::parse(&bytes, path, "checkpoint")?;
     let content = |reason: String| file.content(reason);
-    let field = |key: &str| {
-        file.metadata(key)
-            .ok_or_else(|| content(format!("metadata has no '{key}'")))
-    };
-    if field("format")? != FORMAT {
-        return Err(content(format!(
-            "format is '{}', expected '{FORMAT}'",
-            field("format")?
-        )));
-    }
+    let field = |key: &str| file.field(key);
+    file.expect_format(FORMAT)?;
     let config: ConvConfig =
         serde_json::from_str(field("config")?).map_err(|e| content(format!("config: {e}")))?;
     config

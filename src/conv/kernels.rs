@@ -40,16 +40,22 @@ pub fn im2col(x: &[f32], n: usize, g: &ConvGeometry, cols: &mut [f32]) {
 /// zero where they fall outside it.
 #[inline]
 fn copy_line(line: &mut [f32], row: &[f32], ox: usize, g: &ConvGeometry) {
-    let x0 = ox as isize - g.padding as isize;
-    let (lo, hi) = (
-        x0.max(0) as usize,
-        ((x0 + g.kernel as isize).min(g.w as isize)) as usize,
-    );
-    let before = (lo as isize - x0) as usize * g.cin;
+    let (first, before, inside) = span(ox, g);
     line[..before].fill(0.0);
-    let inside = hi.saturating_sub(lo) * g.cin;
-    line[before..before + inside].copy_from_slice(&row[lo * g.cin..lo * g.cin + inside]);
+    line[before..before + inside].copy_from_slice(&row[first..first + inside]);
     line[before + inside..].fill(0.0);
+}
+
+/// Where the kernel row at output column `ox` meets an input row: the first input value it
+/// covers, how many kernel values fall before the row's start (in the padding) and how many
+/// inside it (all counted in values, `cin` per column).
+#[inline]
+fn span(ox: usize, g: &ConvGeometry) -> (usize, usize, usize) {
+    let x0 = ox as isize - g.padding as isize;
+    let (lo, hi) = (x0.max(0), (x0 + g.kernel as isize).min(g.w as isize));
+    let before = (lo - x0) as usize * g.cin;
+    let inside = (hi - lo).max(0) as usize * g.cin;
+    (lo as usize * g.cin, before, inside)
 }
 
 /// The adjoint of [`im2col`]: `x[s, y, x, c] += sum` of every `cols` entry that copied it.
@@ -77,14 +83,8 @@ pub fn col2im_acc(cols: &[f32], n: usize, g: &ConvGeometry, x: &mut [f32]) {
 
 #[inline]
 fn add_line(row: &mut [f32], line: &[f32], ox: usize, g: &ConvGeometry) {
-    let x0 = ox as isize - g.padding as isize;
-    let (lo, hi) = (
-        x0.max(0) as usize,
-        ((x0 + g.kernel as isize).min(g.w as isize)) as usize,
-    );
-    let before = (lo as isize - x0) as usize * g.cin;
-    let inside = hi.saturating_sub(lo) * g.cin;
-    for (d, &v) in row[lo * g.cin..lo * g.cin + inside]
+    let (first, before, inside) = span(ox, g);
+    for (d, &v) in row[first..first + inside]
         .iter_mut()
         .zip(&line[before..before + inside])
     {
@@ -158,21 +158,16 @@ pub fn conv_transpose_routed(
         let (oy, ox) = (pos / g.wo, pos % g.wo);
         let kernel = &wt[c * patch..(c + 1) * patch];
         let xs = &mut drive[s * sample_in..(s + 1) * sample_in];
+        let (first, before, inside) = span(ox, g);
+        let kc = g.kernel * g.cin;
         for ky in 0..g.kernel {
             let y = (oy + ky) as isize - g.padding as isize;
             if y < 0 || y >= g.h as isize {
                 continue;
             }
-            let x0 = ox as isize - g.padding as isize;
-            let (lo, hi) = (x0.max(0), (x0 + g.kernel as isize).min(g.w as isize));
-            if lo >= hi {
-                continue;
-            }
-            let (lo, hi) = (lo as usize, hi as usize);
-            let first = (ky * g.kernel + (lo as isize - x0) as usize) * g.cin;
-            let src = &kernel[first..first + (hi - lo) * g.cin];
-            let row = (y as usize * g.w + lo) * g.cin;
-            for (d, &w) in xs[row..row + (hi - lo) * g.cin].iter_mut().zip(src) {
+            let src = &kernel[ky * kc + before..ky * kc + before + inside];
+            let row = y as usize * g.w * g.cin + first;
+            for (d, &w) in xs[row..row + inside].iter_mut().zip(src) {
                 *d += v * w;
             }
         }

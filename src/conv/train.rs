@@ -14,8 +14,9 @@
 use super::architecture::Architecture;
 use super::net::{ConvNet, Gradient};
 use super::relax::{ConvPhase, ConvState, Sweep, Workspace};
-use crate::config::{ConfigError, Schedule, range};
+use crate::config::{ConfigError, MAX_COUPLINGS, MAX_STATES, Schedule, range};
 use crate::data::Dataset;
+use crate::learning_rule::Dynamics;
 use crate::learning_rule::Nudging;
 use crate::tensor::Matrix;
 use crate::train::Evaluation;
@@ -27,6 +28,9 @@ use serde::{Deserialize, Serialize};
 
 /// Samples per parallel chunk of a mini-batch.
 pub const CHUNK: usize = 16;
+
+/// Samples per parallel chunk of evaluation.
+const EVAL_CHUNK: usize = 64;
 
 /// Everything that defines a training run of a network of any architecture.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -140,47 +144,64 @@ impl ConvConfig {
                 layers: couplings,
             });
         }
+        self.dynamics().validate(&self.lr)?;
         range(
             "batch_size",
             self.batch_size > 0,
             "at least 1",
             self.batch_size as f64,
         )?;
-        range("t_free", self.t_free > 0, "at least 1", self.t_free as f64)?;
-        range(
-            "t_nudge",
-            self.t_nudge > 0,
-            "at least 1",
-            self.t_nudge as f64,
-        )?;
         range("epochs", self.epochs > 0, "at least 1", self.epochs as f64)?;
-        range(
-            "eps",
-            self.eps > 0.0 && self.eps <= 1.0,
-            "in (0, 1]",
-            self.eps as f64,
-        )?;
-        let beta_ok = self.beta > 0.0 && (self.sweep == Sweep::Synchronous || self.beta < 1.0);
-        let rule = match self.sweep {
-            Sweep::Synchronous => "positive",
-            Sweep::Alternating => "in (0, 1) (the -beta phase's minimiser needs 1 - beta > 0)",
-        };
-        range("beta", beta_ok, rule, self.beta as f64)?;
+        let (beta, alternating) = (self.beta, self.sweep == Sweep::Alternating);
+        let rule =
+            "below 1 with alternating sweeps (the -beta phase's minimiser needs 1 - beta > 0)";
+        range("beta", !alternating || beta < 1.0, rule, beta as f64)?;
         range(
             "momentum",
             (0.0..1.0).contains(&self.momentum),
             "in [0, 1)",
             self.momentum as f64,
         )?;
-        for &lr in &self.lr {
-            range(
-                "lr",
-                lr.is_finite() && lr >= 0.0,
-                "finite and non-negative",
-                lr as f64,
-            )?;
-        }
+        range(
+            "tol",
+            self.tol >= 0.0 && self.tol.is_finite(),
+            "finite and >= 0",
+            self.tol as f64,
+        )?;
+        let weights: usize = (1..self.arch.num_layers())
+            .map(|k| self.arch.weight_shape(k))
+            .map(|(r, c)| r.saturating_mul(c))
+            .fold(0, usize::saturating_add);
+        range(
+            "weights",
+            weights <= MAX_COUPLINGS,
+            "at most 2^30",
+            weights as f64,
+        )?;
+        let states = self
+            .arch
+            .sizes()
+            .iter()
+            .sum::<usize>()
+            .saturating_mul(EVAL_CHUNK);
+        range(
+            "states of a chunk",
+            states <= MAX_STATES,
+            "at most 2^30",
+            states as f64,
+        )?;
         Ok(())
+    }
+
+    /// The relaxation and nudge settings.
+    pub fn dynamics(&self) -> Dynamics {
+        Dynamics {
+            t_free: self.t_free,
+            t_nudge: self.t_nudge,
+            eps: self.eps,
+            beta: self.beta,
+            nudging: self.nudging,
+        }
     }
 
     /// The rates of `epoch` (0-based) under the schedule.
@@ -488,7 +509,7 @@ pub fn chunk_sizes(batch: usize) -> Vec<usize> {
 pub fn evaluate(net: &ConvNet, cfg: &ConvConfig, data: &Dataset) -> Evaluation {
     let indices: Vec<usize> = (0..data.len()).collect();
     let (correct, energy) = indices
-        .par_chunks(64)
+        .par_chunks(EVAL_CHUNK)
         .map_init(
             || None::<Worker>,
             |slot, idx| {
