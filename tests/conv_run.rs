@@ -151,3 +151,62 @@ fn bad_architectures_and_settings_are_refused_before_any_work() {
         &["convolutional"],
     );
 }
+
+/// examples/conv.rs prints, bit for bit, the test errors `eqprop train --preset conv-mnist`
+/// records for the same epochs and images.
+#[test]
+fn the_conv_example_reproduces_the_train_command() {
+    let dir = temp_dir("conv-example-vs-cli");
+    let out = eqprop()
+        .args([
+            "train",
+            "--preset",
+            "conv-mnist",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "200",
+        ])
+        .arg("--out")
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Vec<f64> = eqprop::metrics::read_jsonl(&dir.path().join("run/metrics.jsonl"))
+        .unwrap()
+        .iter()
+        .map(|r| r.test_error)
+        .collect();
+    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_eqprop"));
+    let example = bin.parent().unwrap().join("examples").join("conv");
+    let out = std::process::Command::new(example)
+        .args(["1", "200"])
+        .env("EQPROP_DATA_DIR", common::data_root())
+        .output()
+        .expect(
+            "examples/conv (`cargo test --release` builds it; `cargo build --release --examples`)",
+        );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let printed: Vec<f64> = text
+        .lines()
+        .map(|l| {
+            l.split("test error ")
+                .nth(1)
+                .unwrap()
+                .trim_end_matches('%')
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(cli.len(), 1);
+    assert_eq!(printed, cli, "the example: {text}");
+}
