@@ -495,10 +495,10 @@ fn scale_in_place(g: &mut Gradient, c: f32) {
         .for_each(|b| b.iter_mut().for_each(|x| *x *= c));
 }
 
-/// Sizes of a mini-batch's chunks: at least two (so that two cores share even a small batch),
-/// at most [`CHUNK`] samples each, as even as possible.
+/// Sizes of a mini-batch's chunks: an even number of them (so that two cores share the work
+/// evenly, whatever the batch), at most [`CHUNK`] samples each, as even as possible.
 pub fn chunk_sizes(batch: usize) -> Vec<usize> {
-    let count = batch.div_ceil(CHUNK).max(2).min(batch.max(1));
+    let count = batch.div_ceil(CHUNK).next_multiple_of(2).min(batch.max(1));
     (0..count)
         .map(|i| batch / count + usize::from(i < batch % count))
         .collect()
