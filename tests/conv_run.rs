@@ -112,6 +112,27 @@ fn the_command_line_trains_evaluates_and_resumes_a_conv_net() {
         String::from_utf8_lossy(&eval.stderr)
     );
     assert!(String::from_utf8_lossy(&eval.stdout).contains("test error"));
+    let png = dir.path().join("dreams.png");
+    let dream = eqprop()
+        .args([
+            "dream",
+            "--labels",
+            "0-2",
+            "--dream-steps",
+            "5",
+            "--checkpoint",
+        ])
+        .arg(out_dir.join("checkpoint.safetensors"))
+        .arg("--out")
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(
+        dream.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dream.stderr)
+    );
+    assert!(std::fs::metadata(&png).unwrap().len() > 0);
 }
 
 #[test]

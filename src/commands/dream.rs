@@ -168,6 +168,9 @@ pub fn parse_labels(text: &str, classes: usize) -> Result<Vec<usize>> {
 }
 
 pub fn run(args: DreamArgs) -> Result<()> {
+    if eqprop::conv::checkpoint::is_conv_checkpoint(&args.checkpoint) {
+        return run_conv(&args);
+    }
     let ckpt = checkpoint::load(&args.checkpoint)?;
     let hp = &ckpt.hyperparams;
     let side = dreaming::image_side(hp.layers[0])?;
@@ -216,6 +219,40 @@ pub fn run(args: DreamArgs) -> Result<()> {
     if let Some((judge, real)) = &judged {
         report(judge, &dreams, real);
     }
+    Ok(())
+}
+
+/// Dreams of a network with convolutions: the labels clamped, every other layer relaxed from
+/// zero by alternating sweeps (`conv::dream`), a grid of the inputs. The start is the same for
+/// every sample, so a label's samples are the same image; the options of dense dreams (noise,
+/// silenced units, a nudged label, the judge, the animation) are refused.
+fn run_conv(args: &DreamArgs) -> Result<()> {
+    if args.gif.is_some() || args.judge.is_some() || args.dynamics.nudge.is_some() {
+        bail!("--gif, --judge and --nudge are not supported yet for networks with convolutions");
+    }
+    let ckpt = eqprop::conv::checkpoint::load(&args.checkpoint)?;
+    let arch = ckpt.network.architecture();
+    let input = arch.layers()[0];
+    if input.channels != 1 || input.height != input.width {
+        bail!("dream grids show square one-channel images; the input is {input}");
+    }
+    let classes = arch.layers().last().expect("layers").size();
+    let labels = repeat_labels(&parse_labels(&args.labels, classes)?, 1);
+    super::checks::writable_file(&args.out)?;
+    let steps = args.dynamics.dream_steps;
+    let images = eqprop::conv::dream(
+        &ckpt.network,
+        &labels,
+        steps,
+        eqprop::conv::Sweep::Alternating,
+    );
+    let grid = dreaming::dream_grid(&labels, &images, input.height);
+    eqprop::picture::write_png(&grid, &args.out)?;
+    println!(
+        "dreamed {} images in {steps} steps; wrote {}",
+        labels.len(),
+        args.out.display()
+    );
     Ok(())
 }
 
