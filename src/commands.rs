@@ -606,6 +606,30 @@ fn train(args: TrainArgs, device: Device) -> Result<()> {
     Ok(())
 }
 
+/// Prints an epoch's line (`extra` at its end) and redraws the run's curve.
+fn show_epoch(
+    record: &EpochRecord,
+    extra: &str,
+    files: &RunFiles,
+    title: &str,
+) -> eqprop::Result<()> {
+    println!(
+        "epoch {:>3}  train error {:>6.2}%  test error {:>6.2}%  free energy {:>8.4}  {:>6.2}s  {:>7.0} samples/s{extra}",
+        record.epoch,
+        record.train_error,
+        record.test_error,
+        record.mean_free_energy,
+        record.seconds,
+        record.samples_per_second
+    );
+    let records =
+        metrics::read_jsonl(&files.metrics).map_err(|e| eqprop::Error::io(&files.metrics, e))?;
+    if let Err(e) = plots::plot_curve(&files.curve, &records, title) {
+        eprintln!("warning: could not draw {}: {e}", files.curve.display());
+    }
+    Ok(())
+}
+
 /// A flag that Ctrl-C sets: the run stops after the current mini-batch, its checkpoint saved.
 fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -673,23 +697,10 @@ impl run::Observer for TrainConsole {
                 100.0 * g.flops_saved
             )
         });
-        println!(
-            "epoch {:>3}  train error {:>6.2}%  test error {:>6.2}%  free energy {:>8.4}  {:>6.2}s  {:>7.0} samples/s{gated}",
-            record.epoch,
-            record.train_error,
-            record.test_error,
-            record.mean_free_energy,
-            record.seconds,
-            record.samples_per_second
-        );
         let files = run.files().expect("the train command saves its run");
-        let records = metrics::read_jsonl(&files.metrics)
-            .map_err(|e| eqprop::Error::io(&files.metrics, e))?;
         let hp = run.hyperparams();
         let title = format!("EqProp {:?} on {}", hp.layers, run.dataset().as_str());
-        if let Err(e) = plots::plot_curve(&files.curve, &records, &title) {
-            eprintln!("warning: could not draw {}: {e}", files.curve.display());
-        }
+        show_epoch(record, &gated, files, &title)?;
         if let Some(options) = &self.dreams {
             let path = files
                 .dir

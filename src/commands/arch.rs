@@ -1,7 +1,7 @@
 //! `eqprop train` and `eqprop eval` for networks given by an architecture spec with
 //! convolutions (`--arch`, or a `conv-*` preset): the library's [`ConvRun`] does the work.
 
-use super::{BenchArgs, Overrides, TrainArgs, checks, epoch_bar, plots, stop_on_ctrl_c};
+use super::{BenchArgs, Overrides, TrainArgs, checks, epoch_bar, show_epoch, stop_on_ctrl_c};
 use anyhow::{Context, Result, bail};
 use eqprop::bench::TorchBaseline;
 use eqprop::bench::conv::{ConvBench, conv_benchmark};
@@ -10,7 +10,7 @@ use eqprop::conv::train::CONV_PRESETS;
 use eqprop::conv::{Architecture, ConvConfig, evaluate};
 use eqprop::data::{DatasetName, Split};
 use eqprop::device::{Device, Work};
-use eqprop::metrics::{self, EpochRecord};
+use eqprop::metrics::EpochRecord;
 use eqprop::run::RunFiles;
 use eqprop::run::{ConvObserver, ConvRun};
 use indicatif::ProgressBar;
@@ -249,22 +249,8 @@ impl ConvObserver for Console {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        println!(
-            "epoch {:>3}  train error {:>6.2}%  test error {:>6.2}%  free energy {:>8.4}  {:>7.2}s  {:>6.0} samples/s",
-            record.epoch,
-            record.train_error,
-            record.test_error,
-            record.mean_free_energy,
-            record.seconds,
-            record.samples_per_second
-        );
         let files = run.files().expect("the train command saves its run");
-        let records = metrics::read_jsonl(&files.metrics)
-            .map_err(|e| eqprop::Error::io(&files.metrics, e))?;
         let title = format!("EqProp {} on {}", run.config().arch, run.dataset().as_str());
-        if let Err(e) = plots::plot_curve(&files.curve, &records, &title) {
-            eprintln!("warning: could not draw {}: {e}", files.curve.display());
-        }
-        Ok(())
+        show_epoch(record, "", files, &title)
     }
 }
