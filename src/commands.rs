@@ -284,15 +284,7 @@ impl Overrides {
         set(&mut hp.nudging, o.nudging);
         set(&mut hp.persistent, o.persistent);
         set(&mut hp.seed, o.seed);
-        if let Some(v) = &o.lr {
-            hp.lr.clone_from(v);
-        }
-        if let Some(f) = o.cosine_to {
-            hp.schedule = Schedule::Cosine { final_fraction: f };
-        }
-        if o.constant_lr {
-            hp.schedule = Schedule::Constant;
-        }
+        o.apply_rates(&mut hp.lr, &mut hp.schedule);
         set(&mut hp.target_off, o.target_off);
         set(&mut hp.target_on, o.target_on);
         if o.generative {
@@ -321,6 +313,21 @@ impl Overrides {
                 };
             }
             set(&mut m.gain, o.gate_gain);
+        }
+    }
+}
+
+impl Overrides {
+    /// `--lr`, `--cosine-to` and `--constant-lr`, for any learner's rates and schedule.
+    fn apply_rates(&self, lr: &mut Vec<f32>, schedule: &mut Schedule) {
+        if let Some(v) = &self.lr {
+            lr.clone_from(v);
+        }
+        if let Some(f) = self.cosine_to {
+            *schedule = Schedule::Cosine { final_fraction: f };
+        }
+        if self.constant_lr {
+            *schedule = Schedule::Constant;
         }
     }
 }

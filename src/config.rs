@@ -18,6 +18,20 @@ pub enum Schedule {
     Cosine { final_fraction: f32 },
 }
 
+impl Schedule {
+    /// The factor of the rates in `epoch` (0-based) of a run of `epochs`.
+    pub fn factor(self, epoch: usize, epochs: usize) -> f32 {
+        match self {
+            Schedule::Constant => 1.0,
+            Schedule::Cosine { final_fraction } => {
+                let progress = epoch as f32 / epochs.max(1) as f32;
+                let cosine = 0.5 * (1.0 + (std::f32::consts::PI * progress).cos());
+                final_fraction + (1.0 - final_fraction) * cosine
+            }
+        }
+    }
+}
+
 /// Everything that defines a training run's mathematics (the checkpoint stores it).
 ///
 /// `t_free`, `t_nudge`, `eps`, `beta` and `nudging` are the run's [`Dynamics`]
@@ -454,14 +468,7 @@ impl Hyperparams {
 
     /// Learning rates of `epoch` (0-based) under the schedule.
     pub fn learning_rates(&self, epoch: usize) -> Vec<f32> {
-        let factor = match self.schedule {
-            Schedule::Constant => 1.0,
-            Schedule::Cosine { final_fraction } => {
-                let progress = epoch as f32 / self.epochs.max(1) as f32;
-                let cosine = 0.5 * (1.0 + (std::f32::consts::PI * progress).cos());
-                final_fraction + (1.0 - final_fraction) * cosine
-            }
-        };
+        let factor = self.schedule.factor(epoch, self.epochs);
         self.lr.iter().map(|lr| lr * factor).collect()
     }
 }

@@ -5,7 +5,6 @@ use super::{BenchArgs, Overrides, TrainArgs, checks, epoch_bar, show_epoch, stop
 use anyhow::{Context, Result, bail};
 use eqprop::bench::TorchBaseline;
 use eqprop::bench::conv::{ConvBench, conv_benchmark};
-use eqprop::config::Schedule;
 use eqprop::conv::train::CONV_PRESETS;
 use eqprop::conv::{Architecture, ConvConfig, evaluate};
 use eqprop::data::{DatasetName, Split};
@@ -96,15 +95,7 @@ fn config_of(preset: &str, o: &Overrides) -> Result<ConvConfig> {
     cfg.momentum = o.momentum.unwrap_or(cfg.momentum);
     cfg.tol = o.tol.unwrap_or(cfg.tol);
     cfg.seed = o.seed.unwrap_or(cfg.seed);
-    if let Some(lr) = &o.lr {
-        cfg.lr.clone_from(lr);
-    }
-    if let Some(f) = o.cosine_to {
-        cfg.schedule = Schedule::Cosine { final_fraction: f };
-    }
-    if o.constant_lr {
-        cfg.schedule = Schedule::Constant;
-    }
+    o.apply_rates(&mut cfg.lr, &mut cfg.schedule);
     cfg.validate()?;
     Ok(cfg)
 }

@@ -174,37 +174,38 @@ pub fn conv_transpose_routed(
     }
 }
 
-/// Naive convolution of one sample (no pooling), for tests: `out[oy, ox, o] = sum x . k`.
-pub fn conv_reference(x: &[f32], weight: &[f32], g: &ConvGeometry) -> Vec<f32> {
-    let mut out = vec![0.0; g.ho * g.wo * g.cout];
-    for oy in 0..g.ho {
-        for ox in 0..g.wo {
-            for o in 0..g.cout {
-                let mut acc = 0.0f64;
-                for ky in 0..g.kernel {
-                    for kx in 0..g.kernel {
-                        let y = (oy + ky) as isize - g.padding as isize;
-                        let xx = (ox + kx) as isize - g.padding as isize;
-                        if y < 0 || xx < 0 || y >= g.h as isize || xx >= g.w as isize {
-                            continue;
-                        }
-                        for c in 0..g.cin {
-                            let xi = (y as usize * g.w + xx as usize) * g.cin + c;
-                            let wi = ((ky * g.kernel + kx) * g.cin + c) * g.cout + o;
-                            acc += f64::from(x[xi]) * f64::from(weight[wi]);
-                        }
-                    }
-                }
-                out[(oy * g.wo + ox) * g.cout + o] = acc as f32;
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Naive convolution of one sample (no pooling), for tests: `out[oy, ox, o] = sum x . k`.
+    fn conv_reference(x: &[f32], weight: &[f32], g: &ConvGeometry) -> Vec<f32> {
+        let mut out = vec![0.0; g.ho * g.wo * g.cout];
+        for oy in 0..g.ho {
+            for ox in 0..g.wo {
+                for o in 0..g.cout {
+                    let mut acc = 0.0f64;
+                    for ky in 0..g.kernel {
+                        for kx in 0..g.kernel {
+                            let y = (oy + ky) as isize - g.padding as isize;
+                            let xx = (ox + kx) as isize - g.padding as isize;
+                            if y < 0 || xx < 0 || y >= g.h as isize || xx >= g.w as isize {
+                                continue;
+                            }
+                            for c in 0..g.cin {
+                                let xi = (y as usize * g.w + xx as usize) * g.cin + c;
+                                let wi = ((ky * g.kernel + kx) * g.cin + c) * g.cout + o;
+                                acc += f64::from(x[xi]) * f64::from(weight[wi]);
+                            }
+                        }
+                    }
+                    out[(oy * g.wo + ox) * g.cout + o] = acc as f32;
+                }
+            }
+        }
+        out
+    }
+
     use crate::conv::architecture::Architecture;
     use rand::{RngExt, SeedableRng};
 

@@ -206,15 +206,8 @@ impl ConvConfig {
 
     /// The rates of `epoch` (0-based) under the schedule.
     pub fn learning_rates(&self, epoch: usize) -> Vec<f32> {
-        let f = match self.schedule {
-            Schedule::Constant => 1.0,
-            Schedule::Cosine { final_fraction } => {
-                let t = (epoch as f32 / self.epochs.max(1) as f32).min(1.0);
-                final_fraction
-                    + (1.0 - final_fraction) * 0.5 * (1.0 + (std::f32::consts::PI * t).cos())
-            }
-        };
-        self.lr.iter().map(|&lr| lr * f).collect()
+        let factor = self.schedule.factor(epoch, self.epochs);
+        self.lr.iter().map(|lr| lr * factor).collect()
     }
 
     /// Checks that the data fit the network: image size and labels.
@@ -410,13 +403,9 @@ impl ConvTrainer {
                 Nudging::RandomSign if rng.random_bool(0.5) => -cfg.beta,
                 _ => cfg.beta,
             };
-            correct += self.train_batch(data, batch, beta, &lrs);
-            steps += self
-                .workers
-                .iter()
-                .zip(chunk_sizes(batch.len()))
-                .map(|(w, n)| w.steps * n)
-                .sum::<usize>();
+            let (right, taken) = self.train_batch(data, batch, beta, &lrs);
+            correct += right;
+            steps += taken;
             if !progress(b * cfg.batch_size + batch.len(), correct) {
                 return None;
             }
@@ -431,8 +420,14 @@ impl ConvTrainer {
     }
 
     /// One mini-batch: every chunk's phases in parallel, then the update. Returns how many
-    /// free outputs were right.
-    fn train_batch(&mut self, data: &Dataset, batch: &[usize], beta: f32, lrs: &[f32]) -> usize {
+    /// free outputs were right and the relaxation steps of all its samples.
+    fn train_batch(
+        &mut self,
+        data: &Dataset,
+        batch: &[usize],
+        beta: f32,
+        lrs: &[f32],
+    ) -> (usize, usize) {
         let chunks = chunk_sizes(batch.len());
         self.ensure_workers(&chunks);
         let (net, cfg) = (&self.net, &self.cfg);
@@ -471,7 +466,10 @@ impl ConvTrainer {
             }
             None => self.net.add_scaled(&self.total, &scales),
         }
-        self.workers[..chunks.len()].iter().map(|w| w.correct).sum()
+        let workers = &self.workers[..chunks.len()];
+        let correct = workers.iter().map(|w| w.correct).sum();
+        let steps = workers.iter().map(|w| w.steps * w.ws.samples()).sum();
+        (correct, steps)
     }
 
     /// Makes sure there is a worker of the right size for each chunk.
