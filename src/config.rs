@@ -523,7 +523,7 @@ mod tests {
         let hp = Hyperparams::preset("best").unwrap();
         let mut data = Dataset::empty(28, 28);
         assert!(hp.check_data(&data).is_err(), "no examples");
-        data.images = vec![0.0; 2 * 784];
+        data.images = vec![0.0; 2 * 784].into();
         data.labels = vec![3, 9];
         assert_eq!(hp.check_data(&data), Ok(()));
         let five = Hyperparams {
@@ -536,7 +536,7 @@ mod tests {
             "{err}"
         );
         let small = Dataset {
-            images: vec![0.0; 2 * 100],
+            images: vec![0.0; 2 * 100].into(),
             rows: 10,
             cols: 10,
             ..data.clone()

@@ -526,7 +526,7 @@ fn replace_pixels_with_noise(data: &mut Dataset, share: f32, seed: u64) {
         return;
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x05EE_D0F0_015E);
-    for pixel in &mut data.images {
+    for pixel in data.images.to_mut() {
         if rng.random_range(0.0..1.0) < share {
             *pixel = rng.random_range(0.0..1.0);
         }
@@ -540,7 +540,7 @@ fn dim_images(data: &mut Dataset, low: f32, seed: u64) {
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let pixels = data.pixels();
-    for image in data.images.chunks_mut(pixels) {
+    for image in data.images.to_mut().chunks_mut(pixels) {
         let factor: f32 = rng.random_range(low..1.0);
         image.iter_mut().for_each(|v| *v *= factor);
     }
@@ -575,7 +575,7 @@ fn dream_replay(
         Dreamer::Prior(prior) => prior.dream(net, &labels, dream_options),
     };
     let mut data = Dataset {
-        images: images.as_slice().to_vec(),
+        images: images.as_slice().to_vec().into(),
         labels: vec![0; labels.len()],
         ..new.empty_like()
     };
@@ -715,7 +715,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let net = Network::glorot(&hp.layers, &mut rng).unwrap();
         let mut fresh = Dataset {
-            images: vec![0.9, 0.1, 0.0, 0.5, 0.2, 0.8, 0.7, 0.0],
+            images: vec![0.9, 0.1, 0.0, 0.5, 0.2, 0.8, 0.7, 0.0].into(),
             labels: vec![2, 3],
             ..Dataset::empty(2, 2)
         };
@@ -753,7 +753,7 @@ mod tests {
     #[test]
     fn noisy_pixels_replace_the_asked_share() {
         let clean = Dataset {
-            images: vec![0.0; 100 * 784],
+            images: vec![0.0; 100 * 784].into(),
             labels: vec![0; 100],
             ..Dataset::empty(28, 28)
         };

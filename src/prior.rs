@@ -197,7 +197,7 @@ fn fit_decoder(hidden: &Matrix, images: &Dataset) -> Decoder {
         row[units] = 1.0;
     }
     let pixels = images.pixels();
-    let x = Matrix::from_vec(n, pixels, images.images.clone()).expect("one row per image");
+    let x = Matrix::from_vec(n, pixels, images.images.to_vec()).expect("one row per image");
     let solution = ridge_regression(&features, &x, DECODER_RIDGE);
     let mut weights = Matrix::zeros(pixels, units);
     for p in 0..pixels {
@@ -591,7 +591,7 @@ mod tests {
         let net = Network::glorot(&hp.layers, &mut rng).unwrap();
         let images: Vec<f32> = (0..40 * 6).map(|_| rng.random_range(0.0..1.0)).collect();
         let data = Dataset {
-            images,
+            images: images.into(),
             labels: (0..40).map(|i| (i % 2) as u8).collect(),
             ..Dataset::empty(2, 3)
         };

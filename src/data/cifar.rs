@@ -112,7 +112,7 @@ pub fn parse_cifar_batch(bytes: &[u8], path: &Path) -> Result<Dataset, DataError
         }
     }
     Ok(Dataset {
-        images,
+        images: images.into(),
         labels,
         rows: CIFAR_SIDE,
         cols: CIFAR_SIDE,

@@ -10,6 +10,7 @@ pub mod cifar;
 mod download;
 mod error;
 mod idx;
+mod pixels;
 mod source;
 
 use std::ffi::OsString;
@@ -30,6 +31,7 @@ pub use idx::{
     IMAGES_MAGIC, LABELS_MAGIC, MAX_IDX_BYTES, MAX_IMAGE_SIDE, parse_idx_images, parse_idx_labels,
     read_idx_images, read_idx_labels, read_maybe_gzip,
 };
+pub use pixels::{PixelBuffer, Pixels};
 pub use source::DataSource;
 
 /// The four file names of a data set, without the `.gz` suffix.
@@ -140,7 +142,7 @@ impl fmt::Display for Split {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
     /// All pixel values, image after image, each image row-major and channels-last, in [0, 1].
-    pub images: Vec<f32>,
+    pub images: Pixels,
     /// One label in 0..=9 per image.
     pub labels: Vec<u8>,
     /// Image height.
@@ -184,7 +186,7 @@ impl Dataset {
     /// No grey-level images (one channel), of the given size.
     pub fn empty(rows: usize, cols: usize) -> Self {
         Self {
-            images: Vec::new(),
+            images: Pixels::default(),
             labels: Vec::new(),
             rows,
             cols,
@@ -228,7 +230,7 @@ impl Dataset {
     pub fn extend(&mut self, other: &Dataset) {
         debug_assert_eq!(self.pixels(), other.pixels());
         let n = self.len();
-        self.images.extend_from_slice(&other.images);
+        self.images.to_mut().extend_from_slice(&other.images);
         self.labels.extend_from_slice(&other.labels);
         if !(self.targets.is_empty() && other.targets.is_empty()) {
             self.targets.resize(n, None);
@@ -302,7 +304,7 @@ pub fn load(name: DatasetName, split: Split, dir: &Path) -> Result<Dataset, Data
     check_labels(&labels, &labels_path)?;
     let images = to_unit_f32(&bytes);
     Ok(Dataset {
-        images,
+        images: images.into(),
         labels,
         rows,
         cols,
