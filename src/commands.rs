@@ -441,13 +441,7 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn init_threads(threads: Option<usize>) -> Result<()> {
-    let mut builder = rayon::ThreadPoolBuilder::new();
-    if let Some(n) = threads {
-        builder = builder.num_threads(n);
-    }
-    builder
-        .build_global()
-        .context("starting the worker threads")
+    Ok(eqprop::init_threads(threads)?)
 }
 
 /// The run to train (fresh, or resumed from `--out`) and the data it trains on (its data set

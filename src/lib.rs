@@ -47,3 +47,16 @@ pub mod train;
 pub mod world_model;
 
 pub use error::{Error, Result};
+
+/// Starts the worker threads every engine shares: `threads` of them (default: rayon's, one per
+/// core, or `RAYON_NUM_THREADS`). Call it before any work; results never depend on the count.
+/// Fails if the workers were already started.
+pub fn init_threads(threads: Option<usize>) -> Result<()> {
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = threads {
+        builder = builder.num_threads(n);
+    }
+    builder
+        .build_global()
+        .map_err(|e| Error::Invalid(format!("threads: starting the worker threads: {e}")))
+}

@@ -168,6 +168,12 @@ impl Run {
     /// another run unless `replace` is set; then it first removes what the earlier run left
     /// there, so that nothing of it may pass for this one's. A resumed run continues its files.
     pub fn save_in(mut self, files: RunFiles, replace: bool) -> Result<Self> {
+        self.set_files(files, replace)?;
+        Ok(self)
+    }
+
+    /// [`save_in`](Self::save_in) for a run held in place: on an error the run stays as it was.
+    pub fn set_files(&mut self, files: RunFiles, replace: bool) -> Result<()> {
         if self.fresh {
             if files.exist() && !replace {
                 return Err(Error::RunExists(files.dir));
@@ -177,7 +183,7 @@ impl Run {
             }
         }
         self.files = Some(files);
-        Ok(self)
+        Ok(())
     }
 
     pub fn trainer(&self) -> &Trainer {
@@ -296,9 +302,15 @@ impl Run {
 
     /// Writes the checkpoint (atomically), if the run has files.
     fn save(&self) -> Result<()> {
-        let Some(files) = &self.files else {
-            return Ok(());
-        };
+        match &self.files {
+            Some(files) => self.save_checkpoint(&files.checkpoint),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the checkpoint (atomically) to `path`: what `eqprop eval` and
+    /// [`Run::resume`] read.
+    pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
         let trainer = &self.trainer;
         let chains = trainer.dream_chains();
         let ckpt = CheckpointRef {
@@ -309,7 +321,7 @@ impl Run {
             dream_chains: chains.as_deref(),
             dataset: self.dataset.as_str(),
         };
-        Ok(checkpoint::save(&files.checkpoint, &ckpt)?)
+        Ok(checkpoint::save(path, &ckpt)?)
     }
 
     /// What is left of a diverged run: the checkpoint of its last completed epoch, if one was

@@ -7,6 +7,7 @@
 use crate::backend::simd::prefetch;
 use crate::config::{ConfigError, Hyperparams};
 use crate::data::Dataset;
+use crate::dynamics::{Nudge, Phase};
 use crate::learning_rule::{
     GenerativeParticles, Nudging, Particles, Verdicts, gated_scales, generative_scales,
     update_biases, update_dense_layer_rows, update_first_layer_rows, update_generative_biases,
@@ -839,6 +840,47 @@ pub fn free_layer(net: &Network, hp: &Hyperparams, data: &Dataset, k: usize) -> 
         )
         .collect();
     Matrix::from_vec(data.len(), hp.layers[k], rows.concat()).expect("one row per example")
+}
+
+/// Where every example of a data set settles: each layer's state (one row per example) and the
+/// energy `E` there.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settled {
+    pub layers: Vec<Matrix>,
+    pub energy: Vec<f32>,
+}
+
+/// Relaxes every example of `data` as training does, all at once: the free phase (`t_free`
+/// steps from zero, the input clamped), then, when `beta` is not 0, the phase nudged toward
+/// each example's target with strength `beta` (`t_nudge` more steps from the free fixed point).
+pub fn settle(net: &Network, hp: &Hyperparams, data: &Dataset, beta: f32) -> Settled {
+    let indices: Vec<usize> = (0..data.len()).collect();
+    let mut slot = None;
+    let p = free_chunk(&mut slot, net, hp, data, &indices, true);
+    let state = match beta {
+        0.0 => &p.free,
+        _ => {
+            p.plus.copy_from(&p.free);
+            let nudge = Nudge {
+                layer: net.output_layer(),
+                beta,
+                target: &p.target,
+            };
+            let phase = Phase {
+                steps: hp.t_nudge,
+                eps: hp.eps,
+                nudge: Some(nudge),
+            };
+            p.relax.relax(net, &mut p.plus, &phase);
+            &p.plus
+        }
+    };
+    let mut energy = vec![0.0; data.len()];
+    p.relax.energy(net, state, &mut energy);
+    Settled {
+        layers: state.layers.clone(),
+        energy,
+    }
 }
 
 /// Test error and mean free energy: the free phase alone, in parallel chunks.

@@ -19,7 +19,7 @@ use crate::data::Dataset;
 use crate::learning_rule::Dynamics;
 use crate::learning_rule::Nudging;
 use crate::tensor::Matrix;
-use crate::train::Evaluation;
+use crate::train::{Evaluation, Settled};
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -500,6 +500,59 @@ pub fn chunk_sizes(batch: usize) -> Vec<usize> {
     (0..count)
         .map(|i| batch / count + usize::from(i < batch % count))
         .collect()
+}
+
+/// Relaxes every example of `data` as training does, all at once: the free phase from zero
+/// states, then, when `beta` is not 0, the phase nudged toward the one-hot label with strength
+/// `beta` from the free fixed point. Each layer's state (one row per example, channels-last)
+/// and the energy there.
+pub fn settle(net: &ConvNet, cfg: &ConvConfig, data: &Dataset, beta: f32) -> Settled {
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let mut w = Worker::new(&cfg.arch, idx.len());
+    w.load(data, &idx);
+    w.free_phase(net, cfg);
+    if beta != 0.0 {
+        w.plus.copy_from(&w.free);
+        let phase = ConvPhase {
+            steps: cfg.t_nudge,
+            eps: cfg.eps,
+            sweep: cfg.sweep,
+            beta,
+            target: Some(&w.target),
+            tol: cfg.tol,
+        };
+        w.ws.relax(net, &mut w.plus, &phase);
+    }
+    let state = if beta == 0.0 { &w.free } else { &w.plus };
+    let mut energy = vec![0.0; idx.len()];
+    w.ws.energy(net, state, &mut energy);
+    Settled {
+        layers: state.layers.clone(),
+        energy,
+    }
+}
+
+/// The output layer at the free fixed point of every example (from zero states, as
+/// [`evaluate`] sees it), one row each.
+pub fn free_outputs(net: &ConvNet, cfg: &ConvConfig, data: &Dataset) -> Matrix {
+    let indices: Vec<usize> = (0..data.len()).collect();
+    let rows: Vec<Vec<f32>> = indices
+        .par_chunks(EVAL_CHUNK)
+        .map_init(
+            || None::<Worker>,
+            |slot, idx| {
+                if slot.as_ref().is_none_or(|w| w.ws.samples() != idx.len()) {
+                    *slot = Some(Worker::new(&cfg.arch, idx.len()));
+                }
+                let w = slot.as_mut().expect("filled above");
+                w.load(data, idx);
+                w.free_phase(net, cfg);
+                w.free.output().as_slice().to_vec()
+            },
+        )
+        .collect();
+    let classes = cfg.arch.sizes().last().copied().expect("layers");
+    Matrix::from_vec(data.len(), classes, rows.concat()).expect("one row per example")
 }
 
 /// Test error (%) and mean free energy of `net`: the free phase alone from zero states, in

@@ -65,6 +65,12 @@ impl ConvRun {
     /// Keeps the run in `files` from now on. A fresh run refuses a folder that holds a run
     /// unless `replace`; then the old records go.
     pub fn save_in(mut self, files: RunFiles, replace: bool) -> Result<Self> {
+        self.set_files(files, replace)?;
+        Ok(self)
+    }
+
+    /// [`save_in`](Self::save_in) for a run held in place: on an error the run stays as it was.
+    pub fn set_files(&mut self, files: RunFiles, replace: bool) -> Result<()> {
         let fresh = self.trainer.epoch() == 0;
         if fresh && files.exist() && !replace {
             return Err(Error::RunExists(files.dir.clone()));
@@ -82,13 +88,18 @@ impl ConvRun {
             self.save(&files)?;
         }
         self.files = Some(files);
-        Ok(self)
+        Ok(())
     }
 
     fn save(&self, files: &RunFiles) -> Result<()> {
+        self.save_checkpoint(&files.checkpoint)
+    }
+
+    /// Writes the checkpoint (atomically) to `path`: what `eqprop eval` and a resumed run read.
+    pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
         let t = &self.trainer;
         checkpoint::save(
-            &files.checkpoint,
+            path,
             t.config(),
             t.network(),
             t.epoch(),

@@ -1,0 +1,196 @@
+//! The continual-learning benchmark and the robot, as `eqprop continual` and `eqprop agent`
+//! run them, with their results as JSON for the Python side.
+
+use crate::data::Dataset;
+use crate::errors::lib;
+use crate::training::run_interruptibly;
+use eqprop::agent::{Experiment as Agent, ExperimentOptions, ModelKind, Stage};
+use eqprop::config::Hyperparams;
+use eqprop::continual::{Experiment, Protocol, Replay, Scenario};
+use eqprop::dream::{DreamOptions, DreamStart};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+fn choice<T: Copy>(what: &str, value: &str, options: &[(&str, T)]) -> PyResult<T> {
+    options
+        .iter()
+        .find(|(name, _)| *name == value)
+        .map(|&(_, v)| v)
+        .ok_or_else(|| {
+            let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+            PyValueError::new_err(format!("{what}: {value:?} is not one of {names:?}"))
+        })
+}
+
+/// Split-MNIST (or Split-Fashion-MNIST) task after task: `eqprop continual` with its defaults.
+/// `hyperparams` is the network's settings as JSON (the protocol's preset when `None`); the
+/// files go to `out`. Returns the summary as JSON (the accuracy matrix, its average, the
+/// forgetting, the seconds).
+#[pyfunction]
+#[pyo3(signature = (
+    train, test, out, protocol="split-mnist", scenario="class", replay="dreams",
+    epochs_per_task=5, tasks=5, replay_per_class=1000, hyperparams=None
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn continual(
+    py: Python<'_>,
+    train: &Dataset,
+    test: &Dataset,
+    out: PathBuf,
+    protocol: &str,
+    scenario: &str,
+    replay: &str,
+    epochs_per_task: usize,
+    tasks: usize,
+    replay_per_class: usize,
+    hyperparams: Option<&str>,
+) -> PyResult<String> {
+    let experiment = Experiment {
+        protocol: choice(
+            "protocol",
+            protocol,
+            &[
+                ("split-mnist", Protocol::SplitMnist),
+                ("split-fashion-mnist", Protocol::SplitFashionMnist),
+            ],
+        )?,
+        scenario: choice(
+            "scenario",
+            scenario,
+            &[
+                ("class", Scenario::Class),
+                ("task", Scenario::Task),
+                ("domain", Scenario::Domain),
+            ],
+        )?,
+        replay: choice(
+            "replay",
+            replay,
+            &[
+                ("none", Replay::None),
+                ("dreams", Replay::Dreams),
+                ("real", Replay::Real),
+                ("joint", Replay::Joint),
+            ],
+        )?,
+        epochs_per_task,
+        tasks,
+        replay_per_class,
+        ..Experiment::default()
+    };
+    let (hp, layers_given) = match hyperparams {
+        Some(json) => {
+            let hp: Hyperparams = serde_json::from_str(json)
+                .map_err(|e| PyValueError::new_err(format!("hyperparams: {e}")))?;
+            (hp, true)
+        }
+        None => (
+            lib(Hyperparams::preset(experiment.protocol.default_preset()))?,
+            false,
+        ),
+    };
+    let hp = lib(experiment.hyperparams(hp, layers_given))?;
+    // The dreams of `eqprop continual`'s defaults: 100 steps from noise, 30% silenced.
+    let dream = DreamOptions {
+        steps: 100,
+        start: DreamStart::Noise,
+        silenced: 0.3,
+        ..DreamOptions::for_hyperparams(&hp)
+    };
+    let options = lib(experiment.options(&hp, dream))?;
+    lib(std::fs::create_dir_all(&out).map_err(|e| eqprop::Error::io(&out, e)))?;
+    let stop = AtomicBool::new(false);
+    let (train, test) = (&train.inner, &test.inner);
+    let (outcome, signal) = run_interruptibly(py, &stop, || {
+        let outcome = experiment.run(&hp, &options, train, test, &out, |_| {})?;
+        experiment.write_results(&out, &hp, &options, &outcome)?;
+        Ok::<_, eqprop::Error>(outcome)
+    })?;
+    if let Some(e) = signal {
+        return Err(e);
+    }
+    let outcome = lib(outcome)?;
+    let m = &outcome.matrix;
+    let summary = serde_json::json!({
+        "accuracy": m.accuracy,
+        "average_accuracy": m.final_average(),
+        "forgetting": m.forgetting(),
+        "seconds": outcome.seconds,
+        "tasks": options.tasks,
+    });
+    Ok(summary.to_string())
+}
+
+/// The robot: `eqprop agent` on `cartpole-v1` or `pendulum-v1` (learning its world model
+/// online, then evaluated with it frozen), its files in `out`. Returns the summary and every
+/// episode as JSON.
+#[pyfunction]
+#[pyo3(signature = (env, out, seed=0, model="eqprop", learn_steps=None, eval_episodes=None, gif=false))]
+#[allow(clippy::too_many_arguments)]
+pub fn agent(
+    py: Python<'_>,
+    env: &str,
+    out: PathBuf,
+    seed: u64,
+    model: &str,
+    learn_steps: Option<usize>,
+    eval_episodes: Option<usize>,
+    gif: bool,
+) -> PyResult<String> {
+    let model = choice(
+        "model",
+        model,
+        &[
+            ("eqprop", ModelKind::Eqprop),
+            ("true", ModelKind::True),
+            ("random", ModelKind::Random),
+        ],
+    )?;
+    let mut options = ExperimentOptions::new(env);
+    options.world = eqprop::world_model::WorldModelConfig {
+        seed,
+        ..options.world
+    };
+    let options = ExperimentOptions {
+        model,
+        seed,
+        learn_steps,
+        eval_episodes,
+        out: Some(out),
+        gif,
+        ..options
+    };
+    let stop = AtomicBool::new(false);
+    // The environment lives on the engine's thread: it is built there.
+    let (outcome, signal) = run_interruptibly(py, &stop, || Agent::new(options)?.run(|_| {}))?;
+    if let Some(e) = signal {
+        return Err(e);
+    }
+    let outcome = lib(outcome)?;
+    let s = outcome.summary();
+    let episodes: Vec<serde_json::Value> = outcome
+        .records
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "stage": if r.stage == Stage::Learn { "learn" } else { "eval" },
+                "episode": r.episode,
+                "steps": r.ep.steps,
+                "return": r.ep.ret,
+                "one_step_error": r.ep.pred_error,
+            })
+        })
+        .collect();
+    let summary = serde_json::json!({
+        "learn_steps": s.learn_steps,
+        "eval_episodes": s.eval_episodes,
+        "mean_length": s.mean_length,
+        "mean_return": s.mean_return,
+        "one_step_error": s.one_step_error,
+        "median_decision_seconds": s.median_decision_seconds,
+        "episodes": episodes,
+    });
+    Ok(summary.to_string())
+}

@@ -1,0 +1,73 @@
+"""Dreams, networks with convolutions, Ctrl-C, and the continual and robot experiments."""
+
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+
+import eqprop
+
+
+def test_dreams_are_images_of_the_input_shape(mnist):
+    train, _ = mnist
+    net = eqprop.Network("best", epochs=1)
+    net.fit(train, progress=False)
+    dreams = net.dream([0, 1, 2, 3], steps=50, seed=3)
+    assert dreams.shape == (4, 28, 28) and dreams.dtype == np.float32
+    assert dreams.min() >= 0.0 and dreams.max() <= 1.0
+    assert np.array_equal(dreams, net.dream([0, 1, 2, 3], steps=50, seed=3))
+    assert not np.array_equal(dreams, net.dream([0, 1, 2, 3], steps=50, seed=4))
+    with pytest.raises(ValueError, match="start"):
+        net.dream([0], start="somewhere")
+    with pytest.raises(ValueError, match="negative"):
+        net.dream([-1])
+
+
+def test_a_network_with_convolutions_trains_relaxes_and_dreams(data_dir):
+    train = eqprop.load_dataset("mnist", "train", train_limit=200, data_dir=data_dir)
+    test = eqprop.load_dataset("mnist", "test", data_dir=data_dir)
+    net = eqprop.Network("conv-mnist", arch="1x28x28,conv4k5+pool,10", lr=[0.1, 0.02], epochs=1)
+    history = net.fit(train, validation=test, progress=False)
+    assert history[0]["test_error"] == net.evaluate(test)["error"]
+    relaxed = net.relax(test.images[:5])
+    assert [s.shape for s in relaxed.states] == [(5, 784), (5, 12 * 12 * 4), (5, 10)]
+    assert np.array_equal(relaxed.states[-1], net.outputs(test.images[:5]))
+    assert net.dream([1, 2], steps=10).shape == (2, 28, 28)
+    assert len(net.parameters()) == 2
+
+
+def test_ctrl_c_saves_and_raises_keyboard_interrupt(data_dir, tmp_path):
+    train = eqprop.load_dataset("mnist", "train", data_dir=data_dir)
+    net = eqprop.Network("best", epochs=50)
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(train, run_dir=tmp_path, progress=False)
+    timer.join()
+    stopped = eqprop.load(tmp_path / "checkpoint.safetensors")
+    # The checkpoint holds where training stopped: the network continues from it.
+    assert stopped.epochs_done == net.epochs_done < 50
+    assert np.array_equal(stopped.parameters()[0][0], net.parameters()[0][0])
+
+
+def test_continual_learning_runs_and_returns_the_accuracy_matrix(data_dir, tmp_path):
+    train = eqprop.load_dataset("mnist", "train", train_limit=1000, data_dir=data_dir)
+    test = eqprop.load_dataset("mnist", "test", data_dir=data_dir)
+    result = eqprop.continual(
+        train, test, tmp_path, replay="real", epochs_per_task=1, tasks=2, replay_per_class=20
+    )
+    accuracy = result["accuracy"]
+    assert accuracy.shape == (2, 5)
+    assert accuracy[0][0] > 50.0  # the first task (0 vs 1) is learned
+    assert (tmp_path / "accuracy.csv").exists() and (tmp_path / "summary.json").exists()
+
+
+def test_the_robot_runs_an_episode(tmp_path):
+    result = eqprop.agent("cartpole-v1", tmp_path, learn_steps=100, eval_episodes=1)
+    assert result["learn_steps"] == 100 and result["eval_episodes"] == 1
+    assert result["mean_length"] >= 1 and np.isfinite(result["one_step_error"])
+    assert (tmp_path / "episodes.csv").exists()
+    with pytest.raises(ValueError, match="env"):
+        eqprop.agent("mountaincar-v0", tmp_path)
