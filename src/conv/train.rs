@@ -508,9 +508,8 @@ pub fn chunk_sizes(batch: usize) -> Vec<usize> {
 /// and the energy there.
 pub fn settle(net: &ConvNet, cfg: &ConvConfig, data: &Dataset, beta: f32) -> Settled {
     let idx: Vec<usize> = (0..data.len()).collect();
-    let mut w = Worker::new(&cfg.arch, idx.len());
-    w.load(data, &idx);
-    w.free_phase(net, cfg);
+    let mut slot = None;
+    let w = free_chunk(&mut slot, net, cfg, data, &idx);
     if beta != 0.0 {
         w.plus.copy_from(&w.free);
         let phase = ConvPhase {
@@ -532,6 +531,24 @@ pub fn settle(net: &ConvNet, cfg: &ConvConfig, data: &Dataset, beta: f32) -> Set
     }
 }
 
+/// The free phase of the examples `idx` from zero states, in the worker of `slot` (made, or
+/// remade for the chunk's size: a worker reuses its buffers from chunk to chunk).
+fn free_chunk<'a>(
+    slot: &'a mut Option<Worker>,
+    net: &ConvNet,
+    cfg: &ConvConfig,
+    data: &Dataset,
+    idx: &[usize],
+) -> &'a mut Worker {
+    if slot.as_ref().is_none_or(|w| w.ws.samples() != idx.len()) {
+        *slot = Some(Worker::new(&cfg.arch, idx.len()));
+    }
+    let w = slot.as_mut().expect("filled above");
+    w.load(data, idx);
+    w.free_phase(net, cfg);
+    w
+}
+
 /// The output layer at the free fixed point of every example (from zero states, as
 /// [`evaluate`] sees it), one row each.
 pub fn free_outputs(net: &ConvNet, cfg: &ConvConfig, data: &Dataset) -> Matrix {
@@ -541,12 +558,7 @@ pub fn free_outputs(net: &ConvNet, cfg: &ConvConfig, data: &Dataset) -> Matrix {
         .map_init(
             || None::<Worker>,
             |slot, idx| {
-                if slot.as_ref().is_none_or(|w| w.ws.samples() != idx.len()) {
-                    *slot = Some(Worker::new(&cfg.arch, idx.len()));
-                }
-                let w = slot.as_mut().expect("filled above");
-                w.load(data, idx);
-                w.free_phase(net, cfg);
+                let w = free_chunk(slot, net, cfg, data, idx);
                 w.free.output().as_slice().to_vec()
             },
         )
@@ -564,12 +576,7 @@ pub fn evaluate(net: &ConvNet, cfg: &ConvConfig, data: &Dataset) -> Evaluation {
         .map_init(
             || None::<Worker>,
             |slot, idx| {
-                if slot.as_ref().is_none_or(|w| w.ws.samples() != idx.len()) {
-                    *slot = Some(Worker::new(&cfg.arch, idx.len()));
-                }
-                let w = slot.as_mut().expect("filled above");
-                w.load(data, idx);
-                w.free_phase(net, cfg);
+                let w = free_chunk(slot, net, cfg, data, idx);
                 let mut energy = vec![0.0; idx.len()];
                 w.ws.energy(net, &w.free, &mut energy);
                 (w.correct, energy.iter().map(|&e| f64::from(e)).sum::<f64>())
