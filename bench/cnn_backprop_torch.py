@@ -112,7 +112,7 @@ def run(args):
         "mode": "cnn-backprop", "dataset": args.dataset, "channels": args.channels,
         "kernels": args.kernels, "paddings": args.paddings, "fc": args.fc, "act": args.act,
         "loss": args.loss, "optim": args.optim, "lr": args.lr, "momentum": args.momentum,
-        "batch_size": args.batch_size, "seed": args.seed, "threads": torch.get_num_threads(),
+        "batch_size": args.batch_size, "shift": args.shift, "seed": args.seed, "threads": torch.get_num_threads(),
         "device": str(device), "torch_version": torch.__version__,
         "flops_per_train_image": flops_train,
     }
@@ -133,7 +133,8 @@ def run(args):
         wrong = torch.zeros((), dtype=torch.int64, device=device)
         for i in range(0, N, args.batch_size):
             idx = perm[i:i + args.batch_size]
-            wrong += train_batch(model, opt, xtr[idx].to(device), ytr[idx].to(device), args)
+            xb = shift_batch(xtr[idx], args.shift, gen)
+            wrong += train_batch(model, opt, xb.to(device), ytr[idx].to(device), args)
         sync(device)
         secs = time.perf_counter() - t0
         train_err = 100.0 * int(wrong.item()) / N
@@ -148,6 +149,17 @@ def run(args):
                 best_test_error=min(hist["test_error"]) if hist["test_error"] else None,
                 final_test_error=hist["test_error"][-1] if hist["test_error"] else None)
     return info
+
+
+def shift_batch(x, shift, gen):
+    """Each image translated by a random offset in -shift..=shift along each axis, zero filled
+    (eqprop's `--shift`)."""
+    if shift == 0:
+        return x
+    n, _, h, w = x.shape
+    padded = F.pad(x, (shift, shift, shift, shift))
+    offsets = torch.randint(0, 2 * shift + 1, (n, 2), generator=gen)
+    return torch.stack([padded[i, :, a:a + h, b:b + w] for i, (a, b) in enumerate(offsets.tolist())])
 
 
 def time_images(model, opt, xtr, ytr, args, device, info):
@@ -181,6 +193,8 @@ def main():
     ap.add_argument("--lr", type=float, default=None,
                     help="default 1e-3 for adam, 0.05 for sgd")
     ap.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    ap.add_argument("--shift", type=int, default=0,
+                    help="data augmentation: translate each training image by up to N pixels")
     args = ap.parse_args()
     if args.lr is None:
         args.lr = 1e-3 if args.optim == "adam" else 0.05

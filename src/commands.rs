@@ -184,6 +184,10 @@ struct Overrides {
     /// convolutions; 0: run every step).
     #[arg(long)]
     tol: Option<f32>,
+    /// Data augmentation: translate each training image by up to N pixels along each axis,
+    /// drawn anew every epoch (networks with convolutions; 0: none).
+    #[arg(long)]
+    shift: Option<usize>,
     #[arg(long)]
     epochs: Option<usize>,
     #[arg(long)]

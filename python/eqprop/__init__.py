@@ -39,9 +39,9 @@ __all__ = [
     "set_threads",
 ]
 
-#: Settings a dense network has beyond those its presets list (they are left out of the JSON
-#: when at their defaults).
+#: Settings beyond those the presets list (left out of the JSON when at their defaults).
 _OPTIONAL_DENSE = ("train_limit", "init_gain")
+_OPTIONAL_CONV = ("shift",)
 
 Images = Union[np.ndarray, Dataset]
 Callback = Callable[[dict], Optional[bool]]
@@ -162,7 +162,7 @@ class Network:
             if not conv:
                 raise TypeError(f"arch: preset {preset!r} is dense; use layers=...")
             settings["arch"] = arch
-        known = set(config) | (set() if conv else set(_OPTIONAL_DENSE))
+        known = set(config) | set(_OPTIONAL_CONV if conv else _OPTIONAL_DENSE)
         unknown = sorted(set(settings) - known)
         if unknown:
             raise TypeError(

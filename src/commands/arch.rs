@@ -28,9 +28,10 @@ pub(super) fn convolutional(args: &TrainArgs) -> Result<bool> {
         .is_some_and(|p| CONV_PRESETS.contains(&p));
     let conv = preset || spec.is_some_and(|a| !a.is_dense());
     let o = &args.overrides;
-    if !conv && (o.sweep.is_some() || o.momentum.is_some() || o.tol.is_some()) {
+    if !conv && (o.sweep.is_some() || o.momentum.is_some() || o.tol.is_some() || o.shift.is_some())
+    {
         bail!(
-            "--sweep, --momentum and --tol apply to networks with convolutions (--arch or a conv-* preset)"
+            "--sweep, --momentum, --tol and --shift apply to networks with convolutions (--arch or a conv-* preset)"
         );
     }
     Ok(conv)
@@ -94,6 +95,7 @@ fn config_of(preset: &str, o: &Overrides) -> Result<ConvConfig> {
     cfg.sweep = o.sweep.unwrap_or(cfg.sweep);
     cfg.momentum = o.momentum.unwrap_or(cfg.momentum);
     cfg.tol = o.tol.unwrap_or(cfg.tol);
+    cfg.shift = o.shift.unwrap_or(cfg.shift);
     cfg.seed = o.seed.unwrap_or(cfg.seed);
     o.apply_rates(&mut cfg.lr, &mut cfg.schedule);
     cfg.validate()?;

@@ -58,6 +58,15 @@ pub struct ConvConfig {
     pub schedule: Schedule,
     pub epochs: usize,
     pub seed: u64,
+    /// Translates every training image by a random whole number of pixels in `-shift..=shift`
+    /// along each axis (zero filled), drawn anew for each example in each epoch: the data
+    /// augmentation of convolutional networks. 0 trains on the images as they are.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shift: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Names accepted by [`ConvConfig::preset`].
@@ -99,6 +108,7 @@ impl ConvConfig {
             },
             epochs: 30,
             seed: 1,
+            shift: 0,
         };
         match name {
             "conv-mnist" => Ok(mnist),
@@ -167,6 +177,13 @@ impl ConvConfig {
             self.tol >= 0.0 && self.tol.is_finite(),
             "finite and >= 0",
             self.tol as f64,
+        )?;
+        let input = self.arch.layers()[0];
+        range(
+            "shift",
+            self.shift == 0 || (input.is_image() && self.shift < input.height.min(input.width)),
+            "smaller than the image's side (and images only)",
+            self.shift as f64,
         )?;
         let weights: usize = (1..self.arch.num_layers())
             .map(|k| self.arch.weight_shape(k))
@@ -403,7 +420,14 @@ impl ConvTrainer {
                 Nudging::RandomSign if rng.random_bool(0.5) => -cfg.beta,
                 _ => cfg.beta,
             };
-            let (right, taken) = self.train_batch(data, batch, beta, &lrs);
+            let (right, taken) = match cfg.shift {
+                0 => self.train_batch(data, batch, beta, &lrs),
+                shift => {
+                    let moved = shifted(data, batch, shift, &mut rng);
+                    let all: Vec<usize> = (0..batch.len()).collect();
+                    self.train_batch(&moved, &all, beta, &lrs)
+                }
+            };
             correct += right;
             steps += taken;
             if !progress(b * cfg.batch_size + batch.len(), correct) {
@@ -587,5 +611,94 @@ pub fn evaluate(net: &ConvNet, cfg: &ConvConfig, data: &Dataset) -> Evaluation {
     Evaluation {
         error: 100.0 * (1.0 - correct as f64 / n),
         mean_energy: energy / n,
+    }
+}
+/// The examples `batch` of `data`, each translated by a random offset in `-shift..=shift`
+/// along each axis, the uncovered pixels 0.
+fn shifted(data: &Dataset, batch: &[usize], shift: usize, rng: &mut ChaCha8Rng) -> Dataset {
+    let mut out = data.select(batch);
+    let (h, w, c) = (data.rows, data.cols, data.channels);
+    let s = shift as i64;
+    for (r, &i) in batch.iter().enumerate() {
+        let (dy, dx) = (rng.random_range(-s..=s), rng.random_range(-s..=s));
+        let (dy, dx) = (dy as isize, dx as isize);
+        let src = data.image(i);
+        let dst = &mut out.images.to_mut()[r * h * w * c..(r + 1) * h * w * c];
+        dst.fill(0.0);
+        for y in 0..h as isize {
+            let sy = y - dy;
+            if !(0..h as isize).contains(&sy) {
+                continue;
+            }
+            let (x0, x1) = (dx.max(0), (w as isize + dx).min(w as isize));
+            if x0 >= x1 {
+                continue;
+            }
+            let row = |yy: isize, x: isize| (yy as usize * w + x as usize) * c;
+            let n = (x1 - x0) as usize * c;
+            dst[row(y, x0)..row(y, x0) + n]
+                .copy_from_slice(&src[row(sy, x0 - dx)..row(sy, x0 - dx) + n]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One image per position of a lit pixel (two channels: 0.5 and 1.0) on a 5x4 grid.
+    fn dots() -> Dataset {
+        let (h, w, c) = (5, 4, 2);
+        let mut images = vec![0.0; h * w * h * w * c];
+        for p in 0..h * w {
+            images[(p * h * w + p) * c] = 0.5;
+            images[(p * h * w + p) * c + 1] = 1.0;
+        }
+        Dataset {
+            images: images.into(),
+            labels: vec![0; h * w],
+            rows: h,
+            cols: w,
+            channels: c,
+            targets: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn shifted_images_move_every_pixel_by_the_drawn_offset() {
+        let data = dots();
+        let batch: Vec<usize> = (0..data.len()).rev().collect();
+        let moved = shifted(&data, &batch, 2, &mut ChaCha8Rng::seed_from_u64(3));
+        // The same draws, in the same order: (dy, dx) per example.
+        let mut draws = ChaCha8Rng::seed_from_u64(3);
+        let (h, w) = (data.rows as i64, data.cols as i64);
+        let mut off_image = 0;
+        for (r, &i) in batch.iter().enumerate() {
+            let (dy, dx) = (draws.random_range(-2..=2i64), draws.random_range(-2..=2i64));
+            let (y, x) = (i as i64 / w + dy, i as i64 % w + dx);
+            let mut expected = vec![0.0; data.pixels()];
+            if (0..h).contains(&y) && (0..w).contains(&x) {
+                let p = (y * w + x) as usize * 2;
+                (expected[p], expected[p + 1]) = (0.5, 1.0);
+            } else {
+                off_image += 1;
+            }
+            assert_eq!(
+                moved.image(r),
+                expected.as_slice(),
+                "image {i} by ({dy}, {dx})"
+            );
+        }
+        assert!(off_image > 0 && off_image < batch.len(), "both cases seen");
+    }
+
+    #[test]
+    fn shift_is_validated_against_the_image() {
+        let mut cfg = ConvConfig::preset("conv-mnist").unwrap();
+        cfg.shift = 2;
+        assert!(cfg.validate().is_ok());
+        cfg.shift = 28;
+        assert!(cfg.validate().unwrap_err().to_string().contains("shift"));
     }
 }
