@@ -100,6 +100,10 @@ def test_hyperparameters_by_name(mnist):
     assert "conv-mnist" in eqprop.presets() and "best" in eqprop.presets()
     with pytest.raises(TypeError, match="unknown setting"):
         eqprop.Network("best", learning_rate=0.1)
+    conv = eqprop.Network("conv-mnist", shift=2, momentum=0.5)
+    assert (conv.hyperparams["shift"], conv.hyperparams["momentum"]) == (2, 0.5)
+    with pytest.raises(ValueError, match="shift"):
+        eqprop.Network("conv-mnist", shift=28)
 
 
 def test_set_threads_is_refused_once_the_workers_run(mnist):
