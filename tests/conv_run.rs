@@ -19,6 +19,7 @@ fn small() -> ConvConfig {
         t_nudge: 3,
         epochs: 2,
         lr: vec![0.05, 0.02],
+        shift: 0,
         ..ConvConfig::preset("conv-mnist").unwrap()
     }
 }

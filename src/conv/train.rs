@@ -85,7 +85,8 @@ impl ConvConfig {
     /// A named preset (see [`CONV_PRESETS`]):
     ///
     /// * `conv-mnist`, `conv-fashion`: [`MNIST_CONV`] trained with alternating layer updates
-    ///   and few steps (this project's settings, docs/conv.md);
+    ///   and few steps (this project's settings, docs/conv.md); `conv-mnist` translates the
+    ///   training images by up to 2 pixels (`shift`), `conv-fashion` trains on them as they are;
     /// * `conv-reference`: the same network at the research code's settings (synchronous
     ///   fixed-point steps, `T1 = 200`, `T2 = 10`), for speed comparisons;
     /// * `conv-cifar10`: Laborieux et al. 2021's four-layer CIFAR-10 network
@@ -108,12 +109,13 @@ impl ConvConfig {
             },
             epochs: 30,
             seed: 1,
-            shift: 0,
+            shift: 2,
         };
         match name {
             "conv-mnist" => Ok(mnist),
             "conv-fashion" => Ok(Self {
                 epochs: 15,
+                shift: 0,
                 ..mnist
             }),
             "conv-reference" => Ok(Self {
@@ -122,6 +124,7 @@ impl ConvConfig {
                 t_nudge: 10,
                 sweep: Sweep::Synchronous,
                 lr: vec![0.05, 0.05, 0.01],
+                shift: 0,
                 ..mnist
             }),
             "conv-cifar10" => Ok(Self {
@@ -139,6 +142,7 @@ impl ConvConfig {
                     final_fraction: 1e-3,
                 },
                 epochs: 120,
+                shift: 0,
                 ..mnist
             }),
             other => Err(ConfigError::UnknownPreset(other.to_string())),
