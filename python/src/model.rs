@@ -320,6 +320,7 @@ impl Model {
         &self,
         py: Python<'py>,
     ) -> PyResult<Vec<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray1<f32>>)>> {
+        // `biases()[k]` is layer k's (the input's first): coupling k pairs `W_k` with `b_k`.
         let (weights, biases) = match self.net() {
             Net::Dense(run) => {
                 let net = run.trainer().network();
@@ -327,7 +328,7 @@ impl Model {
             }
             Net::Conv(run) => {
                 let net = run.trainer().network();
-                (net.weights(), net.biases())
+                (net.weights(), &net.biases()[1..])
             }
         };
         weights

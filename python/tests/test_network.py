@@ -98,6 +98,8 @@ def test_hyperparameters_by_name(mnist):
     net = eqprop.Network(layers=[784, 64, 10], lr=[0.1, 0.05])
     assert net.hyperparams["layers"] == [784, 64, 10]
     assert "conv-mnist" in eqprop.presets() and "best" in eqprop.presets()
+    shapes = [(w.shape, b.shape) for w, b in net.parameters()]
+    assert shapes == [((784, 64), (64,)), ((64, 10), (10,))]
     with pytest.raises(TypeError, match="unknown setting"):
         eqprop.Network("best", learning_rate=0.1)
     conv = eqprop.Network("conv-mnist", shift=2, momentum=0.5)
