@@ -232,3 +232,57 @@ fn the_conv_example_reproduces_the_train_command() {
     assert_eq!(cli.len(), 1);
     assert_eq!(printed, cli, "the example: {text}");
 }
+
+/// Stops the run after its first epoch.
+struct StopAfterFirst<'a>(&'a AtomicBool);
+
+impl eqprop::run::ConvObserver for StopAfterFirst<'_> {
+    fn epoch_ended(
+        &mut self,
+        _record: &eqprop::metrics::EpochRecord,
+        _run: &ConvRun,
+    ) -> eqprop::Result<()> {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// With momentum, the checkpoint keeps the update's velocity: a run stopped after an epoch and
+/// resumed from its checkpoint ends with the network of a run never stopped (and restarting
+/// the velocity from zero would not).
+#[test]
+fn a_resumed_run_with_momentum_continues_its_velocity() {
+    let (train, test) = (mnist(Split::Train), mnist(Split::Test));
+    let train = train.select(&(0..200).collect::<Vec<_>>());
+    let test = test.select(&(0..100).collect::<Vec<_>>());
+    let cfg = ConvConfig {
+        momentum: 0.5,
+        ..small()
+    };
+    let mut whole = ConvRun::new(cfg.clone(), DatasetName::Mnist).unwrap();
+    whole
+        .train(&train, &test, &AtomicBool::new(false), &mut ())
+        .unwrap();
+    let dir = temp_dir("conv-momentum-resume");
+    let files = RunFiles::in_dir(dir.path());
+    let mut first = ConvRun::new(cfg, DatasetName::Mnist)
+        .unwrap()
+        .save_in(files.clone(), false)
+        .unwrap();
+    let stop = AtomicBool::new(false);
+    let report = first
+        .train(&train, &test, &stop, &mut StopAfterFirst(&stop))
+        .unwrap();
+    assert!(report.interrupted && report.epochs.len() == 1);
+    let saved = checkpoint::load(&files.checkpoint).unwrap();
+    assert!(saved.velocity.is_some(), "the velocity is saved");
+    let mut resumed = ConvRun::resume(&files.checkpoint, None).unwrap();
+    resumed
+        .train(&train, &test, &AtomicBool::new(false), &mut ())
+        .unwrap();
+    assert_eq!(resumed.trainer().network(), whole.trainer().network());
+    // Without the saved velocity the second epoch goes elsewhere.
+    let mut restarted = eqprop::conv::ConvTrainer::with_network(saved.config, saved.network, 1);
+    restarted.run_epoch(&train, |_, _| true).unwrap();
+    assert_ne!(restarted.network(), whole.trainer().network());
+}

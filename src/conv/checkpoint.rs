@@ -1,10 +1,12 @@
 //! Checkpoints of networks of any architecture: safetensors with the weights `W1..WL`, the
-//! biases `b0..bL`, and in the metadata the format, the architecture spec, the run's config
-//! (JSON), the epochs completed and the data set.
+//! biases `b0..bL`, with momentum the update's velocity (`momentum.W1..`, `momentum.b0..`),
+//! and in the metadata the format, the architecture spec, the run's config (JSON), the epochs
+//! completed and the data set.
 
-use super::net::ConvNet;
+use super::net::{ConvNet, Gradient};
 use super::train::ConvConfig;
 use crate::checkpoint::{FileError, TensorFile, read_file, write_tensors};
+use crate::tensor::Matrix;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -19,6 +21,9 @@ pub struct ConvCheckpoint {
     /// Epochs completed.
     pub epoch: usize,
     pub dataset: String,
+    /// The momentum's velocity at the end of the last epoch (none without momentum, or in a
+    /// checkpoint written before it was saved: the run then restarts it from zero).
+    pub velocity: Option<Gradient>,
 }
 
 /// Writes the checkpoint atomically.
@@ -26,15 +31,14 @@ pub fn save(
     path: &Path,
     config: &ConvConfig,
     net: &ConvNet,
+    velocity: Option<&Gradient>,
     epoch: usize,
     dataset: &str,
 ) -> Result<(), FileError> {
     let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
-    for (k, w) in (1..).zip(net.weights()) {
-        tensors.push((format!("W{k}"), vec![w.rows(), w.cols()], w.as_slice()));
-    }
-    for (k, b) in net.biases().iter().enumerate() {
-        tensors.push((format!("b{k}"), vec![b.len()], b));
+    push_params(&mut tensors, "", net.weights(), net.biases());
+    if let Some(v) = velocity {
+        push_params(&mut tensors, "momentum.", &v.weights, &v.biases);
     }
     let metadata = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
@@ -47,6 +51,22 @@ pub fn save(
         ("dataset".to_string(), dataset.to_string()),
     ]);
     write_tensors(path, &tensors, metadata)
+}
+
+/// Appends `{prefix}W1..` and `{prefix}b0..` to the tensors to write.
+fn push_params<'a>(
+    tensors: &mut Vec<(String, Vec<usize>, &'a [f32])>,
+    prefix: &str,
+    weights: &'a [Matrix],
+    biases: &'a [Vec<f32>],
+) {
+    for (k, w) in (1..).zip(weights) {
+        let shape = vec![w.rows(), w.cols()];
+        tensors.push((format!("{prefix}W{k}"), shape, w.as_slice()));
+    }
+    for (k, b) in biases.iter().enumerate() {
+        tensors.push((format!("{prefix}b{k}"), vec![b.len()], b));
+    }
 }
 
 /// Whether the file at `path` is a checkpoint of this format (false when it cannot be read).
@@ -71,16 +91,25 @@ pub fn load(path: &Path) -> Result<ConvCheckpoint, FileError> {
         .validate()
         .map_err(|e| content(format!("config: {e}")))?;
     let arch = config.arch.clone();
-    let weights = (1..arch.num_layers())
-        .map(|k| {
-            let (r, c) = arch.weight_shape(k);
-            file.matrix(&format!("W{k}"), Some(r), Some(c))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let biases = (0..arch.num_layers())
-        .map(|k| file.vector(&format!("b{k}"), arch.bias_len(k)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let network = ConvNet::from_parts(arch, weights, biases).map_err(|e| content(e.to_string()))?;
+    let read = |prefix: &str| -> Result<Gradient, FileError> {
+        let weights = (1..arch.num_layers())
+            .map(|k| {
+                let (r, c) = arch.weight_shape(k);
+                file.matrix(&format!("{prefix}W{k}"), Some(r), Some(c))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let biases = (0..arch.num_layers())
+            .map(|k| file.vector(&format!("{prefix}b{k}"), arch.bias_len(k)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Gradient { weights, biases })
+    };
+    let params = read("")?;
+    let velocity = match file.has_tensors("momentum.") {
+        true => Some(read("momentum.")?),
+        false => None,
+    };
+    let network = ConvNet::from_parts(arch.clone(), params.weights, params.biases)
+        .map_err(|e| content(e.to_string()))?;
     let epoch = field("epoch")?
         .parse()
         .map_err(|e| content(format!("epoch: {e}")))?;
@@ -89,5 +118,6 @@ pub fn load(path: &Path) -> Result<ConvCheckpoint, FileError> {
         network,
         epoch,
         dataset: field("dataset")?.clone(),
+        velocity,
     })
 }

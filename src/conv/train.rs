@@ -390,6 +390,27 @@ impl ConvTrainer {
         }
     }
 
+    /// Continues with the momentum's saved velocity (`None` keeps it at zero); ignored without
+    /// momentum or when its shapes do not match the network.
+    pub fn with_velocity(mut self, velocity: Option<Gradient>) -> Self {
+        if let (Some(v), Some(saved)) = (&mut self.velocity, velocity)
+            && saved.weights.len() == v.weights.len()
+            && saved
+                .weights
+                .iter()
+                .zip(&v.weights)
+                .all(|(a, b)| a.rows() == b.rows() && a.cols() == b.cols())
+        {
+            *v = saved;
+        }
+        self
+    }
+
+    /// The momentum's velocity (none without momentum).
+    pub fn velocity(&self) -> Option<&Gradient> {
+        self.velocity.as_ref()
+    }
+
     pub fn config(&self) -> &ConvConfig {
         &self.cfg
     }

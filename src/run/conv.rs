@@ -50,13 +50,14 @@ impl ConvRun {
             network,
             epoch,
             dataset,
+            velocity,
         } = checkpoint::load(path)?;
         if let Some(e) = epochs {
             config.epochs = e;
         }
         config.validate()?;
         Ok(Self {
-            trainer: ConvTrainer::with_network(config, network, epoch),
+            trainer: ConvTrainer::with_network(config, network, epoch).with_velocity(velocity),
             dataset: dataset.parse()?,
             files: None,
         })
@@ -102,6 +103,7 @@ impl ConvRun {
             path,
             t.config(),
             t.network(),
+            t.velocity(),
             t.epoch(),
             self.dataset.as_str(),
         )?;
