@@ -286,3 +286,67 @@ fn a_resumed_run_with_momentum_continues_its_velocity() {
     restarted.run_epoch(&train, |_, _| true).unwrap();
     assert_ne!(restarted.network(), whole.trainer().network());
 }
+
+/// Persistent particles: every example keeps its free state from epoch to epoch, the
+/// checkpoint keeps them (a run stopped after an epoch and resumed ends with the network of a
+/// run never stopped), and a resumed run on other examples is refused.
+#[test]
+fn persistent_particles_are_kept_and_resume_exactly() {
+    let (train, test) = (mnist(Split::Train), mnist(Split::Test));
+    let train = train.select(&(0..200).collect::<Vec<_>>());
+    let test = test.select(&(0..100).collect::<Vec<_>>());
+    let cfg = ConvConfig {
+        persistent: true,
+        ..small()
+    };
+    let mut whole = ConvRun::new(cfg.clone(), DatasetName::Mnist).unwrap();
+    whole
+        .train(&train, &test, &AtomicBool::new(false), &mut ())
+        .unwrap();
+    let particles = whole
+        .trainer()
+        .particles()
+        .expect("made on the first epoch");
+    let sizes = cfg.arch.sizes();
+    assert_eq!(particles.len(), sizes.len() - 1);
+    for (p, &size) in particles.iter().zip(&sizes[1..]) {
+        assert_eq!((p.rows(), p.cols()), (200, size));
+        assert!(p.as_slice().iter().any(|&v| v != 0.0), "states were kept");
+        assert!(p.as_slice().iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+    let mut fresh = ConvRun::new(small(), DatasetName::Mnist).unwrap();
+    fresh
+        .train(&train, &test, &AtomicBool::new(false), &mut ())
+        .unwrap();
+    assert!(fresh.trainer().network() != whole.trainer().network());
+
+    let dir = temp_dir("conv-persistent-resume");
+    let files = RunFiles::in_dir(dir.path());
+    let mut first = ConvRun::new(cfg, DatasetName::Mnist)
+        .unwrap()
+        .save_in(files.clone(), false)
+        .unwrap();
+    let stop = AtomicBool::new(false);
+    first
+        .train(&train, &test, &stop, &mut StopAfterFirst(&stop))
+        .unwrap();
+    let saved = checkpoint::load(&files.checkpoint).unwrap();
+    assert!(
+        saved
+            .particles
+            .is_some_and(|p| p.len() == 2 && p[0].rows() == 200)
+    );
+    let mut resumed = ConvRun::resume(&files.checkpoint, None).unwrap();
+    resumed
+        .train(&train, &test, &AtomicBool::new(false), &mut ())
+        .unwrap();
+    assert!(resumed.trainer().network() == whole.trainer().network());
+    assert!(resumed.trainer().particles() == whole.trainer().particles());
+    let mut other = ConvRun::resume(&files.checkpoint, Some(3)).unwrap();
+    let fewer = train.select(&(0..100).collect::<Vec<_>>());
+    let err = other
+        .train(&fewer, &test, &AtomicBool::new(false), &mut ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("persistent states are for 200"), "{err}");
+}

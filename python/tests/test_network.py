@@ -102,8 +102,9 @@ def test_hyperparameters_by_name(mnist):
     assert shapes == [((784, 64), (64,)), ((64, 10), (10,))]
     with pytest.raises(TypeError, match="unknown setting"):
         eqprop.Network("best", learning_rate=0.1)
-    conv = eqprop.Network("conv-mnist", shift=2, momentum=0.5)
-    assert (conv.hyperparams["shift"], conv.hyperparams["momentum"]) == (2, 0.5)
+    conv = eqprop.Network("conv-mnist", shift=1, momentum=0.5, persistent=True)
+    hp = conv.hyperparams
+    assert (hp["shift"], hp["momentum"], hp["persistent"]) == (1, 0.5, True)
     with pytest.raises(ValueError, match="shift"):
         eqprop.Network("conv-mnist", shift=28)
 

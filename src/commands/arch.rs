@@ -62,7 +62,6 @@ fn config(args: &TrainArgs) -> Result<ConvConfig> {
 /// A preset with the flags applied; flags these networks do not support yet are refused.
 fn config_of(preset: &str, o: &Overrides) -> Result<ConvConfig> {
     let unsupported = [
-        (o.persistent.is_some(), "--persistent"),
         (o.generative, "--generative"),
         (o.gate, "--gate"),
         (
@@ -96,6 +95,7 @@ fn config_of(preset: &str, o: &Overrides) -> Result<ConvConfig> {
     cfg.momentum = o.momentum.unwrap_or(cfg.momentum);
     cfg.tol = o.tol.unwrap_or(cfg.tol);
     cfg.shift = o.shift.unwrap_or(cfg.shift);
+    cfg.persistent = o.persistent.unwrap_or(cfg.persistent);
     cfg.seed = o.seed.unwrap_or(cfg.seed);
     o.apply_rates(&mut cfg.lr, &mut cfg.schedule);
     cfg.validate()?;

@@ -1,8 +1,10 @@
 //! Checkpoints of networks of any architecture: safetensors with the weights `W1..WL`, the
 //! biases `b0..bL`, with momentum the update's velocity (`momentum.W1..`, `momentum.b0..`),
-//! and in the metadata the format, the architecture spec, the run's config (JSON), the epochs
+//! with persistent particles every training example's free state (`persistent.s1..sL`, one row
+//! per example), and in the metadata the format, the architecture spec, the run's config (JSON), the epochs
 //! completed and the data set.
 
+use super::architecture::Architecture;
 use super::net::{ConvNet, Gradient};
 use super::train::ConvConfig;
 use crate::checkpoint::{FileError, TensorFile, read_file, write_tensors};
@@ -24,6 +26,9 @@ pub struct ConvCheckpoint {
     /// The momentum's velocity at the end of the last epoch (none without momentum, or in a
     /// checkpoint written before it was saved: the run then restarts it from zero).
     pub velocity: Option<Gradient>,
+    /// The persistent particles, `particles[k - 1]` for layer `k` (none without persistence or
+    /// before the first epoch).
+    pub particles: Option<Vec<Matrix>>,
 }
 
 /// Writes the checkpoint atomically.
@@ -32,6 +37,7 @@ pub fn save(
     config: &ConvConfig,
     net: &ConvNet,
     velocity: Option<&Gradient>,
+    particles: Option<&[Matrix]>,
     epoch: usize,
     dataset: &str,
 ) -> Result<(), FileError> {
@@ -39,6 +45,10 @@ pub fn save(
     push_params(&mut tensors, "", net.weights(), net.biases());
     if let Some(v) = velocity {
         push_params(&mut tensors, "momentum.", &v.weights, &v.biases);
+    }
+    for (k, s) in (1..).zip(particles.unwrap_or_default()) {
+        let shape = vec![s.rows(), s.cols()];
+        tensors.push((format!("persistent.s{k}"), shape, s.as_slice()));
     }
     let metadata = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
@@ -108,6 +118,10 @@ pub fn load(path: &Path) -> Result<ConvCheckpoint, FileError> {
         true => Some(read("momentum.")?),
         false => None,
     };
+    let particles = match file.has_tensors("persistent.") {
+        true => Some(read_particles(&file, &arch)?),
+        false => None,
+    };
     let network = ConvNet::from_parts(arch.clone(), params.weights, params.biases)
         .map_err(|e| content(e.to_string()))?;
     let epoch = field("epoch")?
@@ -119,5 +133,18 @@ pub fn load(path: &Path) -> Result<ConvCheckpoint, FileError> {
         epoch,
         dataset: field("dataset")?.clone(),
         velocity,
+        particles,
     })
+}
+
+/// The particles `persistent.s1..sL`: one row per example, as many rows in every layer.
+fn read_particles(file: &TensorFile, arch: &Architecture) -> Result<Vec<Matrix>, FileError> {
+    let sizes = arch.sizes();
+    let layers = (1..sizes.len())
+        .map(|k| file.matrix(&format!("persistent.s{k}"), None, Some(sizes[k])))
+        .collect::<Result<Vec<_>, _>>()?;
+    match layers.iter().all(|m| m.rows() == layers[0].rows()) {
+        true => Ok(layers),
+        false => Err(file.content("persistent states of different example counts".into())),
+    }
 }

@@ -63,10 +63,18 @@ pub struct ConvConfig {
     /// augmentation of convolutional networks. 0 trains on the images as they are.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub shift: usize,
+    /// Each training example starts its free phase from where its last one ended (persistent
+    /// particles) instead of from zero.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub persistent: bool,
 }
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Names accepted by [`ConvConfig::preset`].
@@ -110,6 +118,7 @@ impl ConvConfig {
             epochs: 30,
             seed: 1,
             shift: 2,
+            persistent: false,
         };
         match name {
             "conv-mnist" => Ok(mnist),
@@ -295,6 +304,24 @@ impl Worker {
         self.ws.invalidate();
     }
 
+    /// Starts the free layers of the loaded examples from their particles (rows `owners`).
+    fn start_from(&mut self, particles: &[Matrix], owners: &[usize]) {
+        for (layer, saved) in self.free.layers[1..].iter_mut().zip(particles) {
+            for (r, &i) in owners.iter().enumerate() {
+                layer.row_mut(r).copy_from_slice(saved.row(i));
+            }
+        }
+    }
+
+    /// Stores the free fixed points as the particles of `owners`.
+    fn keep_free_state(&self, particles: &mut [Matrix], owners: &[usize]) {
+        for (layer, saved) in self.free.layers[1..].iter().zip(particles) {
+            for (r, &i) in owners.iter().enumerate() {
+                saved.row_mut(i).copy_from_slice(layer.row(r));
+            }
+        }
+    }
+
     fn free_phase(&mut self, net: &ConvNet, cfg: &ConvConfig) {
         let phase = ConvPhase {
             steps: cfg.t_free,
@@ -366,6 +393,9 @@ pub struct ConvTrainer {
     epoch: usize,
     /// Buffers by chunk size (the last mini-batch of an epoch may be smaller).
     workers: Vec<Worker>,
+    /// With persistent particles: every training example's free state of layers `1..=L`
+    /// (`particles[k - 1]`, one row per example), made on the first epoch.
+    particles: Option<Vec<Matrix>>,
 }
 
 impl ConvTrainer {
@@ -387,6 +417,7 @@ impl ConvTrainer {
             net,
             epoch,
             workers: Vec::new(),
+            particles: None,
         }
     }
 
@@ -404,6 +435,22 @@ impl ConvTrainer {
             *v = saved;
         }
         self
+    }
+
+    /// Continues with saved persistent particles (`particles[k - 1]`: layer `k`'s state of every
+    /// training example); ignored without persistence or when their widths do not match.
+    pub fn with_particles(mut self, particles: Option<Vec<Matrix>>) -> Self {
+        let sizes = self.cfg.arch.sizes();
+        let fits = |p: &Vec<Matrix>| {
+            p.len() == sizes.len() - 1 && p.iter().zip(&sizes[1..]).all(|(m, &s)| m.cols() == s)
+        };
+        self.particles = particles.filter(|p| self.cfg.persistent && fits(p));
+        self
+    }
+
+    /// The persistent particles (none without persistence, or before the first epoch).
+    pub fn particles(&self) -> Option<&[Matrix]> {
+        self.particles.as_deref()
     }
 
     /// The momentum's velocity (none without momentum).
@@ -439,6 +486,11 @@ impl ConvTrainer {
         let mut order: Vec<usize> = (0..data.len()).collect();
         order.shuffle(&mut rng);
         let lrs = cfg.learning_rates(self.epoch);
+        if cfg.persistent && self.particles.is_none() {
+            let sizes = cfg.arch.sizes();
+            let zeros = sizes[1..].iter().map(|&s| Matrix::zeros(data.len(), s));
+            self.particles = Some(zeros.collect());
+        }
         let (mut correct, mut steps) = (0, 0);
         for (b, batch) in order.chunks(cfg.batch_size).enumerate() {
             let beta = match cfg.nudging {
@@ -446,11 +498,11 @@ impl ConvTrainer {
                 _ => cfg.beta,
             };
             let (right, taken) = match cfg.shift {
-                0 => self.train_batch(data, batch, beta, &lrs),
+                0 => self.train_batch(data, batch, batch, beta, &lrs),
                 shift => {
                     let moved = shifted(data, batch, shift, &mut rng);
                     let all: Vec<usize> = (0..batch.len()).collect();
-                    self.train_batch(&moved, &all, beta, &lrs)
+                    self.train_batch(&moved, &all, batch, beta, &lrs)
                 }
             };
             correct += right;
@@ -468,18 +520,20 @@ impl ConvTrainer {
         })
     }
 
-    /// One mini-batch: every chunk's phases in parallel, then the update. Returns how many
-    /// free outputs were right and the relaxation steps of all its samples.
+    /// One mini-batch: every chunk's phases in parallel, then the update. `batch` indexes
+    /// `data`; `owners` are the training examples they are (their persistent particles).
+    /// Returns how many free outputs were right and the relaxation steps of all its samples.
     fn train_batch(
         &mut self,
         data: &Dataset,
         batch: &[usize],
+        owners: &[usize],
         beta: f32,
         lrs: &[f32],
     ) -> (usize, usize) {
         let chunks = chunk_sizes(batch.len());
         self.ensure_workers(&chunks);
-        let (net, cfg) = (&self.net, &self.cfg);
+        let (net, cfg, particles) = (&self.net, &self.cfg, self.particles.as_deref());
         let starts: Vec<usize> = chunks
             .iter()
             .scan(0, |at, &n| {
@@ -492,8 +546,16 @@ impl ConvTrainer {
             .zip(starts.par_iter().zip(chunks.par_iter()))
             .for_each(|(w, (&at, &n))| {
                 w.load(data, &batch[at..at + n]);
+                if let Some(saved) = particles {
+                    w.start_from(saved, &owners[at..at + n]);
+                }
                 w.learn(net, cfg, beta);
             });
+        if let Some(saved) = &mut self.particles {
+            for (w, &at) in self.workers.iter().zip(&starts) {
+                w.keep_free_state(saved, &owners[at..at + w.ws.samples()]);
+            }
+        }
         self.total.fill_zero();
         for w in &self.workers[..chunks.len()] {
             self.total.add(&w.grad);

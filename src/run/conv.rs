@@ -51,13 +51,16 @@ impl ConvRun {
             epoch,
             dataset,
             velocity,
+            particles,
         } = checkpoint::load(path)?;
         if let Some(e) = epochs {
             config.epochs = e;
         }
         config.validate()?;
         Ok(Self {
-            trainer: ConvTrainer::with_network(config, network, epoch).with_velocity(velocity),
+            trainer: ConvTrainer::with_network(config, network, epoch)
+                .with_velocity(velocity)
+                .with_particles(particles),
             dataset: dataset.parse()?,
             files: None,
         })
@@ -104,6 +107,7 @@ impl ConvRun {
             t.config(),
             t.network(),
             t.velocity(),
+            t.particles(),
             t.epoch(),
             self.dataset.as_str(),
         )?;
@@ -137,6 +141,16 @@ impl ConvRun {
                 batch_size: cfg.batch_size,
             }
             .into());
+        }
+        if let Some(saved) = self.trainer.particles()
+            && saved[0].rows() != trainset.len()
+        {
+            return Err(Error::Invalid(format!(
+                "the run's persistent states are for {} training examples, the training set has \
+                 {}: train on the same examples (--train-limit)",
+                saved[0].rows(),
+                trainset.len()
+            )));
         }
         Ok(())
     }
