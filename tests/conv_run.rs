@@ -247,24 +247,25 @@ impl eqprop::run::ConvObserver for StopAfterFirst<'_> {
     }
 }
 
-/// With momentum, the checkpoint keeps the update's velocity: a run stopped after an epoch and
-/// resumed from its checkpoint ends with the network of a run never stopped (and restarting
-/// the velocity from zero would not).
-#[test]
-fn a_resumed_run_with_momentum_continues_its_velocity() {
+/// 200 training and 100 test images of the sample.
+fn small_sets() -> (eqprop::data::Dataset, eqprop::data::Dataset) {
     let (train, test) = (mnist(Split::Train), mnist(Split::Test));
-    let train = train.select(&(0..200).collect::<Vec<_>>());
-    let test = test.select(&(0..100).collect::<Vec<_>>());
-    let cfg = ConvConfig {
-        momentum: 0.5,
-        ..small()
-    };
+    let first = |d: eqprop::data::Dataset, n: usize| d.select(&(0..n).collect::<Vec<_>>());
+    (first(train, 200), first(test, 100))
+}
+
+/// Trains `cfg` in one go, and again stopped after its first epoch (saved in `dir`) and
+/// resumed from the checkpoint: returns both runs and the checkpoint of the stop.
+fn whole_and_resumed(
+    cfg: ConvConfig,
+    dir: &std::path::Path,
+) -> (ConvRun, ConvRun, checkpoint::ConvCheckpoint) {
+    let (train, test) = small_sets();
     let mut whole = ConvRun::new(cfg.clone(), DatasetName::Mnist).unwrap();
     whole
         .train(&train, &test, &AtomicBool::new(false), &mut ())
         .unwrap();
-    let dir = temp_dir("conv-momentum-resume");
-    let files = RunFiles::in_dir(dir.path());
+    let files = RunFiles::in_dir(dir);
     let mut first = ConvRun::new(cfg, DatasetName::Mnist)
         .unwrap()
         .save_in(files.clone(), false)
@@ -275,15 +276,29 @@ fn a_resumed_run_with_momentum_continues_its_velocity() {
         .unwrap();
     assert!(report.interrupted && report.epochs.len() == 1);
     let saved = checkpoint::load(&files.checkpoint).unwrap();
-    assert!(saved.velocity.is_some(), "the velocity is saved");
     let mut resumed = ConvRun::resume(&files.checkpoint, None).unwrap();
     resumed
         .train(&train, &test, &AtomicBool::new(false), &mut ())
         .unwrap();
+    (whole, resumed, saved)
+}
+
+/// With momentum, the checkpoint keeps the update's velocity: a run stopped after an epoch and
+/// resumed from its checkpoint ends with the network of a run never stopped (and restarting
+/// the velocity from zero would not).
+#[test]
+fn a_resumed_run_with_momentum_continues_its_velocity() {
+    let cfg = ConvConfig {
+        momentum: 0.5,
+        ..small()
+    };
+    let dir = temp_dir("conv-momentum-resume");
+    let (whole, resumed, saved) = whole_and_resumed(cfg, dir.path());
+    assert!(saved.velocity.is_some(), "the velocity is saved");
     assert_eq!(resumed.trainer().network(), whole.trainer().network());
     // Without the saved velocity the second epoch goes elsewhere.
     let mut restarted = eqprop::conv::ConvTrainer::with_network(saved.config, saved.network, 1);
-    restarted.run_epoch(&train, |_, _| true).unwrap();
+    restarted.run_epoch(&small_sets().0, |_, _| true).unwrap();
     assert_ne!(restarted.network(), whole.trainer().network());
 }
 
@@ -292,17 +307,12 @@ fn a_resumed_run_with_momentum_continues_its_velocity() {
 /// run never stopped), and a resumed run on other examples is refused.
 #[test]
 fn persistent_particles_are_kept_and_resume_exactly() {
-    let (train, test) = (mnist(Split::Train), mnist(Split::Test));
-    let train = train.select(&(0..200).collect::<Vec<_>>());
-    let test = test.select(&(0..100).collect::<Vec<_>>());
     let cfg = ConvConfig {
         persistent: true,
         ..small()
     };
-    let mut whole = ConvRun::new(cfg.clone(), DatasetName::Mnist).unwrap();
-    whole
-        .train(&train, &test, &AtomicBool::new(false), &mut ())
-        .unwrap();
+    let dir = temp_dir("conv-persistent-resume");
+    let (whole, resumed, saved) = whole_and_resumed(cfg.clone(), dir.path());
     let particles = whole
         .trainer()
         .particles()
@@ -314,35 +324,21 @@ fn persistent_particles_are_kept_and_resume_exactly() {
         assert!(p.as_slice().iter().any(|&v| v != 0.0), "states were kept");
         assert!(p.as_slice().iter().all(|v| (0.0..=1.0).contains(v)));
     }
-    let mut fresh = ConvRun::new(small(), DatasetName::Mnist).unwrap();
-    fresh
-        .train(&train, &test, &AtomicBool::new(false), &mut ())
-        .unwrap();
-    assert!(fresh.trainer().network() != whole.trainer().network());
-
-    let dir = temp_dir("conv-persistent-resume");
-    let files = RunFiles::in_dir(dir.path());
-    let mut first = ConvRun::new(cfg, DatasetName::Mnist)
-        .unwrap()
-        .save_in(files.clone(), false)
-        .unwrap();
-    let stop = AtomicBool::new(false);
-    first
-        .train(&train, &test, &stop, &mut StopAfterFirst(&stop))
-        .unwrap();
-    let saved = checkpoint::load(&files.checkpoint).unwrap();
     assert!(
         saved
             .particles
             .is_some_and(|p| p.len() == 2 && p[0].rows() == 200)
     );
-    let mut resumed = ConvRun::resume(&files.checkpoint, None).unwrap();
-    resumed
-        .train(&train, &test, &AtomicBool::new(false), &mut ())
-        .unwrap();
     assert!(resumed.trainer().network() == whole.trainer().network());
     assert!(resumed.trainer().particles() == whole.trainer().particles());
-    let mut other = ConvRun::resume(&files.checkpoint, Some(3)).unwrap();
+    let (train, test) = small_sets();
+    let mut fresh = ConvRun::new(small(), DatasetName::Mnist).unwrap();
+    fresh
+        .train(&train, &test, &AtomicBool::new(false), &mut ())
+        .unwrap();
+    assert!(fresh.trainer().network() != whole.trainer().network());
+    let path = dir.path().join("checkpoint.safetensors");
+    let mut other = ConvRun::resume(&path, Some(3)).unwrap();
     let fewer = train.select(&(0..100).collect::<Vec<_>>());
     let err = other
         .train(&fewer, &test, &AtomicBool::new(false), &mut ())
