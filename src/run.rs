@@ -190,6 +190,11 @@ impl Run {
         &self.trainer
     }
 
+    /// Trains up to `epochs` in all from now on ([`Trainer::set_epochs`]).
+    pub fn set_epochs(&mut self, epochs: usize) -> Result<()> {
+        Ok(self.trainer.set_epochs(epochs)?)
+    }
+
     pub fn hyperparams(&self) -> &Hyperparams {
         self.trainer.hyperparams()
     }

@@ -327,6 +327,20 @@ impl Trainer {
         self.progress.epoch >= self.hp.epochs
     }
 
+    /// Trains up to `epochs` in all (a cosine schedule then decays over the new count, as when
+    /// a run resumes with more epochs). Fails below the epochs already completed.
+    pub fn set_epochs(&mut self, epochs: usize) -> Result<(), ConfigError> {
+        if epochs < self.progress.epoch.max(1) {
+            return Err(ConfigError::OutOfRange {
+                name: "epochs",
+                rule: "at least 1 and at least the epochs already trained",
+                value: epochs as f64,
+            });
+        }
+        self.hp.epochs = epochs;
+        Ok(())
+    }
+
     /// Trains (the rest of) the current epoch; stops after the running mini-batch once `stop` is
     /// set. `on_batch` sees the progress after every mini-batch.
     pub fn run_epoch(

@@ -227,15 +227,17 @@ class Network:
         x: Images,
         y: Optional[np.ndarray] = None,
         *,
+        epochs: Optional[int] = None,
         validation: Union[Dataset, tuple, None] = None,
         callbacks: Union[Callback, Iterable[Callback], None] = None,
         progress: bool = True,
         run_dir: Optional[str] = None,
         replace: bool = False,
     ) -> list:
-        """Trains the remaining epochs (``hyperparams["epochs"]`` in all) on ``x`` (a Dataset,
-        or float32 images in [0, 1] with integer labels ``y``), each epoch evaluated on
-        ``validation`` (a Dataset or ``(images, labels)``).
+        """Trains the remaining epochs (``hyperparams["epochs"]`` in all; ``epochs`` changes that
+        count first, as ``eqprop train --resume --epochs`` does) on ``x`` (a Dataset, or float32
+        images in [0, 1] with integer labels ``y``), each epoch evaluated on ``validation`` (a
+        Dataset or ``(images, labels)``).
 
         Returns one record per epoch trained (``epoch``, ``train_error``, ``test_error``,
         ``mean_free_energy``, ``seconds``, ...), the records ``eqprop train`` writes to
@@ -246,6 +248,8 @@ class Network:
         arrays are read in place: do not write into them while ``fit`` runs.
         """
         train = _as_dataset(x, y)
+        if epochs is not None:
+            self._model.set_epochs(int(epochs))
         if validation is None:
             test, has_test = _as_dataset(train.images[:1], train.labels[:1]), False
         elif isinstance(validation, tuple):

@@ -194,6 +194,14 @@ impl Model {
         Ok((records, report.interrupted))
     }
 
+    /// Trains up to `epochs` in all from now on (a cosine schedule decays over the new count).
+    fn set_epochs(&mut self, epochs: usize) -> PyResult<()> {
+        lib(match self.net_mut() {
+            Net::Dense(run) => run.set_epochs(epochs),
+            Net::Conv(run) => run.set_epochs(epochs),
+        })
+    }
+
     /// Test error (%) and mean free energy on `data`.
     fn evaluate(&mut self, py: Python<'_>, data: &Dataset) -> PyResult<(f64, f64)> {
         self.check(data)?;

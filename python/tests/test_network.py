@@ -146,3 +146,21 @@ def test_the_gil_is_released_while_the_engine_trains(mnist):
         done.set()
         worker.join()
     assert count[0] > 10_000, count[0]
+
+
+def test_fit_with_more_epochs_continues_like_one_longer_run(mnist):
+    train, test = mnist
+    net = eqprop.Network("best", epochs=1)
+    first = net.fit(train, validation=test, progress=False)
+    more = net.fit(train, validation=test, epochs=3, progress=False)
+    assert [r["epoch"] for r in first + more] == [1, 2, 3]
+    # `best` keeps its learning rates constant: one 3-epoch run is the same run, bit for bit.
+    whole = eqprop.Network("best", epochs=3).fit(train, validation=test, progress=False)
+    for key in ("train_error", "test_error", "mean_free_energy"):
+        assert [r[key] for r in first + more] == [r[key] for r in whole]
+    assert net.fit(train, epochs=3, progress=False) == []  # nothing left to train
+    with pytest.raises(ValueError, match="epochs"):
+        net.fit(train, epochs=2, progress=False)
+    conv = eqprop.Network("conv-mnist", arch="1x28x28,conv4k5+pool,10", lr=[0.1, 0.02])
+    with pytest.raises(ValueError, match="epochs"):
+        conv.fit(train, epochs=0, progress=False)

@@ -453,6 +453,20 @@ impl ConvTrainer {
         self.particles.as_deref()
     }
 
+    /// Trains up to `epochs` in all (a cosine schedule then decays over the new count). Fails
+    /// below the epochs already completed.
+    pub fn set_epochs(&mut self, epochs: usize) -> Result<(), ConfigError> {
+        if epochs < self.epoch.max(1) {
+            return Err(ConfigError::OutOfRange {
+                name: "epochs",
+                rule: "at least 1 and at least the epochs already trained",
+                value: epochs as f64,
+            });
+        }
+        self.cfg.epochs = epochs;
+        Ok(())
+    }
+
     /// The momentum's velocity (none without momentum).
     pub fn velocity(&self) -> Option<&Gradient> {
         self.velocity.as_ref()

@@ -118,6 +118,11 @@ impl ConvRun {
         &self.trainer
     }
 
+    /// Trains up to `epochs` in all from now on ([`ConvTrainer::set_epochs`]).
+    pub fn set_epochs(&mut self, epochs: usize) -> Result<()> {
+        Ok(self.trainer.set_epochs(epochs)?)
+    }
+
     pub fn config(&self) -> &ConvConfig {
         self.trainer.config()
     }
