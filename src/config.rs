@@ -91,6 +91,19 @@ fn is_unit_gain(gain: &f32) -> bool {
     *gain == 1.0
 }
 
+/// `epochs` as a run's new total once `done` epochs are trained: at least 1, and not fewer than
+/// those already done.
+pub fn more_epochs(epochs: usize, done: usize) -> Result<usize, ConfigError> {
+    match epochs >= done.max(1) {
+        true => Ok(epochs),
+        false => Err(ConfigError::OutOfRange {
+            name: "epochs",
+            rule: "at least 1 and at least the epochs already trained",
+            value: epochs as f64,
+        }),
+    }
+}
+
 /// A hyperparameter that cannot work, found before any training starts.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {

@@ -330,14 +330,7 @@ impl Trainer {
     /// Trains up to `epochs` in all (a cosine schedule then decays over the new count, as when
     /// a run resumes with more epochs). Fails below the epochs already completed.
     pub fn set_epochs(&mut self, epochs: usize) -> Result<(), ConfigError> {
-        if epochs < self.progress.epoch.max(1) {
-            return Err(ConfigError::OutOfRange {
-                name: "epochs",
-                rule: "at least 1 and at least the epochs already trained",
-                value: epochs as f64,
-            });
-        }
-        self.hp.epochs = epochs;
+        self.hp.epochs = crate::config::more_epochs(epochs, self.progress.epoch)?;
         Ok(())
     }
 

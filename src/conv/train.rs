@@ -456,14 +456,7 @@ impl ConvTrainer {
     /// Trains up to `epochs` in all (a cosine schedule then decays over the new count). Fails
     /// below the epochs already completed.
     pub fn set_epochs(&mut self, epochs: usize) -> Result<(), ConfigError> {
-        if epochs < self.epoch.max(1) {
-            return Err(ConfigError::OutOfRange {
-                name: "epochs",
-                rule: "at least 1 and at least the epochs already trained",
-                value: epochs as f64,
-            });
-        }
-        self.cfg.epochs = epochs;
+        self.cfg.epochs = crate::config::more_epochs(epochs, self.epoch)?;
         Ok(())
     }
 
