@@ -378,7 +378,7 @@ fn dreaming_frees_the_input_and_the_energy_still_never_rises() {
         }
         before.copy_from_slice(&now);
     }
-    let dreams = eqprop::conv::dream(&net, &labels, 20, Sweep::Alternating);
+    let dreams = eqprop::conv::dream(&net, &labels, 20);
     assert_eq!(dreams, state.layers[0]);
     assert!(
         dreams.as_slice().iter().any(|&v| v > 0.0),

@@ -306,8 +306,8 @@ impl Model {
                 py.detach(|| eqprop::dream::dream(net, &labels, &options).images)
             }
             Net::Conv(run) => {
-                let (net, sweep) = (run.trainer().network(), run.config().sweep);
-                py.detach(|| eqprop::conv::dream(net, &labels, steps, sweep))
+                let net = run.trainer().network();
+                py.detach(|| eqprop::conv::dream(net, &labels, steps))
             }
         };
         matrix_to_numpy(py, images)

@@ -435,9 +435,10 @@ impl FillCyclic for Matrix {
 }
 
 /// Dreams: the output clamped to the one-hot `labels`, the input (and every hidden layer)
-/// free from zero, relaxed for `steps` steps, so that the couplings draw what each label
-/// means in the input layer. Returns the input layer, one image per row (channels-last).
-pub fn dream(net: &ConvNet, labels: &[usize], steps: usize, sweep: Sweep) -> Matrix {
+/// free from zero, relaxed for `steps` alternating sweeps (each layer set to its exact
+/// minimiser, so the energy never rises), so that the couplings draw what each label means in
+/// the input layer. Returns the input layer, one image per row (channels-last).
+pub fn dream(net: &ConvNet, labels: &[usize], steps: usize) -> Matrix {
     let arch = net.architecture();
     let n = labels.len();
     let mut state = ConvState::zeros(arch, n);
@@ -450,7 +451,7 @@ pub fn dream(net: &ConvNet, labels: &[usize], steps: usize, sweep: Sweep) -> Mat
     let phase = ConvPhase {
         steps,
         eps: 1.0,
-        sweep,
+        sweep: Sweep::Alternating,
         beta: 0.0,
         target: None,
         tol: 0.0,

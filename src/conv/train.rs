@@ -293,6 +293,12 @@ impl Worker {
 
     /// Loads the inputs and one-hot targets of `idx`, zeroes the free layers.
     fn load(&mut self, data: &Dataset, idx: &[usize]) {
+        self.load_inputs(data, idx);
+        self.free.reset_free();
+    }
+
+    /// Loads the inputs and one-hot targets of `idx`; the free layers are left as they are.
+    fn load_inputs(&mut self, data: &Dataset, idx: &[usize]) {
         self.target.fill(0.0);
         for (r, &i) in idx.iter().enumerate() {
             self.free.layers[0]
@@ -300,7 +306,6 @@ impl Worker {
                 .copy_from_slice(data.image(i));
             self.target.set(r, usize::from(data.labels[i]), 1.0);
         }
-        self.free.reset_free();
         self.ws.invalidate();
     }
 
@@ -421,30 +426,20 @@ impl ConvTrainer {
         }
     }
 
-    /// Continues with the momentum's saved velocity (`None` keeps it at zero); ignored without
-    /// momentum or when its shapes do not match the network.
+    /// Continues with the momentum's saved velocity, shaped like the network (as the checkpoint
+    /// loader checks it); `None` keeps it at zero. Ignored without momentum.
     pub fn with_velocity(mut self, velocity: Option<Gradient>) -> Self {
-        if let (Some(v), Some(saved)) = (&mut self.velocity, velocity)
-            && saved.weights.len() == v.weights.len()
-            && saved
-                .weights
-                .iter()
-                .zip(&v.weights)
-                .all(|(a, b)| a.rows() == b.rows() && a.cols() == b.cols())
-        {
+        if let (Some(v), Some(saved)) = (&mut self.velocity, velocity) {
             *v = saved;
         }
         self
     }
 
     /// Continues with saved persistent particles (`particles[k - 1]`: layer `k`'s state of every
-    /// training example); ignored without persistence or when their widths do not match.
+    /// training example, as wide as the layer: the checkpoint loader checks it); ignored
+    /// without persistence.
     pub fn with_particles(mut self, particles: Option<Vec<Matrix>>) -> Self {
-        let sizes = self.cfg.arch.sizes();
-        let fits = |p: &Vec<Matrix>| {
-            p.len() == sizes.len() - 1 && p.iter().zip(&sizes[1..]).all(|(m, &s)| m.cols() == s)
-        };
-        self.particles = particles.filter(|p| self.cfg.persistent && fits(p));
+        self.particles = particles.filter(|_| self.cfg.persistent);
         self
     }
 
@@ -552,9 +547,12 @@ impl ConvTrainer {
             .par_iter_mut()
             .zip(starts.par_iter().zip(chunks.par_iter()))
             .for_each(|(w, (&at, &n))| {
-                w.load(data, &batch[at..at + n]);
-                if let Some(saved) = particles {
-                    w.start_from(saved, &owners[at..at + n]);
+                match particles {
+                    Some(saved) => {
+                        w.load_inputs(data, &batch[at..at + n]);
+                        w.start_from(saved, &owners[at..at + n]);
+                    }
+                    None => w.load(data, &batch[at..at + n]),
                 }
                 w.learn(net, cfg, beta);
             });
@@ -707,34 +705,29 @@ pub fn evaluate(net: &ConvNet, cfg: &ConvConfig, data: &Dataset) -> Evaluation {
         mean_energy: energy / n,
     }
 }
+
 /// The examples `batch` of `data`, each translated by a random offset in `-shift..=shift`
-/// along each axis, the uncovered pixels 0.
+/// along each axis, the uncovered pixels 0 (labels only: the conv trainer uses no targets).
 fn shifted(data: &Dataset, batch: &[usize], shift: usize, rng: &mut ChaCha8Rng) -> Dataset {
-    let mut out = data.select(batch);
-    let (h, w, c) = (data.rows, data.cols, data.channels);
+    let (h, w, c) = (data.rows as isize, data.cols as isize, data.channels);
+    let mut pixels = vec![0.0; batch.len() * data.pixels()];
     let s = shift as i64;
-    for (r, &i) in batch.iter().enumerate() {
+    for (dst, &i) in pixels.chunks_exact_mut(data.pixels()).zip(batch) {
         let (dy, dx) = (rng.random_range(-s..=s), rng.random_range(-s..=s));
         let (dy, dx) = (dy as isize, dx as isize);
-        let src = data.image(i);
-        let dst = &mut out.images.to_mut()[r * h * w * c..(r + 1) * h * w * c];
-        dst.fill(0.0);
-        for y in 0..h as isize {
-            let sy = y - dy;
-            if !(0..h as isize).contains(&sy) {
-                continue;
-            }
-            let (x0, x1) = (dx.max(0), (w as isize + dx).min(w as isize));
-            if x0 >= x1 {
-                continue;
-            }
-            let row = |yy: isize, x: isize| (yy as usize * w + x as usize) * c;
-            let n = (x1 - x0) as usize * c;
-            dst[row(y, x0)..row(y, x0) + n]
-                .copy_from_slice(&src[row(sy, x0 - dx)..row(sy, x0 - dx) + n]);
+        let (x0, x1) = (dx.max(0), (w + dx).min(w));
+        let (src, n) = (data.image(i), (x1 - x0).max(0) as usize * c);
+        let at = |y: isize, x: isize| (y * w + x) as usize * c;
+        for y in (dy.max(0)..(h + dy).min(h)).filter(|_| n > 0) {
+            let from = at(y - dy, x0 - dx);
+            dst[at(y, x0)..at(y, x0) + n].copy_from_slice(&src[from..from + n]);
         }
     }
-    out
+    Dataset {
+        images: pixels.into(),
+        labels: batch.iter().map(|&i| data.labels[i]).collect(),
+        ..data.empty_like()
+    }
 }
 
 #[cfg(test)]
