@@ -237,6 +237,7 @@ impl Reference {
     }
 }
 
+/// A convolution of one sample by the definition (float64 loops, no im2col), `out[oy, ox, o]`.
 fn naive_conv(x: &[f64], w: &[f64], g: &ConvGeometry) -> Vec<f64> {
     let mut out = vec![0.0; g.ho * g.wo * g.cout];
     for oy in 0..g.ho {
@@ -385,4 +386,46 @@ fn dreaming_frees_the_input_and_the_energy_still_never_rises() {
         "the input moved"
     );
     assert!(dreams.as_slice().iter().all(|&v| (0.0..=1.0).contains(&v)));
+}
+
+/// The kernels' convolution (im2col, then the patch matrix times the weights) against the naive
+/// loop, on odd shapes: padding, non-square images and kernels, one or several channels.
+#[test]
+fn im2col_convolution_matches_the_naive_loop_on_odd_shapes() {
+    for spec in [
+        "3x7x5,conv4k3p1,2",
+        "2x6x9,conv5k4p2,2",
+        "1x5x5,conv3k5,2",
+        "5x4x3,conv2k2,2",
+    ] {
+        let g = Architecture::parse(spec).unwrap().conv_geometry(1).unwrap();
+        let (n, sample) = (3, g.h * g.w * g.cin);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut random =
+            |len: usize| -> Vec<f32> { (0..len).map(|_| rng.random_range(-1.0..1.0)).collect() };
+        let (x, w) = (random(n * sample), random(g.patch() * g.cout));
+        let mut cols = vec![f32::NAN; n * g.positions() * g.patch()];
+        eqprop::conv::kernels::im2col(&x, n, &g, &mut cols);
+        let per = g.positions() * g.cout;
+        let wide = |v: &[f32]| v.iter().map(|&a| f64::from(a)).collect::<Vec<_>>();
+        for s in 0..n {
+            let want = naive_conv(&wide(&x[s * sample..(s + 1) * sample]), &wide(&w), &g);
+            for (r, row) in cols[s * g.positions() * g.patch()..]
+                .chunks(g.patch())
+                .take(g.positions())
+                .enumerate()
+            {
+                for o in 0..g.cout {
+                    let got: f32 = row
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &v)| v * w[i * g.cout + o])
+                        .sum();
+                    let b = want[r * g.cout + o];
+                    assert!((f64::from(got) - b).abs() < 1e-4, "{spec}: {got} vs {b}");
+                }
+            }
+            assert_eq!(want.len(), per);
+        }
+    }
 }

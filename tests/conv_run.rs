@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_clear_error, eqprop, mnist, temp_dir};
+use common::{assert_clear_error, assert_success, eqprop, example, mnist, temp_dir};
 use eqprop::conv::{ConvConfig, checkpoint};
 use eqprop::data::{DatasetName, Split};
 use eqprop::run::ConvRun;
@@ -82,21 +82,13 @@ fn the_command_line_trains_evaluates_and_resumes_a_conv_net() {
             .unwrap()
     };
     let first = train(&["--epochs", "1"]);
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    assert_success(&first);
     let text = String::from_utf8_lossy(&first.stdout);
     assert!(text.contains("epoch   1"), "{text}");
     let refused = train(&["--epochs", "1"]);
     assert_clear_error(&refused, &["already holds a run"]);
     let resumed = train(&["--epochs", "2", "--resume"]);
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    assert_success(&resumed);
     let text = String::from_utf8_lossy(&resumed.stdout);
     assert!(
         text.contains("epoch   2") && !text.contains("epoch   1"),
@@ -107,11 +99,7 @@ fn the_command_line_trains_evaluates_and_resumes_a_conv_net() {
         .arg(out_dir.join("checkpoint.safetensors"))
         .output()
         .unwrap();
-    assert!(
-        eval.status.success(),
-        "{}",
-        String::from_utf8_lossy(&eval.stderr)
-    );
+    assert_success(&eval);
     assert!(String::from_utf8_lossy(&eval.stdout).contains("test error"));
     let png = dir.path().join("dreams.png");
     let dream = eqprop()
@@ -128,11 +116,7 @@ fn the_command_line_trains_evaluates_and_resumes_a_conv_net() {
         .arg(&png)
         .output()
         .unwrap();
-    assert!(
-        dream.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dream.stderr)
-    );
+    assert_success(&dream);
     assert!(std::fs::metadata(&png).unwrap().len() > 0);
 }
 
@@ -193,30 +177,20 @@ fn the_conv_example_reproduces_the_train_command() {
         .arg(dir.path().join("run"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let cli: Vec<f64> = eqprop::metrics::read_jsonl(&dir.path().join("run/metrics.jsonl"))
         .unwrap()
         .iter()
         .map(|r| r.test_error)
         .collect();
-    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_eqprop"));
-    let example = bin.parent().unwrap().join("examples").join("conv");
-    let out = std::process::Command::new(example)
+    let out = std::process::Command::new(example("conv"))
         .args(["1", "200"])
         .env("EQPROP_DATA_DIR", common::data_root())
         .output()
         .expect(
             "examples/conv (`cargo test --release` builds it; `cargo build --release --examples`)",
         );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let text = String::from_utf8(out.stdout).unwrap();
     let printed: Vec<f64> = text
         .lines()

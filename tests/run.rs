@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{data_root, eqprop, mnist, temp_dir};
+use common::{data_root, eqprop, example, mnist, temp_dir};
 use eqprop::checkpoint::{self, CheckpointRef};
 use eqprop::config::Hyperparams;
 use eqprop::data::{DatasetName, Split};
@@ -11,7 +11,6 @@ use eqprop::device::{Device, DeviceError, Engine, Work};
 use eqprop::metrics::{self, EpochRecord};
 use eqprop::run::{Observer, Run, RunFiles};
 use eqprop::train::{Progress, Trainer};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A small `best` run: the preset's dynamics and rates on few examples.
@@ -20,12 +19,6 @@ fn small_best(epochs: usize) -> Hyperparams {
         epochs,
         ..Hyperparams::preset("best").unwrap()
     }
-}
-
-/// The example binary `cargo test` built beside `eqprop`.
-fn example(name: &str) -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_eqprop"));
-    bin.parent().unwrap().join("examples").join(name)
 }
 
 /// examples/train.rs (the README's example) prints, bit for bit, the test errors that

@@ -178,34 +178,6 @@ pub fn conv_transpose_routed(
 mod tests {
     use super::*;
 
-    /// Naive convolution of one sample (no pooling), for tests: `out[oy, ox, o] = sum x . k`.
-    fn conv_reference(x: &[f32], weight: &[f32], g: &ConvGeometry) -> Vec<f32> {
-        let mut out = vec![0.0; g.ho * g.wo * g.cout];
-        for oy in 0..g.ho {
-            for ox in 0..g.wo {
-                for o in 0..g.cout {
-                    let mut acc = 0.0f64;
-                    for ky in 0..g.kernel {
-                        for kx in 0..g.kernel {
-                            let y = (oy + ky) as isize - g.padding as isize;
-                            let xx = (ox + kx) as isize - g.padding as isize;
-                            if y < 0 || xx < 0 || y >= g.h as isize || xx >= g.w as isize {
-                                continue;
-                            }
-                            for c in 0..g.cin {
-                                let xi = (y as usize * g.w + xx as usize) * g.cin + c;
-                                let wi = ((ky * g.kernel + kx) * g.cin + c) * g.cout + o;
-                                acc += f64::from(x[xi]) * f64::from(weight[wi]);
-                            }
-                        }
-                    }
-                    out[(oy * g.wo + ox) * g.cout + o] = acc as f32;
-                }
-            }
-        }
-        out
-    }
-
     use crate::conv::architecture::Architecture;
     use rand::{RngExt, SeedableRng};
 
@@ -216,43 +188,6 @@ mod tests {
     fn random(n: usize, seed: u64) -> Vec<f32> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
-    }
-
-    fn gemm_conv(x: &[f32], w: &[f32], n: usize, g: &ConvGeometry) -> Vec<f32> {
-        let mut cols = vec![f32::NAN; n * g.positions() * g.patch()];
-        im2col(x, n, g, &mut cols);
-        let mut out = vec![0.0; n * g.positions() * g.cout];
-        for (r, row) in cols.chunks(g.patch()).enumerate() {
-            for (i, &v) in row.iter().enumerate() {
-                for o in 0..g.cout {
-                    out[r * g.cout + o] += v * w[i * g.cout + o];
-                }
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn im2col_convolution_matches_the_naive_loop_on_odd_shapes() {
-        for spec in [
-            "3x7x5,conv4k3p1,2",
-            "2x6x9,conv5k4p2,2",
-            "1x5x5,conv3k5,2",
-            "5x4x3,conv2k2,2",
-        ] {
-            let g = geometry(spec);
-            let n = 3;
-            let x = random(n * g.h * g.w * g.cin, 1);
-            let w = random(g.patch() * g.cout, 2);
-            let got = gemm_conv(&x, &w, n, &g);
-            let per = g.positions() * g.cout;
-            for s in 0..n {
-                let want = conv_reference(&x[s * g.h * g.w * g.cin..][..g.h * g.w * g.cin], &w, &g);
-                for (a, b) in got[s * per..(s + 1) * per].iter().zip(&want) {
-                    assert!((a - b).abs() < 1e-4, "{spec}: {a} vs {b}");
-                }
-            }
-        }
     }
 
     #[test]

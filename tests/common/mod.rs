@@ -119,6 +119,17 @@ pub fn eqprop() -> std::process::Command {
     cmd
 }
 
+/// The example binary `cargo test` built beside `eqprop`.
+pub fn example(name: &str) -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_eqprop"));
+    bin.parent().unwrap().join("examples").join(name)
+}
+
+/// A command that succeeded; failing, its standard error is the message.
+pub fn assert_success(out: &std::process::Output) {
+    assert!(out.status.success(), "{}", stderr(out));
+}
+
 /// The standard error of a finished command, as text.
 pub fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
