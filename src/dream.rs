@@ -85,7 +85,25 @@ impl Default for DreamOptions {
     }
 }
 
+/// Relaxation steps of `eqprop dream` (and of the dreams continual learning replays).
+pub const DREAM_STEPS: usize = 100;
+
+/// Share of hidden units `eqprop dream` silences in each dream.
+pub const DREAM_SILENCED: f32 = 0.3;
+
 impl DreamOptions {
+    /// `eqprop dream`'s defaults for a network trained with `hp`: [`DREAM_STEPS`] steps from
+    /// noise, [`DREAM_SILENCED`] of the hidden units silenced, the rest as
+    /// [`for_hyperparams`](Self::for_hyperparams).
+    pub fn dreaming(hp: &Hyperparams) -> Self {
+        Self {
+            steps: DREAM_STEPS,
+            start: DreamStart::Noise,
+            silenced: DREAM_SILENCED,
+            ..Self::for_hyperparams(hp)
+        }
+    }
+
     /// The defaults for a network trained with `hp`: its step size, its targets and the
     /// stiffness of the input it was trained generatively with (1 without).
     pub fn for_hyperparams(hp: &Hyperparams) -> Self {

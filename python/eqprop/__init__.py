@@ -315,15 +315,17 @@ class Network:
     def dream(
         self,
         labels: Iterable[int],
-        steps: int = 100,
-        temperature: float = 0.0,
-        silenced: float = 0.3,
-        seed: int = 0,
-        start: str = "noise",
+        steps: Optional[int] = None,
+        temperature: Optional[float] = None,
+        silenced: Optional[float] = None,
+        seed: Optional[int] = None,
+        start: Optional[str] = None,
     ) -> np.ndarray:
-        """Dreams: each label clamped on the output, the input relaxed freely (``eqprop
-        dream``'s defaults). Returns one image per label, shaped like the inputs. A network
-        with convolutions relaxes its layers alternately for ``steps`` and ignores the rest."""
+        """Dreams: each label clamped on the output, the input relaxed freely, with ``eqprop
+        dream``'s defaults for what is not given (100 steps from noise, 30% of the hidden units
+        silenced, seed 0, no noise; ``start="zeros"`` starts from zero). Returns one image per
+        label, shaped like the inputs. A network with convolutions takes ``steps`` only (its
+        dreams relax from zero by alternating sweeps); the other options raise ValueError."""
         labels = [int(label) for label in labels]
         if any(label < 0 for label in labels):
             raise ValueError(f"labels: {min(labels)} is negative")

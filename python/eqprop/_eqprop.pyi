@@ -53,11 +53,11 @@ class Model:
     def dream(
         self,
         labels: list[int],
-        steps: int = 100,
-        temperature: float = 0.0,
-        silenced: float = 0.3,
-        seed: int = 0,
-        start: str = "noise",
+        steps: Optional[int] = None,
+        temperature: Optional[float] = None,
+        silenced: Optional[float] = None,
+        seed: Optional[int] = None,
+        start: Optional[str] = None,
     ) -> npt.NDArray[np.float32]: ...
     def save(self, path: _Path) -> None: ...
     def parameters(self) -> list[tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]]: ...

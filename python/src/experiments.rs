@@ -7,19 +7,24 @@ use crate::training::run_interruptibly;
 use eqprop::agent::{Experiment as Agent, ExperimentOptions, ModelKind, Stage};
 use eqprop::config::Hyperparams;
 use eqprop::continual::{Experiment, Protocol, Replay, Scenario};
-use eqprop::dream::{DreamOptions, DreamStart};
+use eqprop::dream::DreamOptions;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-fn choice<T: Copy>(what: &str, value: &str, options: &[(&str, T)]) -> PyResult<T> {
+fn choice<T: Copy>(
+    what: &str,
+    value: &str,
+    options: &[T],
+    name: fn(T) -> &'static str,
+) -> PyResult<T> {
     options
         .iter()
-        .find(|(name, _)| *name == value)
-        .map(|&(_, v)| v)
+        .copied()
+        .find(|&option| name(option) == value)
         .ok_or_else(|| {
-            let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+            let names: Vec<&str> = options.iter().map(|&o| name(o)).collect();
             PyValueError::new_err(format!("{what}: {value:?} is not one of {names:?}"))
         })
 }
@@ -47,33 +52,25 @@ pub fn continual(
     replay_per_class: usize,
     hyperparams: Option<&str>,
 ) -> PyResult<String> {
+    use Replay::{Dreams, Joint, None as NoReplay, Real};
     let experiment = Experiment {
         protocol: choice(
             "protocol",
             protocol,
-            &[
-                ("split-mnist", Protocol::SplitMnist),
-                ("split-fashion-mnist", Protocol::SplitFashionMnist),
-            ],
+            &[Protocol::SplitMnist, Protocol::SplitFashionMnist],
+            Protocol::name,
         )?,
         scenario: choice(
             "scenario",
             scenario,
-            &[
-                ("class", Scenario::Class),
-                ("task", Scenario::Task),
-                ("domain", Scenario::Domain),
-            ],
+            &[Scenario::Class, Scenario::Task, Scenario::Domain],
+            Scenario::name,
         )?,
         replay: choice(
             "replay",
             replay,
-            &[
-                ("none", Replay::None),
-                ("dreams", Replay::Dreams),
-                ("real", Replay::Real),
-                ("joint", Replay::Joint),
-            ],
+            &[NoReplay, Dreams, Real, Joint],
+            Replay::name,
         )?,
         epochs_per_task,
         tasks,
@@ -92,13 +89,8 @@ pub fn continual(
         ),
     };
     let hp = lib(experiment.hyperparams(hp, layers_given))?;
-    // The dreams of `eqprop continual`'s defaults: 100 steps from noise, 30% silenced.
-    let dream = DreamOptions {
-        steps: 100,
-        start: DreamStart::Noise,
-        silenced: 0.3,
-        ..DreamOptions::for_hyperparams(&hp)
-    };
+    let dream = DreamOptions::dreaming(&hp); // `eqprop continual`'s dreams
+
     let options = lib(experiment.options(&hp, dream))?;
     lib(std::fs::create_dir_all(&out).map_err(|e| eqprop::Error::io(&out, e)))?;
     let stop = AtomicBool::new(false);
@@ -139,15 +131,8 @@ pub fn agent(
     eval_episodes: Option<usize>,
     gif: bool,
 ) -> PyResult<String> {
-    let model = choice(
-        "model",
-        model,
-        &[
-            ("eqprop", ModelKind::Eqprop),
-            ("true", ModelKind::True),
-            ("random", ModelKind::Random),
-        ],
-    )?;
+    let kinds = [ModelKind::Eqprop, ModelKind::True, ModelKind::Random];
+    let model = choice("model", model, &kinds, ModelKind::name)?;
     let mut options = ExperimentOptions::new(env);
     options.world = eqprop::world_model::WorldModelConfig {
         seed,

@@ -266,19 +266,20 @@ impl Model {
         ))
     }
 
-    /// Dreams: each label clamped on the output, the input relaxed freely (`eqprop dream`).
-    /// The dense network's options are the CLI's; a network with convolutions takes `steps`.
-    #[pyo3(signature = (labels, steps=100, temperature=0.0, silenced=0.3, seed=0, start="noise"))]
+    /// Dreams: each label clamped on the output, the input relaxed freely (`eqprop dream`,
+    /// with its defaults for what is not given). A network with convolutions takes `steps`
+    /// only: the other options are refused for it, as the CLI refuses its flags.
+    #[pyo3(signature = (labels, steps=None, temperature=None, silenced=None, seed=None, start=None))]
     #[allow(clippy::too_many_arguments)]
     fn dream<'py>(
         &self,
         py: Python<'py>,
         labels: Vec<usize>,
-        steps: usize,
-        temperature: f32,
-        silenced: f32,
-        seed: u64,
-        start: &str,
+        steps: Option<usize>,
+        temperature: Option<f32>,
+        silenced: Option<f32>,
+        seed: Option<u64>,
+        start: Option<&str>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let outputs = self.outputs();
         if let Some(&l) = labels.iter().find(|&&l| l >= outputs) {
@@ -286,26 +287,39 @@ impl Model {
                 "labels: {l} is not an output of this network (0..{outputs})"
             )));
         }
-        let start = match start {
-            "noise" => DreamStart::Noise,
-            "zeros" => DreamStart::Zeros,
-            other => return Err(invalid(format!("start: {other:?} (noise, zeros)"))),
-        };
+        let steps = steps.unwrap_or(eqprop::dream::DREAM_STEPS);
         let images = match self.net() {
             Net::Dense(run) => {
+                let defaults = DreamOptions::dreaming(run.hyperparams());
                 let options = DreamOptions {
                     steps,
-                    temperature,
-                    silenced,
-                    seed,
-                    start,
-                    ..DreamOptions::for_hyperparams(run.hyperparams())
+                    temperature: temperature.unwrap_or(defaults.temperature),
+                    silenced: silenced.unwrap_or(defaults.silenced),
+                    seed: seed.unwrap_or(defaults.seed),
+                    start: match start {
+                        None => defaults.start.clone(),
+                        Some("noise") => DreamStart::Noise,
+                        Some("zeros") => DreamStart::Zeros,
+                        Some(other) => {
+                            return Err(invalid(format!("start: {other:?} (noise, zeros)")));
+                        }
+                    },
+                    ..defaults
                 };
                 lib(options.validate())?;
                 let net = run.trainer().network();
                 py.detach(|| eqprop::dream::dream(net, &labels, &options).images)
             }
             Net::Conv(run) => {
+                if temperature.is_some() || silenced.is_some() || seed.is_some() || start.is_some()
+                {
+                    return Err(invalid(
+                        "temperature, silenced, seed and start are not supported yet for \
+                         networks with convolutions (their dreams relax from zero, \
+                         deterministically)"
+                            .into(),
+                    ));
+                }
                 let net = run.trainer().network();
                 py.detach(|| eqprop::conv::dream(net, &labels, steps))
             }

@@ -10,7 +10,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// How often the waiting thread looks for Ctrl-C, and the progress callback runs at most.
+/// How often the waiting thread looks for Ctrl-C (it wakes at once when the work ends), and
+/// the progress callback runs at most.
 const TICK: Duration = Duration::from_millis(50);
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
@@ -135,11 +136,19 @@ pub fn run_interruptibly<R: Send>(
     stop: &AtomicBool,
     work: impl FnOnce() -> R + Send,
 ) -> PyResult<(R, Option<PyErr>)> {
+    let finished = AtomicBool::new(false);
     let (result, signal) = py.detach(|| {
         std::thread::scope(|scope| {
-            let worker = scope.spawn(work);
+            let (waiter, done) = (std::thread::current(), &finished);
+            let worker = scope.spawn(move || {
+                let result = work();
+                done.store(true, Ordering::SeqCst);
+                waiter.unpark();
+                result
+            });
             let mut signal = None;
-            while !worker.is_finished() {
+            // `done` wakes the wait at once; `is_finished` ends it after a panic too.
+            while !done.load(Ordering::SeqCst) && !worker.is_finished() {
                 std::thread::park_timeout(TICK);
                 if signal.is_none()
                     && let Err(e) = Python::attach(|py| py.check_signals())

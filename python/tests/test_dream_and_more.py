@@ -35,6 +35,8 @@ def test_a_network_with_convolutions_trains_relaxes_and_dreams(data_dir):
     assert [s.shape for s in relaxed.states] == [(5, 784), (5, 12 * 12 * 4), (5, 10)]
     assert np.array_equal(relaxed.states[-1], net.outputs(test.images[:5]))
     assert net.dream([1, 2], steps=10).shape == (2, 28, 28)
+    with pytest.raises(ValueError, match="not supported yet"):
+        net.dream([1], temperature=0.5)
     shapes = [(w.shape, b.shape) for w, b in net.parameters()]
     assert shapes == [((25, 4), (4,)), ((12 * 12 * 4, 10), (10,))]
 

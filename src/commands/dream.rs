@@ -89,7 +89,7 @@ pub fn judge(args: JudgeArgs) -> Result<()> {
 #[derive(Args, Debug, Clone)]
 pub struct DreamDynamics {
     /// Relaxation steps.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = eqprop::dream::DREAM_STEPS)]
     pub dream_steps: usize,
     /// Step size [default: the checkpoint's].
     #[arg(long)]
@@ -104,7 +104,7 @@ pub struct DreamDynamics {
     #[arg(long)]
     pub nudge: Option<f32>,
     /// Share of hidden units silenced in each dream (a different random set per dream).
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = eqprop::dream::DREAM_SILENCED)]
     pub silence: f32,
     /// Seed of the start and the noise.
     #[arg(long, default_value_t = 0)]
