@@ -18,7 +18,8 @@ use std::time::Instant;
 mod experiment;
 
 pub use experiment::{
-    EpisodeRecord, Event, Experiment, ExperimentOptions, ModelKind, Outcome, Stage, Summary,
+    EXPLORE, EpisodeRecord, Event, Experiment, ExperimentOptions, ModelKind, Outcome, Stage,
+    Summary,
 };
 
 /// The simulator itself as the model (the planner's ceiling).
@@ -281,9 +282,13 @@ pub enum Brain {
 pub struct Episode {
     pub steps: usize,
     pub ret: f64,
-    /// Mean scaled one-step prediction error of the world model over the episode (NaN
-    /// without one).
+    /// The world model's scaled one-step error over the episode: per component the RMS over
+    /// the steps, then the RMS over the components (NaN without a model).
     pub pred_error: f64,
+    /// Per component, the sum over the steps of the squared scaled error (empty without a
+    /// model); `error_steps` steps were counted.
+    pub error_sums: Vec<f64>,
+    pub error_steps: usize,
     /// Share of steps whose transition passed the surprise gate (learning episodes).
     pub learned_share: f64,
     /// Seconds each decision took, planning included.
@@ -294,6 +299,33 @@ pub struct Episode {
     pub states: Vec<Vec<f64>>,
     /// The episode was stopped by `max_steps` before it ended.
     pub cut: bool,
+}
+
+impl Episode {
+    /// Adds one step's scaled errors (nothing when `errors` is empty).
+    fn count_errors(&mut self, errors: &[f32]) {
+        if errors.is_empty() {
+            return;
+        }
+        self.error_sums.resize(errors.len(), 0.0);
+        for (sum, &e) in self.error_sums.iter_mut().zip(errors) {
+            *sum += f64::from(e) * f64::from(e);
+        }
+        self.error_steps += 1;
+    }
+}
+
+/// Per component, the RMS scaled error of `steps` steps whose squared errors sum to `sums`.
+pub fn component_errors(sums: &[f64], steps: usize) -> Vec<f64> {
+    sums.iter().map(|s| (s / steps as f64).sqrt()).collect()
+}
+
+/// The RMS over components of per-component RMS errors (NaN when there are none).
+pub fn pooled_error(errors: &[f64]) -> f64 {
+    if errors.is_empty() {
+        return f64::NAN;
+    }
+    (errors.iter().map(|e| e * e).sum::<f64>() / errors.len() as f64).sqrt()
 }
 
 /// How an episode runs.
@@ -371,7 +403,7 @@ impl Agent {
         if keep_states {
             ep.states.push(env.state());
         }
-        let (mut errors, mut learned) = (Vec::new(), 0usize);
+        let mut learned = 0usize;
         let mut predicted = vec![0.0; obs.len()];
         loop {
             let start = Instant::now();
@@ -387,12 +419,10 @@ impl Agent {
                     let report = model.learn(&obs, a, &step.obs);
                     ep.learn_seconds += start.elapsed().as_secs_f64();
                     learned += usize::from(report.learned);
-                    if report.error.is_finite() {
-                        errors.push(f64::from(report.error));
-                    }
+                    ep.count_errors(&report.errors);
                 } else {
                     model.predict(&obs, &[a], &mut predicted);
-                    errors.push(f64::from(model.scaled_error(&obs, &predicted, &step.obs)));
+                    ep.count_errors(&model.scaled_errors(&predicted, &step.obs));
                 }
             }
             ep.steps += 1;
@@ -410,11 +440,7 @@ impl Agent {
                 break;
             }
         }
-        ep.pred_error = if errors.is_empty() {
-            f64::NAN
-        } else {
-            errors.iter().sum::<f64>() / errors.len() as f64
-        };
+        ep.pred_error = pooled_error(&component_errors(&ep.error_sums, ep.error_steps));
         ep.learned_share = learned as f64 / ep.steps as f64;
         Ok(ep)
     }

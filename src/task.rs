@@ -49,7 +49,7 @@ impl Task {
     /// and 3 for CartPole's unbounded velocities): the model's input scale.
     pub fn obs_scale(&self) -> &'static [f32] {
         match self {
-            Task::CartPole => &[X_LIMIT, 3.0, THETA_LIMIT, 3.0],
+            Task::CartPole => &[X_LIMIT, 1.5, THETA_LIMIT, 1.5],
             Task::Pendulum { .. } => &[1.0, 1.0, 8.0],
         }
     }
@@ -133,7 +133,7 @@ impl Task {
     /// The next observation from the current one and the next velocities, by the task's
     /// integrator: CartPole's explicit Euler (positions move by the old velocities), Pendulum's
     /// semi-implicit Euler (the angle moves by the new velocity). Known kinematics, used only by
-    /// a world model built with `kinematics`.
+    /// a world model built with the kinematic prior.
     pub fn integrate(&self, obs: &[f32], velocities: &[f32], next: &mut [f32]) {
         match self {
             Task::CartPole => {

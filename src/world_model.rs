@@ -14,9 +14,10 @@
 //! reads `0.5 + (delta - mean) / (span std)`, with the mean and standard deviation of that
 //! component's change tracked online (Welford), so small and large changes are learned alike.
 //!
-//! With `kinematics` the network predicts only the velocities' changes and the positions follow
-//! from them by the integrator of the task (see [`Task::integrate`]): known kinematics, not
-//! learned. Without it (the default) the network predicts every component's change.
+//! By default the network predicts every component's change: the robot learns all of its
+//! physics, positions included. With `kinematic_prior` it predicts only the velocities' changes
+//! and the positions follow from them by the integrator of the task (see [`Task::integrate`]):
+//! known kinematics, given rather than learned.
 
 use crate::config::{ConfigError, check_size};
 use crate::dynamics::{Phase, Relaxation, State};
@@ -43,10 +44,14 @@ pub struct WorldModelConfig {
     pub replay: usize,
     /// How many recent transitions the replay draws from.
     pub replay_capacity: usize,
+    /// EqProp updates per environment step: the first learns the new transition (and its
+    /// replay), each further one a batch of `replay + 1` replayed transitions.
+    pub updates: usize,
     /// The surprise gate: a row learns only when its output cost exceeds the threshold.
     pub gate: Option<Modulator>,
-    /// Predict only the velocities and integrate the positions (known kinematics).
-    pub kinematics: bool,
+    /// The kinematic prior: predict only the velocities and integrate the positions by the
+    /// task's known kinematics (off: every component is learned).
+    pub kinematic_prior: bool,
     /// Standard deviations of a change that span the output unit's range `[0, 1]`.
     pub span: f32,
     pub seed: u64,
@@ -55,7 +60,7 @@ pub struct WorldModelConfig {
 impl Default for WorldModelConfig {
     fn default() -> Self {
         Self {
-            hidden: vec![64],
+            hidden: vec![128],
             dynamics: Dynamics {
                 t_free: 20,
                 t_nudge: 8,
@@ -63,11 +68,12 @@ impl Default for WorldModelConfig {
                 beta: 2.0,
                 nudging: Nudging::Symmetric,
             },
-            lr: vec![0.05, 0.025],
+            lr: vec![0.1, 0.05],
             replay: 16,
             replay_capacity: 2000,
+            updates: 16,
             gate: None,
-            kinematics: true,
+            kinematic_prior: false,
             span: 8.0,
             seed: 0,
         }
@@ -102,6 +108,12 @@ impl WorldModelConfig {
             self.span.to_string(),
         )?;
         range(
+            self.updates >= 1 && (self.updates == 1 || self.replay_capacity > 0),
+            "updates",
+            "at least 1, and 1 without a replay buffer",
+            self.updates.to_string(),
+        )?;
+        range(
             self.replay == 0 || self.replay_capacity > 0,
             "replay_capacity",
             "positive when replaying",
@@ -134,16 +146,24 @@ pub struct Transition {
 }
 
 /// What one online learning step did.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LearnReport {
     /// The prediction error of the new transition before learning from it: the RMS over the
     /// observation's components of the error divided by the standard deviation of that
-    /// component's change (1 is as bad as predicting the mean change).
+    /// component's change (1 is as bad as predicting the mean change); NaN before the
+    /// statistics exist (the first two transitions).
     pub error: f32,
+    /// The same error per component, signed (empty before the statistics exist).
+    pub errors: Vec<f32>,
     /// Whether the new transition passed the gate (always, without a gate).
     pub learned: bool,
     /// Rows of the batch that learned (new and replayed).
     pub rows_learned: usize,
+}
+
+/// The root mean square of `v`.
+fn rms(v: &[f32]) -> f32 {
+    (v.iter().map(|e| e * e).sum::<f32>() / v.len() as f32).sqrt()
 }
 
 /// Running mean and variance (Welford).
@@ -197,7 +217,7 @@ impl WorldModel {
     /// A blank network (Glorot couplings, zero biases) for `task`.
     pub fn new(task: Task, config: WorldModelConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        let outputs: Vec<usize> = if config.kinematics {
+        let outputs: Vec<usize> = if config.kinematic_prior {
             task.velocity_indices().to_vec()
         } else {
             (0..task.obs_dim()).collect()
@@ -284,7 +304,7 @@ impl WorldModel {
 
     /// The next observation that the output row `y` stands for.
     fn decode(&self, obs: &[f32], y: &[f32], next: &mut [f32]) {
-        if self.config.kinematics {
+        if self.config.kinematic_prior {
             let mut velocities = [0.0f32; 4];
             for (k, (&j, &y)) in self.outputs.iter().zip(y).enumerate() {
                 velocities[k] = obs[j] + self.delta_of(j, y);
@@ -298,15 +318,17 @@ impl WorldModel {
         }
     }
 
+    /// The error of a prediction per component, in units of the standard deviation of that
+    /// component's change: `(predicted_j - actual_j) / std(delta_j)`.
+    pub fn scaled_errors(&self, predicted: &[f32], actual: &[f32]) -> Vec<f32> {
+        (0..actual.len())
+            .map(|j| (predicted[j] - actual[j]) / self.scale(j))
+            .collect()
+    }
+
     /// The scaled one-step error of a prediction (see [`LearnReport::error`]).
-    pub fn scaled_error(&self, obs: &[f32], predicted: &[f32], actual: &[f32]) -> f32 {
-        let sum: f32 = (0..obs.len())
-            .map(|j| {
-                let e = (predicted[j] - actual[j]) / self.scale(j);
-                e * e
-            })
-            .sum();
-        (sum / obs.len() as f32).sqrt()
+    pub fn scaled_error(&self, predicted: &[f32], actual: &[f32]) -> f32 {
+        rms(&self.scaled_errors(predicted, actual))
     }
 
     /// Learns from one transition (and, with replay, from recent ones beside it).
@@ -318,11 +340,12 @@ impl WorldModel {
         for (j, s) in self.stats.iter_mut().enumerate() {
             s.push(f64::from(next[j] - obs[j]));
         }
-        let error = if have_stats {
-            self.scaled_error(obs, &predicted, next)
+        let errors = if have_stats {
+            self.scaled_errors(&predicted, next)
         } else {
-            f32::NAN
+            Vec::new()
         };
+        let error = if have_stats { rms(&errors) } else { f32::NAN };
         let transition = Transition {
             obs: obs.to_vec(),
             action,
@@ -334,10 +357,28 @@ impl WorldModel {
             }
             self.buffer.push_back(transition.clone());
         }
+        let (learned, mut rows_learned) = self.learn_batch(Some(transition));
+        for _ in 1..self.config.updates {
+            rows_learned += self.learn_batch(None).1;
+        }
+        self.steps += 1;
+        LearnReport {
+            error,
+            errors,
+            learned,
+            rows_learned,
+        }
+    }
+
+    /// One EqProp update on a batch: the new transition (when given) and `replay` transitions
+    /// drawn from the buffer (`replay + 1` of them without a new one). Returns whether the new
+    /// transition passed the gate and how many rows learned.
+    fn learn_batch(&mut self, new: Option<Transition>) -> (bool, usize) {
         let batch = 1 + self.config.replay;
         let mut rows: Vec<Transition> = Vec::with_capacity(batch);
-        rows.push(transition);
-        for _ in 1..batch {
+        let fresh = new.is_some();
+        rows.extend(new);
+        while rows.len() < batch {
             let i = self.rng.random_range(0..self.buffer.len());
             rows.push(self.buffer[i].clone());
         }
@@ -377,23 +418,18 @@ impl WorldModel {
             verdicts,
             |_| {},
         );
-        if let Some(gate) = &c.gate {
+        if let (Some(gate), true) = (&c.gate, fresh) {
             // The threshold follows the new transitions only, not the replayed ones.
             self.threshold = gate.adapt(self.threshold, &self.surprises[..1]);
         }
-        let learned = self.learners.first() == Some(&0);
+        let learned = fresh && self.learners.first() == Some(&0);
         if learner.learns {
             let (nudging, beta) = (c.dynamics.nudging, c.dynamics.beta);
             let learners = std::slice::from_mut(learner);
             let scale = gated_scales(&c.lr, learners, nudging, beta, c.gate.as_ref());
             apply_update_scaled(&mut self.net, &scale, learners, nudging, beta);
         }
-        self.steps += 1;
-        LearnReport {
-            error,
-            learned,
-            rows_learned: self.learners.len(),
-        }
+        (learned, self.learners.len())
     }
 }
 

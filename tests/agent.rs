@@ -69,9 +69,9 @@ fn world_model_one_step_error_falls_with_experience_on_both_envs() {
         let task = Task::from_env_id(id).unwrap();
         let held_out = random_transitions(&task, id, 300, 10_000);
         let train = random_transitions(&task, id, 1200, 1);
-        for learn_positions in [false, true] {
+        for kinematic_prior in [false, true] {
             let config = WorldModelConfig {
-                kinematics: !learn_positions,
+                kinematic_prior,
                 ..Default::default()
             };
             let mut model = WorldModel::new(task.clone(), config).unwrap();
@@ -84,11 +84,13 @@ fn world_model_one_step_error_falls_with_experience_on_both_envs() {
             }
             let floor = persistence_mse(&task, &held_out);
             let what =
-                format!("{id}, learn_positions {learn_positions}: {errors:?}, no-change {floor}");
+                format!("{id}, kinematic prior {kinematic_prior}: {errors:?}, no-change {floor}");
+            println!("{what}");
             assert!(errors[1] < 0.7 * errors[0], "error did not fall: {what}");
-            // Measured: about 0.003 (kinematics) and 0.05 to 0.5 (every component learned) of
-            // the no-change error.
-            let bound = if learn_positions { 0.6 } else { 0.05 };
+            // Measured after 1,200 random transitions: 0.0015 (CartPole) and 0.003 (Pendulum)
+            // of the no-change error with every component learned, 0.0001 and 0.00005 with the
+            // kinematic prior.
+            let bound = if kinematic_prior { 0.002 } else { 0.015 };
             assert!(
                 errors[1] < bound * floor,
                 "not enough better than no change: {what}"

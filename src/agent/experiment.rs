@@ -5,6 +5,7 @@
 
 use super::{
     Agent, Brain, Episode, EpisodeOptions, Planner, PlannerConfig, Search, Task, TrueModel,
+    component_errors, pooled_error,
 };
 use crate::env::{self, Env};
 use crate::stats::median;
@@ -39,6 +40,9 @@ impl ModelKind {
     }
 }
 
+/// The default probability of a random action while the world model learns.
+pub const EXPLORE: f64 = 0.3;
+
 /// Settings of an experiment; each `None` takes the task's default.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExperimentOptions {
@@ -62,7 +66,8 @@ pub struct ExperimentOptions {
     pub search: Option<Search>,
     /// CEM rounds.
     pub iterations: usize,
-    /// Probability of a random action while learning.
+    /// Probability of a random action while learning (default [`EXPLORE`]): without it the
+    /// planner soon balances and the model only ever sees the upright states.
     pub explore: f64,
     /// The world model (with [`ModelKind::Eqprop`]).
     pub world: WorldModelConfig,
@@ -75,7 +80,7 @@ pub struct ExperimentOptions {
 
 impl ExperimentOptions {
     /// The defaults on `env`: the EqProp world model (its default settings), up to 1000
-    /// learning episodes, 3 CEM rounds, no exploration, seed 0, with the GIF.
+    /// learning episodes, 3 CEM rounds, [`EXPLORE`] exploration, seed 0, with the GIF.
     pub fn new(env: &str) -> Self {
         Self {
             env: env.to_string(),
@@ -88,7 +93,7 @@ impl ExperimentOptions {
             samples: None,
             search: None,
             iterations: 3,
-            explore: 0.0,
+            explore: EXPLORE,
             world: WorldModelConfig::default(),
             seed: 0,
             out: None,
@@ -435,8 +440,11 @@ pub struct Summary {
     /// Mean length and return of the evaluation episodes.
     pub mean_length: f64,
     pub mean_return: f64,
-    /// Mean one-step error of the world model over the evaluation episodes (none without one).
+    /// The world model's scaled one-step error over every evaluation step: the RMS over the
+    /// components of each component's RMS (none without a model).
     pub one_step_error: Option<f64>,
+    /// Each component's RMS scaled error over every evaluation step (empty without a model).
+    pub component_errors: Vec<f64>,
     /// Decisions per second and the median seconds of a decision, over the evaluation.
     pub decisions_per_second: f64,
     pub median_decision_seconds: f64,
@@ -481,11 +489,15 @@ impl Outcome {
             .sum();
         let seconds: f64 = learning.iter().map(|e| e.learn_seconds).sum();
         let n = eval.len().max(1) as f64;
-        let errors: Vec<f64> = eval
-            .iter()
-            .map(|e| e.pred_error)
-            .filter(|e| e.is_finite())
-            .collect();
+        let mut sums: Vec<f64> = Vec::new();
+        for e in &eval {
+            sums.resize(e.error_sums.len().max(sums.len()), 0.0);
+            for (s, x) in sums.iter_mut().zip(&e.error_sums) {
+                *s += x;
+            }
+        }
+        let steps = eval.iter().map(|e| e.error_steps).sum();
+        let component_errors = component_errors(&sums, steps);
         let latencies: Vec<f64> = eval
             .iter()
             .flat_map(|e| e.decision_seconds.iter().copied())
@@ -499,8 +511,8 @@ impl Outcome {
             eval_episodes: eval.len(),
             mean_length: eval.iter().map(|e| e.steps as f64).sum::<f64>() / n,
             mean_return: eval.iter().map(|e| e.ret).sum::<f64>() / n,
-            one_step_error: (!errors.is_empty())
-                .then(|| errors.iter().sum::<f64>() / errors.len() as f64),
+            one_step_error: (!component_errors.is_empty()).then(|| pooled_error(&component_errors)),
+            component_errors,
             decisions_per_second: latencies.len() as f64 / total_decide.max(1e-12),
             median_decision_seconds: median(&latencies),
         }

@@ -2,7 +2,10 @@
 
 use anyhow::Result;
 use clap::Args;
-use eqprop::agent::{Event, Experiment, ExperimentOptions, ModelKind, Outcome, Search, Stage};
+use eqprop::agent::{
+    EXPLORE, Episode, Event, Experiment, ExperimentOptions, ModelKind, Outcome, Search, Stage,
+    component_errors,
+};
 use eqprop::learning_rule::Nudging;
 use eqprop::modulator::{Modulator, Threshold};
 use eqprop::stats::median;
@@ -44,7 +47,7 @@ pub struct AgentArgs {
     #[arg(long, action = clap::ArgAction::Set, value_delimiter = ',', allow_hyphen_values = true)]
     pub torques: Option<Vec<f32>>,
     /// Probability of a random action while learning.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = EXPLORE)]
     pub explore: f64,
     /// Output folder for episodes.csv, returns.svg and last-episode.gif [default:
     /// runs/agent-<env>-<model>].
@@ -82,16 +85,19 @@ pub struct WorldArgs {
     /// Recent transitions the replay draws from.
     #[arg(long)]
     pub replay_capacity: Option<usize>,
+    /// EqProp updates per environment step (the extra ones on replayed transitions).
+    #[arg(long)]
+    pub updates: Option<usize>,
     /// Surprise gate with a fixed threshold on the output cost 1/2 ||y - t||^2.
     #[arg(long, conflicts_with = "gate_share")]
     pub gate_threshold: Option<f32>,
     /// Surprise gate whose threshold lets about this share of transitions learn.
     #[arg(long)]
     pub gate_share: Option<f32>,
-    /// The network predicts every component's change, positions included (by default it
-    /// predicts the velocities' changes and the positions follow by known kinematics).
+    /// The kinematic prior: the network predicts only the velocities' changes and the positions
+    /// follow by the environment's known integrator (by default every component is learned).
     #[arg(long)]
-    pub learn_positions: bool,
+    pub kinematic_prior: bool,
     /// Standard deviations of a change spanning an output unit's range.
     #[arg(long)]
     pub span: Option<f32>,
@@ -120,8 +126,9 @@ impl WorldArgs {
         set(&mut d.eps, self.eps);
         set(&mut c.replay, self.replay);
         set(&mut c.replay_capacity, self.replay_capacity);
+        set(&mut c.updates, self.updates);
         set(&mut c.span, self.span);
-        c.kinematics = !self.learn_positions;
+        c.kinematic_prior = self.kinematic_prior;
         if let Some(value) = self.gate_threshold {
             c.gate = Some(Modulator {
                 threshold: Threshold::Fixed { value },
@@ -207,16 +214,21 @@ fn header(e: &Experiment) -> String {
         planner.samples,
         if o.model == ModelKind::Eqprop {
             format!(
-                ", world model {:?} lr {:?} beta {} {:?} replay {} gate {}{}",
+                ", world model {:?} lr {:?} beta {} {:?} replay {} updates {} gate {}{}",
                 world.hidden,
                 world.lr,
                 world.dynamics.beta,
                 world.dynamics.nudging,
                 world.replay,
+                world.updates,
                 world
                     .gate
                     .map_or("off".to_string(), |g| format!("{:?}", g.threshold)),
-                if world.kinematics { " kinematics" } else { "" },
+                if world.kinematic_prior {
+                    " kinematic prior"
+                } else {
+                    ""
+                },
             )
         } else {
             String::new()
@@ -284,11 +296,12 @@ impl Bars {
                         say(
                             bar,
                             format!(
-                                "eval  {:4}  steps {:4}  return {:9.2}  one-step error {:.4}  median decision {:.3} ms",
+                                "eval  {:4}  steps {:4}  return {:9.2}  one-step error {:.4} ({})  median decision {:.3} ms",
                                 r.episode,
                                 ep.steps,
                                 ep.ret,
                                 ep.pred_error,
+                                per_component(ep),
                                 1e3 * median(&ep.decision_seconds)
                             ),
                         );
@@ -304,6 +317,13 @@ impl Bars {
             bar.finish_and_clear();
         }
     }
+}
+
+/// The episode's one-step error of each component, e.g. `0.0123 0.0456 0.0078`.
+fn per_component(ep: &Episode) -> String {
+    let errors = component_errors(&ep.error_sums, ep.error_steps);
+    let parts: Vec<String> = errors.iter().map(|e| format!("{e:.4}")).collect();
+    parts.join(" ")
 }
 
 fn bar(len: usize, template: &str) -> ProgressBar {
@@ -333,6 +353,14 @@ fn print_summary(outcome: &Outcome, id: &str, model: &str) {
         s.decisions_per_second,
         1e3 * s.median_decision_seconds,
     );
+    if !s.component_errors.is_empty() {
+        let parts: Vec<String> = s
+            .component_errors
+            .iter()
+            .map(|e| format!("{e:.4}"))
+            .collect();
+        println!("one-step error per component: {}", parts.join(" "));
+    }
 }
 
 /// A line above the progress bar, or plainly when the bar is hidden (not a terminal).
