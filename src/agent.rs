@@ -18,8 +18,8 @@ use std::time::Instant;
 mod experiment;
 
 pub use experiment::{
-    EXPLORE, EpisodeRecord, Event, Experiment, ExperimentOptions, ModelKind, Outcome, Stage,
-    Summary,
+    EXPLORE, EpisodeRecord, Event, Experiment, ExperimentOptions, ModelKind, Outcome,
+    ROLLOUT_STEPS, Rollout, Stage, Summary,
 };
 
 /// The simulator itself as the model (the planner's ceiling).
@@ -267,6 +267,18 @@ fn argmin(values: &[f32]) -> usize {
     best
 }
 
+/// The model's imagined observations from `start` under `actions`, each step fed its own last
+/// prediction: `start` first, then one observation per action (no learning, no real frames).
+pub fn imagine(model: &mut dyn Model, start: &[f32], actions: &[usize]) -> Vec<Vec<f32>> {
+    let mut path = vec![start.to_vec()];
+    for &a in actions {
+        let mut next = vec![0.0; start.len()];
+        model.predict(path.last().expect("starts with start"), &[a], &mut next);
+        path.push(next);
+    }
+    path
+}
+
 /// Who decides.
 pub enum Brain {
     /// Uniformly random candidates.
@@ -289,6 +301,12 @@ pub struct Episode {
     /// model); `error_steps` steps were counted.
     pub error_sums: Vec<f64>,
     pub error_steps: usize,
+    /// Every counted step's scaled errors, one per component, step after step (the learning
+    /// curve of each component).
+    pub step_errors: Vec<f32>,
+    /// The frozen model's raw errors and the real changes (episodes that do not learn): for
+    /// the error in units of these held-out transitions' own spread.
+    pub held_out: HeldOut,
     /// Share of steps whose transition passed the surprise gate (learning episodes).
     pub learned_share: f64,
     /// Seconds each decision took, planning included.
@@ -308,10 +326,69 @@ impl Episode {
             return;
         }
         self.error_sums.resize(errors.len(), 0.0);
+        self.step_errors.extend_from_slice(errors);
         for (sum, &e) in self.error_sums.iter_mut().zip(errors) {
             *sum += f64::from(e) * f64::from(e);
         }
         self.error_steps += 1;
+    }
+}
+
+/// Per component, sums over held-out transitions of the squared raw error of the prediction
+/// and of the real change and its square.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HeldOut {
+    pub sq_error: Vec<f64>,
+    pub change: Vec<f64>,
+    pub sq_change: Vec<f64>,
+    pub count: usize,
+}
+
+impl HeldOut {
+    fn push(&mut self, obs: &[f32], predicted: &[f32], next: &[f32]) {
+        let d = obs.len();
+        for v in [&mut self.sq_error, &mut self.change, &mut self.sq_change] {
+            v.resize(d, 0.0);
+        }
+        for j in 0..d {
+            let e = f64::from(predicted[j]) - f64::from(next[j]);
+            let c = f64::from(next[j]) - f64::from(obs[j]);
+            self.sq_error[j] += e * e;
+            self.change[j] += c;
+            self.sq_change[j] += c * c;
+        }
+        self.count += 1;
+    }
+
+    /// Adds another episode's sums.
+    pub fn merge(&mut self, other: &HeldOut) {
+        for (mine, theirs) in [
+            (&mut self.sq_error, &other.sq_error),
+            (&mut self.change, &other.change),
+            (&mut self.sq_change, &other.sq_change),
+        ] {
+            mine.resize(theirs.len().max(mine.len()), 0.0);
+            for (m, t) in mine.iter_mut().zip(theirs) {
+                *m += t;
+            }
+        }
+        self.count += other.count;
+    }
+
+    /// Per component, the RMS error over the standard deviation of the real change, both
+    /// over these transitions (empty when there are fewer than two).
+    pub fn relative_errors(&self) -> Vec<f64> {
+        if self.count < 2 {
+            return Vec::new();
+        }
+        let n = self.count as f64;
+        (0..self.sq_error.len())
+            .map(|j| {
+                let mean = self.change[j] / n;
+                let var = (self.sq_change[j] - n * mean * mean) / (n - 1.0);
+                (self.sq_error[j] / n).sqrt() / var.max(0.0).sqrt()
+            })
+            .collect()
     }
 }
 
@@ -423,6 +500,7 @@ impl Agent {
                 } else {
                     model.predict(&obs, &[a], &mut predicted);
                     ep.count_errors(&model.scaled_errors(&predicted, &step.obs));
+                    ep.held_out.push(&obs, &predicted, &step.obs);
                 }
             }
             ep.steps += 1;

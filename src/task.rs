@@ -54,6 +54,26 @@ impl Task {
         }
     }
 
+    /// The observation's components, as Gymnasium names them.
+    pub fn component_names(&self) -> &'static [&'static str] {
+        match self {
+            Task::CartPole => &["x", "x_dot", "theta", "theta_dot"],
+            Task::Pendulum { .. } => &["cos(theta)", "sin(theta)", "theta_dot"],
+        }
+    }
+
+    /// The environment state an observation shows, for drawing it: CartPole's observation is
+    /// its state; Pendulum's `(cos, sin, thdot)` is the state `(atan2(sin, cos), thdot)`.
+    pub fn render_state(&self, obs: &[f32]) -> Vec<f64> {
+        match self {
+            Task::CartPole => obs.iter().map(|&v| f64::from(v)).collect(),
+            Task::Pendulum { .. } => vec![
+                f64::from(obs[1]).atan2(f64::from(obs[0])),
+                f64::from(obs[2]),
+            ],
+        }
+    }
+
     /// Components that are velocities (the others follow from them by [`Task::integrate`]).
     pub fn velocity_indices(&self) -> &'static [usize] {
         match self {

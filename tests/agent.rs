@@ -254,8 +254,14 @@ fn agent_command_writes_csv_plot_and_gif_and_rejects_bad_input() {
             .unwrap()
             .contains("<svg")
     );
-    let gif = std::fs::read(dir.join("last-episode.gif")).unwrap();
-    assert_eq!(&gif[..3], b"GIF");
+    for svg in ["errors.svg", "rollout.svg"] {
+        let text = std::fs::read_to_string(dir.join(svg)).unwrap();
+        assert!(text.contains("<svg"), "{svg}");
+    }
+    for gif in ["last-episode.gif", "rollout.gif"] {
+        let bytes = std::fs::read(dir.join(gif)).unwrap();
+        assert_eq!(&bytes[..3], b"GIF", "{gif}");
+    }
 
     for bad in [
         vec!["--env", "nope"],
@@ -263,6 +269,7 @@ fn agent_command_writes_csv_plot_and_gif_and_rejects_bad_input() {
         vec!["--env", "pendulum-v1", "--torques", "1,nan"],
         vec!["--env", "cartpole-v1", "--lr", "0.1"],
         vec!["--env", "cartpole-v1", "--explore", "2"],
+        vec!["--env", "cartpole-v1", "--updates", "0"],
     ] {
         let out = common::eqprop()
             .arg("agent")
@@ -277,4 +284,24 @@ fn agent_command_writes_csv_plot_and_gif_and_rejects_bad_input() {
         assert!(!stderr.contains("panicked"), "{bad:?}: {stderr}");
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn imagination_with_the_true_simulator_is_the_real_path() {
+    // The rollout helper feeds each prediction back: with the simulator as the model the
+    // imagined path is the real one, step for step.
+    let task = Task::from_env_id("pendulum-v1").unwrap();
+    let mut env = env::make("pendulum-v1").unwrap();
+    let actions = [0, 4, 4, 2, 1, 3, 0, 0, 4, 2];
+    let mut real = vec![env.reset(5)];
+    for &a in &actions {
+        real.push(env.step(&task.env_action(a)).unwrap().obs);
+    }
+    let imagined = eqprop::agent::imagine(&mut TrueModel::new(task), &real[0], &actions);
+    assert_eq!(imagined.len(), real.len());
+    for (i, r) in imagined.iter().zip(&real) {
+        for (a, b) in i.iter().zip(r) {
+            assert!((a - b).abs() < 1e-4, "{imagined:?} vs {real:?}");
+        }
+    }
 }

@@ -383,7 +383,9 @@ def agent(
     """The robot, as ``eqprop agent`` runs it: on ``cartpole-v1`` or ``pendulum-v1`` it learns
     an EqProp world model online and plans with it (``model="true"``: the real simulator,
     ``"random"``: random actions). Returns the summary (mean length and return of the
-    evaluation episodes, one-step error, decision latency) and every episode."""
+    evaluation episodes, the one-step error pooled and per component, decision latency), every
+    episode, and the imagined-against-real rollout after learning (``None`` without a world
+    model)."""
     return json.loads(
         _eqprop.agent(env, str(out), seed, model, learn_steps, eval_episodes, gif)
     )

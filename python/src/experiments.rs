@@ -174,8 +174,14 @@ pub fn agent(
         "mean_length": s.mean_length,
         "mean_return": s.mean_return,
         "one_step_error": s.one_step_error,
+        "component_errors": s.component_errors,
         "median_decision_seconds": s.median_decision_seconds,
         "episodes": episodes,
+        "rollout": outcome.rollout.as_ref().map(|r| serde_json::json!({
+            "real": r.real,
+            "imagined": r.imagined,
+            "actions": r.actions,
+        })),
     });
     Ok(summary.to_string())
 }

@@ -71,6 +71,10 @@ def test_the_robot_runs_an_episode(tmp_path):
     result = eqprop.agent("cartpole-v1", tmp_path, learn_steps=100, eval_episodes=1)
     assert result["learn_steps"] == 100 and result["eval_episodes"] == 1
     assert result["mean_length"] >= 1 and np.isfinite(result["one_step_error"])
+    assert len(result["component_errors"]) == 4  # x, x_dot, theta, theta_dot: all learned
+    rollout = result["rollout"]
+    assert len(rollout["real"]) == len(rollout["imagined"]) == len(rollout["actions"]) + 1
+    assert rollout["real"][0] == rollout["imagined"][0]  # the same start
     assert (tmp_path / "episodes.csv").exists()
     with pytest.raises(ValueError, match="env"):
         eqprop.agent("mountaincar-v0", tmp_path)

@@ -4,8 +4,8 @@
 //! observer (progress display, plots).
 
 use super::{
-    Agent, Brain, Episode, EpisodeOptions, Planner, PlannerConfig, Search, Task, TrueModel,
-    component_errors, pooled_error,
+    Agent, Brain, Episode, EpisodeOptions, HeldOut, Planner, PlannerConfig, Search, Task,
+    TrueModel, component_errors, imagine, pooled_error,
 };
 use crate::env::{self, Env};
 use crate::stats::median;
@@ -261,7 +261,11 @@ impl Experiment {
         {
             self.write_gif(&last.ep.states)?;
         }
-        Ok(Outcome { records })
+        let rollout = self.rollout()?;
+        if let (Some(r), true) = (&rollout, self.options.gif) {
+            self.write_rollout_gif(r)?;
+        }
+        Ok(Outcome { records, rollout })
     }
 
     /// The learning episodes, the world model learning from every transition.
@@ -307,6 +311,14 @@ impl Experiment {
         Ok(())
     }
 
+    /// The reset seed of evaluation episode `i`: the same for every model, apart from the
+    /// learning ones.
+    fn eval_seed(&self, i: usize) -> u64 {
+        1_000_000_000u64
+            .wrapping_add(self.options.seed.wrapping_mul(1_000))
+            .wrapping_add(i as u64)
+    }
+
     /// The evaluation episodes, the model frozen; the last one keeps its states for the GIF.
     fn evaluate(
         &mut self,
@@ -317,10 +329,7 @@ impl Experiment {
         let episodes = self.eval_episodes;
         on(Event::Evaluating { episodes });
         for i in 0..episodes {
-            // The same evaluation seeds for every model, apart from the learning ones.
-            let seed = 1_000_000_000u64
-                .wrapping_add(self.options.seed.wrapping_mul(1_000))
-                .wrapping_add(i as u64);
+            let seed = self.eval_seed(i);
             let opts = EpisodeOptions {
                 keep_states: i + 1 == episodes && self.options.gif,
                 ..Default::default()
@@ -341,13 +350,73 @@ impl Experiment {
         Ok(())
     }
 
-    /// `last-episode.gif`: a frame per state, at the environment's own pace.
-    fn write_gif(&self, states: &[Vec<f64>]) -> Result<()> {
-        let ms = if matches!(self.agent.task, Task::CartPole) {
+    /// The learned model's imagination against the real world: from the first evaluation
+    /// episode's start, [`ROLLOUT_STEPS`] actions of the agent (model frozen) in the real
+    /// environment, then the same actions imagined from the same start. None without a world
+    /// model.
+    fn rollout(&mut self) -> Result<Option<Rollout>> {
+        if !matches!(self.agent.brain, Brain::EqProp(..)) {
+            return Ok(None);
+        }
+        let mut obs = self.env.reset(self.eval_seed(0));
+        if let Brain::EqProp(planner, _) = &mut self.agent.brain {
+            planner.reset();
+        }
+        let (mut real, mut actions) = (vec![obs.clone()], Vec::new());
+        for _ in 0..ROLLOUT_STEPS {
+            let a = self.agent.act(&obs);
+            let step = self.env.step(&self.agent.task.env_action(a))?;
+            actions.push(a);
+            real.push(step.obs.clone());
+            obs = step.obs;
+            if step.terminated || step.truncated {
+                break;
+            }
+        }
+        let Brain::EqProp(_, model) = &mut self.agent.brain else {
+            unreachable!("checked above")
+        };
+        let imagined = imagine(model.as_mut(), &real[0], &actions);
+        Ok(Some(Rollout {
+            real,
+            imagined,
+            actions,
+        }))
+    }
+
+    /// `rollout.gif`: the real episode (left) and the imagined one (right), frame by frame.
+    fn write_rollout_gif(&self, r: &Rollout) -> Result<()> {
+        let task = &self.agent.task;
+        let frames = r
+            .real
+            .iter()
+            .zip(&r.imagined)
+            .map(|(real, imagined)| {
+                let left = env::render::frame(self.env.id(), &task.render_state(real))?;
+                let right = env::render::frame(self.env.id(), &task.render_state(imagined))?;
+                Some(env::render::side_by_side(&left, &right))
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| invalid("no renderer for this env"))?;
+        Ok(crate::picture::write_gif(
+            frames,
+            self.frame_ms(),
+            &self.out.join("rollout.gif"),
+        )?)
+    }
+
+    /// The environment's own pace, per frame.
+    fn frame_ms(&self) -> u32 {
+        if matches!(self.agent.task, Task::CartPole) {
             20
         } else {
             33
-        };
+        }
+    }
+
+    /// `last-episode.gif`: a frame per state, at the environment's own pace.
+    fn write_gif(&self, states: &[Vec<f64>]) -> Result<()> {
+        let ms = self.frame_ms();
         let frames = states
             .iter()
             .map(|s| env::render::frame(self.env.id(), s))
@@ -420,10 +489,24 @@ fn write_csv(path: &Path, records: &[EpisodeRecord]) -> Result<()> {
     f.write_all(text.as_bytes()).map_err(|e| Error::io(path, e))
 }
 
-/// What an experiment did: every episode, in order.
+/// Steps of the imagined-against-real rollout after learning.
+pub const ROLLOUT_STEPS: usize = 50;
+
+/// The same actions taken in the real environment and imagined by the learned model, from the
+/// same start: `real` and `imagined` each hold the start and one observation per action.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rollout {
+    pub real: Vec<Vec<f32>>,
+    pub imagined: Vec<Vec<f32>>,
+    pub actions: Vec<usize>,
+}
+
+/// What an experiment did: every episode, in order, and the imagined-against-real rollout
+/// (with a world model).
 #[derive(Clone, Debug)]
 pub struct Outcome {
     pub records: Vec<EpisodeRecord>,
+    pub rollout: Option<Rollout>,
 }
 
 /// The experiment in a few numbers.
@@ -445,6 +528,10 @@ pub struct Summary {
     pub one_step_error: Option<f64>,
     /// Each component's RMS scaled error over every evaluation step (empty without a model).
     pub component_errors: Vec<f64>,
+    /// Each component's RMS error over every evaluation step in units of the standard
+    /// deviation of that component's change over those same steps (rather than over the
+    /// learning experience; empty without a model).
+    pub held_out_errors: Vec<f64>,
     /// Decisions per second and the median seconds of a decision, over the evaluation.
     pub decisions_per_second: f64,
     pub median_decision_seconds: f64,
@@ -478,6 +565,34 @@ impl Outcome {
             .collect()
     }
 
+    /// The learning curve of each component: over consecutive windows of `window` learning
+    /// steps, the RMS of the scaled error of the new transitions before they were learned, as
+    /// `(learning steps so far, error)`.
+    pub fn learning_errors(&self, window: usize) -> Vec<Vec<(usize, f64)>> {
+        let d = self
+            .stage(Stage::Learn)
+            .map(|r| r.ep.error_sums.len())
+            .max()
+            .unwrap_or(0);
+        let steps: Vec<&[f32]> = self
+            .stage(Stage::Learn)
+            .flat_map(|r| r.ep.step_errors.chunks_exact(d.max(1)))
+            .collect();
+        let window = window.max(1);
+        (0..d)
+            .map(|j| {
+                steps
+                    .chunks(window)
+                    .enumerate()
+                    .map(|(w, chunk)| {
+                        let sum: f64 = chunk.iter().map(|e| f64::from(e[j]).powi(2)).sum();
+                        (w * window + chunk.len(), (sum / chunk.len() as f64).sqrt())
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     /// The summary numbers.
     pub fn summary(&self) -> Summary {
         let learn_steps = self.learn_steps();
@@ -497,6 +612,10 @@ impl Outcome {
             }
         }
         let steps = eval.iter().map(|e| e.error_steps).sum();
+        let mut held_out = HeldOut::default();
+        for e in &eval {
+            held_out.merge(&e.held_out);
+        }
         let component_errors = component_errors(&sums, steps);
         let latencies: Vec<f64> = eval
             .iter()
@@ -513,6 +632,7 @@ impl Outcome {
             mean_return: eval.iter().map(|e| e.ret).sum::<f64>() / n,
             one_step_error: (!component_errors.is_empty()).then(|| pooled_error(&component_errors)),
             component_errors,
+            held_out_errors: held_out.relative_errors(),
             decisions_per_second: latencies.len() as f64 / total_decide.max(1e-12),
             median_decision_seconds: median(&latencies),
         }

@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Args;
 use eqprop::agent::{
     EXPLORE, Episode, Event, Experiment, ExperimentOptions, ModelKind, Outcome, Search, Stage,
-    component_errors,
+    Task, component_errors, pooled_error,
 };
 use eqprop::learning_rule::Nudging;
 use eqprop::modulator::{Modulator, Threshold};
@@ -173,6 +173,9 @@ impl AgentArgs {
     }
 }
 
+/// Learning steps per point of the error curves.
+const ERROR_WINDOW: usize = 100;
+
 pub fn agent(args: AgentArgs) -> Result<()> {
     let experiment = Experiment::new(args.options())?;
     super::checks::writable_dir(experiment.out())?;
@@ -192,12 +195,40 @@ pub fn agent(args: AgentArgs) -> Result<()> {
         &format!("{id} - {model} model"),
     )
     .map_err(|e| anyhow::anyhow!("drawing returns.svg: {e}"))?;
+    let names = Task::from_env_id(&args.env)?.component_names();
+    let mut written = vec!["episodes.csv", "returns.svg"];
+    if outcome.learn_steps() > 0 {
+        super::plots::plot_component_errors(
+            &out.join("errors.svg"),
+            names,
+            &outcome.learning_errors(ERROR_WINDOW),
+            &format!("{id}: one-step error per component while learning"),
+        )
+        .map_err(|e| anyhow::anyhow!("drawing errors.svg: {e}"))?;
+        written.push("errors.svg");
+    }
+    if let Some(r) = &outcome.rollout {
+        super::plots::plot_rollout(
+            &out.join("rollout.svg"),
+            names,
+            &r.real,
+            &r.imagined,
+            &format!(
+                "{id}: imagined against real, the same {} actions",
+                r.actions.len()
+            ),
+        )
+        .map_err(|e| anyhow::anyhow!("drawing rollout.svg: {e}"))?;
+        written.push("rollout.svg");
+    }
+    if !args.no_gif {
+        written.push("last-episode.gif");
+        if outcome.rollout.is_some() {
+            written.push("rollout.gif");
+        }
+    }
     print_summary(&outcome, id, model);
-    println!(
-        "wrote {}/{{episodes.csv,returns.svg{}}}",
-        out.display(),
-        if args.no_gif { "" } else { ",last-episode.gif" }
-    );
+    println!("wrote {}/{{{}}}", out.display(), written.join(","));
     Ok(())
 }
 
@@ -360,6 +391,16 @@ fn print_summary(outcome: &Outcome, id: &str, model: &str) {
             .map(|e| format!("{e:.4}"))
             .collect();
         println!("one-step error per component: {}", parts.join(" "));
+        let parts: Vec<String> = s
+            .held_out_errors
+            .iter()
+            .map(|e| format!("{e:.4}"))
+            .collect();
+        println!(
+            "  in units of the evaluation steps' own std of change: {} (pooled {:.4})",
+            parts.join(" "),
+            pooled_error(&s.held_out_errors)
+        );
     }
 }
 

@@ -181,3 +181,127 @@ pub fn plot_returns(
     root.present()?;
     Ok(())
 }
+
+/// The colours of the series of one chart, in order.
+const SERIES: [RGBColor; 4] = [RED, BLUE, GREEN, MAGENTA];
+
+/// Draws each component's one-step error against learning steps as an SVG (log scale): the
+/// robot learning its physics.
+pub fn plot_component_errors(
+    path: &Path,
+    names: &[&str],
+    curves: &[Vec<(usize, f64)>],
+    title: &str,
+) -> Result<(), PlotError> {
+    let root = SVGBackend::new(path, (720, 440)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let points = || curves.iter().flatten().filter(|p| p.1 > 0.0);
+    let last = points().map(|p| p.0).max().unwrap_or(1).max(1);
+    let lo = points()
+        .map(|p| p.1)
+        .fold(f64::INFINITY, f64::min)
+        .min(0.01)
+        * 0.8;
+    let hi = points().map(|p| p.1).fold(0.0, f64::max).max(1.0) * 1.25;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0usize..last, (lo..hi).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("learning steps (environment steps)")
+        .y_desc("one-step error / std of change")
+        .draw()?;
+    for ((name, curve), colour) in names.iter().zip(curves).zip(SERIES.iter().cycle()) {
+        let style = colour.stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(
+                curve.iter().copied().filter(|p| p.1 > 0.0),
+                style,
+            ))?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+    }
+    chart
+        .draw_series(LineSeries::new(
+            [(0, 0.05), (last, 0.05)],
+            BLACK.mix(0.5).stroke_width(1),
+        ))?
+        .label("0.05")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5)));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Draws the real and the imagined observations of a rollout, a panel per component, as an
+/// SVG.
+pub fn plot_rollout(
+    path: &Path,
+    names: &[&str],
+    real: &[Vec<f32>],
+    imagined: &[Vec<f32>],
+    title: &str,
+) -> Result<(), PlotError> {
+    let cols = names.len().min(2);
+    let rows = names.len().div_ceil(cols.max(1));
+    let root =
+        SVGBackend::new(path, (360 * cols as u32, 40 + 240 * rows as u32)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(title, ("sans-serif", 20))?;
+    let steps = real.len().max(2) - 1;
+    for (j, (panel, name)) in root
+        .split_evenly((rows, cols))
+        .iter()
+        .zip(names)
+        .enumerate()
+    {
+        let values = || real.iter().chain(imagined).map(|o| f64::from(o[j]));
+        let lo = values().fold(f64::INFINITY, f64::min);
+        let hi = values().fold(f64::NEG_INFINITY, f64::max);
+        let pad = 0.08 * (hi - lo).max(1e-3);
+        let mut chart = ChartBuilder::on(panel)
+            .caption(*name, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0usize..steps, (lo - pad)..(hi + pad))?;
+        chart.configure_mesh().x_desc("step").draw()?;
+        let line = |path: &[Vec<f32>]| -> Vec<(usize, f64)> {
+            path.iter()
+                .enumerate()
+                .map(|(t, o)| (t, f64::from(o[j])))
+                .collect()
+        };
+        chart
+            .draw_series(LineSeries::new(line(real), BLACK.stroke_width(2)))?
+            .label("real")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
+        chart
+            .draw_series(DashedLineSeries::new(
+                line(imagined),
+                6,
+                4,
+                RED.stroke_width(2),
+            ))?
+            .label("imagined")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+        if j == 0 {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()?;
+        }
+    }
+    root.present()?;
+    Ok(())
+}

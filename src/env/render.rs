@@ -97,6 +97,28 @@ pub fn pendulum_frame(state: &[f64]) -> RgbaImage {
     img
 }
 
+/// Two frames side by side, a grey rule between them.
+pub fn side_by_side(left: &RgbaImage, right: &RgbaImage) -> RgbaImage {
+    const RULE: u32 = 4;
+    let (w, h) = (
+        left.width() + RULE + right.width(),
+        left.height().max(right.height()),
+    );
+    let mut img = RgbaImage::from_pixel(w, h, BG);
+    image::imageops::replace(&mut img, left, 0, 0);
+    image::imageops::replace(&mut img, right, i64::from(left.width() + RULE), 0);
+    let x = f64::from(left.width());
+    fill_rect(
+        &mut img,
+        x,
+        0.0,
+        x + f64::from(RULE),
+        f64::from(h),
+        Rgba([160, 160, 160, 255]),
+    );
+    img
+}
+
 /// Frame for an environment id (`CartPole-v1` or `Pendulum-v1`) and its float64 state.
 pub fn frame(env_id: &str, state: &[f64]) -> Option<RgbaImage> {
     if env_id.starts_with("CartPole") && state.len() == 4 {
