@@ -16,13 +16,14 @@ out=${EQPROP_AGENT_OUT:-runs/agent-seeds}
 summary() { # the summary line's mean length / return, one-step error, median decision
     grep "evaluation episodes" | sed -E 's/.*mean length ([0-9.]+), mean return (-?[0-9.]+), one-step error ([0-9.na/]+), .*median decision ([0-9.]+) ms/\1 \2 \3 \4/'
 }
-echo "| seed | eqprop: mean length | mean return | one-step error | per component | median decision (ms) | true simulator: mean return | random: mean return |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| seed | eqprop: mean length | mean return | one-step error | per component | in the evaluation's own units | median decision (ms) | true simulator: mean return | random: mean return |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for seed in "$@"; do
     log=$("$bin" agent --env "$env_id" --seed "$seed" --no-gif --out "$out/$env_id-$seed" ${EQPROP_AGENT_FLAGS:-})
     read -r length ret err ms <<<"$(summary <<<"$log")"
     parts=$(grep "per component" <<<"$log" | sed 's/.*: //')
+    own=$(grep "own std of change" <<<"$log" | sed -E 's/.*\(pooled ([0-9.]+)\)/\1/')
     read -r _ t_ret _ _ <<<"$("$bin" agent --env "$env_id" --seed "$seed" --model true --no-gif --out "$out/$env_id-$seed-true" | summary)"
     read -r _ r_ret _ _ <<<"$("$bin" agent --env "$env_id" --seed "$seed" --model random --no-gif --out "$out/$env_id-$seed-random" | summary)"
-    echo "| $seed | $length | $ret | $err | $parts | $ms | $t_ret | $r_ret |"
+    echo "| $seed | $length | $ret | $err | $parts | $own | $ms | $t_ret | $r_ret |"
 done

@@ -145,9 +145,14 @@ FIGURES = [
     ("Split-Fashion-MNIST class, dreams", "| 81.40% |", "fashion-class-dreams", lambda t: f"| {AVERAGE(t)} |"),
     ("judge: MNIST test accuracy", "MNIST test accuracy 95.5%", "judge",
      lambda t: f"MNIST test accuracy {float(re.search(r'test accuracy ([0-9.]+)%', t).group(1)):.1f}%"),
-    ("agent: CartPole mean length", "**500.0, ", "cartpole", match(r"mean length ([0-9.]+)", "**{}, ")),
-    ("agent: Pendulum mean return", "**-226.2, ", "pendulum",
-     lambda t: f"**{float(re.search(r'mean return (-?[0-9.]+)', t).group(1)):.1f}, "),
+    ("agent: CartPole mean length", "mean length 500.0 of 500 after 3,000 steps (seed 0", "cartpole",
+     match(r"mean length ([0-9.]+)", "mean length {} of 500 after 3,000 steps (seed 0")),
+    ("agent: Pendulum mean return", "mean return -225.6 after 4,000 steps (seed 0", "pendulum",
+     lambda t: f"mean return {float(re.search(r'mean return (-?[0-9.]+)', t).group(1)):.1f} after 4,000 steps (seed 0"),
+    ("agent: CartPole one-step error", "| 0 | 500.0 | 0.0086 | 0.0067 0.0032 0.0151 0.0030 | 0.0154 |", "cartpole",
+     lambda t: AGENT_ROW(t, 0, LENGTH)),
+    ("agent: Pendulum one-step error", "| 0 | -225.62 | 0.0245 | 0.0305 0.0255 0.0149 | 0.0434 |", "pendulum",
+     lambda t: AGENT_ROW(t, 0, RETURN2)),
     ("env random: CartPole mean length", "mean length 22.0", "random-cartpole",
      lambda t: f"mean length {float(re.search(r'mean length ([0-9.]+)', t).group(1)):.1f}"),
     ("env random: Pendulum mean return", "mean return -1181.3", "random-pendulum",
@@ -166,6 +171,30 @@ def row():
 
 LENGTH = lambda t: f"{float(re.search(r'mean length ([0-9.]+)', t).group(1)):.1f}"
 RETURN = lambda t: f"{float(re.search(r'mean return (-?[0-9.]+)', t).group(1)):.1f}"
+RETURN2 = lambda t: f"{float(re.search(r'mean return (-?[0-9.]+)', t).group(1)):.2f}"
+
+
+def AGENT_ROW(text, seed, score):
+    """The start of a seed's row in docs/agent.md's tables: the score, the one-step error, per
+    component and in the evaluation's own units."""
+    error = re.search(r"one-step error ([0-9.]+)", text).group(1)
+    parts = re.search(r"per component: ([0-9. ]+)", text).group(1).strip()
+    own = re.search(r"\(pooled ([0-9.]+)\)", text).group(1)
+    return f"| {seed} | {score(text)} | {error} | {parts} | {own} |"
+
+# The rows of docs/agent.md's seed tables that the slow figures rerun.
+CARTPOLE_ROWS = {
+    1: '| 1 | 500.0 | 0.0218 | 0.0416 0.0027 0.0104 0.0067 | 0.0539 |',
+    2: '| 2 | 500.0 | 0.0133 | 0.0065 0.0078 0.0245 0.0029 | 0.0223 |',
+    3: '| 3 | 500.0 | 0.0098 | 0.0153 0.0030 0.0111 0.0043 | 0.0188 |',
+    4: '| 4 | 498.2 | 0.0120 | 0.0145 0.0045 0.0183 0.0038 | 0.0210 |',
+}
+PENDULUM_ROWS = {
+    1: '| 1 | -136.84 | 0.0133 | 0.0151 0.0133 0.0113 | 0.0277 |',
+    2: '| 2 | -148.26 | 0.0121 | 0.0140 0.0139 0.0069 | 0.0269 |',
+    3: '| 3 | -158.70 | 0.0195 | 0.0234 0.0229 0.0080 | 0.0373 |',
+    4: '| 4 | -217.67 | 0.0180 | 0.0190 0.0195 0.0151 | 0.0343 |',
+}
 
 # Figures that take longer (about 3 minutes more): `--slow`.
 ALL_ROW = re.compile(r"\| all \| ([0-9.]+)% \| ([0-9.]+) \|")
@@ -181,12 +210,13 @@ SLOW_FIGURES = [
      ("fashion-task-none", "fashion-task-dreams"), row()),
     ("Split-Fashion-MNIST domain: none, dreams", "| 77.02% | 96.84% | | |",
      ("fashion-domain-none", "fashion-domain-dreams"), row()),
-    ("agent: CartPole, seeds 0-4", "**500.0, 500.0, 500.0, 495.9, 495.4**",
-     ("cartpole", *(f"cartpole-{s}" for s in (1, 2, 3, 4))), lambda *t: "**" + ", ".join(map(LENGTH, t)) + "**"),
-    ("agent: Pendulum, seeds 0-4", "**-226.2, -135.9, -148.0, -156.9, -209.1**",
-     ("pendulum", *(f"pendulum-{s}" for s in (1, 2, 3, 4))), lambda *t: "**" + ", ".join(map(RETURN, t)) + "**"),
-    ("agent: random policy", "| random policy (seed 0) | 22.9 | -1353.7 |", ("cartpole-random", "pendulum-random"),
-     lambda c, p: f"| random policy (seed 0) | {LENGTH(c)} | {RETURN(p)} |"),
+    *((f"agent: CartPole, seed {s}", CARTPOLE_ROWS[s], f"cartpole-{s}", lambda t, s=s: AGENT_ROW(t, s, LENGTH))
+      for s in (1, 2, 3, 4)),
+    *((f"agent: Pendulum, seed {s}", PENDULUM_ROWS[s], f"pendulum-{s}", lambda t, s=s: AGENT_ROW(t, s, RETURN2))
+      for s in (1, 2, 3, 4)),
+    ("agent: random policy, CartPole", "500.0 | 22.9 |", "cartpole-random", lambda t: f"500.0 | {LENGTH(t)} |"),
+    ("agent: random policy, Pendulum", "-210.62 | -1353.69 |", "pendulum-random",
+     lambda t: f"-210.62 | {RETURN2(t)} |"),
     ("dreams: generative training, final test error", "end at **4.62%** test error", "generative",
      epoch(-1, "test_error", "end at **{:.2f}%** test error")),
     ("dreams: recognised by the judge, diversity", "**98.2%** of the dreams to their\nclamped label",
