@@ -89,7 +89,7 @@ impl Default for DreamOptions {
 pub const DREAM_STEPS: usize = 100;
 
 /// Share of hidden units `eqprop dream` silences in each dream.
-pub const DREAM_SILENCED: f32 = 0.3;
+pub const DREAM_SILENCED: f32 = 0.15;
 
 impl DreamOptions {
     /// `eqprop dream`'s defaults for a network trained with `hp`: [`DREAM_STEPS`] steps from

@@ -1,18 +1,22 @@
 //! A judge for dreams: a plain backprop classifier, independent of the EqProp network, that says
 //! which digit (or garment) a generated image shows and how varied the dreams of a label are.
 //!
-//! The judge is a `pixels - hidden - 10` perceptron,
+//! Two kinds ([`JudgeKind`]). The default is convolutional, a LeNet-like network (see
+//! [`cnn`]): perceptrons are easily fooled by speckle and blur, which is what dreams have. The
+//! other is a `pixels - hidden - 10` perceptron,
 //!
 //! ```text
 //! h = relu(x W1 + b1),   z = h W2 + b2,   p = softmax(z),   p_c = exp(z_c) / sum_j exp(z_j)
 //! ```
 //!
-//! trained on the real training images by minimising the softmax cross-entropy
+//! Both are trained on the real training images by minimising the softmax cross-entropy
 //! `L = -ln p_y = logsumexp(z) - z_y` with mini-batch SGD and momentum.
+
+pub mod cnn;
 
 use crate::backend::{Transpose, matmul_acc};
 use crate::checkpoint::{TensorFile, read_file, write_tensors};
-use crate::data::Dataset;
+use crate::data::{Dataset, shifted};
 use crate::tensor::Matrix;
 use rand::seq::SliceRandom;
 use rand::{Rng, RngExt, SeedableRng};
@@ -29,32 +33,73 @@ const FORMAT: &str = "eqprop-judge";
 /// Images per chunk when classifying many images in parallel.
 const CHUNK: usize = 512;
 
+/// Which network judges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum JudgeKind {
+    /// Two 5x5 convolutions with max-pools, a hidden layer, the output (LeNet-like).
+    Cnn,
+    /// One hidden layer.
+    Mlp,
+}
+
+impl JudgeKind {
+    /// `cnn` or `mlp`, as the CLI and the judge file name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            JudgeKind::Cnn => "cnn",
+            JudgeKind::Mlp => "mlp",
+        }
+    }
+}
+
 /// How to train a [`Judge`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct JudgeOptions {
-    /// Hidden ReLU units.
+    pub kind: JudgeKind,
+    /// Hidden ReLU units (of the dense hidden layer).
     pub hidden: usize,
     /// Passes over the training data.
     pub epochs: usize,
     /// Images per SGD step.
     pub batch_size: usize,
-    /// Learning rate `eta` of `w -= eta v`.
+    /// Learning rate `eta` of `w -= eta v` at the first epoch; a cosine schedule lowers it
+    /// epoch by epoch, `eta_e = eta (1 + cos(pi (e - 1) / epochs)) / 2`.
     pub lr: f32,
     /// Momentum `mu` of `v = mu v + grad`.
     pub momentum: f32,
     /// Seeds the initial weights and every shuffle.
     pub seed: u64,
+    /// Each training image moved by a random offset in `-shift..=shift` pixels along each axis
+    /// (0: as they are).
+    pub shift: usize,
 }
 
 impl Default for JudgeOptions {
+    /// The convolutional judge: 128 hidden units, 8 epochs, batches of 64, lr 0.05, momentum
+    /// 0.9, shifts of up to 2 pixels.
     fn default() -> Self {
         Self {
-            hidden: 256,
+            kind: JudgeKind::Cnn,
+            hidden: 128,
             epochs: 8,
             batch_size: 64,
             lr: 0.05,
             momentum: 0.9,
             seed: 0,
+            shift: 2,
+        }
+    }
+}
+
+impl JudgeOptions {
+    /// The perceptron judge: 256 hidden units, no shifts, the rest as [`Default`].
+    pub fn mlp() -> Self {
+        Self {
+            kind: JudgeKind::Mlp,
+            hidden: 256,
+            shift: 0,
+            ..Self::default()
         }
     }
 }
@@ -164,16 +209,23 @@ fn cross_entropy_gradient(z: &mut Matrix, labels: &[usize]) -> f64 {
 /// The backprop classifier that labels dreams.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Judge {
-    hidden: Layer,
-    output: Layer,
+    net: Net,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Net {
+    /// The hidden and the output layer.
+    Mlp([Layer; 2]),
+    Cnn(cnn::Cnn),
 }
 
 impl Judge {
     /// Trains a fresh judge on `data`: He-uniform init, then `options.epochs` passes in a seeded
-    /// shuffled order, each mini-batch one SGD-with-momentum step on the mean softmax
-    /// cross-entropy. Its gradient is `dL/dz = (p - onehot(y)) / B` at the logits, backpropagated
-    /// as `dL/dh = dL/dz W2^T * [h > 0]`. `on_epoch(epoch, mean_loss)` follows each epoch
-    /// (epochs counted from 1).
+    /// shuffled order (each image moved by up to `options.shift` pixels), each mini-batch one
+    /// SGD-with-momentum step on the mean softmax cross-entropy. Its gradient is
+    /// `dL/dz = (p - onehot(y)) / B` at the logits, backpropagated through every layer (for the
+    /// perceptron `dL/dh = dL/dz W2^T * [h > 0]`). `on_epoch(epoch, mean_loss)` follows each
+    /// epoch (epochs counted from 1).
     ///
     /// # Panics
     /// If `options.hidden` or `options.batch_size` is 0.
@@ -184,73 +236,98 @@ impl Judge {
     ) -> Judge {
         assert!(options.hidden > 0 && options.batch_size > 0, "empty judge");
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-        let mut judge = Judge {
-            hidden: Layer::he(data.pixels(), options.hidden, &mut rng),
-            output: Layer::he(options.hidden, CLASSES, &mut rng),
+        let net = match options.kind {
+            JudgeKind::Mlp => Net::Mlp([
+                Layer::he(data.pixels(), options.hidden, &mut rng),
+                Layer::he(options.hidden, CLASSES, &mut rng),
+            ]),
+            JudgeKind::Cnn => {
+                let image = [data.channels, data.rows, data.cols];
+                Net::Cnn(cnn::Cnn::he(image, options.hidden, &mut rng))
+            }
         };
-        let mut velocity = [judge.hidden.zeros_like(), judge.output.zeros_like()];
+        let mut judge = Judge { net };
+        let mut velocity: Vec<Layer> = judge.layers().iter().map(Layer::zeros_like).collect();
         let mut order: Vec<usize> = (0..data.len()).collect();
         for epoch in 1..=options.epochs {
             order.shuffle(&mut rng);
-            let loss: f64 = order
-                .chunks(options.batch_size)
-                .map(|batch| judge.sgd_step(&mut velocity, data, batch, options))
-                .sum();
+            // A cosine schedule: lr at the first epoch, falling towards 0 by the last.
+            let progress = (epoch - 1) as f32 / options.epochs as f32;
+            let step = JudgeOptions {
+                lr: options.lr * 0.5 * (1.0 + (std::f32::consts::PI * progress).cos()),
+                ..options.clone()
+            };
+            let mut loss = 0.0;
+            for batch in order.chunks(options.batch_size) {
+                let (x, labels) = batch_of(data, batch, options.shift, &mut rng);
+                loss += judge.sgd_step(&mut velocity, &x, &labels, &step);
+            }
             on_epoch(epoch, loss / data.len() as f64);
         }
         judge
     }
 
-    /// One SGD step on the examples `batch` of `data`; returns their summed loss.
+    /// Which network this judge is.
+    pub fn kind(&self) -> JudgeKind {
+        match self.net {
+            Net::Mlp(_) => JudgeKind::Mlp,
+            Net::Cnn(_) => JudgeKind::Cnn,
+        }
+    }
+
+    fn layers(&self) -> &[Layer] {
+        match &self.net {
+            Net::Mlp(layers) => layers,
+            Net::Cnn(net) => &net.layers,
+        }
+    }
+
+    #[cfg(test)]
+    fn layers_mut(&mut self) -> &mut [Layer] {
+        match &mut self.net {
+            Net::Mlp(layers) => layers,
+            Net::Cnn(net) => &mut net.layers,
+        }
+    }
+
+    /// One SGD step on the batch `x`; returns its summed loss.
     fn sgd_step(
         &mut self,
-        velocity: &mut [Layer; 2],
-        data: &Dataset,
-        batch: &[usize],
+        velocity: &mut [Layer],
+        x: &Matrix,
+        labels: &[usize],
         opts: &JudgeOptions,
     ) -> f64 {
-        let pixels: Vec<f32> = batch.iter().flat_map(|&i| data.image(i)).copied().collect();
-        let x = Matrix::from_vec(batch.len(), data.pixels(), pixels).expect("sized");
-        let (h, mut dz) = self.forward(&x);
-        let labels: Vec<usize> = batch.iter().map(|&i| data.labels[i] as usize).collect();
-        let loss = cross_entropy_gradient(&mut dz, &labels);
-        let dh = self.hidden_gradient(&h, &dz);
-        let [vh, vo] = velocity;
-        self.output.momentum_step(vo, &h, &dz, opts);
-        self.hidden.momentum_step(vh, &x, &dh, opts);
-        loss
-    }
-
-    /// `dL/dh = dL/dz W2^T * [h > 0]`: the output gradient back through `W2` and the ReLU.
-    fn hidden_gradient(&self, h: &Matrix, dz: &Matrix) -> Matrix {
-        let mut dh = Matrix::zeros(h.rows(), h.cols());
-        matmul_acc(
-            &mut dh,
-            dz,
-            Transpose::No,
-            &self.output.w,
-            Transpose::Yes,
-            1.0,
-        );
-        for (g, &a) in dh.as_mut_slice().iter_mut().zip(h.as_slice()) {
-            if a <= 0.0 {
-                *g = 0.0;
+        match &mut self.net {
+            Net::Mlp([hidden, output]) => {
+                let (h, mut dz) = mlp_forward(hidden, output, x);
+                let loss = cross_entropy_gradient(&mut dz, labels);
+                let dh = hidden_gradient(output, &h, &dz);
+                let [vh, vo] = velocity else {
+                    unreachable!("one velocity per layer")
+                };
+                output.momentum_step(vo, &h, &dz, opts);
+                hidden.momentum_step(vh, x, &dh, opts);
+                loss
             }
+            Net::Cnn(net) => net.sgd_step(velocity, x, labels, opts),
         }
-        dh
     }
 
-    /// Hidden activity `h` and logits `z` of a batch.
-    fn forward(&self, x: &Matrix) -> (Matrix, Matrix) {
-        let mut h = self.hidden.forward(x);
-        relu(&mut h);
-        let z = self.output.forward(&h);
-        (h, z)
+    /// Logits of a batch.
+    fn logits(&self, x: &Matrix) -> Matrix {
+        match &self.net {
+            Net::Mlp([hidden, output]) => mlp_forward(hidden, output, x).1,
+            Net::Cnn(net) => net.logits(x),
+        }
     }
 
     /// Pixels per image the judge reads.
     pub fn pixels(&self) -> usize {
-        self.hidden.w.rows()
+        match &self.net {
+            Net::Mlp([hidden, _]) => hidden.w.rows(),
+            Net::Cnn(net) => net.pixels(),
+        }
     }
 
     /// Class probabilities `softmax(z)` of a batch of images (`n x 10`, rows sum to 1).
@@ -264,7 +341,7 @@ impl Judge {
             .par_chunks(CHUNK * p)
             .flat_map_iter(|chunk| {
                 let x = Matrix::from_vec(chunk.len() / p, p, chunk.to_vec()).expect("whole");
-                let mut z = self.forward(&x).1;
+                let mut z = self.logits(&x);
                 softmax_rows(&mut z);
                 z.into_vec()
             })
@@ -293,17 +370,32 @@ impl Judge {
         100.0 * correct as f64 / data.len() as f64
     }
 
-    /// Writes the judge as safetensors (`W1`, `b1`, `W2`, `b2`; metadata `format: eqprop-judge`),
-    /// atomically.
+    /// Writes the judge as safetensors, atomically: metadata `format: eqprop-judge`, `kind:
+    /// mlp` or `cnn`; the perceptron's `W1`, `b1`, `W2`, `b2`; the convolutional judge's
+    /// `K1`, `c1`, `K2`, `c2` (kernels `patch x C_out`) before them, and `image: CxHxW`.
     pub fn save(&self, path: &Path) -> Result<(), JudgeError> {
-        let (w1, w2) = (&self.hidden.w, &self.output.w);
-        let tensors = [
-            ("W1".into(), vec![w1.rows(), w1.cols()], w1.as_slice()),
-            ("b1".into(), vec![self.hidden.b.len()], &self.hidden.b[..]),
-            ("W2".into(), vec![w2.rows(), w2.cols()], w2.as_slice()),
-            ("b2".into(), vec![self.output.b.len()], &self.output.b[..]),
-        ];
-        let metadata = HashMap::from([("format".to_string(), FORMAT.to_string())]);
+        let layers = self.layers();
+        let names: &[(&str, &str)] = match self.net {
+            Net::Mlp(_) => &DENSE_NAMES,
+            Net::Cnn(_) => &CNN_NAMES,
+        };
+        let mut tensors = Vec::new();
+        for (layer, (w, b)) in layers.iter().zip(names) {
+            tensors.push((
+                w.to_string(),
+                vec![layer.w.rows(), layer.w.cols()],
+                layer.w.as_slice(),
+            ));
+            tensors.push((b.to_string(), vec![layer.b.len()], &layer.b[..]));
+        }
+        let mut metadata = HashMap::from([
+            ("format".to_string(), FORMAT.to_string()),
+            ("kind".to_string(), self.kind().name().to_string()),
+        ]);
+        if let Net::Cnn(net) = &self.net {
+            let [c, h, w] = net.image;
+            metadata.insert("image".to_string(), format!("{c}x{h}x{w}"));
+        }
         write_tensors(path, &tensors, metadata)
     }
 
@@ -313,8 +405,10 @@ impl Judge {
     }
 
     /// Parses the content `bytes` of a judge file (`path` only names it in errors), checking its
-    /// format, its shapes (`W1` `[pixels, hidden]`, `b1` `[hidden]`, `W2` `[hidden, 10]`, `b2`
-    /// `[10]`, none empty) and that every value is finite; an error names the tensor.
+    /// format and kind (a file without a kind is a perceptron, as judges were before), its
+    /// shapes (the perceptron's `W1` `[pixels, hidden]`, `b1` `[hidden]`, `W2` `[hidden, 10]`,
+    /// `b2` `[10]`, none empty; the convolutional judge's as its `image` makes them) and that
+    /// every value is finite; an error names the tensor.
     pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<Judge, JudgeError> {
         let file = TensorFile::parse(bytes, path, "judge")?;
         match file.metadata("format") {
@@ -326,19 +420,114 @@ impl Judge {
                 return Err(file.content(format!("no format in the metadata, not '{FORMAT}'")));
             }
         }
-        let w1 = file.matrix("W1", None, None)?;
-        let (p, h) = (w1.rows(), w1.cols());
-        if p == 0 || h == 0 {
-            return Err(file.content(format!("tensor W1 has shape [{p}, {h}], an empty layer")));
-        }
-        let b1 = file.vector("b1", h)?;
-        let w2 = file.matrix("W2", Some(h), Some(CLASSES))?;
-        let b2 = file.vector("b2", CLASSES)?;
-        Ok(Judge {
-            hidden: Layer { w: w1, b: b1 },
-            output: Layer { w: w2, b: b2 },
-        })
+        let net = match file.metadata("kind").map(String::as_str) {
+            None | Some("mlp") => Net::Mlp(load_mlp(&file)?),
+            Some("cnn") => Net::Cnn(load_cnn(&file)?),
+            Some(other) => {
+                return Err(file.content(format!("kind is '{other}', not 'mlp' or 'cnn'")));
+            }
+        };
+        Ok(Judge { net })
     }
+}
+
+/// The tensor names of the dense layers (hidden, output), weights then biases.
+const DENSE_NAMES: [(&str, &str); 2] = [("W1", "b1"), ("W2", "b2")];
+/// The convolutional judge's: the two convolutions, then the dense layers.
+const CNN_NAMES: [(&str, &str); 4] = [("K1", "c1"), ("K2", "c2"), ("W1", "b1"), ("W2", "b2")];
+
+fn load_mlp(file: &TensorFile) -> Result<[Layer; 2], JudgeError> {
+    let w1 = file.matrix("W1", None, None)?;
+    let (p, h) = (w1.rows(), w1.cols());
+    if p == 0 || h == 0 {
+        return Err(file.content(format!("tensor W1 has shape [{p}, {h}], an empty layer")));
+    }
+    let b1 = file.vector("b1", h)?;
+    let w2 = file.matrix("W2", Some(h), Some(CLASSES))?;
+    let b2 = file.vector("b2", CLASSES)?;
+    Ok([Layer { w: w1, b: b1 }, Layer { w: w2, b: b2 }])
+}
+
+fn load_cnn(file: &TensorFile) -> Result<cnn::Cnn, JudgeError> {
+    let image = file
+        .metadata("image")
+        .and_then(|s| parse_image(s))
+        .ok_or_else(|| {
+            file.content(
+                "a cnn judge needs 'image: CxHxW' in its metadata (each 1 to 4096)".to_string(),
+            )
+        })?;
+    let g = cnn::geometries(image);
+    let hidden = file.matrix("W1", Some(cnn::flat_size(&g[1])), None)?.cols();
+    if hidden == 0 {
+        return Err(file.content("tensor W1 has no columns, an empty layer".to_string()));
+    }
+    let shapes = [
+        (g[0].patch(), g[0].cout),
+        (g[1].patch(), g[1].cout),
+        (cnn::flat_size(&g[1]), hidden),
+        (hidden, CLASSES),
+    ];
+    let mut layers = Vec::with_capacity(4);
+    for ((w, b), (rows, cols)) in CNN_NAMES.iter().zip(shapes) {
+        layers.push(Layer {
+            w: file.matrix(w, Some(rows), Some(cols))?,
+            b: file.vector(b, cols)?,
+        });
+    }
+    let layers: [Layer; 4] = layers.try_into().expect("four layers");
+    Ok(cnn::Cnn { image, layers })
+}
+
+/// `CxHxW` with every size in `1..=4096` and the image at least 4x4 (two 2x2 pools).
+fn parse_image(text: &str) -> Option<[usize; 3]> {
+    let sizes: Vec<usize> = text
+        .split('x')
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    let [c, h, w] = sizes.try_into().ok()?;
+    let ok = (1..=4096).contains(&c) && (4..=4096).contains(&h) && (4..=4096).contains(&w);
+    ok.then_some([c, h, w])
+}
+
+/// The images `batch` of `data` as a matrix (each moved by up to `shift` pixels), and their
+/// labels.
+fn batch_of(
+    data: &Dataset,
+    batch: &[usize],
+    shift: usize,
+    rng: &mut ChaCha8Rng,
+) -> (Matrix, Vec<usize>) {
+    let labels = batch.iter().map(|&i| data.labels[i] as usize).collect();
+    let pixels: Vec<f32> = if shift > 0 {
+        shifted(data, batch, shift, rng).images.to_vec()
+    } else {
+        batch.iter().flat_map(|&i| data.image(i)).copied().collect()
+    };
+    (
+        Matrix::from_vec(batch.len(), data.pixels(), pixels).expect("sized"),
+        labels,
+    )
+}
+
+/// The perceptron's hidden activity `h` and logits `z` of a batch.
+fn mlp_forward(hidden: &Layer, output: &Layer, x: &Matrix) -> (Matrix, Matrix) {
+    let mut h = hidden.forward(x);
+    relu(&mut h);
+    let z = output.forward(&h);
+    (h, z)
+}
+
+/// `dL/dh = dL/dz W2^T * [h > 0]`: the output gradient back through `W2` and the ReLU.
+fn hidden_gradient(output: &Layer, h: &Matrix, dz: &Matrix) -> Matrix {
+    let mut dh = Matrix::zeros(h.rows(), h.cols());
+    matmul_acc(&mut dh, dz, Transpose::No, &output.w, Transpose::Yes, 1.0);
+    for (g, &a) in dh.as_mut_slice().iter_mut().zip(h.as_slice()) {
+        if a <= 0.0 {
+            *g = 0.0;
+        }
+    }
+    dh
 }
 
 /// What the judge says of generated images.
@@ -467,60 +656,61 @@ fn distance(a: &[f32], b: &[f32]) -> f64 {
 mod tests {
     use super::*;
 
-    /// A tiny data set of `n` random 3x2 images with labels `i % 10`.
-    fn tiny(n: usize, seed: u64) -> Dataset {
+    /// A tiny data set of `n` random `channels x rows x cols` images with labels `i % 10`.
+    fn tiny(n: usize, [channels, rows, cols]: [usize; 3], seed: u64) -> Dataset {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let pixels = channels * rows * cols;
         Dataset {
-            images: (0..n * 6).map(|_| rng.random_range(0.0..1.0)).collect(),
+            images: (0..n * pixels)
+                .map(|_| rng.random_range(0.0..1.0))
+                .collect(),
             labels: (0..n).map(|i| (i % CLASSES) as u8).collect(),
-            rows: 3,
-            cols: 2,
-            channels: 1,
+            rows,
+            cols,
+            channels,
             targets: Vec::new(),
         }
     }
 
-    /// Mean cross-entropy `logsumexp(z) - z_y` of the examples `batch` of `data`.
-    fn mean_loss(judge: &Judge, data: &Dataset, batch: &[usize]) -> f64 {
-        let images: Vec<f32> = batch.iter().flat_map(|&i| data.image(i)).copied().collect();
-        let x = Matrix::from_vec(batch.len(), data.pixels(), images).unwrap();
-        let mut z = judge.forward(&x).1;
-        let targets: Vec<f32> = (0..batch.len())
-            .map(|r| z.get(r, data.labels[batch[r]] as usize))
+    /// Mean cross-entropy `logsumexp(z) - z_y` of `data`.
+    fn mean_loss(judge: &Judge, data: &Dataset) -> f64 {
+        let x = Matrix::from_vec(data.len(), data.pixels(), data.images.to_vec()).unwrap();
+        let mut z = judge.logits(&x);
+        let targets: Vec<f32> = (0..data.len())
+            .map(|r| z.get(r, data.labels[r] as usize))
             .collect();
         let lse = softmax_rows(&mut z);
         let total: f64 = lse.iter().zip(&targets).map(|(l, &t)| l - t as f64).sum();
-        total / batch.len() as f64
+        total / data.len() as f64
     }
 
-    /// With momentum 0 the velocity after one step is the gradient: it matches central finite
-    /// differences of the mean loss in every parameter.
-    #[test]
-    fn backprop_matches_finite_differences() {
-        let data = tiny(7, 1);
+    /// With momentum 0 the velocity after one step is the gradient: it must match central
+    /// finite differences of the mean loss in every parameter of every layer.
+    fn check_gradient(mut judge: Judge, data: &Dataset) {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
-        let mut judge = Judge {
-            hidden: Layer::he(6, 5, &mut rng),
-            output: Layer::he(5, CLASSES, &mut rng),
-        };
-        judge.hidden.b = (0..5).map(|_| rng.random_range(-0.3..0.3)).collect();
-        let batch: Vec<usize> = (0..7).collect();
+        for layer in judge.layers_mut() {
+            layer.b = (0..layer.b.len())
+                .map(|_| rng.random_range(-0.3..0.3))
+                .collect();
+        }
         let opts = JudgeOptions {
             lr: 0.0,
             momentum: 0.0,
             ..JudgeOptions::default()
         };
-        let mut velocity = [judge.hidden.zeros_like(), judge.output.zeros_like()];
-        let loss = judge.clone().sgd_step(&mut velocity, &data, &batch, &opts) / 7.0;
-        assert!((loss - mean_loss(&judge, &data, &batch)).abs() < 1e-6);
-        let eps = 1e-2;
+        let mut velocity: Vec<Layer> = judge.layers().iter().map(Layer::zeros_like).collect();
+        let (x, labels) = batch_of(data, &(0..data.len()).collect::<Vec<_>>(), 0, &mut rng);
+        let loss = judge.clone().sgd_step(&mut velocity, &x, &labels, &opts) / data.len() as f64;
+        assert!((loss - mean_loss(&judge, data)).abs() < 1e-6);
+        // Small enough that no ReLU or pool winner flips between the two evaluations.
+        let eps = 1e-3;
         for (layer, v) in velocity.iter().enumerate() {
             let grads: Vec<f32> = v.w.as_slice().iter().chain(&v.b).copied().collect();
             for (i, &g) in grads.iter().enumerate() {
                 let nudged = |delta: f32| {
                     let mut j = judge.clone();
                     *param(&mut j, layer, i) += delta;
-                    mean_loss(&j, &data, &batch)
+                    mean_loss(&j, data)
                 };
                 let numeric = (nudged(eps) - nudged(-eps)) / (2.0 * eps as f64);
                 let error = (numeric - g as f64).abs();
@@ -529,13 +719,26 @@ mod tests {
         }
     }
 
+    #[test]
+    fn perceptron_backprop_matches_finite_differences() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let net = Net::Mlp([Layer::he(6, 5, &mut rng), Layer::he(5, CLASSES, &mut rng)]);
+        check_gradient(Judge { net }, &tiny(7, [1, 3, 2], 1));
+    }
+
+    #[test]
+    fn convolutional_backprop_matches_finite_differences() {
+        // Two channels and an odd width: 6x5 -> 3x2 -> 1x1 through the pools, so padding,
+        // both pools (one dropping a column) and the routed gradients are all on the path.
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let image = [2, 6, 5];
+        let net = Net::Cnn(cnn::Cnn::he(image, 4, &mut rng));
+        check_gradient(Judge { net }, &tiny(3, image, 4));
+    }
+
     /// Parameter `i` of layer `layer` (weights row-major, then biases).
     fn param(judge: &mut Judge, layer: usize, i: usize) -> &mut f32 {
-        let l = if layer == 0 {
-            &mut judge.hidden
-        } else {
-            &mut judge.output
-        };
+        let l = &mut judge.layers_mut()[layer];
         let weights = l.w.as_slice().len();
         if i < weights {
             &mut l.w.as_mut_slice()[i]

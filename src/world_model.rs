@@ -2,10 +2,12 @@
 //! the output the change of the observation one step later.
 //!
 //! At every environment step the free phase makes the prediction, the real next observation is
-//! the nudge target and the couplings move at once (a batch of one transition, no epochs). Two
-//! options add to that batch or thin it out: a small replay of recent transitions (`replay`
-//! extra rows per step, drawn from the last `replay_capacity`), and the surprise gate of
-//! [`crate::modulator`] (a row learns only when its prediction missed by more than a threshold).
+//! the nudge target and the couplings move at once (a batch of one transition, no epochs). Three
+//! options add to that batch, repeat it or thin it out: a small replay of recent transitions
+//! (`replay` extra rows per step, drawn from the last `replay_capacity`), further updates on
+//! replayed batches (`updates` EqProp updates per step in all: on the robot the data are scarce
+//! and the compute is not), and the surprise gate of [`crate::modulator`] (a row learns only
+//! when its prediction missed by more than a threshold).
 //!
 //! Encoding (states live in `[0, 1]`): each observation component `v`, divided by its typical
 //! magnitude, enters as the pair `(max(v, 0), max(-v, 0))`, so zero sits inside the hard

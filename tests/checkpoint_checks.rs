@@ -302,7 +302,8 @@ fn eval_refuses_a_nan_checkpoint() {
     );
 }
 
-/// A tiny judge, trained on 20 random 28x28 images.
+/// A tiny perceptron judge, trained on 20 random 28x28 images (its file's tensors are the ones
+/// the cases below edit).
 fn tiny_judge() -> Judge {
     let data = Dataset {
         images: (0..20 * 784).map(|i| (i % 7) as f32 / 7.0).collect(),
@@ -315,7 +316,7 @@ fn tiny_judge() -> Judge {
     let options = JudgeOptions {
         hidden: 4,
         epochs: 1,
-        ..JudgeOptions::default()
+        ..JudgeOptions::mlp()
     };
     Judge::train(&data, &options, |_, _| {})
 }

@@ -14,11 +14,9 @@ mod common;
 use common::{by_data, mnist, temp_dir};
 use std::time::Instant;
 
-/// Options of the shared judge: the defaults with mini-batches of 32, which reach 96.1-96.4% on
-/// MNIST over five seeds where the default 64 reaches 95.4-95.8%.
+/// Options of the shared judge: the defaults (the convolutional judge), seed 7.
 fn options() -> JudgeOptions {
     JudgeOptions {
-        batch_size: 32,
         seed: 7,
         ..JudgeOptions::default()
     }
@@ -57,18 +55,17 @@ fn first_of_each_label(data: &Dataset, per_label: usize) -> (Vec<f32>, Vec<usize
     (images, labels)
 }
 
-/// The judge learns: on the full files (10,000 training images) it reaches at least 96% on the
-/// 10,000 test images (measured: 96.27%); on the committed sample (1,000 training images) at
-/// least 84% on its 1,000 test images (measured: 86.50%; 87.30% with ten times the epochs, so
-/// the sample, not the training, is the limit). Its loss falls every epoch, and its
-/// probabilities are distributions.
+/// The convolutional judge learns: on the full files (10,000 training images) it reaches at
+/// least 98.5% on the 10,000 test images (measured: 98.77%); on the committed sample (1,000
+/// training images) at least 90% on its 1,000 test images (measured: 94.90%). Its loss falls
+/// every epoch, and its probabilities are distributions.
 #[test]
 fn judge_learns_mnist() {
     let (judge, losses) = trained();
     let test_set = mnist(Split::Test);
     let accuracy = judge.accuracy(&test_set);
     eprintln!("judge test accuracy {accuracy:.2}%");
-    let bound = by_data(84.0, 96.0);
+    let bound = by_data(90.0, 98.5);
     assert!(
         accuracy >= bound,
         "test accuracy {accuracy:.2}% (bound {bound}%)"
@@ -87,26 +84,36 @@ fn judge_learns_mnist() {
     }
 }
 
-/// The same seed gives the same judge; another seed another one.
+/// The same seed gives the same judge; another seed another one; for both kinds.
 #[test]
 fn training_is_deterministic_for_a_seed() {
     let mut small = mnist(Split::Train);
-    small.truncate(1000);
-    let opts = JudgeOptions {
-        hidden: 32,
-        epochs: 2,
-        ..options()
-    };
-    let a = Judge::train(&small, &opts, |_, _| {});
-    let b = Judge::train(&small, &opts, |_, _| {});
-    let c = Judge::train(&small, &JudgeOptions { seed: 8, ..opts }, |_, _| {});
-    assert_eq!(a, b);
-    assert_ne!(a, c);
+    small.truncate(500);
+    for defaults in [options(), JudgeOptions::mlp()] {
+        let opts = JudgeOptions {
+            hidden: 32,
+            epochs: 2,
+            ..defaults
+        };
+        let a = Judge::train(&small, &opts, |_, _| {});
+        let b = Judge::train(&small, &opts, |_, _| {});
+        let c = Judge::train(
+            &small,
+            &JudgeOptions {
+                seed: 8,
+                ..opts.clone()
+            },
+            |_, _| {},
+        );
+        assert_eq!(a.kind(), opts.kind);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
 }
 
 /// Real test images scored as if dreamt: recognised, and as varied as real training images.
-/// Measured on the full files: 95.5% recognised, at least 93% of each label; on the committed
-/// sample (a judge that learnt from 1,000 images): 86.4%, at least 77%. Diversity 0.98 and 0.99.
+/// Measured on the full files: 98.6% recognised, at least 96% of each label; on the committed
+/// sample (a judge that learnt from 1,000 images): 95.2%, at least 88%. Diversity 0.98 and 0.99.
 #[test]
 fn real_images_pass_as_good_dreams() {
     let (judge, _) = trained();
@@ -114,7 +121,7 @@ fn real_images_pass_as_good_dreams() {
     let (images, labels) = first_of_each_label(&test_set, 100);
     let report = judge::score_dreams(judge, &images, &labels, &mnist(Split::Train), 200);
     eprintln!("{report:?}");
-    let (overall, each) = by_data((84.0, 70.0), (95.0, 85.0));
+    let (overall, each) = by_data((90.0, 80.0), (97.0, 93.0));
     assert!(
         report.overall >= overall,
         "recognised {:.1}%",
@@ -129,7 +136,9 @@ fn real_images_pass_as_good_dreams() {
     assert!((0.9..=1.1).contains(&report.mean_diversity), "{report:?}");
 }
 
-/// Uniform noise is not taken for digits, and identical dreams have no diversity at all.
+/// Uniform noise is not taken for digits (measured: 9.8% of it "recognised" on the full files,
+/// 10.1% on the sample, nearly all of it read as an 8), and identical dreams have no diversity
+/// at all.
 #[test]
 fn noise_is_not_recognised_and_copies_have_no_diversity() {
     let (judge, _) = trained();
@@ -143,7 +152,7 @@ fn noise_is_not_recognised_and_copies_have_no_diversity() {
     let report = judge::score_dreams(judge, &noise, &labels, &train_set, 200);
     eprintln!("noise: {report:?}");
     assert!(
-        report.overall <= 30.0,
+        report.overall <= 20.0,
         "noise recognised {:.1}%",
         report.overall
     );
@@ -210,6 +219,24 @@ fn save_load_round_trip_and_bad_files() {
     let unlabelled = dir.join("unlabelled.safetensors");
     write_safetensors(&unlabelled, None, &shapes);
     expect_error(&unlabelled, "no format");
+    // A file without a kind is a perceptron (judges were, before the convolutional one); a
+    // convolutional one must say what image it reads, and another kind is refused.
+    for (kind, image, words) in [
+        ("cnn", None, "image: CxHxW"),
+        ("cnn", Some("1x28"), "image: CxHxW"),
+        (
+            "cnn",
+            Some("1x28x28"),
+            "tensor W1 has shape [784, 5], expected [1568, any]",
+        ),
+        ("rbf", None, "kind is 'rbf', not 'mlp' or 'cnn'"),
+    ] {
+        let file = dir.join(format!("{kind}.safetensors"));
+        let mut metadata = vec![("format", "eqprop-judge"), ("kind", kind)];
+        metadata.extend(image.map(|i| ("image", i)));
+        write_with_metadata(&file, &metadata, &shapes);
+        expect_error(&file, words);
+    }
     let fine = dir.join("fine.safetensors");
     write_safetensors(&fine, Some("eqprop-judge"), &shapes);
     assert_eq!(Judge::load(&fine).unwrap().predict(&[0.5; 784]).len(), 1);
@@ -235,6 +262,20 @@ fn write_safetensors(path: &Path, format: Option<&str>, tensors: &[(&str, &[usiz
     });
     let metadata = format.map(|f| HashMap::from([("format".to_string(), f.to_string())]));
     std::fs::write(path, safetensors::serialize(views, metadata).unwrap()).unwrap();
+}
+
+/// The same with any metadata.
+fn write_with_metadata(path: &Path, metadata: &[(&str, &str)], tensors: &[(&str, &[usize])]) {
+    write_safetensors(path, None, tensors);
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let views: Vec<(String, TensorView<'_>)> = file.tensors().into_iter().collect();
+    let metadata: HashMap<String, String> = metadata
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let out = safetensors::serialize(views, Some(metadata)).unwrap();
+    std::fs::write(path, out).unwrap();
 }
 
 /// Three points at the corners of a 3-4-5 right triangle: distances 3, 4 and 5, mean 4.

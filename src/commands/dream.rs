@@ -7,7 +7,7 @@ use eqprop::data::{Dataset, Split};
 use eqprop::dream::{
     self as dreaming, DreamOptions, DreamStart, Dreams, LabelClamp, dream, repeat_labels,
 };
-use eqprop::judge::{Judge, score_dreams};
+use eqprop::judge::{Judge, JudgeKind, JudgeOptions, cnn, score_dreams};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -45,40 +45,68 @@ pub struct JudgeArgs {
     /// Where to save the trained judge.
     #[arg(long, default_value = "judge.safetensors")]
     pub out: PathBuf,
+    /// The judge's network: convolutional (LeNet-like) or a one-hidden-layer perceptron.
+    #[arg(long, value_enum, default_value = "cnn")]
+    pub kind: JudgeKind,
     #[arg(long, default_value_t = 8)]
     pub epochs: usize,
+    /// Training images moved by up to this many pixels [default: 2 for cnn, 0 for mlp].
+    #[arg(long)]
+    pub shift: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
 
 /// Trains the backprop judge on the real training images and saves it.
 pub fn judge(args: JudgeArgs) -> Result<()> {
-    use eqprop::judge::JudgeOptions;
     if args.epochs == 0 {
         bail!("--epochs must be at least 1");
     }
     super::checks::writable_file(&args.out)?;
     let train = args.data.load(Split::Train)?;
     let test = args.data.load(Split::Test)?;
+    let defaults = match args.kind {
+        JudgeKind::Cnn => JudgeOptions::default(),
+        JudgeKind::Mlp => JudgeOptions::mlp(),
+    };
     let options = JudgeOptions {
         epochs: args.epochs,
         seed: args.seed,
-        ..Default::default()
+        shift: args.shift.unwrap_or(defaults.shift),
+        ..defaults
     };
+    if options.shift >= train.rows.min(train.cols) {
+        bail!(
+            "--shift {} must be smaller than the {}x{} images",
+            options.shift,
+            train.rows,
+            train.cols
+        );
+    }
     let bar = indicatif::ProgressBar::new(args.epochs as u64);
+    let start = std::time::Instant::now();
     let judge = Judge::train(&train, &options, |epoch, loss| {
         bar.set_position(epoch as u64);
         bar.set_message(format!("loss {loss:.4}"));
     });
     bar.finish_and_clear();
     judge.save(&args.out)?;
+    let network = match args.kind {
+        JudgeKind::Cnn => format!(
+            "conv{}k5+pool,conv{}k5+pool,{},10 CNN",
+            cnn::CHANNELS[0],
+            cnn::CHANNELS[1],
+            options.hidden
+        ),
+        JudgeKind::Mlp => format!("{}-{}-10 MLP", judge.pixels(), options.hidden),
+    };
     println!(
-        "judge: {}-{}-10 MLP, {} epochs on {} ({} images): test accuracy {:.2}%; saved {}",
-        judge.pixels(),
-        options.hidden,
+        "judge: {network}, {} epochs on {} ({} images, shifts up to {} pixels) in {:.1} s: test accuracy {:.2}%; saved {}",
         args.epochs,
         args.data.name(),
         train.len(),
+        options.shift,
+        start.elapsed().as_secs_f64(),
         judge.accuracy(&test),
         args.out.display()
     );

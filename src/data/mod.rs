@@ -6,6 +6,7 @@
 //! in its own subfolder (`mnist/`, `fashion-mnist/` or `cifar-10/`) of a data root, see
 //! [`dataset_dir`].
 
+mod augment;
 pub mod cifar;
 mod download;
 mod error;
@@ -18,6 +19,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+pub use augment::shifted;
 pub use cifar::{
     CIFAR_ARCHIVE, CIFAR_ARCHIVE_MD5, CIFAR_MIRROR, ensure_cifar, extract_cifar_archive,
     load_cifar, parse_cifar_batch, read_cifar_batch,
