@@ -11,6 +11,20 @@ use std::path::Path;
 #[error(transparent)]
 pub struct PlotError(#[from] DrawingAreaErrorKind<std::io::Error>);
 
+/// Draws the chart's legend at `position`, on a light box with a black border.
+fn legend<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), PlotError> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
 /// Draws train and test error (%) against epochs as an SVG.
 pub fn plot_curve(path: &Path, records: &[EpochRecord], title: &str) -> Result<(), PlotError> {
     let root = SVGBackend::new(path, (720, 440)).into_drawing_area();
@@ -53,12 +67,7 @@ pub fn plot_curve(path: &Path, records: &[EpochRecord], title: &str) -> Result<(
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     root.present()?;
     Ok(())
 }
@@ -172,12 +181,7 @@ pub fn plot_returns(
         .draw_series(evaluation.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))?
         .label("evaluation (learning frozen)")
         .legend(|(x, y)| Circle::new((x + 10, y), 4, BLUE.filled()));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present()?;
     Ok(())
 }
@@ -231,12 +235,7 @@ pub fn plot_component_errors(
         ))?
         .label("0.05")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     root.present()?;
     Ok(())
 }
@@ -294,12 +293,7 @@ pub fn plot_rollout(
             .label("imagined")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
         if j == 0 {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()?;
+            legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         }
     }
     root.present()?;
