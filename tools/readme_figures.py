@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Reruns the cheap figures of the README and its pages (about 6 minutes on a 2-core machine; `--slow`: 9)
+"""Reruns the cheap figures of the README and its pages (about 10 minutes on a 2-core machine
+that also ran other work; `--slow` adds the longer continual runs, the agent seeds 1-4 and the
+dream figures)
 and prints each one next to the written one.
 
     cargo build --release && python3 tools/readme_figures.py [--eqprop target/release/eqprop]
@@ -177,7 +179,7 @@ RETURN2 = lambda t: f"{float(re.search(r'mean return (-?[0-9.]+)', t).group(1)):
 def AGENT_ROW(text, seed, score):
     """The start of a seed's row in docs/agent.md's tables: the score, the one-step error, per
     component and in the evaluation's own units."""
-    error = re.search(r"one-step error ([0-9.]+)", text).group(1)
+    error = re.search(r"evaluation episodes, .*one-step error ([0-9.]+)", text).group(1)
     parts = re.search(r"per component: ([0-9. ]+)", text).group(1).strip()
     own = re.search(r"\(pooled ([0-9.]+)\)", text).group(1)
     return f"| {seed} | {score(text)} | {error} | {parts} | {own} |"
