@@ -297,13 +297,9 @@ pub struct Episode {
     /// The world model's scaled one-step error over the episode: per component the RMS over
     /// the steps, then the RMS over the components (NaN without a model).
     pub pred_error: f64,
-    /// Per component, the sum over the steps of the squared scaled error (empty without a
-    /// model); `error_steps` steps were counted.
-    pub error_sums: Vec<f64>,
-    pub error_steps: usize,
-    /// Every counted step's scaled errors, one per component, step after step (the learning
-    /// curve of each component).
-    pub step_errors: Vec<f32>,
+    /// Each step's scaled one-step errors, one per component (none without a model, nor for
+    /// the first two transitions a model learns from).
+    pub errors: Vec<Vec<f32>>,
     /// The frozen model's raw errors and the real changes (episodes that do not learn): for
     /// the error in units of these held-out transitions' own spread.
     pub held_out: HeldOut,
@@ -317,21 +313,6 @@ pub struct Episode {
     pub states: Vec<Vec<f64>>,
     /// The episode was stopped by `max_steps` before it ended.
     pub cut: bool,
-}
-
-impl Episode {
-    /// Adds one step's scaled errors (nothing when `errors` is empty).
-    fn count_errors(&mut self, errors: &[f32]) {
-        if errors.is_empty() {
-            return;
-        }
-        self.error_sums.resize(errors.len(), 0.0);
-        self.step_errors.extend_from_slice(errors);
-        for (sum, &e) in self.error_sums.iter_mut().zip(errors) {
-            *sum += f64::from(e) * f64::from(e);
-        }
-        self.error_steps += 1;
-    }
 }
 
 /// Per component, sums over held-out transitions of the squared raw error of the prediction
@@ -392,9 +373,18 @@ impl HeldOut {
     }
 }
 
-/// Per component, the RMS scaled error of `steps` steps whose squared errors sum to `sums`.
-pub fn component_errors(sums: &[f64], steps: usize) -> Vec<f64> {
-    sums.iter().map(|s| (s / steps as f64).sqrt()).collect()
+/// Per component, the RMS of the scaled errors of `steps` (each one error per component;
+/// empty for no steps).
+pub fn component_errors<'a>(steps: impl IntoIterator<Item = &'a Vec<f32>>) -> Vec<f64> {
+    let (mut sums, mut n) = (Vec::new(), 0usize);
+    for step in steps {
+        sums.resize(step.len(), 0.0);
+        for (sum, &e) in sums.iter_mut().zip(step) {
+            *sum += f64::from(e) * f64::from(e);
+        }
+        n += 1;
+    }
+    sums.iter().map(|s: &f64| (s / n as f64).sqrt()).collect()
 }
 
 /// The RMS over components of per-component RMS errors (NaN when there are none).
@@ -496,10 +486,12 @@ impl Agent {
                     let report = model.learn(&obs, a, &step.obs);
                     ep.learn_seconds += start.elapsed().as_secs_f64();
                     learned += usize::from(report.learned);
-                    ep.count_errors(&report.errors);
+                    if !report.errors.is_empty() {
+                        ep.errors.push(report.errors);
+                    }
                 } else {
                     model.predict(&obs, &[a], &mut predicted);
-                    ep.count_errors(&model.scaled_errors(&predicted, &step.obs));
+                    ep.errors.push(model.scaled_errors(&predicted, &step.obs));
                     ep.held_out.push(&obs, &predicted, &step.obs);
                 }
             }
@@ -518,7 +510,7 @@ impl Agent {
                 break;
             }
         }
-        ep.pred_error = pooled_error(&component_errors(&ep.error_sums, ep.error_steps));
+        ep.pred_error = pooled_error(&component_errors(&ep.errors));
         ep.learned_share = learned as f64 / ep.steps as f64;
         Ok(ep)
     }

@@ -150,22 +150,15 @@ pub struct Transition {
 /// What one online learning step did.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LearnReport {
-    /// The prediction error of the new transition before learning from it: the RMS over the
-    /// observation's components of the error divided by the standard deviation of that
-    /// component's change (1 is as bad as predicting the mean change); NaN before the
-    /// statistics exist (the first two transitions).
-    pub error: f32,
-    /// The same error per component, signed (empty before the statistics exist).
+    /// The prediction error of the new transition before learning from it, per component: the
+    /// error divided by the standard deviation of that component's change (1 is as bad as
+    /// predicting the mean change), signed; empty before the statistics exist (the first two
+    /// transitions).
     pub errors: Vec<f32>,
     /// Whether the new transition passed the gate (always, without a gate).
     pub learned: bool,
     /// Rows of the batch that learned (new and replayed).
     pub rows_learned: usize,
-}
-
-/// The root mean square of `v`.
-fn rms(v: &[f32]) -> f32 {
-    (v.iter().map(|e| e * e).sum::<f32>() / v.len() as f32).sqrt()
 }
 
 /// Running mean and variance (Welford).
@@ -321,16 +314,12 @@ impl WorldModel {
     }
 
     /// The error of a prediction per component, in units of the standard deviation of that
-    /// component's change: `(predicted_j - actual_j) / std(delta_j)`.
+    /// component's change: `(predicted_j - actual_j) / std(delta_j)` (see
+    /// [`LearnReport::errors`]).
     pub fn scaled_errors(&self, predicted: &[f32], actual: &[f32]) -> Vec<f32> {
         (0..actual.len())
             .map(|j| (predicted[j] - actual[j]) / self.scale(j))
             .collect()
-    }
-
-    /// The scaled one-step error of a prediction (see [`LearnReport::error`]).
-    pub fn scaled_error(&self, predicted: &[f32], actual: &[f32]) -> f32 {
-        rms(&self.scaled_errors(predicted, actual))
     }
 
     /// Learns from one transition (and, with replay, from recent ones beside it).
@@ -347,7 +336,6 @@ impl WorldModel {
         } else {
             Vec::new()
         };
-        let error = if have_stats { rms(&errors) } else { f32::NAN };
         let transition = Transition {
             obs: obs.to_vec(),
             action,
@@ -359,13 +347,12 @@ impl WorldModel {
             }
             self.buffer.push_back(transition.clone());
         }
-        let (learned, mut rows_learned) = self.learn_batch(Some(transition));
+        let (learned, mut rows_learned) = self.learn_batch(Some(&transition));
         for _ in 1..self.config.updates {
             rows_learned += self.learn_batch(None).1;
         }
         self.steps += 1;
         LearnReport {
-            error,
             errors,
             learned,
             rows_learned,
@@ -375,15 +362,16 @@ impl WorldModel {
     /// One EqProp update on a batch: the new transition (when given) and `replay` transitions
     /// drawn from the buffer (`replay + 1` of them without a new one). Returns whether the new
     /// transition passed the gate and how many rows learned.
-    fn learn_batch(&mut self, new: Option<Transition>) -> (bool, usize) {
+    fn learn_batch(&mut self, new: Option<&Transition>) -> (bool, usize) {
         let batch = 1 + self.config.replay;
-        let mut rows: Vec<Transition> = Vec::with_capacity(batch);
         let fresh = new.is_some();
-        rows.extend(new);
-        while rows.len() < batch {
-            let i = self.rng.random_range(0..self.buffer.len());
-            rows.push(self.buffer[i].clone());
-        }
+        let drawn: Vec<usize> = (usize::from(fresh)..batch)
+            .map(|_| self.rng.random_range(0..self.buffer.len()))
+            .collect();
+        let rows: Vec<&Transition> = new
+            .into_iter()
+            .chain(drawn.iter().map(|&i| &self.buffer[i]))
+            .collect();
         let width = self.net.sizes()[0];
         let mut inputs = vec![0.0; batch * width];
         let mut targets = vec![0.0; batch * self.outputs.len()];

@@ -569,15 +569,11 @@ impl Outcome {
     /// steps, the RMS of the scaled error of the new transitions before they were learned, as
     /// `(learning steps so far, error)`.
     pub fn learning_errors(&self, window: usize) -> Vec<Vec<(usize, f64)>> {
-        let d = self
+        let steps: Vec<&Vec<f32>> = self
             .stage(Stage::Learn)
-            .map(|r| r.ep.error_sums.len())
-            .max()
-            .unwrap_or(0);
-        let steps: Vec<&[f32]> = self
-            .stage(Stage::Learn)
-            .flat_map(|r| r.ep.step_errors.chunks_exact(d.max(1)))
+            .flat_map(|r| &r.ep.errors)
             .collect();
+        let d = steps.first().map_or(0, |s| s.len());
         let window = window.max(1);
         (0..d)
             .map(|j| {
@@ -604,19 +600,11 @@ impl Outcome {
             .sum();
         let seconds: f64 = learning.iter().map(|e| e.learn_seconds).sum();
         let n = eval.len().max(1) as f64;
-        let mut sums: Vec<f64> = Vec::new();
-        for e in &eval {
-            sums.resize(e.error_sums.len().max(sums.len()), 0.0);
-            for (s, x) in sums.iter_mut().zip(&e.error_sums) {
-                *s += x;
-            }
-        }
-        let steps = eval.iter().map(|e| e.error_steps).sum();
         let mut held_out = HeldOut::default();
         for e in &eval {
             held_out.merge(&e.held_out);
         }
-        let component_errors = component_errors(&sums, steps);
+        let component_errors = component_errors(eval.iter().flat_map(|e| &e.errors));
         let latencies: Vec<f64> = eval
             .iter()
             .flat_map(|e| e.decision_seconds.iter().copied())

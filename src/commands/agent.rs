@@ -49,8 +49,8 @@ pub struct AgentArgs {
     /// Probability of a random action while learning.
     #[arg(long, default_value_t = EXPLORE)]
     pub explore: f64,
-    /// Output folder for episodes.csv, returns.svg and last-episode.gif [default:
-    /// runs/agent-<env>-<model>].
+    /// Output folder for episodes.csv, returns.svg, errors.svg, rollout.svg, rollout.gif and
+    /// last-episode.gif [default: runs/agent-<env>-<model>].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Skip the GIF of the last episode.
@@ -352,7 +352,11 @@ impl Bars {
 
 /// The episode's one-step error of each component, e.g. `0.0123 0.0456 0.0078`.
 fn per_component(ep: &Episode) -> String {
-    let errors = component_errors(&ep.error_sums, ep.error_steps);
+    figures(&component_errors(&ep.errors))
+}
+
+/// Errors to four decimals, space-separated.
+fn figures(errors: &[f64]) -> String {
     let parts: Vec<String> = errors.iter().map(|e| format!("{e:.4}")).collect();
     parts.join(" ")
 }
@@ -385,20 +389,13 @@ fn print_summary(outcome: &Outcome, id: &str, model: &str) {
         1e3 * s.median_decision_seconds,
     );
     if !s.component_errors.is_empty() {
-        let parts: Vec<String> = s
-            .component_errors
-            .iter()
-            .map(|e| format!("{e:.4}"))
-            .collect();
-        println!("one-step error per component: {}", parts.join(" "));
-        let parts: Vec<String> = s
-            .held_out_errors
-            .iter()
-            .map(|e| format!("{e:.4}"))
-            .collect();
+        println!(
+            "one-step error per component: {}",
+            figures(&s.component_errors)
+        );
         println!(
             "  in units of the evaluation steps' own std of change: {} (pooled {:.4})",
-            parts.join(" "),
+            figures(&s.held_out_errors),
             pooled_error(&s.held_out_errors)
         );
     }
