@@ -16,7 +16,8 @@ pub mod cnn;
 
 use crate::backend::{Transpose, matmul_acc};
 use crate::checkpoint::{TensorFile, read_file, write_tensors};
-use crate::data::{Dataset, shifted};
+use crate::config::{ConfigError, Schedule, range};
+use crate::data::{Dataset, shift_fits, shifted};
 use crate::tensor::Matrix;
 use rand::seq::SliceRandom;
 use rand::{Rng, RngExt, SeedableRng};
@@ -29,6 +30,11 @@ use std::path::Path;
 pub const CLASSES: usize = 10;
 
 const FORMAT: &str = "eqprop-judge";
+
+/// How the learning rate falls over the epochs: cosine, towards 0 by the last.
+const LR_SCHEDULE: Schedule = Schedule::Cosine {
+    final_fraction: 0.0,
+};
 
 /// Images per chunk when classifying many images in parallel.
 const CHUNK: usize = 512;
@@ -93,6 +99,26 @@ impl Default for JudgeOptions {
 }
 
 impl JudgeOptions {
+    /// Checks the options against the images they will train on, naming the first bad one:
+    /// at least one hidden unit, image per batch and epoch, a shift smaller than the images,
+    /// and for the convolutional judge images of at least 4x4 (its two 2x2 pools).
+    pub fn validate(&self, data: &Dataset) -> Result<(), ConfigError> {
+        range("hidden", self.hidden > 0, "at least 1", self.hidden as f64)?;
+        let batch = self.batch_size as f64;
+        range("batch_size", self.batch_size > 0, "at least 1", batch)?;
+        range("epochs", self.epochs > 0, "at least 1", self.epochs as f64)?;
+        let fits = shift_fits(self.shift, data.rows, data.cols);
+        range(
+            "shift",
+            fits,
+            "smaller than the images' side",
+            self.shift as f64,
+        )?;
+        let side = data.rows.min(data.cols) as f64;
+        let pooled = self.kind == JudgeKind::Mlp || side >= 4.0;
+        range("image side", pooled, "at least 4 for the cnn judge", side)
+    }
+
     /// The perceptron judge: 256 hidden units, no shifts, the rest as [`Default`].
     pub fn mlp() -> Self {
         Self {
@@ -142,6 +168,13 @@ impl Layer {
         z
     }
 
+    /// `dL/dx = dL/dz W^T`: the gradient at the layer's input.
+    fn backward(&self, dz: &Matrix) -> Matrix {
+        let mut dx = Matrix::zeros(dz.rows(), self.w.rows());
+        matmul_acc(&mut dx, dz, Transpose::No, &self.w, Transpose::Yes, 1.0);
+        dx
+    }
+
     /// One momentum step from the batch gradient `dL/dW = x^T dz`, `dL/db = sum_rows dz`:
     /// `v = mu v + grad`, then `theta -= eta v`.
     fn momentum_step(
@@ -173,6 +206,15 @@ fn add(dst: &mut [f32], src: &[f32], alpha: f32) {
 
 fn relu(m: &mut Matrix) {
     m.as_mut_slice().iter_mut().for_each(|v| *v = v.max(0.0));
+}
+
+/// The gradient back through a ReLU: zero where its output `activity` was cut to 0.
+fn relu_backward(grad: &mut Matrix, activity: &Matrix) {
+    for (g, &a) in grad.as_mut_slice().iter_mut().zip(activity.as_slice()) {
+        if a <= 0.0 {
+            *g = 0.0;
+        }
+    }
 }
 
 /// Turns each row of logits `z` into `softmax(z)` (shifted by the row maximum for stability) and
@@ -228,13 +270,15 @@ impl Judge {
     /// epoch (epochs counted from 1).
     ///
     /// # Panics
-    /// If `options.hidden` or `options.batch_size` is 0.
+    /// If `options` fail [`JudgeOptions::validate`] for `data`.
     pub fn train(
         data: &Dataset,
         options: &JudgeOptions,
         mut on_epoch: impl FnMut(usize, f64),
     ) -> Judge {
-        assert!(options.hidden > 0 && options.batch_size > 0, "empty judge");
+        if let Err(e) = options.validate(data) {
+            panic!("judge options: {e}");
+        }
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
         let net = match options.kind {
             JudgeKind::Mlp => Net::Mlp([
@@ -251,10 +295,8 @@ impl Judge {
         let mut order: Vec<usize> = (0..data.len()).collect();
         for epoch in 1..=options.epochs {
             order.shuffle(&mut rng);
-            // A cosine schedule: lr at the first epoch, falling towards 0 by the last.
-            let progress = (epoch - 1) as f32 / options.epochs as f32;
             let step = JudgeOptions {
-                lr: options.lr * 0.5 * (1.0 + (std::f32::consts::PI * progress).cos()),
+                lr: options.lr * LR_SCHEDULE.factor(epoch - 1, options.epochs),
                 ..options.clone()
             };
             let mut loss = 0.0;
@@ -265,6 +307,19 @@ impl Judge {
             on_epoch(epoch, loss / data.len() as f64);
         }
         judge
+    }
+
+    /// The network, e.g. `784-256-10 MLP` or `conv16k5+pool,conv32k5+pool,128,10 CNN`.
+    pub fn architecture(&self) -> String {
+        match &self.net {
+            Net::Mlp([hidden, _]) => format!("{}-{}-10 MLP", hidden.w.rows(), hidden.w.cols()),
+            Net::Cnn(net) => format!(
+                "conv{}k5+pool,conv{}k5+pool,{},10 CNN",
+                cnn::CHANNELS[0],
+                cnn::CHANNELS[1],
+                net.layers[2].w.cols()
+            ),
+        }
     }
 
     /// Which network this judge is.
@@ -520,13 +575,8 @@ fn mlp_forward(hidden: &Layer, output: &Layer, x: &Matrix) -> (Matrix, Matrix) {
 
 /// `dL/dh = dL/dz W2^T * [h > 0]`: the output gradient back through `W2` and the ReLU.
 fn hidden_gradient(output: &Layer, h: &Matrix, dz: &Matrix) -> Matrix {
-    let mut dh = Matrix::zeros(h.rows(), h.cols());
-    matmul_acc(&mut dh, dz, Transpose::No, &output.w, Transpose::Yes, 1.0);
-    for (g, &a) in dh.as_mut_slice().iter_mut().zip(h.as_slice()) {
-        if a <= 0.0 {
-            *g = 0.0;
-        }
-    }
+    let mut dh = output.backward(dz);
+    relu_backward(&mut dh, h);
     dh
 }
 

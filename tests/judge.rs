@@ -288,3 +288,52 @@ fn mean_pairwise_distance_of_a_triangle() {
     assert_eq!(judge::mean_pairwise_distance(&[&d]), 0.0);
     assert_eq!(judge::mean_pairwise_distance(&[]), 0.0);
 }
+
+/// Settings the images cannot take are refused by name before any training.
+#[test]
+fn bad_judge_settings_are_named() {
+    let data = mnist(Split::Train);
+    assert!(options().validate(&data).is_ok());
+    assert!(JudgeOptions::mlp().validate(&data).is_ok());
+    for (bad, name) in [
+        (
+            JudgeOptions {
+                shift: 28,
+                ..options()
+            },
+            "shift",
+        ),
+        (
+            JudgeOptions {
+                hidden: 0,
+                ..options()
+            },
+            "hidden",
+        ),
+        (
+            JudgeOptions {
+                batch_size: 0,
+                ..options()
+            },
+            "batch_size",
+        ),
+        (
+            JudgeOptions {
+                epochs: 0,
+                ..options()
+            },
+            "epochs",
+        ),
+    ] {
+        let message = bad.validate(&data).unwrap_err().to_string();
+        assert!(message.starts_with(name), "{message}");
+    }
+    let mut tiny = data.clone();
+    tiny.rows = 3;
+    tiny.cols = 3;
+    let message = options().validate(&tiny).unwrap_err().to_string();
+    assert!(
+        message.contains("at least 4 for the cnn judge"),
+        "{message}"
+    );
+}

@@ -7,7 +7,7 @@ use eqprop::data::{Dataset, Split};
 use eqprop::dream::{
     self as dreaming, DreamOptions, DreamStart, Dreams, LabelClamp, dream, repeat_labels,
 };
-use eqprop::judge::{Judge, JudgeKind, JudgeOptions, cnn, score_dreams};
+use eqprop::judge::{Judge, JudgeKind, JudgeOptions, score_dreams};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -75,14 +75,9 @@ pub fn judge(args: JudgeArgs) -> Result<()> {
         shift: args.shift.unwrap_or(defaults.shift),
         ..defaults
     };
-    if options.shift >= train.rows.min(train.cols) {
-        bail!(
-            "--shift {} must be smaller than the {}x{} images",
-            options.shift,
-            train.rows,
-            train.cols
-        );
-    }
+    options
+        .validate(&train)
+        .map_err(|e| anyhow::anyhow!("judge settings: {e}"))?;
     let bar = indicatif::ProgressBar::new(args.epochs as u64);
     let start = std::time::Instant::now();
     let judge = Judge::train(&train, &options, |epoch, loss| {
@@ -91,17 +86,9 @@ pub fn judge(args: JudgeArgs) -> Result<()> {
     });
     bar.finish_and_clear();
     judge.save(&args.out)?;
-    let network = match args.kind {
-        JudgeKind::Cnn => format!(
-            "conv{}k5+pool,conv{}k5+pool,{},10 CNN",
-            cnn::CHANNELS[0],
-            cnn::CHANNELS[1],
-            options.hidden
-        ),
-        JudgeKind::Mlp => format!("{}-{}-10 MLP", judge.pixels(), options.hidden),
-    };
     println!(
-        "judge: {network}, {} epochs on {} ({} images, shifts up to {} pixels) in {:.1} s: test accuracy {:.2}%; saved {}",
+        "judge: {}, {} epochs on {} ({} images, shifts up to {} pixels) in {:.1} s: test accuracy {:.2}%; saved {}",
+        judge.architecture(),
         args.epochs,
         args.data.name(),
         train.len(),

@@ -15,7 +15,7 @@ use super::architecture::Architecture;
 use super::net::{ConvNet, Gradient};
 use super::relax::{ConvPhase, ConvState, Sweep, Workspace};
 use crate::config::{ConfigError, MAX_COUPLINGS, MAX_STATES, Schedule, range};
-use crate::data::{Dataset, shifted};
+use crate::data::{Dataset, shift_fits, shifted};
 use crate::learning_rule::Dynamics;
 use crate::learning_rule::Nudging;
 use crate::tensor::Matrix;
@@ -194,7 +194,8 @@ impl ConvConfig {
         let input = self.arch.layers()[0];
         range(
             "shift",
-            self.shift == 0 || (input.is_image() && self.shift < input.height.min(input.width)),
+            self.shift == 0
+                || (input.is_image() && shift_fits(self.shift, input.height, input.width)),
             "smaller than the image's side (and images only)",
             self.shift as f64,
         )?;

@@ -3,6 +3,12 @@
 use super::Dataset;
 use rand::{Rng, RngExt};
 
+/// Whether images of `height x width` can be moved by up to `shift` pixels: `shift` smaller
+/// than their shorter side (0 always fits).
+pub fn shift_fits(shift: usize, height: usize, width: usize) -> bool {
+    shift == 0 || shift < height.min(width)
+}
+
 /// The examples `batch` of `data`, each translated by a random offset in `-shift..=shift`
 /// along each axis, the uncovered pixels 0 (labels only: no targets). Augmentation for the
 /// trainers that learn from images whose class does not change under small translations.

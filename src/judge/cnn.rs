@@ -11,8 +11,7 @@
 //! `col2im(dz K^T)` and whose kernel gradient is `im2col(x)^T dz`; a max-pool routes its
 //! gradient to the window's maximum ([`unpool`]).
 
-use super::{CLASSES, JudgeOptions, Layer, relu};
-use crate::backend::{Transpose, matmul_acc};
+use super::{CLASSES, JudgeOptions, Layer, hidden_gradient, relu, relu_backward};
 use crate::conv::architecture::ConvGeometry;
 use crate::conv::kernels::{col2im_acc, im2col, max_pool, unpool};
 use crate::tensor::Matrix;
@@ -36,8 +35,9 @@ pub(super) struct Cnn {
 /// What the forward pass keeps for the backward one.
 struct Trace {
     cols: [Matrix; 2],
-    /// The convolutions' outputs after the ReLU, and each pooled value's source in them.
-    conv: [Vec<f32>; 2],
+    /// The convolutions' outputs after the ReLU (`n positions x C_out`), and each pooled
+    /// value's source in them.
+    conv: [Matrix; 2],
     winner: [Vec<u32>; 2],
     /// The second pooled layer as a batch of flat rows, the hidden layer, the logits.
     flat: Matrix,
@@ -101,8 +101,8 @@ impl Cnn {
         let mut t = self.forward(x);
         let loss = super::cross_entropy_gradient(&mut t.logits, labels);
         let dz = t.logits;
-        let dh = back_through(&dz, &self.layers[3], &t.hidden);
-        let dflat = back_through(&dh, &self.layers[2], &Matrix::zeros(0, 0));
+        let dh = hidden_gradient(&self.layers[3], &t.hidden, &dz);
+        let dflat = self.layers[2].backward(&dh);
         let dz2 = unpooled(dflat.as_slice(), &t.winner[1], &t.conv[1]);
         let dpooled1 = conv_input_gradient(&dz2, n, &g[1], &self.layers[1]);
         let dz1 = unpooled(&dpooled1, &t.winner[0], &t.conv[0]);
@@ -111,9 +111,7 @@ impl Cnn {
         };
         self.layers[3].momentum_step(v4, &t.hidden, &dz, opts);
         self.layers[2].momentum_step(v3, &t.flat, &dh, opts);
-        let dz2 = Matrix::from_vec(n * g[1].positions(), g[1].cout, dz2).expect("sized");
         self.layers[1].momentum_step(v2, &t.cols[1], &dz2, opts);
-        let dz1 = Matrix::from_vec(n * g[0].positions(), g[0].cout, dz1).expect("sized");
         self.layers[0].momentum_step(v1, &t.cols[0], &dz1, opts);
         loss
     }
@@ -156,57 +154,29 @@ fn conv_block(
     n: usize,
     g: &ConvGeometry,
     layer: &Layer,
-) -> (Matrix, Vec<f32>, Vec<u32>, Vec<f32>) {
+) -> (Matrix, Matrix, Vec<u32>, Vec<f32>) {
     let mut cols = Matrix::zeros(n * g.positions(), g.patch());
     im2col(x, n, g, cols.as_mut_slice());
     let mut conv = layer.forward(&cols);
     relu(&mut conv);
-    let conv = conv.into_vec();
     let pooled_len = n * g.hp * g.wp * g.cout;
     let (mut pooled, mut winner) = (vec![0.0; pooled_len], vec![0u32; pooled_len]);
-    max_pool(&conv, n, g, &mut pooled, &mut winner);
+    max_pool(conv.as_slice(), n, g, &mut pooled, &mut winner);
     (cols, conv, winner, pooled)
 }
 
-/// `dL/da = dL/dz W^T`, masked by `[a > 0]` (the ReLU) when `a` is not empty.
-fn back_through(dz: &Matrix, layer: &Layer, a: &Matrix) -> Matrix {
-    let mut da = Matrix::zeros(dz.rows(), layer.w.rows());
-    matmul_acc(&mut da, dz, Transpose::No, &layer.w, Transpose::Yes, 1.0);
-    if a.rows() > 0 {
-        for (g, &v) in da.as_mut_slice().iter_mut().zip(a.as_slice()) {
-            if v <= 0.0 {
-                *g = 0.0;
-            }
-        }
-    }
-    da
-}
-
 /// The gradient at a convolution's output from the gradient at its pool: routed to each
-/// window's maximum, then through the ReLU (zero where the output was cut to 0).
-fn unpooled(dpooled: &[f32], winner: &[u32], conv: &[f32]) -> Vec<f32> {
-    let mut dz = vec![0.0; conv.len()];
-    unpool(dpooled, winner, &mut dz);
-    for (g, &v) in dz.iter_mut().zip(conv) {
-        if v <= 0.0 {
-            *g = 0.0;
-        }
-    }
+/// window's maximum, then back through the ReLU.
+fn unpooled(dpooled: &[f32], winner: &[u32], conv: &Matrix) -> Matrix {
+    let mut dz = Matrix::zeros(conv.rows(), conv.cols());
+    unpool(dpooled, winner, dz.as_mut_slice());
+    relu_backward(&mut dz, conv);
     dz
 }
 
 /// `dL/dx = col2im(dz K^T)`: the gradient at a convolution's input.
-fn conv_input_gradient(dz: &[f32], n: usize, g: &ConvGeometry, layer: &Layer) -> Vec<f32> {
-    let dz = Matrix::from_vec(n * g.positions(), g.cout, dz.to_vec()).expect("sized");
-    let mut dcols = Matrix::zeros(dz.rows(), g.patch());
-    matmul_acc(
-        &mut dcols,
-        &dz,
-        Transpose::No,
-        &layer.w,
-        Transpose::Yes,
-        1.0,
-    );
+fn conv_input_gradient(dz: &Matrix, n: usize, g: &ConvGeometry, layer: &Layer) -> Vec<f32> {
+    let dcols = layer.backward(dz);
     let mut dx = vec![0.0; n * g.h * g.w * g.cin];
     col2im_acc(dcols.as_slice(), n, g, &mut dx);
     dx
