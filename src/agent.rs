@@ -8,7 +8,7 @@
 //! cheapest. The model is the online EqProp [`WorldModel`], the
 //! true simulator ([`TrueModel`], the ceiling), or none (the random policy).
 
-use crate::env::{CartPole, Env, EnvError, Pendulum};
+use crate::env::{Env, EnvError, Pendulum, Physics};
 pub use crate::task::{Model, Task};
 use crate::world_model::WorldModel;
 use rand::{RngExt, SeedableRng};
@@ -16,21 +16,40 @@ use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
 
 mod experiment;
+pub mod life;
 
 pub use experiment::{
     EXPLORE, EpisodeRecord, Event, Experiment, ExperimentOptions, ModelKind, Outcome,
     ROLLOUT_STEPS, Rollout, Stage, Summary,
 };
 
-/// The simulator itself as the model (the planner's ceiling).
+/// The simulator itself as the model (the planner's ceiling), with the physics of one world.
 #[derive(Clone, Debug)]
 pub struct TrueModel {
     task: Task,
+    physics: Physics,
 }
 
 impl TrueModel {
+    /// The model of `task` with Gymnasium's own physics.
     pub fn new(task: Task) -> Self {
-        Self { task }
+        let physics = match task {
+            Task::CartPole => Physics::CartPole(Default::default()),
+            Task::Pendulum { .. } => Physics::Pendulum(Default::default()),
+        };
+        Self { task, physics }
+    }
+
+    /// The model of a changed world; an error when the physics is another environment's.
+    pub fn with_physics(task: Task, physics: Physics) -> Result<Self, EnvError> {
+        match (&task, &physics) {
+            (Task::CartPole, Physics::CartPole(_))
+            | (Task::Pendulum { .. }, Physics::Pendulum(_)) => Ok(Self { task, physics }),
+            _ => Err(EnvError::BadWorld {
+                world: physics.spec(),
+                reason: format!("not a world of {task:?}"),
+            }),
+        }
     }
 }
 
@@ -40,22 +59,22 @@ impl Model for TrueModel {
         for (r, &a) in actions.iter().enumerate() {
             let o = &obs[r * d..(r + 1) * d];
             let out = &mut next[r * d..(r + 1) * d];
-            match &self.task {
-                Task::CartPole => {
+            match (&self.task, &self.physics) {
+                (Task::CartPole, Physics::CartPole(p)) => {
                     let s = std::array::from_fn(|i| f64::from(o[i]));
-                    let n = CartPole::dynamics(s, a == 1);
-                    for (x, v) in out.iter_mut().zip(n) {
+                    for (x, v) in out.iter_mut().zip(p.dynamics(s, a == 1)) {
                         *x = v as f32;
                     }
                 }
-                Task::Pendulum { torques } => {
+                (Task::Pendulum { torques }, Physics::Pendulum(p)) => {
                     let th = f64::from(o[1]).atan2(f64::from(o[0]));
                     let u = Pendulum::clip_torque(torques[a]);
-                    let ([th, thdot], _) = Pendulum::dynamics([th, f64::from(o[2])], u);
+                    let ([th, thdot], _) = p.dynamics([th, f64::from(o[2])], u);
                     out[0] = th.cos() as f32;
                     out[1] = th.sin() as f32;
                     out[2] = thdot as f32;
                 }
+                _ => unreachable!("the constructors pair a task with its own physics"),
             }
         }
     }
@@ -305,6 +324,8 @@ pub struct Episode {
     pub held_out: HeldOut,
     /// Share of steps whose transition passed the surprise gate (learning episodes).
     pub learned_share: f64,
+    /// Whether each step's transition passed the surprise gate (learning episodes).
+    pub learned: Vec<bool>,
     /// Seconds each decision took, planning included.
     pub decision_seconds: Vec<f64>,
     /// Seconds spent learning.
@@ -470,7 +491,6 @@ impl Agent {
         if keep_states {
             ep.states.push(env.state());
         }
-        let mut learned = 0usize;
         let mut predicted = vec![0.0; obs.len()];
         loop {
             let start = Instant::now();
@@ -485,7 +505,7 @@ impl Agent {
                     let start = Instant::now();
                     let report = model.learn(&obs, a, &step.obs);
                     ep.learn_seconds += start.elapsed().as_secs_f64();
-                    learned += usize::from(report.learned);
+                    ep.learned.push(report.learned);
                     if !report.errors.is_empty() {
                         ep.errors.push(report.errors);
                     }
@@ -511,6 +531,7 @@ impl Agent {
             }
         }
         ep.pred_error = pooled_error(&component_errors(&ep.errors));
+        let learned = ep.learned.iter().filter(|&&l| l).count();
         ep.learned_share = learned as f64 / ep.steps as f64;
         Ok(ep)
     }

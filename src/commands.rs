@@ -23,6 +23,7 @@ mod arch;
 mod checks;
 mod continual;
 mod dream;
+mod life;
 mod plots;
 
 #[derive(Parser, Debug)]
@@ -61,6 +62,9 @@ enum Command {
     /// The robot: learn a world model online with EqProp and plan with it on CartPole-v1 or
     /// Pendulum-v1 (or plan with the true simulator, or act at random, as baselines).
     Agent(Box<agent::AgentArgs>),
+    /// The living agent: learn world after world online (the physics changed between them),
+    /// keep the old ones by dreaming them; report the error matrix, the returns and the gate.
+    Life(Box<life::LifeArgs>),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -440,6 +444,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Agent(args) => {
             cpu_only(Work::Agent)?;
             agent::agent(*args)
+        }
+        Command::Life(args) => {
+            cpu_only(Work::Agent)?;
+            life::life(*args)
         }
     }
 }

@@ -24,7 +24,16 @@ pub enum Threshold {
     /// A running quantile: about `share` of the examples learn; `step` is the threshold's move
     /// per mini-batch and unit of share error.
     Adaptive { share: f32, step: f32 },
+    /// A running quantile on the log scale, `ln theta <- ln theta + rate (a - share)`: at rest
+    /// about `share` of the examples learn, whatever the scale of the surprise; when the surprise
+    /// jumps (a new world), nearly every example learns until the threshold has climbed to the
+    /// new level (`ln(jump) / (rate (1 - share))` examples), and far fewer once the surprise
+    /// falls back: surprise relative to the surprise expected.
+    Relative { share: f32, rate: f32 },
 }
+
+/// The threshold a [`Threshold::Relative`] gate starts from (every example learns at first).
+const RELATIVE_START: f32 = 1e-8;
 
 /// The surprise gate of the learning rule.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,6 +60,7 @@ impl Modulator {
         match self.threshold {
             Threshold::Fixed { value } => value,
             Threshold::Adaptive { .. } => 0.0,
+            Threshold::Relative { .. } => RELATIVE_START,
         }
     }
 
@@ -60,15 +70,21 @@ impl Modulator {
     }
 
     /// The threshold after a mini-batch with these surprises.
-    pub fn adapt<'a>(&self, threshold: f32, surprises: impl IntoIterator<Item = &'a f32>) -> f32 {
+    pub fn adapt<'a, I: IntoIterator<Item = &'a f32>>(&self, threshold: f32, surprises: I) -> f32 {
+        let above = |surprises: I| {
+            let (above, seen) = surprises.into_iter().fold((0usize, 0usize), |(a, n), &s| {
+                (a + usize::from(Self::learns(s, threshold)), n + 1)
+            });
+            above as f32 / seen.max(1) as f32
+        };
         match self.threshold {
             Threshold::Fixed { value } => value,
             Threshold::Adaptive { share, step } => {
-                let (above, seen) = surprises.into_iter().fold((0usize, 0usize), |(a, n), &s| {
-                    (a + usize::from(Self::learns(s, threshold)), n + 1)
-                });
-                let observed = above as f32 / seen.max(1) as f32;
-                (threshold + step * (observed - share)).max(0.0)
+                (threshold + step * (above(surprises) - share)).max(0.0)
+            }
+            Threshold::Relative { share, rate } => {
+                let moved = threshold * (rate * (above(surprises) - share)).exp();
+                moved.clamp(f32::MIN_POSITIVE, f32::MAX)
             }
         }
     }
@@ -87,6 +103,12 @@ impl Modulator {
             }
             Threshold::Adaptive { step, .. } if !(step.is_finite() && step > 0.0) => {
                 Err(GateError::Step(step))
+            }
+            Threshold::Relative { share, .. } if !(share > 0.0 && share <= 1.0) => {
+                Err(GateError::Share(share))
+            }
+            Threshold::Relative { rate, .. } if !(rate.is_finite() && rate > 0.0) => {
+                Err(GateError::Step(rate))
             }
             _ => Ok(()),
         }
@@ -139,6 +161,41 @@ mod tests {
             theta = gate.adapt(theta, &batch);
         }
         assert!((theta - 0.75).abs() < 0.02, "threshold {theta}");
+    }
+
+    #[test]
+    fn relative_threshold_settles_at_the_quantile_and_follows_a_jump() {
+        let gate = Modulator {
+            threshold: Threshold::Relative {
+                share: 0.05,
+                rate: 0.01,
+            },
+            gain: 1.0,
+        };
+        // Surprises spread over two decades, log-uniform: 5% lie above 10^(-4 + 2 * 0.95).
+        let level =
+            |i: usize, scale: f32| scale * 10f32.powf(-4.0 + 2.0 * ((i * 37) % 100) as f32 / 100.0);
+        let mut theta = gate.initial_threshold();
+        for i in 0..40_000 {
+            theta = gate.adapt(theta, &[level(i, 1.0)]);
+        }
+        let want = 10f32.powf(-4.0 + 2.0 * 0.95);
+        assert!(
+            (theta / want).ln().abs() < 0.15,
+            "threshold {theta}, want {want}"
+        );
+        // A hundredfold jump: nearly every example learns until the threshold has climbed,
+        // about ln(100) / (0.01 * 0.95) = 485 examples.
+        let mut learned = 0;
+        for i in 0..1000 {
+            let s = level(i, 100.0);
+            learned += usize::from(Modulator::learns(s, theta));
+            theta = gate.adapt(theta, &[s]);
+        }
+        assert!(
+            (450..650).contains(&learned),
+            "{learned} of 1000 learned after the jump"
+        );
     }
 
     #[test]

@@ -1,5 +1,13 @@
 //! Small statistics shared by the library's reports.
 
+/// The `q` quantile of `values` by nearest rank (NaN when empty).
+pub fn percentile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+    sorted.get(rank - 1).copied().unwrap_or(f64::NAN)
+}
+
 /// The median of some values: the middle one of an odd count, the mean of the two middle ones
 /// of an even count (NaN when empty). Values are ordered by [`f64::total_cmp`].
 pub fn median(values: &[f64]) -> f64 {

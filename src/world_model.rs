@@ -6,15 +6,23 @@
 //! options add to that batch, repeat it or thin it out: a small replay of recent transitions
 //! (`replay` extra rows per step, drawn from the last `replay_capacity`), further updates on
 //! replayed batches (`updates` EqProp updates per step in all: on the robot the data are scarce
-//! and the compute is not), and the surprise gate of [`crate::modulator`] (a row learns only
-//! when its prediction missed by more than a threshold).
+//! and the compute is not), and the surprise gate of [`crate::modulator`] (a step learns only
+//! when the new transition's prediction missed by more than a threshold).
+//!
+//! Told which world it is in (`contexts` one-hot input units), one model learns several worlds
+//! of the same task; the long-term memory of the worlds it has left (their kept real
+//! transitions, or its own dreams of them: [`WorldModel::keep_dreams`]) is rehearsed beside
+//! the present world's experience (`rehearse` rows of every replayed batch), as
+//! [`crate::agent::life`] does.
 //!
 //! Encoding (states live in `[0, 1]`): each observation component `v`, divided by its typical
 //! magnitude, enters as the pair `(max(v, 0), max(-v, 0))`, so zero sits inside the hard
 //! sigmoid's linear range and a linear function of `v` is exact; the action enters as two units
-//! (CartPole: one-hot; Pendulum: the torque's positive and negative parts). Each output unit
-//! reads `0.5 + (delta - mean) / (span std)`, with the mean and standard deviation of that
-//! component's change tracked online (Welford), so small and large changes are learned alike.
+//! (CartPole: one-hot; Pendulum: the torque's positive and negative parts), then the one-hot
+//! context of the world, when there are several. Each output unit reads
+//! `0.5 + (delta - mean) / (span std)`, with the mean and standard deviation of that component's
+//! change tracked online (Welford) in the first world (context 0) and kept for the others, so
+//! small and large changes are learned alike and every world shares one scale.
 //!
 //! By default the network predicts every component's change: the robot learns all of its
 //! physics, positions included. With `kinematic_prior` it predicts only the velocities' changes
@@ -49,8 +57,15 @@ pub struct WorldModelConfig {
     /// EqProp updates per environment step: the first learns the new transition (and its
     /// replay), each further one a batch of `replay + 1` replayed transitions.
     pub updates: usize,
-    /// The surprise gate: a row learns only when its output cost exceeds the threshold.
+    /// The surprise gate: a step learns only when the new transition's output cost (its
+    /// prediction's, before learning) exceeds the threshold; then every row of its batches
+    /// learns, and otherwise none (surprise decides when to learn).
     pub gate: Option<Modulator>,
+    /// Worlds the model is told apart by a one-hot context input (0: no context input).
+    pub contexts: usize,
+    /// Rows of each replayed batch drawn from the long-term memory of the other worlds (their
+    /// kept real transitions or the model's own dreams of them), once there is one.
+    pub rehearse: usize,
     /// The kinematic prior: predict only the velocities and integrate the positions by the
     /// task's known kinematics (off: every component is learned).
     pub kinematic_prior: bool,
@@ -75,6 +90,8 @@ impl Default for WorldModelConfig {
             replay_capacity: 2000,
             updates: 16,
             gate: None,
+            contexts: 0,
+            rehearse: 12,
             kinematic_prior: false,
             span: 8.0,
             seed: 0,
@@ -121,6 +138,18 @@ impl WorldModelConfig {
             "positive when replaying",
             self.replay_capacity.to_string(),
         )?;
+        range(
+            self.rehearse <= self.replay,
+            "rehearse",
+            "at most replay",
+            self.rehearse.to_string(),
+        )?;
+        range(
+            self.contexts <= 1 << 16,
+            "contexts",
+            "at most 65536",
+            self.contexts.to_string(),
+        )?;
         if self.lr.len() != self.hidden.len() + 1 {
             return Err(ConfigError::RateCount {
                 count: self.lr.len(),
@@ -145,6 +174,41 @@ pub struct Transition {
     pub obs: Vec<f32>,
     pub action: usize,
     pub next: Vec<f32>,
+    /// The world it happened in (0 without contexts).
+    pub context: usize,
+}
+
+/// A transition the model dreamed: its own free-phase output for an imagined state and action
+/// in a world, kept as the target that world's rehearsal learns towards.
+#[derive(Clone, Debug, PartialEq)]
+struct Dreamed {
+    obs: Vec<f32>,
+    action: usize,
+    context: usize,
+    target: Vec<f32>,
+}
+
+/// A row of the long-term memory of a world.
+#[derive(Clone, Debug, PartialEq)]
+enum Kept {
+    Real(Transition),
+    Dream(Dreamed),
+}
+
+/// A row of a learning batch, borrowed from the buffer or the memory.
+#[derive(Clone, Copy)]
+enum Row<'a> {
+    Real(&'a Transition),
+    Dream(&'a Dreamed),
+}
+
+impl<'a> From<&'a Kept> for Row<'a> {
+    fn from(kept: &'a Kept) -> Self {
+        match kept {
+            Kept::Real(t) => Row::Real(t),
+            Kept::Dream(d) => Row::Dream(d),
+        }
+    }
 }
 
 /// What one online learning step did.
@@ -193,9 +257,15 @@ pub struct WorldModel {
     net: Network,
     /// Observation components the network predicts.
     outputs: Vec<usize>,
-    /// Statistics of every component's change.
+    /// The world the model is in now (0 without contexts).
+    context: usize,
+    /// Statistics of every component's change, learned in the first world (context 0) and
+    /// kept for the others.
     stats: Vec<Running>,
+    /// Recent real transitions of the present world.
     buffer: VecDeque<Transition>,
+    /// Long-term memory, per world: kept real transitions or dreams.
+    memory: Vec<VecDeque<Kept>>,
     learner: Particles,
     /// Prediction buffers, one pair per batch size asked for.
     predictors: Vec<(State, Relaxation)>,
@@ -206,6 +276,8 @@ pub struct WorldModel {
     learns: Vec<bool>,
     learners: Vec<usize>,
     steps: usize,
+    /// EqProp updates made so far (batches that learned).
+    updates: usize,
 }
 
 impl WorldModel {
@@ -217,7 +289,7 @@ impl WorldModel {
         } else {
             (0..task.obs_dim()).collect()
         };
-        let mut sizes = vec![2 * task.obs_dim() + 2];
+        let mut sizes = vec![2 * task.obs_dim() + 2 + config.contexts];
         sizes.extend(&config.hidden);
         sizes.push(outputs.len());
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x3070_D31F);
@@ -231,10 +303,12 @@ impl WorldModel {
         })?;
         let net = Network::glorot(&sizes, &mut rng).expect("sizes are validated");
         let threshold = config.gate.map_or(0.0, |g| g.initial_threshold());
+        let worlds = config.contexts.max(1);
         Ok(Self {
             learner: Particles::new(&sizes, batch),
             stats: vec![Running::default(); task.obs_dim()],
             buffer: VecDeque::with_capacity(config.replay_capacity.min(1 << 16)),
+            memory: vec![VecDeque::new(); worlds],
             predictors: Vec::new(),
             surprises: vec![0.0; batch],
             learns: vec![false; batch],
@@ -243,9 +317,11 @@ impl WorldModel {
             config,
             net,
             outputs,
+            context: 0,
             rng,
             threshold,
             steps: 0,
+            updates: 0,
         })
     }
 
@@ -264,9 +340,78 @@ impl WorldModel {
         self.steps
     }
 
+    /// EqProp updates made so far (each a free phase, a nudged phase and a coupling update of
+    /// one batch), the learning work.
+    pub fn updates(&self) -> usize {
+        self.updates
+    }
+
     /// The gate's current threshold (0 without a gate).
     pub fn threshold(&self) -> f32 {
         self.threshold
+    }
+
+    /// The world the model is in.
+    pub fn context(&self) -> usize {
+        self.context
+    }
+
+    /// Tells the model which world it is in: the context input of its predictions and of the
+    /// transitions it learns from next. An error past the configured `contexts`.
+    pub fn set_context(&mut self, context: usize) -> Result<(), ConfigError> {
+        if context >= self.config.contexts.max(1) {
+            return Err(ConfigError::Described {
+                name: "context",
+                rule: "below the world model's contexts",
+                got: format!("{context} (contexts: {})", self.config.contexts),
+            });
+        }
+        self.context = context;
+        Ok(())
+    }
+
+    /// The present world's recent real transitions are gone (the world changes); with
+    /// `keep_real` they move to the long-term memory of their worlds first (the upper bound of
+    /// rehearsal: at most `replay_capacity` per world, the newest kept).
+    pub fn forget_recent(&mut self, keep_real: bool) {
+        for t in self.buffer.drain(..) {
+            if keep_real {
+                let kept = &mut self.memory[t.context];
+                if kept.len() == self.config.replay_capacity {
+                    kept.pop_front();
+                }
+                kept.push_back(Kept::Real(t));
+            }
+        }
+    }
+
+    /// Dreams of world `context`: the model's own predictions for these imagined states
+    /// (`obs`, one observation after another) and actions, in that world, are kept as its
+    /// long-term memory (replacing what was kept of it). Later worlds rehearse them.
+    pub fn keep_dreams(&mut self, context: usize, obs: &[f32], actions: &[usize]) {
+        let present = std::mem::replace(&mut self.context, context);
+        let d = self.task.obs_dim();
+        let state = self.relax_free(obs, actions);
+        let kept: VecDeque<Kept> = actions
+            .iter()
+            .enumerate()
+            .map(|(r, &action)| {
+                Kept::Dream(Dreamed {
+                    obs: obs[r * d..(r + 1) * d].to_vec(),
+                    action,
+                    context,
+                    target: state.0.output().row(r).to_vec(),
+                })
+            })
+            .collect();
+        self.release(state);
+        self.memory[context] = kept;
+        self.context = present;
+    }
+
+    /// Rows kept in the long-term memory of world `context`.
+    pub fn kept(&self, context: usize) -> usize {
+        self.memory.get(context).map_or(0, VecDeque::len)
     }
 
     /// The standard deviation used to scale component `j`'s change.
@@ -274,16 +419,21 @@ impl WorldModel {
         self.stats[j].std(1e-6 * f64::from(self.task.obs_scale()[j])) as f32
     }
 
-    /// Writes the input layer's row for `obs` and action `a`.
-    fn encode(&self, obs: &[f32], a: usize, row: &mut [f32]) {
+    /// Writes the input layer's row for `obs`, action `a` and world `context`.
+    fn encode(&self, obs: &[f32], a: usize, context: usize, row: &mut [f32]) {
+        let d = obs.len();
         for (i, (&v, &s)) in obs.iter().zip(self.task.obs_scale()).enumerate() {
             let v = v / s;
             row[2 * i] = v.clamp(0.0, 1.0);
             row[2 * i + 1] = (-v).clamp(0.0, 1.0);
         }
-        let n = row.len();
         let code = self.task.action_code(a);
-        row[n - 2..].copy_from_slice(&code);
+        row[2 * d..2 * d + 2].copy_from_slice(&code);
+        if self.config.contexts > 0 {
+            let one_hot = &mut row[2 * d + 2..];
+            one_hot.fill(0.0);
+            one_hot[context] = 1.0;
+        }
     }
 
     /// Output unit value of change `delta` of component `j`.
@@ -322,24 +472,48 @@ impl WorldModel {
             .collect()
     }
 
-    /// Learns from one transition (and, with replay, from recent ones beside it).
+    /// Learns from one transition in the present world (and, with replay, from recent ones
+    /// and the long-term memory beside it). With the gate, a transition whose surprise (the
+    /// output cost of the prediction, before learning) is at most the threshold learns nothing.
     pub fn learn(&mut self, obs: &[f32], action: usize, next: &[f32]) -> LearnReport {
         // The prediction before learning, with the statistics as they were.
+        let buffers = self.relax_free(obs, &[action]);
+        let y = buffers.0.output().row(0).to_vec();
+        self.release(buffers);
         let mut predicted = vec![0.0; obs.len()];
-        self.predict(obs, &[action], &mut predicted);
+        self.decode(obs, &y, &mut predicted);
         let have_stats = self.stats[0].n >= 2.0;
-        for (j, s) in self.stats.iter_mut().enumerate() {
-            s.push(f64::from(next[j] - obs[j]));
+        // One scale for every world, so that what the worlds share (their kinematics) is one
+        // mapping: the first world sets it.
+        if self.context == 0 {
+            for (j, s) in self.stats.iter_mut().enumerate() {
+                s.push(f64::from(next[j] - obs[j]));
+            }
         }
         let errors = if have_stats {
             self.scaled_errors(&predicted, next)
         } else {
             Vec::new()
         };
+        let learned = match self.config.gate {
+            Some(gate) => {
+                let surprise: f32 = (self.outputs.iter().zip(&y))
+                    .map(|(&j, &y)| {
+                        let t = self.target_of(j, next[j] - obs[j]);
+                        0.5 * (y - t.clamp(0.0, 1.0)).powi(2)
+                    })
+                    .sum();
+                let learns = Modulator::learns(surprise, self.threshold);
+                self.threshold = gate.adapt(self.threshold, &[surprise]);
+                learns
+            }
+            None => true,
+        };
         let transition = Transition {
             obs: obs.to_vec(),
             action,
             next: next.to_vec(),
+            context: self.context,
         };
         if self.config.replay_capacity > 0 {
             if self.buffer.len() == self.config.replay_capacity {
@@ -347,9 +521,12 @@ impl WorldModel {
             }
             self.buffer.push_back(transition.clone());
         }
-        let (learned, mut rows_learned) = self.learn_batch(Some(&transition));
-        for _ in 1..self.config.updates {
-            rows_learned += self.learn_batch(None).1;
+        let mut rows_learned = 0;
+        if learned {
+            rows_learned += self.learn_batch(Some(&transition));
+            for _ in 1..self.config.updates {
+                rows_learned += self.learn_batch(None);
+            }
         }
         self.steps += 1;
         LearnReport {
@@ -359,27 +536,56 @@ impl WorldModel {
         }
     }
 
-    /// One EqProp update on a batch: the new transition (when given) and `replay` transitions
-    /// drawn from the buffer (`replay + 1` of them without a new one). Returns whether the new
-    /// transition passed the gate and how many rows learned.
-    fn learn_batch(&mut self, new: Option<&Transition>) -> (bool, usize) {
+    /// Worlds other than the present one that have a long-term memory.
+    fn remembered(&self) -> Vec<usize> {
+        (0..self.memory.len())
+            .filter(|&c| c != self.context && !self.memory[c].is_empty())
+            .collect()
+    }
+
+    /// One EqProp update on a batch: the new transition (when given), then transitions drawn
+    /// from the recent buffer, then (once other worlds are remembered) `rehearse` rows of their
+    /// long-term memory, `replay + 1` rows in all. Returns the rows learned (all of them).
+    fn learn_batch(&mut self, new: Option<&Transition>) -> usize {
         let batch = 1 + self.config.replay;
         let fresh = new.is_some();
-        let drawn: Vec<usize> = (usize::from(fresh)..batch)
+        let remembered = self.remembered();
+        let rehearse = if remembered.is_empty() {
+            0
+        } else {
+            self.config.rehearse
+        };
+        let drawn: Vec<usize> = (usize::from(fresh)..batch - rehearse)
             .map(|_| self.rng.random_range(0..self.buffer.len()))
             .collect();
-        let rows: Vec<&Transition> = new
+        let recalled: Vec<Row<'_>> = (0..rehearse)
+            .map(|_| {
+                let c = remembered[self.rng.random_range(0..remembered.len())];
+                Row::from(&self.memory[c][self.rng.random_range(0..self.memory[c].len())])
+            })
+            .collect();
+        let rows = new
             .into_iter()
             .chain(drawn.iter().map(|&i| &self.buffer[i]))
-            .collect();
-        let width = self.net.sizes()[0];
+            .map(Row::Real)
+            .chain(recalled);
+        let (width, n_out) = (self.net.sizes()[0], self.outputs.len());
         let mut inputs = vec![0.0; batch * width];
-        let mut targets = vec![0.0; batch * self.outputs.len()];
-        for (r, t) in rows.iter().enumerate() {
-            self.encode(&t.obs, t.action, &mut inputs[r * width..(r + 1) * width]);
-            for (k, &j) in self.outputs.iter().enumerate() {
-                targets[r * self.outputs.len() + k] =
-                    self.target_of(j, t.next[j] - t.obs[j]).clamp(0.0, 1.0);
+        let mut targets = vec![0.0; batch * n_out];
+        for (r, row) in rows.enumerate() {
+            let input = &mut inputs[r * width..(r + 1) * width];
+            let target = &mut targets[r * n_out..(r + 1) * n_out];
+            match row {
+                Row::Real(t) => {
+                    self.encode(&t.obs, t.action, t.context, input);
+                    for (k, &j) in self.outputs.iter().enumerate() {
+                        target[k] = self.target_of(j, t.next[j] - t.obs[j]).clamp(0.0, 1.0);
+                    }
+                }
+                Row::Dream(d) => {
+                    self.encode(&d.obs, d.action, d.context, input);
+                    target.copy_from_slice(&d.target);
+                }
             }
         }
         let learner = &mut self.learner;
@@ -399,32 +605,27 @@ impl WorldModel {
             learns: &mut self.learns,
             learners: &mut self.learners,
         };
-        let threshold = c.gate.map(|_| self.threshold);
+        // The gate decided before the batch whether this step learns: every row of it does.
         learner.eqprop_phases(
             &self.net,
             &c.dynamics,
             c.dynamics.beta,
-            threshold,
+            None,
             verdicts,
             |_| {},
         );
-        if let (Some(gate), true) = (&c.gate, fresh) {
-            // The threshold follows the new transitions only, not the replayed ones.
-            self.threshold = gate.adapt(self.threshold, &self.surprises[..1]);
-        }
-        let learned = fresh && self.learners.first() == Some(&0);
         if learner.learns {
             let (nudging, beta) = (c.dynamics.nudging, c.dynamics.beta);
             let learners = std::slice::from_mut(learner);
             let scale = gated_scales(&c.lr, learners, nudging, beta, c.gate.as_ref());
             apply_update_scaled(&mut self.net, &scale, learners, nudging, beta);
+            self.updates += 1;
         }
-        (learned, self.learners.len())
+        self.learners.len()
     }
-}
 
-impl Model for WorldModel {
-    fn predict(&mut self, obs: &[f32], actions: &[usize], next: &mut [f32]) {
+    /// The free phase of a batch of observations and actions in the present world, from zero.
+    fn relax_free(&mut self, obs: &[f32], actions: &[usize]) -> (State, Relaxation) {
         let d = self.task.obs_dim();
         let n = actions.len();
         let sizes = self.net.sizes().to_vec();
@@ -434,7 +635,7 @@ impl Model for WorldModel {
         };
         let mut input = vec![0.0; sizes[0]];
         for (r, &a) in actions.iter().enumerate() {
-            self.encode(&obs[r * d..(r + 1) * d], a, &mut input);
+            self.encode(&obs[r * d..(r + 1) * d], a, self.context, &mut input);
             state.set_row(0, r, &input);
         }
         for layer in state.layers.iter_mut().skip(1) {
@@ -447,13 +648,26 @@ impl Model for WorldModel {
             &mut state,
             &Phase::free(self.config.dynamics.t_free, self.config.dynamics.eps),
         );
-        for r in 0..n {
+        (state, relax)
+    }
+
+    /// Hands a relaxation's buffers back for the next batch of the same size.
+    fn release(&mut self, buffers: (State, Relaxation)) {
+        self.predictors.push(buffers);
+    }
+}
+
+impl Model for WorldModel {
+    fn predict(&mut self, obs: &[f32], actions: &[usize], next: &mut [f32]) {
+        let d = self.task.obs_dim();
+        let buffers = self.relax_free(obs, actions);
+        for r in 0..actions.len() {
             self.decode(
                 &obs[r * d..(r + 1) * d],
-                state.output().row(r),
+                buffers.0.output().row(r),
                 &mut next[r * d..(r + 1) * d],
             );
         }
-        self.predictors.push((state, relax));
+        self.release(buffers);
     }
 }

@@ -28,6 +28,7 @@ fn random_transitions(task: &Task, id: &str, n: usize, seed: u64) -> Vec<Transit
             obs: obs.clone(),
             action: a,
             next: step.obs.clone(),
+            context: 0,
         });
         obs = step.obs;
         if step.terminated || step.truncated {

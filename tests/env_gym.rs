@@ -1,6 +1,6 @@
 //! CartPole-v1 and Pendulum-v1 against real Gymnasium: fixtures from `tools/gym_fixtures.py`.
 
-use eqprop::env::fixture::{parse_hex_f64, replay};
+use eqprop::env::fixture::{parse_hex_f64, replay, replay_json};
 use eqprop::env::{Action, CartPole, Env, EnvError, Pendulum, Space, make, pendulum};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -29,6 +29,42 @@ fn cartpole_matches_gymnasium_bit_for_bit() {
 #[test]
 fn pendulum_matches_gymnasium_bit_for_bit() {
     check_fixture("gym_pendulum.json", 1000);
+}
+
+/// The changed worlds of `eqprop life` (Gymnasium with its constants overwritten): every
+/// world's fixture replays exactly, and it is really another world (Gymnasium's own physics
+/// does not reproduce it).
+fn check_worlds(name: &str, worlds: usize) {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let rep = replay_json(&text).unwrap();
+    assert_eq!(rep.mismatches, 0, "first mismatches: {:#?}", rep.details);
+    let fixtures: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(fixtures.len(), worlds);
+    for mut fixture in fixtures {
+        assert!(fixture["physics"].is_object());
+        fixture.as_object_mut().unwrap().remove("physics");
+        assert!(
+            replay(&fixture).unwrap().mismatches > 0,
+            "{name}: the world is the default"
+        );
+    }
+    let specs = eqprop::env::world::default_worlds(&rep.env_id).unwrap();
+    assert_eq!(
+        specs.len(),
+        worlds + 1,
+        "the fixtures cover the default worlds"
+    );
+}
+
+#[test]
+fn changed_cartpole_worlds_match_gymnasium_bit_for_bit() {
+    check_worlds("gym_cartpole_worlds.json", 2);
+}
+
+#[test]
+fn changed_pendulum_worlds_match_gymnasium_bit_for_bit() {
+    check_worlds("gym_pendulum_worlds.json", 2);
 }
 
 #[test]

@@ -84,11 +84,19 @@ fn episodes_and_steps_must_not_be_empty() {
             .to_string()
             .contains("not JSON")
     );
+    // A list holds the fixtures of several worlds: an empty one has none, and each one is
+    // checked as a fixture, named by its place.
     assert!(
         replay_json("[]")
             .unwrap_err()
             .to_string()
-            .contains("missing env_id")
+            .contains("no fixtures")
+    );
+    assert!(
+        replay_json("[{}]")
+            .unwrap_err()
+            .to_string()
+            .contains("fixture 0: missing env_id")
     );
 }
 

@@ -3,12 +3,15 @@
 
 Usage: python tools/gym_fixtures.py [OUT_DIR]   (default: tests/fixtures)
 
-Writes gym_cartpole.json and gym_pendulum.json, each one JSON object:
+Writes gym_cartpole.json and gym_pendulum.json (Gymnasium's own physics), and
+gym_cartpole_worlds.json and gym_pendulum_worlds.json (the changed worlds of `eqprop life`, one
+fixture per world in a JSON list), each fixture one JSON object:
 
     {
       "env_id": "CartPole-v1" | "Pendulum-v1",
       "gymnasium_version": "1.x.y", "numpy_version": "2.x.y",
       "max_episode_steps": 500 | 200,
+      "physics": {"length": 1.0, ...},   # only for a changed world: the constants set
       "format": "...",            # this description, abbreviated
       "episodes": [
         {
@@ -52,8 +55,23 @@ def f32(v):
     return repr(float(np.float32(v)))
 
 
-def record(env_id, episodes_spec):
+def make_world(env_id, physics):
+    """gym.make(env_id) with the constants in `physics` overwritten on the unwrapped env, as a
+    user changes a world; CartPole's derived total_mass and polemass_length are recomputed, as
+    its __init__ computes them."""
     env = gym.make(env_id)
+    u = env.unwrapped
+    for name, value in physics.items():
+        assert hasattr(u, name), name
+        setattr(u, name, float(value))
+    if env_id.startswith("CartPole"):
+        u.total_mass = u.masspole + u.masscart
+        u.polemass_length = u.masspole * u.length
+    return env
+
+
+def record(env_id, episodes_spec, physics=None):
+    env = make_world(env_id, physics or {})
     episodes = []
     for seed, policy_name, policy, after in episodes_spec:
         obs, _ = env.reset(seed=seed)
@@ -99,7 +117,7 @@ def record(env_id, episodes_spec):
                 break
         ep["steps_after_termination"] = extra
         episodes.append(ep)
-    return {
+    fixture = {
         "env_id": env_id,
         "gymnasium_version": gym.__version__,
         "numpy_version": np.__version__,
@@ -107,6 +125,9 @@ def record(env_id, episodes_spec):
         "format": FORMAT,
         "episodes": episodes,
     }
+    if physics:
+        fixture["physics"] = {k: float(v) for k, v in physics.items()}
+    return fixture
 
 
 def cartpole_random(t, s, rng):
@@ -166,15 +187,30 @@ def main():
             (6, "energy_pm5", pend_energy, 0),
         ],
     )
-    for name, data in (("gym_cartpole.json", cart), ("gym_pendulum.json", pend)):
+    # The changed worlds of `eqprop life` (src/env/world.rs: DEFAULT_*_WORLDS).
+    cart_worlds = [
+        record("CartPole-v1", [(s, "random", cartpole_random, 0) for s in range(3)]
+               + [(300, "balance", cartpole_balance, 0)], physics)
+        for physics in ({"length": 1.0, "masspole": 0.3}, {"masscart": 2.0})
+    ]
+    pend_worlds = [
+        record("Pendulum-v1", [(0, "random", pend_random, 0), (6, "energy_pm5", pend_energy, 0)],
+               physics)
+        for physics in ({"g": 6.0, "m": 0.6}, {"l": 0.7})
+    ]
+    for name, data in (("gym_cartpole.json", cart), ("gym_pendulum.json", pend),
+                       ("gym_cartpole_worlds.json", cart_worlds),
+                       ("gym_pendulum_worlds.json", pend_worlds)):
         path = os.path.join(out, name)
         with open(path, "w") as f:
             json.dump(data, f, separators=(",", ":"))
             f.write("\n")
-        n = sum(len(e["steps"]) for e in data["episodes"])
-        lens = [len(e["steps"]) for e in data["episodes"]]
-        print(f"{path}: {len(data['episodes'])} episodes, {n} steps, lengths {lens}, "
-              f"{os.path.getsize(path)} bytes")
+        for d in data if isinstance(data, list) else [data]:
+            n = sum(len(e["steps"]) for e in d["episodes"])
+            lens = [len(e["steps"]) for e in d["episodes"]]
+            print(f"{path} {d.get('physics', 'default')}: {len(d['episodes'])} episodes, "
+                  f"{n} steps, lengths {lens}")
+        print(f"{path}: {os.path.getsize(path)} bytes")
 
 
 if __name__ == "__main__":

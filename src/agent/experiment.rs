@@ -165,18 +165,8 @@ impl Experiment {
     /// agent: a blank world model, the true simulator, or none.
     pub fn new(mut options: ExperimentOptions) -> Result<Self> {
         let env = env::make(&options.env)?;
-        let mut task = Task::from_env_id(&options.env)?;
+        let (task, planner) = task_and_planner(&options)?;
         let cartpole = matches!(task, Task::CartPole);
-        if let (Task::Pendulum { torques }, Some(t)) = (&mut task, &options.torques) {
-            if t.is_empty() || t.iter().any(|u| !u.is_finite()) {
-                return Err(invalid(format!("--torques needs finite values, got {t:?}")));
-            }
-            torques.clone_from(t);
-        }
-        if !(0.0..=1.0).contains(&options.explore) {
-            let e = options.explore;
-            return Err(invalid(format!("--explore must be in [0, 1], got {e}")));
-        }
         let learn_steps = match options.model {
             ModelKind::Eqprop => {
                 (options.learn_steps).unwrap_or(if cartpole { 3000 } else { 4000 })
@@ -187,7 +177,6 @@ impl Experiment {
         if eval_episodes == 0 || options.episodes == 0 {
             return Err(invalid("--episodes and --eval-episodes must be at least 1"));
         }
-        let planner = planner_config(&options, cartpole)?;
         let brain = match options.model {
             ModelKind::Random => Brain::Random,
             ModelKind::True => Brain::True(
@@ -407,27 +396,45 @@ impl Experiment {
 
     /// The environment's own pace, per frame.
     fn frame_ms(&self) -> u32 {
-        if matches!(self.agent.task, Task::CartPole) {
-            20
-        } else {
-            33
-        }
+        frame_ms(self.env.id())
     }
 
     /// `last-episode.gif`: a frame per state, at the environment's own pace.
     fn write_gif(&self, states: &[Vec<f64>]) -> Result<()> {
-        let ms = self.frame_ms();
-        let frames = states
-            .iter()
-            .map(|s| env::render::frame(self.env.id(), s))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| invalid("no renderer for this env"))?;
-        Ok(crate::picture::write_gif(
-            frames,
-            ms,
-            &self.out.join("last-episode.gif"),
-        )?)
+        write_episode_gif(self.env.id(), states, &self.out.join("last-episode.gif"))
     }
+}
+
+/// Gymnasium's `render_fps` as milliseconds per frame: 50 fps for CartPole, 30 for Pendulum.
+fn frame_ms(id: &str) -> u32 {
+    if id.starts_with("CartPole") { 20 } else { 33 }
+}
+
+/// The GIF of an episode of environment `id`: a frame per state, at the environment's pace.
+pub(super) fn write_episode_gif(id: &str, states: &[Vec<f64>], path: &Path) -> Result<()> {
+    let frames = states
+        .iter()
+        .map(|s| env::render::frame(id, s))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| invalid("no renderer for this env"))?;
+    Ok(crate::picture::write_gif(frames, frame_ms(id), path)?)
+}
+
+/// The task (Pendulum's torques given) and the planner's settings of the options, checked.
+pub(super) fn task_and_planner(options: &ExperimentOptions) -> Result<(Task, PlannerConfig)> {
+    let mut task = Task::from_env_id(&options.env)?;
+    let cartpole = matches!(task, Task::CartPole);
+    if let (Task::Pendulum { torques }, Some(t)) = (&mut task, &options.torques) {
+        if t.is_empty() || t.iter().any(|u| !u.is_finite()) {
+            return Err(invalid(format!("--torques needs finite values, got {t:?}")));
+        }
+        torques.clone_from(t);
+    }
+    if !(0.0..=1.0).contains(&options.explore) {
+        let e = options.explore;
+        return Err(invalid(format!("--explore must be in [0, 1], got {e}")));
+    }
+    Ok((task, planner_config(options, cartpole)?))
 }
 
 /// The planner's settings from the options, the task's defaults filled in, checked.

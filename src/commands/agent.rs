@@ -15,16 +15,25 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
-    /// cartpole-v1 or pendulum-v1.
-    #[arg(long)]
-    pub env: String,
     /// Learning episodes at most (the step budget may end learning first).
     #[arg(long, default_value_t = 1000)]
     pub episodes: usize,
-    /// Environment steps of online learning at most [default: 3000 CartPole, 4000 Pendulum].
+    #[command(flatten)]
+    pub robot: RobotArgs,
+}
+
+/// The robot's settings, shared by `eqprop agent` and `eqprop life`.
+#[derive(Args, Debug)]
+pub struct RobotArgs {
+    /// cartpole-v1 or pendulum-v1.
+    #[arg(long)]
+    pub env: String,
+    /// Environment steps of online learning at most (per world in `life`) [default: 3000
+    /// CartPole, 4000 Pendulum].
     #[arg(long)]
     pub learn_steps: Option<usize>,
-    /// Evaluation episodes after learning, the model frozen [default: 20 CartPole, 10 Pendulum].
+    /// Evaluation episodes after learning (per world in `life`), the model frozen [default: 20
+    /// CartPole, 10 Pendulum].
     #[arg(long)]
     pub eval_episodes: Option<usize>,
     /// Steps imagined ahead [default: 20 CartPole, 30 Pendulum].
@@ -49,11 +58,10 @@ pub struct AgentArgs {
     /// Probability of a random action while learning.
     #[arg(long, default_value_t = EXPLORE)]
     pub explore: f64,
-    /// Output folder for episodes.csv, returns.svg, errors.svg, rollout.svg, rollout.gif and
-    /// last-episode.gif [default: runs/agent-<env>-<model>].
+    /// Output folder [default: runs/agent-<env>-<model>, runs/life-<env>-<strategy>].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Skip the GIF of the last episode.
+    /// Skip the GIFs.
     #[arg(long)]
     pub no_gif: bool,
     #[command(flatten)]
@@ -88,6 +96,9 @@ pub struct WorldArgs {
     /// EqProp updates per environment step (the extra ones on replayed transitions).
     #[arg(long)]
     pub updates: Option<usize>,
+    /// Rows of each replayed batch drawn from the memory of the worlds left (`life`).
+    #[arg(long)]
+    pub rehearse: Option<usize>,
     /// Surprise gate with a fixed threshold on the output cost 1/2 ||y - t||^2.
     #[arg(long, conflicts_with = "gate_share")]
     pub gate_threshold: Option<f32>,
@@ -104,7 +115,7 @@ pub struct WorldArgs {
 }
 
 impl WorldArgs {
-    fn config(&self, seed: u64) -> WorldModelConfig {
+    pub(super) fn config(&self, seed: u64) -> WorldModelConfig {
         let mut c = WorldModelConfig {
             seed,
             ..Default::default()
@@ -127,6 +138,7 @@ impl WorldArgs {
         set(&mut c.replay, self.replay);
         set(&mut c.replay_capacity, self.replay_capacity);
         set(&mut c.updates, self.updates);
+        set(&mut c.rehearse, self.rehearse);
         set(&mut c.span, self.span);
         c.kinematic_prior = self.kinematic_prior;
         if let Some(value) = self.gate_threshold {
@@ -151,13 +163,14 @@ fn set<T>(field: &mut T, value: Option<T>) {
     }
 }
 
-impl AgentArgs {
-    fn options(&self) -> ExperimentOptions {
+impl RobotArgs {
+    /// The experiment's options, with `episodes` learning episodes at most.
+    pub fn options(&self, episodes: usize) -> ExperimentOptions {
         ExperimentOptions {
             env: self.env.clone(),
             torques: self.torques.clone(),
             model: self.model,
-            episodes: self.episodes,
+            episodes,
             learn_steps: self.learn_steps,
             eval_episodes: self.eval_episodes,
             horizon: self.horizon,
@@ -177,7 +190,8 @@ impl AgentArgs {
 const ERROR_WINDOW: usize = 100;
 
 pub fn agent(args: AgentArgs) -> Result<()> {
-    let experiment = Experiment::new(args.options())?;
+    let experiment = Experiment::new(args.robot.options(args.episodes))?;
+    let args = args.robot;
     super::checks::writable_dir(experiment.out())?;
     println!("{}", header(&experiment));
     let (id, model, out) = (
@@ -356,12 +370,12 @@ fn per_component(ep: &Episode) -> String {
 }
 
 /// Errors to four decimals, space-separated.
-fn figures(errors: &[f64]) -> String {
+pub(super) fn figures(errors: &[f64]) -> String {
     let parts: Vec<String> = errors.iter().map(|e| format!("{e:.4}")).collect();
     parts.join(" ")
 }
 
-fn bar(len: usize, template: &str) -> ProgressBar {
+pub(super) fn bar(len: usize, template: &str) -> ProgressBar {
     ProgressBar::new(len as u64)
         .with_style(ProgressStyle::with_template(template).expect("valid template"))
 }
@@ -402,7 +416,7 @@ fn print_summary(outcome: &Outcome, id: &str, model: &str) {
 }
 
 /// A line above the progress bar, or plainly when the bar is hidden (not a terminal).
-fn say(bar: &ProgressBar, line: String) {
+pub(super) fn say(bar: &ProgressBar, line: String) {
     if bar.is_hidden() {
         println!("{line}");
     } else {

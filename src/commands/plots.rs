@@ -299,3 +299,142 @@ pub fn plot_rollout(
     root.present()?;
     Ok(())
 }
+
+/// Draws the life of the agent as an SVG: above, the share of learning steps that passed the
+/// surprise gate; below, the one-step error of the new transitions before learning (log scale);
+/// both over windows of learning steps, the world switches marked by dashed lines.
+pub fn plot_life(
+    path: &Path,
+    timeline: &[(usize, f64, f64)],
+    switches: &[usize],
+    title: &str,
+) -> Result<(), PlotError> {
+    let root = SVGBackend::new(path, (760, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (top, bottom) = root
+        .titled(title, ("sans-serif", 20))?
+        .split_vertically(250);
+    let last = timeline.last().map_or(1, |p| p.0).max(1);
+    let mark = |switch: usize, lo: f64, hi: f64| {
+        PathElement::new(
+            vec![(switch, lo), (switch, hi)],
+            BLACK.mix(0.5).stroke_width(1),
+        )
+    };
+    let mut share = ChartBuilder::on(&top)
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0usize..last, 0.0..1.05)?;
+    share.configure_mesh().y_desc("share learned").draw()?;
+    share.draw_series(switches.iter().skip(1).map(|&s| mark(s, 0.0, 1.05)))?;
+    share.draw_series(LineSeries::new(
+        timeline.iter().map(|p| (p.0, p.1)),
+        SERIES[0].stroke_width(2),
+    ))?;
+    let errors = || timeline.iter().filter(|p| p.2 > 0.0);
+    let lo = errors()
+        .map(|p| p.2)
+        .fold(f64::INFINITY, f64::min)
+        .min(0.01)
+        * 0.8;
+    let hi = errors().map(|p| p.2).fold(0.0, f64::max).max(0.1) * 1.25;
+    let mut error = ChartBuilder::on(&bottom)
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0usize..last, (lo..hi).log_scale())?;
+    error
+        .configure_mesh()
+        .x_desc("learning steps (dashed: the world changes)")
+        .y_desc("one-step error / std of change")
+        .y_label_formatter(&|v| format!("{v:.2}"))
+        .draw()?;
+    error.draw_series(switches.iter().skip(1).map(|&s| mark(s, lo, hi)))?;
+    error.draw_series(LineSeries::new(
+        errors().map(|p| (p.0, p.2)),
+        SERIES[1].stroke_width(2),
+    ))?;
+    root.present()?;
+    Ok(())
+}
+
+/// Draws the error matrix of a life as an SVG: a row per stage learned, a column per world
+/// tested, each cell the one-step error and, below it, the mean length (CartPole) or return
+/// (Pendulum); green where the error is low, red where it is high (log scale).
+pub fn plot_life_matrix(
+    path: &Path,
+    outcome: &eqprop::agent::life::LifeOutcome,
+    title: &str,
+) -> Result<(), PlotError> {
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+    const CELL_W: i32 = 150;
+    const CELL_H: i32 = 64;
+    const LEFT: i32 = 120;
+    const TOP: i32 = 84;
+    let (cols, rows) = (outcome.worlds.len() as i32, outcome.stages.len() as i32);
+    let size = (
+        (LEFT + cols * CELL_W + 20) as u32,
+        (TOP + rows * CELL_H + 20) as u32,
+    );
+    let root = SVGBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE)?;
+    let centred = |size: i32| {
+        ("sans-serif", size)
+            .into_font()
+            .into_text_style(&root)
+            .pos(Pos::new(HPos::Center, VPos::Center))
+    };
+    root.draw(&Text::new(title, (size.0 as i32 / 2, 16), centred(16)))?;
+    root.draw(&Text::new(
+        "world tested: one-step error / std of change, and control",
+        (LEFT + cols * CELL_W / 2, TOP - 48),
+        centred(13),
+    ))?;
+    for (w, physics) in outcome.worlds.iter().enumerate() {
+        let x = LEFT + w as i32 * CELL_W + CELL_W / 2;
+        let name = format!("{}: {}", w + 1, physics.spec());
+        root.draw(&Text::new(name, (x, TOP - 16), centred(12)))?;
+    }
+    let cartpole = matches!(outcome.worlds[0], eqprop::env::Physics::CartPole(_));
+    for (s, learned) in outcome.stages.iter().enumerate() {
+        let y = TOP + s as i32 * CELL_H;
+        let names: Vec<String> = learned.iter().map(|w| (w + 1).to_string()).collect();
+        let label = format!("after world {}", names.join("+"));
+        root.draw(&Text::new(label, (LEFT / 2, y + CELL_H / 2), centred(13)))?;
+        for (w, _) in outcome.worlds.iter().enumerate() {
+            let Some(t) = outcome.test(s, w) else {
+                continue;
+            };
+            let x = LEFT + w as i32 * CELL_W;
+            // 0.01 green to 1 and above red, log scale.
+            let bad = ((t.error.max(1e-6).log10() + 2.0) / 2.0).clamp(0.0, 1.0);
+            let colour = RGBColor(
+                (150.0 + 105.0 * bad) as u8,
+                (230.0 - 110.0 * bad) as u8,
+                (150.0 - 30.0 * bad) as u8,
+            );
+            root.draw(&Rectangle::new(
+                [(x + 1, y + 1), (x + CELL_W - 1, y + CELL_H - 1)],
+                colour.filled(),
+            ))?;
+            let control = if cartpole {
+                format!("length {:.1}", t.mean_length)
+            } else {
+                format!("return {:.1}", t.mean_return)
+            };
+            root.draw(&Text::new(
+                format!("{:.4}", t.error),
+                (x + CELL_W / 2, y + CELL_H / 2 - 10),
+                centred(15),
+            ))?;
+            root.draw(&Text::new(
+                control,
+                (x + CELL_W / 2, y + CELL_H / 2 + 12),
+                centred(12),
+            ))?;
+        }
+    }
+    root.present()?;
+    Ok(())
+}

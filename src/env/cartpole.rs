@@ -3,13 +3,9 @@
 use super::{Action, Env, EnvError, Space, Step, state_array};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 const ID: &str = "CartPole-v1";
-const GRAVITY: f64 = 9.8;
-const MASSCART: f64 = 1.0;
-const MASSPOLE: f64 = 0.1;
-const LENGTH: f64 = 0.5; // half the pole's length
-const FORCE_MAG: f64 = 10.0;
 const TAU: f64 = 0.02;
 const X_THRESHOLD: f64 = 2.4;
 /// The registered `max_episode_steps` of `CartPole-v1`.
@@ -20,9 +16,88 @@ pub fn theta_threshold_radians() -> f64 {
     12.0 * 2.0 * std::f64::consts::PI / 360.0
 }
 
+/// The physical constants of a cart-pole world; [`Default`] is Gymnasium's `CartPole-v1`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CartPoleParams {
+    pub gravity: f64,
+    pub masscart: f64,
+    pub masspole: f64,
+    /// Half the pole's length.
+    pub length: f64,
+    pub force_mag: f64,
+}
+
+impl Default for CartPoleParams {
+    fn default() -> Self {
+        Self {
+            gravity: 9.8,
+            masscart: 1.0,
+            masspole: 0.1,
+            length: 0.5,
+            force_mag: 10.0,
+        }
+    }
+}
+
+impl CartPoleParams {
+    /// The float64 dynamics of one step (no bookkeeping): returns the next state. With the
+    /// default constants this is Gymnasium's step, operation for operation.
+    pub fn dynamics(&self, state: [f64; 4], push_right: bool) -> [f64; 4] {
+        let [x, x_dot, theta, theta_dot] = state;
+        let p = self;
+        let total_mass = p.masspole + p.masscart;
+        let polemass_length = p.masspole * p.length;
+        let force = if push_right {
+            p.force_mag
+        } else {
+            -p.force_mag
+        };
+        let costheta = theta.cos();
+        let sintheta = theta.sin();
+        // np.square is an exact-rounded multiplication.
+        let temp = (force + polemass_length * (theta_dot * theta_dot) * sintheta) / total_mass;
+        let thetaacc = (p.gravity * sintheta - costheta * temp)
+            / (p.length * (4.0 / 3.0 - p.masspole * (costheta * costheta) / total_mass));
+        let xacc = temp - polemass_length * thetaacc * costheta / total_mass;
+        [
+            x + TAU * x_dot,
+            x_dot + TAU * xacc,
+            theta + TAU * theta_dot,
+            theta_dot + TAU * thetaacc,
+        ]
+    }
+
+    /// Overrides the constant `name` (`gravity`, `masscart`, `masspole`, `length`,
+    /// `force_mag`); false for an unknown name.
+    pub fn set(&mut self, name: &str, value: f64) -> bool {
+        let field = match name {
+            "gravity" => &mut self.gravity,
+            "masscart" => &mut self.masscart,
+            "masspole" => &mut self.masspole,
+            "length" => &mut self.length,
+            "force_mag" => &mut self.force_mag,
+            _ => return false,
+        };
+        *field = value;
+        true
+    }
+
+    /// The constants by name, in [`CartPoleParams::set`]'s order.
+    pub fn named(&self) -> [(&'static str, f64); 5] {
+        [
+            ("gravity", self.gravity),
+            ("masscart", self.masscart),
+            ("masspole", self.masspole),
+            ("length", self.length),
+            ("force_mag", self.force_mag),
+        ]
+    }
+}
+
 /// Cart-pole balancing. State `[x, x_dot, theta, theta_dot]` (float64).
 #[derive(Debug, Clone)]
 pub struct CartPole {
+    params: CartPoleParams,
     state: Option<[f64; 4]>,
     /// Gymnasium's `steps_beyond_terminated`.
     steps_beyond_terminated: Option<u64>,
@@ -37,8 +112,16 @@ impl Default for CartPole {
 }
 
 impl CartPole {
+    /// Gymnasium's `CartPole-v1`.
     pub fn new() -> Self {
+        Self::with_params(CartPoleParams::default())
+    }
+
+    /// A cart-pole world with these constants (`gym.make("CartPole-v1")` with its attributes
+    /// `gravity`, `masscart`, ... overwritten).
+    pub fn with_params(params: CartPoleParams) -> Self {
         Self {
+            params,
             state: None,
             steps_beyond_terminated: None,
             elapsed_steps: 0,
@@ -51,25 +134,9 @@ impl CartPole {
         self.steps_beyond_terminated
     }
 
-    /// The float64 dynamics of one step (no bookkeeping): returns the next state.
-    pub fn dynamics(state: [f64; 4], push_right: bool) -> [f64; 4] {
-        let [x, x_dot, theta, theta_dot] = state;
-        let total_mass = MASSPOLE + MASSCART;
-        let polemass_length = MASSPOLE * LENGTH;
-        let force = if push_right { FORCE_MAG } else { -FORCE_MAG };
-        let costheta = theta.cos();
-        let sintheta = theta.sin();
-        // np.square is an exact-rounded multiplication.
-        let temp = (force + polemass_length * (theta_dot * theta_dot) * sintheta) / total_mass;
-        let thetaacc = (GRAVITY * sintheta - costheta * temp)
-            / (LENGTH * (4.0 / 3.0 - MASSPOLE * (costheta * costheta) / total_mass));
-        let xacc = temp - polemass_length * thetaacc * costheta / total_mass;
-        [
-            x + TAU * x_dot,
-            x_dot + TAU * xacc,
-            theta + TAU * theta_dot,
-            theta_dot + TAU * thetaacc,
-        ]
+    /// The physical constants.
+    pub fn params(&self) -> &CartPoleParams {
+        &self.params
     }
 
     /// Gymnasium's termination test on a state (a NaN coordinate does not terminate, as in
@@ -119,7 +186,7 @@ impl Env for CartPole {
             }
         };
         let state = self.state.ok_or(EnvError::NotReset { env: ID })?;
-        let next = Self::dynamics(state, push_right);
+        let next = self.params.dynamics(state, push_right);
         self.state = Some(next);
         let terminated = Self::is_terminal(&next);
         let reward = if !terminated {

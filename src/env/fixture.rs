@@ -5,7 +5,7 @@
 //! truncated]`. [`replay`] sets each initial state, replays the actions and compares every value
 //! bit for bit.
 
-use super::{Action, Space, make};
+use super::{Action, Physics, Space};
 use serde_json::Value;
 
 /// Parse a float written by Python's `float.hex()` (`"-0x1.9ap-6"`, `"0x0.0p+0"`, `"inf"`),
@@ -194,10 +194,29 @@ fn differences<T: Copy + std::fmt::Debug>(
         .collect()
 }
 
-/// Parses the fixture text `json` and replays it: see [`replay`].
+/// Parses the fixture text `json` and replays it: see [`replay`]. A JSON list of fixtures (the
+/// worlds of one environment) is replayed fixture after fixture into one report.
 pub fn replay_json(json: &str) -> Result<ReplayReport, FixtureError> {
     let value: Value = serde_json::from_str(json)?;
-    replay(&value)
+    let Value::Array(fixtures) = &value else {
+        return replay(&value);
+    };
+    let mut total: Option<ReplayReport> = None;
+    for (i, fixture) in fixtures.iter().enumerate() {
+        let rep = replay(fixture).map_err(|e| e.at(format_args!("fixture {i}")))?;
+        let Some(t) = &mut total else {
+            total = Some(rep);
+            continue;
+        };
+        t.episodes += rep.episodes;
+        t.steps += rep.steps;
+        t.values += rep.values;
+        t.mismatches += rep.mismatches;
+        t.bad_steps += rep.bad_steps;
+        t.details.extend(rep.details);
+        t.details.truncate(20);
+    }
+    total.ok_or(FixtureError::Empty("fixtures"))
 }
 
 /// Replay a parsed fixture; `Err` only for a malformed fixture (naming the episode and step):
@@ -217,8 +236,9 @@ pub fn replay(fixture: &Value) -> Result<ReplayReport, FixtureError> {
     if episodes.is_empty() {
         return Err(FixtureError::Empty("episodes"));
     }
+    let physics = physics_of(env_id, &fixture["physics"]).map_err(|e| e.at("physics"))?;
     for (ei, ep) in episodes.iter().enumerate() {
-        replay_episode(&mut rep, env_id, ep).map_err(|e| e.at(format_args!("episode {ei}")))?;
+        replay_episode(&mut rep, &physics, ep).map_err(|e| e.at(format_args!("episode {ei}")))?;
     }
     Ok(rep)
 }
@@ -283,10 +303,33 @@ fn parse_step(
     })
 }
 
+/// The world a fixture was recorded in: Gymnasium's constants of `env_id`, overwritten by the
+/// optional `physics` object (`{"length": 1.0, "masspole": 0.3}`).
+fn physics_of(env_id: &str, physics: &Value) -> Result<Physics, FixtureError> {
+    let mut world = Physics::default_for(env_id)?;
+    match physics {
+        Value::Null => {}
+        Value::Object(changed) => {
+            for (name, value) in changed {
+                let value = value.as_f64().ok_or(FixtureError::Bad("physics"))?;
+                if !world.set(name, value) {
+                    return Err(FixtureError::Bad("physics"));
+                }
+            }
+        }
+        _ => return Err(FixtureError::Bad("physics")),
+    }
+    Ok(world)
+}
+
 /// Replays episode number `rep.episodes` into `rep`.
-fn replay_episode(rep: &mut ReplayReport, env_id: &str, ep: &Value) -> Result<(), FixtureError> {
+fn replay_episode(
+    rep: &mut ReplayReport,
+    physics: &Physics,
+    ep: &Value,
+) -> Result<(), FixtureError> {
     let ei = rep.episodes;
-    let mut env = make(env_id)?;
+    let mut env = physics.make();
     let seed = ep["seed"].as_u64().ok_or(FixtureError::Missing("seed"))?;
     env.reset(seed);
     let (state_len, obs_len) = (env.state().len(), env.observation_space().dim());

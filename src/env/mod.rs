@@ -13,9 +13,11 @@ pub mod cartpole;
 pub mod fixture;
 pub mod pendulum;
 pub mod render;
+pub mod world;
 
-pub use cartpole::CartPole;
-pub use pendulum::Pendulum;
+pub use cartpole::{CartPole, CartPoleParams};
+pub use pendulum::{Pendulum, PendulumParams};
+pub use world::Physics;
 
 /// An action for [`Env::step`].
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +79,8 @@ pub enum EnvError {
     },
     #[error("{env}: step() called before reset()")]
     NotReset { env: &'static str },
+    #[error("world {world:?}: {reason}")]
+    BadWorld { world: String, reason: String },
     #[error("unknown environment {0:?} (known: cartpole-v1, pendulum-v1)")]
     UnknownEnv(String),
 }

@@ -7,15 +7,13 @@
 use super::{Action, Env, EnvError, Space, Step, np_pow2_f32, np_pow2_f64, py_mod, state_array};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use std::f64::consts::PI;
 
 const ID: &str = "Pendulum-v1";
 const MAX_SPEED: f64 = 8.0;
 const MAX_TORQUE: f32 = 2.0;
 const DT: f64 = 0.05;
-const G: f64 = 10.0;
-const M: f64 = 1.0;
-const L: f64 = 1.0;
 /// The registered `max_episode_steps` of `Pendulum-v1`.
 pub const MAX_EPISODE_STEPS: usize = 200;
 
@@ -24,9 +22,64 @@ pub fn angle_normalize(x: f64) -> f64 {
     py_mod(x + PI, 2.0 * PI) - PI
 }
 
+/// The physical constants of a pendulum world; [`Default`] is Gymnasium's `Pendulum-v1`
+/// (`g = 10`, `m = 1`, `l = 1`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PendulumParams {
+    pub g: f64,
+    pub m: f64,
+    pub l: f64,
+}
+
+impl Default for PendulumParams {
+    fn default() -> Self {
+        Self {
+            g: 10.0,
+            m: 1.0,
+            l: 1.0,
+        }
+    }
+}
+
+impl PendulumParams {
+    /// One step of the float64 dynamics with an already clipped float32 torque:
+    /// returns `(next_state, costs)`. With the default constants this is Gymnasium's step,
+    /// operation for operation.
+    pub fn dynamics(&self, state: [f64; 2], u: f32) -> ([f64; 2], f64) {
+        let [th, thdot] = state;
+        let (g, m, l) = (self.g, self.m, self.l);
+        let costs = np_pow2_f64(angle_normalize(th))
+            + 0.1 * np_pow2_f64(thdot)
+            + f64::from(0.001f32 * np_pow2_f32(u));
+        let torque_term = f64::from((3.0 / (m * l * l)) as f32 * u);
+        let newthdot = thdot + (3.0 * g / (2.0 * l) * th.sin() + torque_term) * DT;
+        let newthdot = newthdot.clamp(-MAX_SPEED, MAX_SPEED);
+        let newth = th + newthdot * DT;
+        ([newth, newthdot], costs)
+    }
+
+    /// Overrides the constant `name` (`g`, `m`, `l`); false for an unknown name.
+    pub fn set(&mut self, name: &str, value: f64) -> bool {
+        let field = match name {
+            "g" => &mut self.g,
+            "m" => &mut self.m,
+            "l" => &mut self.l,
+            _ => return false,
+        };
+        *field = value;
+        true
+    }
+
+    /// The constants by name.
+    pub fn named(&self) -> [(&'static str, f64); 3] {
+        [("g", self.g), ("m", self.m), ("l", self.l)]
+    }
+}
+
 /// Inverted pendulum swing-up. State `[th, thdot]` (float64).
 #[derive(Debug, Clone)]
 pub struct Pendulum {
+    params: PendulumParams,
     state: Option<[f64; 2]>,
     last_u: Option<f32>,
     elapsed_steps: usize,
@@ -40,8 +93,16 @@ impl Default for Pendulum {
 }
 
 impl Pendulum {
+    /// Gymnasium's `Pendulum-v1`.
     pub fn new() -> Self {
+        Self::with_params(PendulumParams::default())
+    }
+
+    /// A pendulum world with these constants (`gym.make("Pendulum-v1", g=...)` with `m` and
+    /// `l` overwritten).
+    pub fn with_params(params: PendulumParams) -> Self {
         Self {
+            params,
             state: None,
             last_u: None,
             elapsed_steps: 0,
@@ -59,18 +120,9 @@ impl Pendulum {
         u.clamp(-MAX_TORQUE, MAX_TORQUE)
     }
 
-    /// One step of the float64 dynamics with an already clipped float32 torque:
-    /// returns `(next_state, costs)`.
-    pub fn dynamics(state: [f64; 2], u: f32) -> ([f64; 2], f64) {
-        let [th, thdot] = state;
-        let costs = np_pow2_f64(angle_normalize(th))
-            + 0.1 * np_pow2_f64(thdot)
-            + f64::from(0.001f32 * np_pow2_f32(u));
-        let torque_term = f64::from((3.0 / (M * L * L)) as f32 * u);
-        let newthdot = thdot + (3.0 * G / (2.0 * L) * th.sin() + torque_term) * DT;
-        let newthdot = newthdot.clamp(-MAX_SPEED, MAX_SPEED);
-        let newth = th + newthdot * DT;
-        ([newth, newthdot], costs)
+    /// The physical constants.
+    pub fn params(&self) -> &PendulumParams {
+        &self.params
     }
 
     fn obs_of(state: &[f64; 2]) -> Vec<f32> {
@@ -121,7 +173,7 @@ impl Env for Pendulum {
         }
         let state = self.state.ok_or(EnvError::NotReset { env: ID })?;
         let u = Self::clip_torque(u);
-        let (next, costs) = Self::dynamics(state, u);
+        let (next, costs) = self.params.dynamics(state, u);
         self.state = Some(next);
         self.last_u = Some(u);
         self.elapsed_steps += 1;
