@@ -33,6 +33,7 @@ __all__ = [
     "Relaxed",
     "agent",
     "continual",
+    "life",
     "load",
     "load_dataset",
     "presets",
@@ -388,4 +389,31 @@ def agent(
     model)."""
     return json.loads(
         _eqprop.agent(env, str(out), seed, model, learn_steps, eval_episodes, gif)
+    )
+
+
+def life(
+    env: str,
+    out: str,
+    *,
+    seed: int = 0,
+    strategy: str = "dreams",
+    worlds: Optional[str] = None,
+    learn_steps: Optional[int] = None,
+    eval_episodes: Optional[int] = None,
+    gate: bool = True,
+    gif: bool = False,
+) -> dict:
+    """The living agent, as ``eqprop life`` runs it: one world model learns the ``worlds``
+    (default: three per environment; ``"default; g=6,m=0.6; l=0.7"`` on Pendulum) one after
+    another online, keeping the old ones by ``strategy`` (``"dreams"``, ``"fine-tune"``,
+    ``"real"``, ``"joint"``), the surprise gate deciding when to learn (``gate=False``: every
+    step). ``learn_steps`` and ``eval_episodes`` count per world. Returns every test (after each
+    stage, each world learned so far: mean length, mean return, one-step error), the world
+    specs, the learning steps at which each stage began, the share of steps that learned and the
+    EqProp updates made."""
+    return json.loads(
+        _eqprop.life(
+            env, str(out), seed, strategy, worlds, learn_steps, eval_episodes, gate, gif
+        )
     )

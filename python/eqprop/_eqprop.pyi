@@ -89,3 +89,14 @@ def agent(
     eval_episodes: Optional[int] = None,
     gif: bool = False,
 ) -> str: ...
+def life(
+    env: str,
+    out: _Path,
+    seed: int = 0,
+    strategy: str = "dreams",
+    worlds: Optional[str] = None,
+    learn_steps: Optional[int] = None,
+    eval_episodes: Optional[int] = None,
+    gate: bool = True,
+    gif: bool = False,
+) -> str: ...

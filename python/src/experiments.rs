@@ -4,6 +4,7 @@
 use crate::data::Dataset;
 use crate::errors::lib;
 use crate::training::run_interruptibly;
+use eqprop::agent::life::{Life, LifeOptions, Strategy};
 use eqprop::agent::{Experiment as Agent, ExperimentOptions, ModelKind, Stage};
 use eqprop::config::Hyperparams;
 use eqprop::continual::{Experiment, Protocol, Replay, Scenario};
@@ -182,6 +183,80 @@ pub fn agent(
             "imagined": r.imagined,
             "actions": r.actions,
         })),
+    });
+    Ok(summary.to_string())
+}
+
+/// The living agent: `eqprop life` on `cartpole-v1` or `pendulum-v1` (world after world, the
+/// old ones kept by the strategy), its files in `out`. Returns every test (the error matrix) and
+/// the gate's shares as JSON.
+#[pyfunction]
+#[pyo3(signature = (env, out, seed=0, strategy="dreams", worlds=None, learn_steps=None, eval_episodes=None, gate=true, gif=false))]
+#[allow(clippy::too_many_arguments)]
+pub fn life(
+    py: Python<'_>,
+    env: &str,
+    out: PathBuf,
+    seed: u64,
+    strategy: &str,
+    worlds: Option<&str>,
+    learn_steps: Option<usize>,
+    eval_episodes: Option<usize>,
+    gate: bool,
+    gif: bool,
+) -> PyResult<String> {
+    let strategies = [
+        Strategy::Dreams,
+        Strategy::FineTune,
+        Strategy::Real,
+        Strategy::Joint,
+    ];
+    let strategy = choice("strategy", strategy, &strategies, Strategy::name)?;
+    let worlds = match worlds {
+        Some(spec) => Some(lib(eqprop::env::world::parse_worlds(env, spec))?),
+        None => None,
+    };
+    let mut options = LifeOptions::new(env);
+    let a = &mut options.agent;
+    a.world.seed = seed;
+    a.seed = seed;
+    a.learn_steps = learn_steps;
+    a.eval_episodes = eval_episodes;
+    a.out = Some(out);
+    a.gif = gif;
+    options.strategy = strategy;
+    options.worlds = worlds;
+    if !gate {
+        options.gate = None;
+    }
+    let stop = AtomicBool::new(false);
+    let (outcome, signal) = run_interruptibly(py, &stop, || Life::new(options)?.run(|_| {}))?;
+    if let Some(e) = signal {
+        return Err(e);
+    }
+    let o = lib(outcome)?;
+    let tests: Vec<serde_json::Value> = o
+        .tests
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "stage": t.stage + 1,
+                "world": t.world + 1,
+                "mean_length": t.mean_length,
+                "mean_return": t.mean_return,
+                "one_step_error": t.error,
+                "component_errors": t.component_errors,
+                "median_decision_seconds": t.median_decision,
+            })
+        })
+        .collect();
+    let summary = serde_json::json!({
+        "worlds": o.worlds.iter().map(|w| w.spec()).collect::<Vec<_>>(),
+        "strategy": o.strategy.name(),
+        "tests": tests,
+        "switches": o.switches,
+        "learned_share": o.learned_share(),
+        "updates": o.updates,
     });
     Ok(summary.to_string())
 }

@@ -34,6 +34,7 @@ fn _eqprop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(model::preset_names, m)?)?;
     m.add_function(wrap_pyfunction!(experiments::continual, m)?)?;
     m.add_function(wrap_pyfunction!(experiments::agent, m)?)?;
+    m.add_function(wrap_pyfunction!(experiments::life, m)?)?;
     m.add_function(wrap_pyfunction!(set_threads, m)?)?;
     Ok(())
 }

@@ -78,3 +78,18 @@ def test_the_robot_runs_an_episode(tmp_path):
     assert (tmp_path / "episodes.csv").exists()
     with pytest.raises(ValueError, match="env"):
         eqprop.agent("mountaincar-v0", tmp_path)
+
+
+def test_the_living_agent_lives_two_worlds(tmp_path):
+    result = eqprop.life(
+        "cartpole-v1", tmp_path, worlds="default; masscart=2", learn_steps=100, eval_episodes=1
+    )
+    assert result["worlds"] == ["default", "masscart=2"]
+    assert [(t["stage"], t["world"]) for t in result["tests"]] == [(1, 1), (2, 1), (2, 2)]
+    assert all(np.isfinite(t["one_step_error"]) for t in result["tests"])
+    assert result["switches"] == [0, 100] and result["updates"] > 0
+    assert (tmp_path / "matrix.csv").exists() and (tmp_path / "steps.csv").exists()
+    with pytest.raises(ValueError, match="strategy"):
+        eqprop.life("cartpole-v1", tmp_path, strategy="forget")
+    with pytest.raises(ValueError, match="unknown constant"):
+        eqprop.life("cartpole-v1", tmp_path, worlds="default; g=3")

@@ -176,13 +176,20 @@ impl Progress {
                     say(
                         bar,
                         format!(
-                            "after stage {}: world {}  mean length {:6.1}  mean return {:8.2}  one-step error {:.4} ({})  decision median {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                            "after stage {}: world {}  mean length {:6.1}  mean return {:8.2}{}  decision median {:.2} ms, p99 {:.2} ms, max {:.2} ms",
                             t.stage + 1,
                             t.world + 1,
                             t.mean_length,
                             t.mean_return,
-                            t.error,
-                            figures(&t.component_errors),
+                            if t.error.is_finite() {
+                                format!(
+                                    "  one-step error {:.4} ({})",
+                                    t.error,
+                                    figures(&t.component_errors)
+                                )
+                            } else {
+                                String::new()
+                            },
                             1e3 * t.median_decision,
                             1e3 * t.p99_decision,
                             1e3 * t.max_decision
@@ -198,8 +205,11 @@ impl Progress {
 fn print_summary(o: &LifeOutcome) {
     let n = o.worlds.len();
     let last = o.stages.len() - 1;
-    println!("one-step error (rows: after learning stage; columns: world tested):");
-    for stage in 0..o.stages.len() {
+    let model = o.tests.iter().any(|t| t.error.is_finite());
+    if model {
+        println!("one-step error (rows: after learning stage; columns: world tested):");
+    }
+    for stage in (0..o.stages.len()).filter(|_| model) {
         let cells: Vec<String> = (0..n)
             .map(|w| {
                 o.test(stage, w)
@@ -212,19 +222,23 @@ fn print_summary(o: &LifeOutcome) {
         let Some(end) = o.test(last, w) else { continue };
         let learned = (0..o.stages.len()).find(|&s| o.stages[s].contains(&w));
         let after = learned.and_then(|s| o.test(s, w));
-        let ratio = after.map_or(String::new(), |a| {
+        let ratio = after.filter(|_| model).map_or(String::new(), |a| {
             format!(
                 ", {:.2}x the error right after it was learned ({:.4})",
                 end.error / a.error,
                 a.error
             )
         });
+        let error = if model {
+            format!(", one-step error {:.4}", end.error)
+        } else {
+            String::new()
+        };
         println!(
-            "world {} at the end: mean length {:.1}, mean return {:.2}, one-step error {:.4}{ratio}",
+            "world {} at the end: mean length {:.1}, mean return {:.2}{error}{ratio}",
             w + 1,
             end.mean_length,
             end.mean_return,
-            end.error
         );
     }
     if !o.steps.is_empty() {

@@ -302,7 +302,7 @@ pub fn plot_rollout(
 
 /// Draws the life of the agent as an SVG: above, the share of learning steps that passed the
 /// surprise gate; below, the one-step error of the new transitions before learning (log scale);
-/// both over windows of learning steps, the world switches marked by dashed lines.
+/// both over windows of learning steps, the world switches marked by grey lines.
 pub fn plot_life(
     path: &Path,
     timeline: &[(usize, f64, f64)],
@@ -346,8 +346,9 @@ pub fn plot_life(
         .build_cartesian_2d(0usize..last, (lo..hi).log_scale())?;
     error
         .configure_mesh()
-        .x_desc("learning steps (dashed: the world changes)")
+        .x_desc("learning steps (grey lines: the world changes)")
         .y_desc("one-step error / std of change")
+        .y_labels(6)
         .y_label_formatter(&|v| format!("{v:.2}"))
         .draw()?;
     error.draw_series(switches.iter().skip(1).map(|&s| mark(s, lo, hi)))?;
