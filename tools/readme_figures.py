@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reruns the cheap figures of the README and its pages (about 10 minutes on a 2-core machine
-that also ran other work; `--slow` adds the longer continual runs, the agent seeds 1-4 and the
+that also ran other work; `--slow` adds the longer continual runs, the agent seeds 1-4, the lives of seed 0 and the
 dream figures)
 and prints each one next to the written one.
 
@@ -95,6 +95,9 @@ def runs(tmp):
         "pendulum": (["agent", "--env", "pendulum-v1", "--seed", "0", "--no-gif", *out("ap")], "stdout"),
         "random-cartpole": (["env", "random", "--env", "cartpole-v1", "--episodes", "1000"], "stdout"),
         "random-pendulum": (["env", "random", "--env", "pendulum-v1", "--episodes", "100"], "stdout"),
+        **{f"life-{env}": (["life", "--env", f"{env}-v1", "--seed", "0", "--no-gif", *out(f"l{env}")], "stdout")
+           for env in ("cartpole", "pendulum")},
+        "replay-worlds": (["env", "replay", "tests/fixtures/gym_cartpole_worlds.json"], "stdout"),
         "replay-cartpole": (["env", "replay", "tests/fixtures/gym_cartpole.json"], "stdout"),
         "replay-pendulum": (["env", "replay", "tests/fixtures/gym_pendulum.json"], "stdout"),
     }
@@ -159,6 +162,8 @@ FIGURES = [
      lambda t: f"mean length {float(re.search(r'mean length ([0-9.]+)', t).group(1)):.1f}"),
     ("env random: Pendulum mean return", "mean return -1181.3", "random-pendulum",
      lambda t: f"mean return {float(re.search(r'mean return (-?[0-9.]+)', t).group(1)):.1f}"),
+    ("env replay: the changed CartPole worlds", "13925 values compared, 0 mismatching", "replay-worlds",
+     match(r"(\d+ values compared, \d+ mismatching)")),
     ("env replay: CartPole", "9671 values compared, 0 mismatching", "replay-cartpole",
      match(r"(\d+ values compared, \d+ mismatching)")),
     ("env replay: Pendulum", "11221 values compared, 0 mismatching", "replay-pendulum",
@@ -201,6 +206,12 @@ PENDULUM_ROWS = {
 # Figures that take longer (about 3 minutes more): `--slow`.
 ALL_ROW = re.compile(r"\| all \| ([0-9.]+)% \| ([0-9.]+) \|")
 SLOW_FIGURES = [
+    ("life: CartPole seed 0, world 1 after the last world",
+     "world 1 at the end: mean length 500.0, mean return 500.00, one-step error 0.0448, 1.08x the error right after it was learned (0.0413)",
+     "life-cartpole", match(r"(world 1 at the end: [^\n]*)")),
+    ("life: Pendulum seed 0, world 1 after the last world",
+     "world 1 at the end: mean length 200.0, mean return -218.12, one-step error 0.0788, 1.13x the error right after it was learned (0.0696)",
+     "life-pendulum", match(r"(world 1 at the end: [^\n]*)")),
     ("Split-MNIST task: none, dreams, real", "| 83.60% | **98.60%** | 99.13% | |",
      ("task-none", "task-dreams", "task-real"),
      lambda a, b, c: f"| {AVERAGE(a)} | **{AVERAGE(b)}** | {AVERAGE(c)} | |"),
