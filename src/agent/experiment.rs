@@ -7,7 +7,7 @@ use super::{
     Agent, Brain, Episode, EpisodeOptions, HeldOut, Planner, PlannerConfig, Search, Task,
     TrueModel, component_errors, imagine, pooled_error,
 };
-use crate::env::{self, Env};
+use crate::env::{self, Env, Physics};
 use crate::stats::median;
 use crate::world_model::{WorldModel, WorldModelConfig};
 use crate::{Error, Result};
@@ -401,7 +401,13 @@ impl Experiment {
 
     /// `last-episode.gif`: a frame per state, at the environment's own pace.
     fn write_gif(&self, states: &[Vec<f64>]) -> Result<()> {
-        write_episode_gif(self.env.id(), states, &self.out.join("last-episode.gif"))
+        let physics = Physics::default_for(self.env.id())?;
+        write_episode_gif(
+            self.env.id(),
+            &physics,
+            states,
+            &self.out.join("last-episode.gif"),
+        )
     }
 }
 
@@ -410,11 +416,17 @@ fn frame_ms(id: &str) -> u32 {
     if id.starts_with("CartPole") { 20 } else { 33 }
 }
 
-/// The GIF of an episode of environment `id`: a frame per state, at the environment's pace.
-pub(super) fn write_episode_gif(id: &str, states: &[Vec<f64>], path: &Path) -> Result<()> {
+/// The GIF of an episode of environment `id` in the world `physics`: a frame per state, at the
+/// environment's pace.
+pub(super) fn write_episode_gif(
+    id: &str,
+    physics: &Physics,
+    states: &[Vec<f64>],
+    path: &Path,
+) -> Result<()> {
     let frames = states
         .iter()
-        .map(|s| env::render::frame(id, s))
+        .map(|s| env::render::world_frame(physics, s))
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| invalid("no renderer for this env"))?;
     Ok(crate::picture::write_gif(frames, frame_ms(id), path)?)

@@ -429,7 +429,7 @@ impl Life {
         if self.options.agent.gif {
             for (w, states) in gifs.iter().enumerate() {
                 let path = self.out.join(format!("world-{}.gif", w + 1));
-                experiment::write_episode_gif(self.env_id(), states, &path)?;
+                experiment::write_episode_gif(self.env_id(), &self.worlds[w], states, &path)?;
             }
         }
         Ok(outcome)

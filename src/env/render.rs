@@ -56,10 +56,15 @@ pub fn disc(img: &mut RgbaImage, center: (f64, f64), radius: f64, c: Rgba<u8>) {
 
 /// CartPole frame (Gymnasium's layout: 600x400, world width 4.8, pole length 1.0).
 pub fn cartpole_frame(state: &[f64]) -> RgbaImage {
+    cartpole_frame_with(state, 0.5)
+}
+
+/// CartPole frame of a pole of half-length `length` (Gymnasium draws `2 * length`).
+pub fn cartpole_frame_with(state: &[f64], length: f64) -> RgbaImage {
     let (w, h) = (600u32, 400u32);
     let mut img = RgbaImage::from_pixel(w, h, BG);
     let scale = w as f64 / (2.4 * 2.0);
-    let pole_len = scale * 2.0 * 0.5;
+    let pole_len = scale * 2.0 * length;
     let (cart_w, cart_h, pole_w) = (50.0, 30.0, 10.0);
     let track_y = h as f64 - 100.0; // screen y grows downward
     let (x, theta) = (state[0], state[2]);
@@ -119,6 +124,18 @@ pub fn side_by_side(left: &RgbaImage, right: &RgbaImage) -> RgbaImage {
     img
 }
 
+/// Frame of a state in a world, drawn as Gymnasium draws that world: CartPole's pole at its own
+/// length, Pendulum's rod at its fixed drawn length (Gymnasium does not draw `l`).
+pub fn world_frame(physics: &super::Physics, state: &[f64]) -> Option<RgbaImage> {
+    match physics {
+        super::Physics::CartPole(p) if state.len() == 4 => {
+            Some(cartpole_frame_with(state, p.length))
+        }
+        super::Physics::Pendulum(_) if state.len() == 2 => Some(pendulum_frame(state)),
+        _ => None,
+    }
+}
+
 /// Frame for an environment id (`CartPole-v1` or `Pendulum-v1`) and its float64 state.
 pub fn frame(env_id: &str, state: &[f64]) -> Option<RgbaImage> {
     if env_id.starts_with("CartPole") && state.len() == 4 {
@@ -127,5 +144,24 @@ pub fn frame(env_id: &str, state: &[f64]) -> Option<RgbaImage> {
         Some(pendulum_frame(state))
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::{CartPoleParams, Physics};
+
+    #[test]
+    fn a_world_is_drawn_with_its_own_pole() {
+        let state = [0.1, 0.0, 0.2, 0.0];
+        let default = Physics::CartPole(CartPoleParams::default());
+        assert_eq!(world_frame(&default, &state).unwrap(), cartpole_frame(&state));
+        let long = Physics::CartPole(CartPoleParams {
+            length: 1.0,
+            ..Default::default()
+        });
+        assert_ne!(world_frame(&long, &state).unwrap(), cartpole_frame(&state));
+        assert!(world_frame(&long, &[0.0, 0.0]).is_none());
     }
 }
