@@ -156,7 +156,10 @@ mod tests {
     fn a_world_is_drawn_with_its_own_pole() {
         let state = [0.1, 0.0, 0.2, 0.0];
         let default = Physics::CartPole(CartPoleParams::default());
-        assert_eq!(world_frame(&default, &state).unwrap(), cartpole_frame(&state));
+        assert_eq!(
+            world_frame(&default, &state).unwrap(),
+            cartpole_frame(&state)
+        );
         let long = Physics::CartPole(CartPoleParams {
             length: 1.0,
             ..Default::default()
