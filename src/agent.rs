@@ -322,8 +322,6 @@ pub struct Episode {
     /// The frozen model's raw errors and the real changes (episodes that do not learn): for
     /// the error in units of these held-out transitions' own spread.
     pub held_out: HeldOut,
-    /// Share of steps whose transition passed the surprise gate (learning episodes).
-    pub learned_share: f64,
     /// Whether each step's transition passed the surprise gate (learning episodes).
     pub learned: Vec<bool>,
     /// Seconds each decision took, planning included.
@@ -334,6 +332,62 @@ pub struct Episode {
     pub states: Vec<Vec<f64>>,
     /// The episode was stopped by `max_steps` before it ended.
     pub cut: bool,
+}
+
+impl Episode {
+    /// Steps whose transition passed the surprise gate (learning episodes).
+    pub fn learned_steps(&self) -> usize {
+        self.learned.iter().filter(|&&l| l).count()
+    }
+
+    /// Share of steps whose transition passed the surprise gate (learning episodes).
+    pub fn learned_share(&self) -> f64 {
+        self.learned_steps() as f64 / self.steps as f64
+    }
+}
+
+/// Frozen episodes taken together: their mean length and return, their held-out errors and
+/// every decision's seconds.
+#[derive(Clone, Debug, Default)]
+pub struct Evaluation {
+    pub episodes: usize,
+    pub mean_length: f64,
+    pub mean_return: f64,
+    pub held_out: HeldOut,
+    pub decision_seconds: Vec<f64>,
+}
+
+impl Evaluation {
+    /// The evaluation of `episodes` (means over at least one).
+    pub fn of<'a>(episodes: impl IntoIterator<Item = &'a Episode>) -> Self {
+        let mut e = Evaluation::default();
+        let (mut length, mut ret) = (0.0, 0.0);
+        for ep in episodes {
+            e.episodes += 1;
+            length += ep.steps as f64;
+            ret += ep.ret;
+            e.held_out.merge(&ep.held_out);
+            e.decision_seconds.extend_from_slice(&ep.decision_seconds);
+        }
+        let n = e.episodes.max(1) as f64;
+        (e.mean_length, e.mean_return) = (length / n, ret / n);
+        e
+    }
+}
+
+/// The action taken: `planned`, or with probability `explore` a uniformly random one of
+/// `actions` (no draw at all without exploration).
+pub(crate) fn explored(
+    planned: usize,
+    explore: f64,
+    actions: usize,
+    rng: &mut impl rand::Rng,
+) -> usize {
+    if explore > 0.0 && rng.random::<f64>() < explore {
+        rng.random_range(0..actions)
+    } else {
+        planned
+    }
 }
 
 /// Per component, sums over held-out transitions of the squared raw error of the prediction
@@ -494,11 +548,9 @@ impl Agent {
         let mut predicted = vec![0.0; obs.len()];
         loop {
             let start = Instant::now();
-            let mut a = self.act(&obs);
+            let planned = self.act(&obs);
             ep.decision_seconds.push(start.elapsed().as_secs_f64());
-            if explore > 0.0 && self.rng.random::<f64>() < explore {
-                a = self.rng.random_range(0..self.task.num_actions());
-            }
+            let a = explored(planned, explore, self.task.num_actions(), &mut self.rng);
             let step = env.step(&self.task.env_action(a))?;
             if let Brain::EqProp(_, model) = &mut self.brain {
                 if learn {
@@ -531,8 +583,6 @@ impl Agent {
             }
         }
         ep.pred_error = pooled_error(&component_errors(&ep.errors));
-        let learned = ep.learned.iter().filter(|&&l| l).count();
-        ep.learned_share = learned as f64 / ep.steps as f64;
         Ok(ep)
     }
 }

@@ -131,14 +131,17 @@ pub enum GateError {
 /// The surprise of each row: `C = 1/2 ||output - target||^2`.
 pub fn surprise(output: &Matrix, target: &Matrix, out: &mut [f32]) {
     for (r, s) in out.iter_mut().enumerate() {
-        *s = 0.5
-            * output
-                .row(r)
-                .iter()
-                .zip(target.row(r))
-                .map(|(y, t)| (y - t) * (y - t))
-                .sum::<f32>();
+        *s = row_surprise(output.row(r), target.row(r));
     }
+}
+
+/// The surprise of one example: `C = 1/2 ||output - target||^2`.
+pub fn row_surprise(output: &[f32], target: &[f32]) -> f32 {
+    0.5 * output
+        .iter()
+        .zip(target)
+        .map(|(y, t)| (y - t) * (y - t))
+        .sum::<f32>()
 }
 
 #[cfg(test)]

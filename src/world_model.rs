@@ -34,7 +34,7 @@ use crate::dynamics::{Phase, Relaxation, State};
 use crate::learning_rule::{
     Dynamics, Nudging, Particles, Verdicts, apply_update_scaled, gated_scales,
 };
-use crate::modulator::Modulator;
+use crate::modulator::{Modulator, row_surprise};
 use crate::network::Network;
 use crate::task::{Model, Task};
 use rand::{RngExt, SeedableRng};
@@ -179,12 +179,12 @@ pub struct Transition {
 }
 
 /// A transition the model dreamed: its own free-phase output for an imagined state and action
-/// in a world, kept as the target that world's rehearsal learns towards.
+/// in a world (the world whose memory holds it), kept as the target that world's rehearsal
+/// learns towards.
 #[derive(Clone, Debug, PartialEq)]
 struct Dreamed {
     obs: Vec<f32>,
     action: usize,
-    context: usize,
     target: Vec<f32>,
 }
 
@@ -199,14 +199,16 @@ enum Kept {
 #[derive(Clone, Copy)]
 enum Row<'a> {
     Real(&'a Transition),
-    Dream(&'a Dreamed),
+    /// A dream and the world it is of.
+    Dream(&'a Dreamed, usize),
 }
 
-impl<'a> From<&'a Kept> for Row<'a> {
-    fn from(kept: &'a Kept) -> Self {
+impl<'a> Row<'a> {
+    /// The row of a memory of world `context`.
+    fn kept(kept: &'a Kept, context: usize) -> Self {
         match kept {
             Kept::Real(t) => Row::Real(t),
-            Kept::Dream(d) => Row::Dream(d),
+            Kept::Dream(d) => Row::Dream(d, context),
         }
     }
 }
@@ -387,10 +389,24 @@ impl WorldModel {
 
     /// Dreams of world `context`: the model's own predictions for these imagined states
     /// (`obs`, one observation after another) and actions, in that world, are kept as its
-    /// long-term memory (replacing what was kept of it). Later worlds rehearse them.
-    pub fn keep_dreams(&mut self, context: usize, obs: &[f32], actions: &[usize]) {
-        let present = std::mem::replace(&mut self.context, context);
+    /// long-term memory (replacing what was kept of it). Later worlds rehearse them. An error
+    /// for a world past the configured `contexts`, or states and actions that do not pair up.
+    pub fn keep_dreams(
+        &mut self,
+        context: usize,
+        obs: &[f32],
+        actions: &[usize],
+    ) -> Result<(), ConfigError> {
         let d = self.task.obs_dim();
+        if obs.len() != actions.len() * d || actions.iter().any(|&a| a >= self.task.num_actions()) {
+            return Err(ConfigError::Described {
+                name: "dreams",
+                rule: "one observation and one valid action per dreamed transition",
+                got: format!("{} values for {} actions", obs.len(), actions.len()),
+            });
+        }
+        let present = self.context;
+        self.set_context(context)?;
         let state = self.relax_free(obs, actions);
         let kept: VecDeque<Kept> = actions
             .iter()
@@ -399,7 +415,6 @@ impl WorldModel {
                 Kept::Dream(Dreamed {
                     obs: obs[r * d..(r + 1) * d].to_vec(),
                     action,
-                    context,
                     target: state.0.output().row(r).to_vec(),
                 })
             })
@@ -407,6 +422,7 @@ impl WorldModel {
         self.release(state);
         self.memory[context] = kept;
         self.context = present;
+        Ok(())
     }
 
     /// Rows kept in the long-term memory of world `context`.
@@ -497,12 +513,9 @@ impl WorldModel {
         };
         let learned = match self.config.gate {
             Some(gate) => {
-                let surprise: f32 = (self.outputs.iter().zip(&y))
-                    .map(|(&j, &y)| {
-                        let t = self.target_of(j, next[j] - obs[j]);
-                        0.5 * (y - t.clamp(0.0, 1.0)).powi(2)
-                    })
-                    .sum();
+                let mut target = vec![0.0; self.outputs.len()];
+                self.write_target(obs, next, &mut target);
+                let surprise = row_surprise(&y, &target);
                 let learns = Modulator::learns(surprise, self.threshold);
                 self.threshold = gate.adapt(self.threshold, &[surprise]);
                 learns
@@ -523,9 +536,10 @@ impl WorldModel {
         }
         let mut rows_learned = 0;
         if learned {
-            rows_learned += self.learn_batch(Some(&transition));
+            let remembered = self.remembered();
+            rows_learned += self.learn_batch(Some(&transition), &remembered);
             for _ in 1..self.config.updates {
-                rows_learned += self.learn_batch(None);
+                rows_learned += self.learn_batch(None, &remembered);
             }
         }
         self.steps += 1;
@@ -543,13 +557,20 @@ impl WorldModel {
             .collect()
     }
 
+    /// The output row a real transition from `obs` to `next` is learned towards.
+    fn write_target(&self, obs: &[f32], next: &[f32], target: &mut [f32]) {
+        for (t, &j) in target.iter_mut().zip(&self.outputs) {
+            *t = self.target_of(j, next[j] - obs[j]).clamp(0.0, 1.0);
+        }
+    }
+
     /// One EqProp update on a batch: the new transition (when given), then transitions drawn
-    /// from the recent buffer, then (once other worlds are remembered) `rehearse` rows of their
-    /// long-term memory, `replay + 1` rows in all. Returns the rows learned (all of them).
-    fn learn_batch(&mut self, new: Option<&Transition>) -> usize {
+    /// from the recent buffer, then (once other worlds are remembered: `remembered`) `rehearse`
+    /// rows of their long-term memory, `replay + 1` rows in all. Returns the rows learned (all
+    /// of them).
+    fn learn_batch(&mut self, new: Option<&Transition>, remembered: &[usize]) -> usize {
         let batch = 1 + self.config.replay;
         let fresh = new.is_some();
-        let remembered = self.remembered();
         let rehearse = if remembered.is_empty() {
             0
         } else {
@@ -561,7 +582,10 @@ impl WorldModel {
         let recalled: Vec<Row<'_>> = (0..rehearse)
             .map(|_| {
                 let c = remembered[self.rng.random_range(0..remembered.len())];
-                Row::from(&self.memory[c][self.rng.random_range(0..self.memory[c].len())])
+                Row::kept(
+                    &self.memory[c][self.rng.random_range(0..self.memory[c].len())],
+                    c,
+                )
             })
             .collect();
         let rows = new
@@ -578,12 +602,10 @@ impl WorldModel {
             match row {
                 Row::Real(t) => {
                     self.encode(&t.obs, t.action, t.context, input);
-                    for (k, &j) in self.outputs.iter().enumerate() {
-                        target[k] = self.target_of(j, t.next[j] - t.obs[j]).clamp(0.0, 1.0);
-                    }
+                    self.write_target(&t.obs, &t.next, target);
                 }
-                Row::Dream(d) => {
-                    self.encode(&d.obs, d.action, d.context, input);
+                Row::Dream(d, context) => {
+                    self.encode(&d.obs, d.action, context, input);
                     target.copy_from_slice(&d.target);
                 }
             }

@@ -99,7 +99,9 @@ fn two_worlds(remember: &str) -> (f64, f64) {
                     obs = next;
                 }
             }
-            model.keep_dreams(0, &states, &actions);
+            model.keep_dreams(0, &states, &actions).unwrap();
+            assert!(model.keep_dreams(5, &states, &actions).is_err());
+            assert!(model.keep_dreams(0, &states[1..], &actions).is_err());
             assert_eq!(model.kept(0), actions.len());
             model.forget_recent(false);
         }

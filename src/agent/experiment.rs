@@ -4,14 +4,13 @@
 //! observer (progress display, plots).
 
 use super::{
-    Agent, Brain, Episode, EpisodeOptions, HeldOut, Planner, PlannerConfig, Search, Task,
+    Agent, Brain, Episode, EpisodeOptions, Evaluation, Planner, PlannerConfig, Search, Task,
     TrueModel, component_errors, imagine, pooled_error,
 };
 use crate::env::{self, Env, Physics};
 use crate::stats::median;
 use crate::world_model::{WorldModel, WorldModelConfig};
 use crate::{Error, Result};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Most steps the planner may imagine per decision (`horizon x samples`).
@@ -166,14 +165,11 @@ impl Experiment {
     pub fn new(mut options: ExperimentOptions) -> Result<Self> {
         let env = env::make(&options.env)?;
         let (task, planner) = task_and_planner(&options)?;
-        let cartpole = matches!(task, Task::CartPole);
         let learn_steps = match options.model {
-            ModelKind::Eqprop => {
-                (options.learn_steps).unwrap_or(if cartpole { 3000 } else { 4000 })
-            }
+            ModelKind::Eqprop => learn_steps(&options, &task),
             ModelKind::True | ModelKind::Random => 0,
         };
-        let eval_episodes = (options.eval_episodes).unwrap_or(if cartpole { 20 } else { 10 });
+        let eval_episodes = eval_episodes(&options, &task);
         if eval_episodes == 0 || options.episodes == 0 {
             return Err(invalid("--episodes and --eval-episodes must be at least 1"));
         }
@@ -432,6 +428,26 @@ pub(super) fn write_episode_gif(
     Ok(crate::picture::write_gif(frames, frame_ms(id), path)?)
 }
 
+/// Environment steps of online learning: as given, else 3000 on CartPole, 4000 on Pendulum.
+pub(super) fn learn_steps(options: &ExperimentOptions, task: &Task) -> usize {
+    let default = if matches!(task, Task::CartPole) {
+        3000
+    } else {
+        4000
+    };
+    options.learn_steps.unwrap_or(default)
+}
+
+/// Evaluation episodes: as given, else 20 on CartPole, 10 on Pendulum.
+pub(super) fn eval_episodes(options: &ExperimentOptions, task: &Task) -> usize {
+    let default = if matches!(task, Task::CartPole) {
+        20
+    } else {
+        10
+    };
+    options.eval_episodes.unwrap_or(default)
+}
+
 /// The task (Pendulum's torques given) and the planner's settings of the options, checked.
 pub(super) fn task_and_planner(options: &ExperimentOptions) -> Result<(Task, PlannerConfig)> {
     let mut task = Task::from_env_id(&options.env)?;
@@ -480,6 +496,11 @@ fn invalid(message: impl Into<String>) -> Error {
     Error::Invalid(message.into())
 }
 
+/// Writes `text` to `path`, atomically (a whole file or none).
+pub(super) fn write_text(path: &Path, text: &str) -> Result<()> {
+    crate::checkpoint::write_atomically(path, text.as_bytes()).map_err(|e| Error::io(path, e))
+}
+
 /// `episodes.csv`: one row per episode, learning ones first.
 fn write_csv(path: &Path, records: &[EpisodeRecord]) -> Result<()> {
     let mut text = String::from(
@@ -498,14 +519,13 @@ fn write_csv(path: &Path, records: &[EpisodeRecord]) -> Result<()> {
             e.cut,
             r.env_steps,
             e.pred_error,
-            e.learned_share,
+            e.learned_share(),
             e.decision_seconds.len() as f64 / decide.max(1e-12),
             1e3 * median(&e.decision_seconds),
             1e3 * e.learn_seconds / e.steps.max(1) as f64,
         ));
     }
-    let mut f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    f.write_all(text.as_bytes()).map_err(|e| Error::io(path, e))
+    write_text(path, &text)
 }
 
 /// Steps of the imagined-against-real rollout after learning.
@@ -535,7 +555,7 @@ pub struct Summary {
     pub learn_steps: usize,
     pub learn_episodes: usize,
     /// Learning transitions that passed the surprise gate (all of them without a gate).
-    pub learned: f64,
+    pub learned: usize,
     /// Seconds spent learning.
     pub learn_seconds: f64,
     pub eval_episodes: usize,
@@ -613,21 +633,11 @@ impl Outcome {
         let learn_steps = self.learn_steps();
         let learning: Vec<&Episode> = self.stage(Stage::Learn).map(|r| &r.ep).collect();
         let eval: Vec<&Episode> = self.stage(Stage::Eval).map(|r| &r.ep).collect();
-        let gated: f64 = learning
-            .iter()
-            .map(|e| e.learned_share * e.steps as f64)
-            .sum();
+        let gated: usize = learning.iter().map(|e| e.learned_steps()).sum();
         let seconds: f64 = learning.iter().map(|e| e.learn_seconds).sum();
-        let n = eval.len().max(1) as f64;
-        let mut held_out = HeldOut::default();
-        for e in &eval {
-            held_out.merge(&e.held_out);
-        }
+        let evaluation = Evaluation::of(eval.iter().copied());
         let component_errors = component_errors(eval.iter().flat_map(|e| &e.errors));
-        let latencies: Vec<f64> = eval
-            .iter()
-            .flat_map(|e| e.decision_seconds.iter().copied())
-            .collect();
+        let latencies = &evaluation.decision_seconds;
         let total_decide: f64 = latencies.iter().sum();
         Summary {
             learn_steps,
@@ -635,13 +645,13 @@ impl Outcome {
             learned: gated,
             learn_seconds: seconds,
             eval_episodes: eval.len(),
-            mean_length: eval.iter().map(|e| e.steps as f64).sum::<f64>() / n,
-            mean_return: eval.iter().map(|e| e.ret).sum::<f64>() / n,
+            mean_length: evaluation.mean_length,
+            mean_return: evaluation.mean_return,
             one_step_error: (!component_errors.is_empty()).then(|| pooled_error(&component_errors)),
             component_errors,
-            held_out_errors: held_out.relative_errors(),
+            held_out_errors: evaluation.held_out.relative_errors(),
             decisions_per_second: latencies.len() as f64 / total_decide.max(1e-12),
-            median_decision_seconds: median(&latencies),
+            median_decision_seconds: median(latencies),
         }
     }
 }

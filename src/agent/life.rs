@@ -28,17 +28,18 @@
 //! control (mean length or return), the rows of the error matrix.
 
 use super::{
-    Agent, Brain, Episode, EpisodeOptions, HeldOut, Planner, Task, TrueModel, pooled_error,
+    Agent, Brain, Episode, EpisodeOptions, Evaluation, Model, Planner, Task, TrueModel, explored,
+    pooled_error,
 };
-use crate::agent::{ExperimentOptions, ModelKind, experiment};
+use crate::agent::experiment::{self, write_text};
+use crate::agent::{ExperimentOptions, ModelKind};
 use crate::env::{Env, Physics, world};
 use crate::modulator::{Modulator, Threshold};
 use crate::stats::{median, percentile};
 use crate::world_model::WorldModel;
 use crate::{Error, Result};
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// What the model rehearses of the worlds it has left.
@@ -161,7 +162,7 @@ pub struct LifeStep {
     /// The transition passed the gate (always without one).
     pub learned: bool,
     /// The scaled one-step error of the new transition before learning (RMS over components;
-    /// NaN for the first two transitions of a world, which have no statistics yet).
+    /// NaN for the first two transitions of the life, before the scale exists).
     pub error: f32,
 }
 
@@ -212,23 +213,27 @@ impl LifeOutcome {
             .find(|t| t.stage == stage && t.world == world)
     }
 
-    /// The share of learning steps that passed the gate in `range` of a stage's steps (clipped
-    /// to the stage): the first 500 steps after a switch are `stage_share(k, 0..500)`.
-    pub fn stage_share(&self, stage: usize, range: std::ops::Range<usize>) -> f64 {
+    /// The learning steps of `stage`.
+    pub fn stage_steps(&self, stage: usize) -> &[LifeStep] {
         let start = self.switches[stage];
-        let end = self
-            .switches
-            .get(stage + 1)
-            .copied()
-            .unwrap_or(self.steps.len());
-        let steps = &self.steps[(start + range.start).min(end)..(start + range.end).min(end)];
-        steps.iter().filter(|s| s.learned).count() as f64 / steps.len().max(1) as f64
+        let end = self.switches.get(stage + 1).copied();
+        &self.steps[start..end.unwrap_or(self.steps.len())]
+    }
+
+    /// The share of a stage's learning steps that passed the gate in its first and in its last
+    /// [`SHARE_WINDOW`] steps.
+    pub fn switch_shares(&self, stage: usize) -> (f64, f64) {
+        let steps = self.stage_steps(stage);
+        let window = SHARE_WINDOW.min(steps.len());
+        (
+            learned_share(&steps[..window]),
+            learned_share(&steps[steps.len() - window..]),
+        )
     }
 
     /// Share of all learning steps that passed the gate.
     pub fn learned_share(&self) -> f64 {
-        let n = self.steps.len().max(1);
-        self.steps.iter().filter(|s| s.learned).count() as f64 / n as f64
+        learned_share(&self.steps)
     }
 
     /// Over consecutive windows of `window` learning steps: `(steps so far, share learned,
@@ -239,21 +244,24 @@ impl LifeOutcome {
             .chunks(window)
             .enumerate()
             .map(|(w, chunk)| {
-                let learned = chunk.iter().filter(|s| s.learned).count() as f64;
                 let errors: Vec<f64> = chunk
                     .iter()
                     .filter(|s| s.error.is_finite())
                     .map(|s| f64::from(s.error).powi(2))
                     .collect();
                 let error = (errors.iter().sum::<f64>() / errors.len().max(1) as f64).sqrt();
-                (
-                    w * window + chunk.len(),
-                    learned / chunk.len() as f64,
-                    error,
-                )
+                (w * window + chunk.len(), learned_share(chunk), error)
             })
             .collect()
     }
+}
+
+/// Steps after a switch, and before the end of a world, over which the gate's share is told.
+pub const SHARE_WINDOW: usize = 500;
+
+/// Share of `steps` that passed the gate (0 for none).
+fn learned_share(steps: &[LifeStep]) -> f64 {
+    steps.iter().filter(|s| s.learned).count() as f64 / steps.len().max(1) as f64
 }
 
 /// A life ready to run.
@@ -302,9 +310,8 @@ impl Life {
                 o.env
             )));
         }
-        let cartpole = matches!(task, Task::CartPole);
-        let steps_per_world = o.learn_steps.unwrap_or(if cartpole { 3000 } else { 4000 });
-        let eval_episodes = o.eval_episodes.unwrap_or(if cartpole { 20 } else { 10 });
+        let steps_per_world = experiment::learn_steps(o, &task);
+        let eval_episodes = experiment::eval_episodes(o, &task);
         if eval_episodes == 0 || steps_per_world == 0 {
             return Err(invalid(
                 "--learn-steps and --eval-episodes must be at least 1",
@@ -419,7 +426,6 @@ impl Life {
         if let Brain::EqProp(_, model) = &self.agent.brain {
             outcome.updates = model.updates();
         }
-        std::fs::create_dir_all(&self.out).map_err(|e| Error::io(&self.out, e))?;
         write_text(&self.out.join("matrix.csv"), &matrix_csv(&outcome))?;
         write_text(&self.out.join("steps.csv"), &steps_csv(&outcome))?;
         write_text(
@@ -527,12 +533,10 @@ impl Life {
             let mut obs = self.envs[w].reset(seed);
             planner.reset();
             for _ in 0..max_len {
-                let mut a = planner.decide(model.as_mut(), &obs);
-                if self.rng.random::<f64>() < explore {
-                    a = self.rng.random_range(0..na);
-                }
+                let planned = planner.decide(model.as_mut(), &obs);
+                let a = explored(planned, explore, na, &mut self.rng);
                 let mut next = vec![0.0; obs.len()];
-                crate::task::Model::predict(model.as_mut(), &obs, &[a], &mut next);
+                model.predict(&obs, &[a], &mut next);
                 states.extend_from_slice(&obs);
                 actions.push(a);
                 if self.task.terminal(&next) || actions.len() == total {
@@ -542,8 +546,7 @@ impl Life {
             }
             episode += 1;
         }
-        model.keep_dreams(w, &states, &actions);
-        Ok(())
+        Ok(model.keep_dreams(w, &states, &actions)?)
     }
 
     /// Tests world `w` after `stage`, the model frozen: `eval_episodes` episodes (the same reset
@@ -574,26 +577,19 @@ impl Life {
                 })?;
             eps.push(ep);
         }
-        let mut held_out = HeldOut::default();
-        for e in &eps {
-            held_out.merge(&e.held_out);
-        }
-        let component_errors = held_out.relative_errors();
-        let latencies: Vec<f64> = eps
-            .iter()
-            .flat_map(|e| e.decision_seconds.iter().copied())
-            .collect();
-        let n = eps.len() as f64;
+        let evaluation = Evaluation::of(&eps);
+        let component_errors = evaluation.held_out.relative_errors();
+        let latencies = &evaluation.decision_seconds;
         let test = WorldTest {
             stage,
             world: w,
             episodes,
-            mean_length: eps.iter().map(|e| e.steps as f64).sum::<f64>() / n,
-            mean_return: eps.iter().map(|e| e.ret).sum::<f64>() / n,
+            mean_length: evaluation.mean_length,
+            mean_return: evaluation.mean_return,
             error: pooled_error(&component_errors),
             component_errors,
-            median_decision: median(&latencies),
-            p99_decision: percentile(&latencies, 0.99),
+            median_decision: median(latencies),
+            p99_decision: percentile(latencies, 0.99),
             max_decision: latencies.iter().copied().fold(0.0, f64::max),
         };
         let states = eps.pop().map(|e| e.states).unwrap_or_default();
@@ -655,12 +651,12 @@ pub fn matrix_csv(outcome: &LifeOutcome) -> String {
 fn summary_json(o: &LifeOutcome, env: &str) -> String {
     let stages: Vec<serde_json::Value> = (0..o.stages.len())
         .map(|s| {
-            let len = o.switches.get(s + 1).unwrap_or(&o.steps.len()) - o.switches[s];
+            let (first, last) = o.switch_shares(s);
             serde_json::json!({
                 "worlds": o.stages[s].iter().map(|w| w + 1).collect::<Vec<_>>(),
-                "steps": len,
-                "learned_first_500": o.stage_share(s, 0..500),
-                "learned_last_500": o.stage_share(s, len.saturating_sub(500)..len),
+                "steps": o.stage_steps(s).len(),
+                "learned_first_500": first,
+                "learned_last_500": last,
             })
         })
         .collect();
@@ -691,11 +687,6 @@ fn steps_csv(outcome: &LifeOutcome) -> String {
         ));
     }
     text
-}
-
-fn write_text(path: &Path, text: &str) -> Result<()> {
-    let mut f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    f.write_all(text.as_bytes()).map_err(|e| Error::io(path, e))
 }
 
 fn invalid(message: impl Into<String>) -> Error {

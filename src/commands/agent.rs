@@ -325,7 +325,7 @@ impl Bars {
                                 ep.steps,
                                 ep.ret,
                                 ep.pred_error,
-                                ep.learned_share,
+                                ep.learned_share(),
                                 r.env_steps,
                                 if ep.cut {
                                     "  (cut by the step budget)"
@@ -388,7 +388,7 @@ fn print_summary(outcome: &Outcome, id: &str, model: &str) {
         println!(
             "learning: {learned} steps in {} episodes, {:.1}% of transitions passed the gate, {:.3} ms per learning step",
             s.learn_episodes,
-            100.0 * s.learned / learned as f64,
+            100.0 * s.learned as f64 / learned as f64,
             1e3 * s.learn_seconds / learned as f64
         );
     }

@@ -5,8 +5,8 @@ use super::agent::{RobotArgs, bar, figures, say};
 use anyhow::{Result, bail};
 use clap::Args;
 use eqprop::agent::life::{
-    DEFAULT_DREAMS, DEFAULT_LIFE_UPDATES, Life, LifeEvent, LifeOptions, LifeOutcome, Strategy,
-    default_gate,
+    DEFAULT_DREAMS, DEFAULT_LIFE_UPDATES, Life, LifeEvent, LifeOptions, LifeOutcome, SHARE_WINDOW,
+    Strategy, default_gate,
 };
 use eqprop::env::world;
 use eqprop::modulator::Threshold;
@@ -208,15 +208,15 @@ fn print_summary(o: &LifeOutcome) {
     let model = o.tests.iter().any(|t| t.error.is_finite());
     if model {
         println!("one-step error (rows: after learning stage; columns: world tested):");
-    }
-    for stage in (0..o.stages.len()).filter(|_| model) {
-        let cells: Vec<String> = (0..n)
-            .map(|w| {
-                o.test(stage, w)
-                    .map_or("      -".into(), |t| format!("{:7.4}", t.error))
-            })
-            .collect();
-        println!("  stage {}: {}", stage + 1, cells.join(" "));
+        for stage in 0..o.stages.len() {
+            let cells: Vec<String> = (0..n)
+                .map(|w| {
+                    o.test(stage, w)
+                        .map_or("      -".into(), |t| format!("{:7.4}", t.error))
+                })
+                .collect();
+            println!("  stage {}: {}", stage + 1, cells.join(" "));
+        }
     }
     for w in 0..n {
         let Some(end) = o.test(last, w) else { continue };
@@ -244,12 +244,12 @@ fn print_summary(o: &LifeOutcome) {
     if !o.steps.is_empty() {
         let shares: Vec<String> = (0..o.stages.len())
             .map(|s| {
-                let len = o.switches.get(s + 1).unwrap_or(&o.steps.len()) - o.switches[s];
+                let (first, last) = o.switch_shares(s);
                 format!(
-                    "stage {}: {:.1}% in the first 500 steps, {:.1}% in the last 500",
+                    "stage {}: {:.1}% in the first {SHARE_WINDOW} steps, {:.1}% in the last {SHARE_WINDOW}",
                     s + 1,
-                    100.0 * o.stage_share(s, 0..500),
-                    100.0 * o.stage_share(s, len.saturating_sub(500)..len)
+                    100.0 * first,
+                    100.0 * last
                 )
             })
             .collect();
