@@ -64,7 +64,8 @@ pub struct WorldModelConfig {
     /// Worlds the model is told apart by a one-hot context input (0: no context input).
     pub contexts: usize,
     /// Rows of each replayed batch drawn from the long-term memory of the other worlds (their
-    /// kept real transitions or the model's own dreams of them), once there is one.
+    /// kept real transitions or the model's own dreams of them), once there is one (at most
+    /// `replay`; unused with fewer than two `contexts`).
     pub rehearse: usize,
     /// The kinematic prior: predict only the velocities and integrate the positions by the
     /// task's known kinematics (off: every component is learned).
@@ -138,10 +139,11 @@ impl WorldModelConfig {
             "positive when replaying",
             self.replay_capacity.to_string(),
         )?;
+        // Only a model of several worlds rehearses.
         range(
-            self.rehearse <= self.replay,
+            self.contexts <= 1 || self.rehearse <= self.replay,
             "rehearse",
-            "at most replay",
+            "at most replay with several worlds",
             self.rehearse.to_string(),
         )?;
         range(

@@ -161,6 +161,19 @@ fn the_context_tells_the_worlds_apart() {
 }
 
 #[test]
+fn only_a_model_of_several_worlds_rehearses() {
+    // One world: a short replay is fine whatever `rehearse` says (as `eqprop agent --replay 4`).
+    let one = WorldModelConfig {
+        replay: 4,
+        ..Default::default()
+    };
+    assert!(one.validate().is_ok());
+    let several = WorldModelConfig { contexts: 3, ..one };
+    let e = several.validate().unwrap_err().to_string();
+    assert!(e.contains("rehearse"), "{e}");
+}
+
+#[test]
 fn the_gate_decides_when_to_learn() {
     let data = transitions(&Physics::default_for("cartpole-v1").unwrap(), 50, 4);
     for (value, learns) in [(1e9f32, false), (0.0, true)] {
