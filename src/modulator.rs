@@ -128,6 +128,96 @@ pub enum GateError {
     Step(f32),
 }
 
+/// How a gate judges a stream of examples seen one at a time (the world model's steps): by
+/// their mood, the surprise averaged over recent steps, rather than by each surprise alone.
+///
+/// The mood is `m <- m + smoothing (C - m)`, the surprise averaged over about `1 / smoothing`
+/// steps (`smoothing = 1`: the surprise itself), and an example learns when `m > theta`; the
+/// threshold's quantile tracks the mood. With `cap = k`, the threshold is at most `k` times the
+/// expected mood `exp(e)`, `e <- e + EXPECTATION_RATE (ln m - e)` (its geometric mean over
+/// about 1000 steps, from `ln 1e-8`): a threshold that climbed in a burst comes back down
+/// with the mood, and a lasting rise of the mood keeps the gate open until the expectation has
+/// followed it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Mood {
+    pub smoothing: f32,
+    pub cap: Option<f32>,
+}
+
+/// How fast the expected mood of a [`Mood`] cap follows the mood (per step).
+pub const EXPECTATION_RATE: f32 = 1e-3;
+
+impl Default for Mood {
+    /// Each example judged by its own surprise, no cap: a plain gate.
+    fn default() -> Self {
+        Self {
+            smoothing: 1.0,
+            cap: None,
+        }
+    }
+}
+
+impl Mood {
+    /// Checks the settings, naming the first bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.smoothing > 0.0 && self.smoothing <= 1.0) {
+            return Err(format!(
+                "smoothing must be in (0, 1], got {}",
+                self.smoothing
+            ));
+        }
+        match self.cap {
+            Some(k) if !(k.is_finite() && k >= 1.0) => {
+                Err(format!("cap must be a finite factor >= 1, got {k}"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The running state of a [`Mood`] gate: the mood, the expected mood and the threshold.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MoodState {
+    mood: Option<f32>,
+    expected: f32,
+    threshold: f32,
+}
+
+impl MoodState {
+    /// Before any example, with `gate`'s initial threshold.
+    pub fn new(gate: &Modulator) -> Self {
+        Self {
+            mood: None,
+            expected: RELATIVE_START.ln(),
+            threshold: gate.initial_threshold(),
+        }
+    }
+
+    /// The threshold the mood is compared with (the cap applied).
+    pub fn threshold(&self, mood: &Mood) -> f32 {
+        match mood.cap {
+            Some(k) => self.threshold.min(k * self.expected.exp()),
+            None => self.threshold,
+        }
+    }
+
+    /// Whether the next example, of this surprise, learns; then moves the threshold and the
+    /// expectation.
+    pub fn decide(&mut self, gate: &Modulator, mood: &Mood, surprise: f32) -> bool {
+        let level = match self.mood {
+            Some(m) if mood.smoothing < 1.0 => m + mood.smoothing * (surprise - m),
+            _ => surprise,
+        };
+        self.mood = Some(level);
+        let learns = Modulator::learns(level, self.threshold(mood));
+        self.threshold = gate.adapt(self.threshold, &[level]);
+        if mood.cap.is_some() {
+            self.expected += EXPECTATION_RATE * (level.max(1e-12).ln() - self.expected);
+        }
+        learns
+    }
+}
+
 /// The surprise of each row: `C = 1/2 ||output - target||^2`.
 pub fn surprise(output: &Matrix, target: &Matrix, out: &mut [f32]) {
     for (r, s) in out.iter_mut().enumerate() {
@@ -199,6 +289,105 @@ mod tests {
             (450..650).contains(&learned),
             "{learned} of 1000 learned after the jump"
         );
+    }
+
+    fn relative() -> Modulator {
+        Modulator {
+            threshold: Threshold::Relative {
+                share: 0.05,
+                rate: 0.01,
+            },
+            gain: 1.0,
+        }
+    }
+
+    /// Surprises that swing over a decade, as a world's do at rest.
+    fn rest(i: usize) -> f32 {
+        1e-4 * 10f32.powf(((i * 37) % 100) as f32 / 100.0)
+    }
+
+    #[test]
+    fn a_plain_mood_is_the_plain_gate() {
+        let gate = relative();
+        let mut state = MoodState::new(&gate);
+        let mut theta = gate.initial_threshold();
+        for i in 0..3000 {
+            let s = rest(i) * if i > 2000 { 30.0 } else { 1.0 };
+            assert_eq!(
+                state.decide(&gate, &Mood::default(), s),
+                Modulator::learns(s, theta)
+            );
+            theta = gate.adapt(theta, &[s]);
+            assert_eq!(state.threshold(&Mood::default()), theta);
+        }
+    }
+
+    #[test]
+    fn the_mood_averages_the_surprise() {
+        let gate = relative();
+        let mood = Mood {
+            smoothing: 0.5,
+            cap: None,
+        };
+        let mut state = MoodState::new(&gate);
+        for s in [8.0, 0.0, 0.0] {
+            state.decide(&gate, &mood, s);
+        }
+        assert_eq!(state.mood, Some(2.0));
+    }
+
+    /// A lasting tenfold rise of the surprise after a long rest: the plain gate's threshold
+    /// climbs to it within a few hundred steps and the learning stops; capped at 4 times the
+    /// expected mood, the threshold rises only as the expectation follows, and far more steps
+    /// learn. Back at rest, both learn few.
+    #[test]
+    fn a_capped_threshold_keeps_a_burst_open_and_comes_back_down() {
+        let gate = relative();
+        let capped = Mood {
+            smoothing: 0.02,
+            cap: Some(4.0),
+        };
+        let plain = Mood {
+            smoothing: 0.02,
+            cap: None,
+        };
+        let learned = |mood: &Mood| {
+            let mut state = MoodState::new(&gate);
+            let mut count = |range: std::ops::Range<usize>, scale: f32| {
+                range
+                    .map(|i| usize::from(state.decide(&gate, mood, rest(i) * scale)))
+                    .sum::<usize>()
+            };
+            count(0..20_000, 1.0);
+            let rest_before = count(20_000..21_000, 1.0);
+            let burst = count(21_000..21_500, 10.0);
+            count(21_500..30_000, 10.0);
+            let rest_after = count(30_000..31_000, 10.0);
+            (rest_before, burst, rest_after)
+        };
+        let (plain_rest, plain_burst, _) = learned(&plain);
+        let (capped_rest, capped_burst, capped_after) = learned(&capped);
+        assert!(
+            plain_rest < 100 && capped_rest < 100,
+            "{plain_rest} {capped_rest}"
+        );
+        assert!(
+            capped_burst >= 400 && capped_burst > plain_burst + 100,
+            "burst: capped {capped_burst}, plain {plain_burst}"
+        );
+        assert!(capped_after < 100, "capped, after: {capped_after}");
+    }
+
+    #[test]
+    fn bad_moods_are_named() {
+        for (smoothing, cap) in [
+            (0.0, None),
+            (1.5, None),
+            (0.1, Some(0.5)),
+            (0.1, Some(f32::NAN)),
+        ] {
+            assert!(Mood { smoothing, cap }.validate().is_err());
+        }
     }
 
     #[test]

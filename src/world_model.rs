@@ -34,7 +34,7 @@ use crate::dynamics::{Phase, Relaxation, State};
 use crate::learning_rule::{
     Dynamics, Nudging, Particles, Verdicts, apply_update_scaled, gated_scales,
 };
-use crate::modulator::{Modulator, row_surprise};
+use crate::modulator::{Modulator, Mood, MoodState, row_surprise};
 use crate::network::Network;
 use crate::task::{Model, Task};
 use rand::{RngExt, SeedableRng};
@@ -61,6 +61,10 @@ pub struct WorldModelConfig {
     /// prediction's, before learning) exceeds the threshold; then every row of its batches
     /// learns, and otherwise none (surprise decides when to learn).
     pub gate: Option<Modulator>,
+    /// What the gate compares with its threshold: each step's own surprise (the default) or
+    /// the mood, the surprise averaged over recent steps, with the threshold capped
+    /// ([`Mood`]).
+    pub mood: Mood,
     /// Worlds the model is told apart by a one-hot context input (0: no context input).
     pub contexts: usize,
     /// Rows of each replayed batch drawn from the long-term memory of the other worlds (their
@@ -91,6 +95,7 @@ impl Default for WorldModelConfig {
             replay_capacity: 2000,
             updates: 16,
             gate: None,
+            mood: Mood::default(),
             contexts: 0,
             rehearse: 12,
             kinematic_prior: false,
@@ -166,6 +171,11 @@ impl WorldModelConfig {
                 got: e.to_string(),
             })?;
         }
+        self.mood.validate().map_err(|got| ConfigError::Described {
+            name: "mood",
+            rule: "a valid gate mood",
+            got,
+        })?;
         Ok(())
     }
 }
@@ -274,7 +284,8 @@ pub struct WorldModel {
     /// Prediction buffers, one pair per batch size asked for.
     predictors: Vec<(State, Relaxation)>,
     rng: ChaCha8Rng,
-    threshold: f32,
+    /// The gate's threshold, mood and expectation (unused without a gate).
+    gate_state: MoodState,
     /// The gate's verdicts on the rows of the last batch.
     surprises: Vec<f32>,
     learns: Vec<bool>,
@@ -306,7 +317,7 @@ impl WorldModel {
             }))
         })?;
         let net = Network::glorot(&sizes, &mut rng).expect("sizes are validated");
-        let threshold = config.gate.map_or(0.0, |g| g.initial_threshold());
+        let gate_state = MoodState::new(&config.gate.unwrap_or_default());
         let worlds = config.contexts.max(1);
         Ok(Self {
             learner: Particles::new(&sizes, batch),
@@ -323,7 +334,7 @@ impl WorldModel {
             outputs,
             context: 0,
             rng,
-            threshold,
+            gate_state,
             steps: 0,
             updates: 0,
         })
@@ -352,7 +363,10 @@ impl WorldModel {
 
     /// The gate's current threshold (0 without a gate).
     pub fn threshold(&self) -> f32 {
-        self.threshold
+        match self.config.gate {
+            Some(_) => self.gate_state.threshold(&self.config.mood),
+            None => 0.0,
+        }
     }
 
     /// The world the model is in.
@@ -518,9 +532,7 @@ impl WorldModel {
                 let mut target = vec![0.0; self.outputs.len()];
                 self.write_target(obs, next, &mut target);
                 let surprise = row_surprise(&y, &target);
-                let learns = Modulator::learns(surprise, self.threshold);
-                self.threshold = gate.adapt(self.threshold, &[surprise]);
-                learns
+                self.gate_state.decide(&gate, &self.config.mood, surprise)
             }
             None => true,
         };

@@ -318,6 +318,19 @@ fn life_command_writes_its_files_and_rejects_bad_input() {
             "--no-gate conflicts",
         ),
         (vec!["--dreams", "0"], "--dreams must be positive"),
+        (vec!["--no-gate", "--gate-cap", "4"], "--no-gate conflicts"),
+        (
+            vec!["--gate-smoothing", "0"],
+            "smoothing must be in (0, 1], got 0",
+        ),
+        (
+            vec!["--gate-cap", "0.5"],
+            "cap must be a finite factor >= 1",
+        ),
+        (
+            vec!["--gate-rate", "0"],
+            "gate step must be positive, got 0",
+        ),
     ] {
         let out = common::eqprop()
             .args(["life", "--env", "pendulum-v1"])

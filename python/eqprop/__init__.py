@@ -403,17 +403,30 @@ def life(
     eval_episodes: Optional[int] = None,
     gate: bool = True,
     gif: bool = False,
+    gate_smoothing: Optional[float] = None,
+    gate_cap: Optional[float] = None,
 ) -> dict:
     """The living agent, as ``eqprop life`` runs it: one world model learns the ``worlds``
     (default: three per environment; ``"default; g=6,m=0.6; l=0.7"`` on Pendulum) one after
     another online, keeping the old ones by ``strategy`` (``"dreams"``, ``"fine-tune"``,
     ``"real"``, ``"joint"``), the surprise gate deciding when to learn (``gate=False``: every
-    step). ``learn_steps`` and ``eval_episodes`` count per world. Returns every test (after each
+    step; ``gate_smoothing`` and ``gate_cap`` gate on the mood, as ``--gate-smoothing`` and
+    ``--gate-cap`` do). ``learn_steps`` and ``eval_episodes`` count per world. Returns every test (after each
     stage, each world learned so far: mean length, mean return, one-step error), the world
     specs, the learning steps at which each stage began, the share of steps that learned and the
     EqProp updates made."""
     return json.loads(
         _eqprop.life(
-            env, str(out), seed, strategy, worlds, learn_steps, eval_episodes, gate, gif
+            env,
+            str(out),
+            seed,
+            strategy,
+            worlds,
+            learn_steps,
+            eval_episodes,
+            gate,
+            gif,
+            gate_smoothing,
+            gate_cap,
         )
     )

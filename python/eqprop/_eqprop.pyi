@@ -99,4 +99,6 @@ def life(
     eval_episodes: Optional[int] = None,
     gate: bool = True,
     gif: bool = False,
+    gate_smoothing: Optional[float] = None,
+    gate_cap: Optional[float] = None,
 ) -> str: ...

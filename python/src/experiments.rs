@@ -189,9 +189,10 @@ pub fn agent(
 
 /// The living agent: `eqprop life` on `cartpole-v1` or `pendulum-v1` (world after world, the
 /// old ones kept by the strategy), its files in `out`. Returns every test (the error matrix) and
-/// the gate's shares as JSON.
+/// the gate's shares as JSON. `gate_smoothing` and `gate_cap` gate on the mood
+/// (`eqprop life --gate-smoothing S --gate-cap K`).
 #[pyfunction]
-#[pyo3(signature = (env, out, seed=0, strategy="dreams", worlds=None, learn_steps=None, eval_episodes=None, gate=true, gif=false))]
+#[pyo3(signature = (env, out, seed=0, strategy="dreams", worlds=None, learn_steps=None, eval_episodes=None, gate=true, gif=false, gate_smoothing=None, gate_cap=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn life(
     py: Python<'_>,
@@ -204,6 +205,8 @@ pub fn life(
     eval_episodes: Option<usize>,
     gate: bool,
     gif: bool,
+    gate_smoothing: Option<f32>,
+    gate_cap: Option<f32>,
 ) -> PyResult<String> {
     let strategies = [
         Strategy::Dreams,
@@ -226,6 +229,8 @@ pub fn life(
     a.gif = gif;
     options.strategy = strategy;
     options.worlds = worlds;
+    options.gate_smoothing = gate_smoothing;
+    options.gate_cap = gate_cap;
     if !gate {
         options.gate = None;
     }

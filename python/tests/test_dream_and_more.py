@@ -93,3 +93,20 @@ def test_the_living_agent_lives_two_worlds(tmp_path):
         eqprop.life("cartpole-v1", tmp_path, strategy="forget")
     with pytest.raises(ValueError, match="unknown constant"):
         eqprop.life("cartpole-v1", tmp_path, worlds="default; g=3")
+    with pytest.raises(ValueError, match="cap must be a finite factor"):
+        eqprop.life("cartpole-v1", tmp_path, gate_cap=0.5)
+
+
+def test_a_mood_gated_life_learns(tmp_path):
+    result = eqprop.life(
+        "cartpole-v1",
+        tmp_path,
+        worlds="default; masscart=2",
+        learn_steps=100,
+        eval_episodes=1,
+        gate_smoothing=0.05,
+        gate_cap=4.0,
+    )
+    assert result["updates"] > 0 and result["switches"] == [0, 100]
+    with pytest.raises(ValueError, match="smoothing must be in"):
+        eqprop.life("cartpole-v1", tmp_path, gate_smoothing=0.0)

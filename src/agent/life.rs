@@ -34,7 +34,7 @@ use super::{
 use crate::agent::experiment::{self, write_text};
 use crate::agent::{ExperimentOptions, ModelKind};
 use crate::env::{Env, Physics, world};
-use crate::modulator::{Modulator, Threshold};
+use crate::modulator::{Modulator, Mood, Threshold};
 use crate::stats::{median, percentile};
 use crate::world_model::WorldModel;
 use crate::{Error, Result};
@@ -101,6 +101,14 @@ pub fn default_dream_length(task: &Task) -> usize {
     }
 }
 
+/// How many steps the default gate averages the surprise over, as the smoothing `S` of its
+/// [`Mood`] (`m += S (C - m)`): 1, each step's own surprise.
+pub fn default_gate_smoothing(task: &Task) -> f32 {
+    match task {
+        Task::CartPole | Task::Pendulum { .. } => 1.0,
+    }
+}
+
 /// Settings of a life.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LifeOptions {
@@ -114,11 +122,24 @@ pub struct LifeOptions {
     pub dreams: usize,
     /// Steps of an imagined episode at most (default: [`default_dream_length`]).
     pub dream_length: Option<usize>,
-    /// The surprise gate (none: every transition learns).
+    /// The surprise gate (none: every transition learns); it and the two below replace
+    /// `agent.world`'s.
     pub gate: Option<Modulator>,
+    /// The gate's mood smoothing (default: [`default_gate_smoothing`]).
+    pub gate_smoothing: Option<f32>,
+    /// The gate's threshold cap, a factor of the expected mood ([`Mood`]; default: none).
+    pub gate_cap: Option<f32>,
 }
 
 impl LifeOptions {
+    /// What the gate judges on `task`: the mood these options ask for, the defaults filled in.
+    pub fn mood(&self, task: &Task) -> Mood {
+        Mood {
+            smoothing: self.gate_smoothing.unwrap_or(default_gate_smoothing(task)),
+            cap: self.gate_cap,
+        }
+    }
+
     /// Dreams, the default worlds, the [`default_gate`], [`DEFAULT_LIFE_UPDATES`], on `env`.
     pub fn new(env: &str) -> Self {
         let mut agent = ExperimentOptions::new(env);
@@ -130,6 +151,8 @@ impl LifeOptions {
             dreams: DEFAULT_DREAMS,
             dream_length: None,
             gate: Some(default_gate()),
+            gate_smoothing: None,
+            gate_cap: None,
         }
     }
 }
@@ -320,6 +343,7 @@ impl Life {
         let mut world_config = o.world.clone();
         world_config.contexts = worlds.len();
         world_config.gate = options.gate;
+        world_config.mood = options.mood(&task);
         let brain = match o.model {
             ModelKind::Eqprop => Brain::EqProp(
                 Planner::new(task.clone(), planner.clone()),
@@ -367,6 +391,11 @@ impl Life {
     /// The environment's Gymnasium id.
     pub fn env_id(&self) -> &'static str {
         self.envs[0].id()
+    }
+
+    /// What the gate judges (its mood, the defaults filled in).
+    pub fn mood(&self) -> Mood {
+        self.options.mood(&self.task)
     }
 
     /// The settings.

@@ -34,6 +34,18 @@ pub struct LifeArgs {
     /// log scale (--gate-share sets the share); --gate-threshold fixes the threshold instead.
     #[arg(long)]
     pub no_gate: bool,
+    /// How fast the default gate's threshold moves: `ln theta += rate (learned - share)` per
+    /// step (0.01 by default).
+    #[arg(long)]
+    pub gate_rate: Option<f32>,
+    /// Gate on the mood, the surprise averaged over about 1/S steps (`m += S (C - m)`; S = 1:
+    /// each step's own surprise) [default: 1 CartPole, 0.02 Pendulum].
+    #[arg(long)]
+    pub gate_smoothing: Option<f32>,
+    /// Cap the gate's threshold at K times the expected mood (its geometric mean over about
+    /// 1000 steps), so that a climbed threshold comes back down with the mood.
+    #[arg(long)]
+    pub gate_cap: Option<f32>,
     #[command(flatten)]
     pub robot: RobotArgs,
 }
@@ -47,8 +59,13 @@ pub fn life(args: LifeArgs) -> Result<()> {
         None => None,
     };
     let w = &args.robot.world;
-    if args.no_gate && (w.gate_threshold.is_some() || w.gate_share.is_some()) {
-        bail!("--no-gate conflicts with --gate-threshold and --gate-share");
+    let tuned = [args.gate_rate, args.gate_smoothing, args.gate_cap];
+    if args.no_gate
+        && (w.gate_threshold.is_some()
+            || w.gate_share.is_some()
+            || tuned.iter().any(Option::is_some))
+    {
+        bail!("--no-gate conflicts with the other --gate-* options");
     }
     let gate = (!args.no_gate).then(|| {
         let mut gate = default_gate();
@@ -57,6 +74,9 @@ pub fn life(args: LifeArgs) -> Result<()> {
         }
         if let (Some(s), Threshold::Relative { share, .. }) = (w.gate_share, &mut gate.threshold) {
             *share = s;
+        }
+        if let (Some(r), Threshold::Relative { rate, .. }) = (args.gate_rate, &mut gate.threshold) {
+            *rate = r;
         }
         gate
     });
@@ -71,6 +91,8 @@ pub fn life(args: LifeArgs) -> Result<()> {
         dreams: args.dreams,
         dream_length: args.dream_length,
         gate,
+        gate_smoothing: args.gate_smoothing,
+        gate_cap: args.gate_cap,
     })?;
     super::checks::writable_dir(life.out())?;
     let (id, out) = (life.env_id(), life.out().to_path_buf());
@@ -81,7 +103,11 @@ pub fn life(args: LifeArgs) -> Result<()> {
         args.strategy.name(),
         life.options().agent.world.updates,
         life.options().agent.world.rehearse,
-        gate.map_or("off".to_string(), |g| format!("{:?}", g.threshold))
+        gate.map_or("off".to_string(), |g| format!(
+            "{:?}, {:?}",
+            g.threshold,
+            life.mood()
+        ))
     );
     for (w, p) in life.worlds().iter().enumerate() {
         println!("  world {}: {}", w + 1, p.spec());
