@@ -266,7 +266,7 @@ impl LifeOutcome {
     }
 
     /// Over consecutive windows of `window` learning steps: `(steps so far, share learned,
-    /// RMS scaled error)`.
+    /// RMS scaled error)` (NaN for a window without errors).
     pub fn timeline(&self, window: usize) -> Vec<(usize, f64, f64)> {
         let window = window.max(1);
         self.steps
@@ -276,10 +276,13 @@ impl LifeOutcome {
                 let errors: Vec<f64> = chunk
                     .iter()
                     .filter(|s| s.error.is_finite())
-                    .map(|s| f64::from(s.error).powi(2))
+                    .map(|s| f64::from(s.error))
                     .collect();
-                let error = (errors.iter().sum::<f64>() / errors.len().max(1) as f64).sqrt();
-                (w * window + chunk.len(), learned_share(chunk), error)
+                (
+                    w * window + chunk.len(),
+                    learned_share(chunk),
+                    pooled_error(&errors),
+                )
             })
             .collect()
     }
@@ -640,6 +643,7 @@ fn push_steps(steps: &mut Vec<LifeStep>, world: usize, ep: &Episode) {
     for (i, &learned) in ep.learned.iter().enumerate() {
         let error = match i.checked_sub(missing) {
             Some(k) => {
+                // In f32, as steps.csv has always been written.
                 let e = &ep.errors[k];
                 (e.iter().map(|v| v * v).sum::<f32>() / e.len() as f32).sqrt()
             }

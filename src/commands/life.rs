@@ -170,11 +170,7 @@ impl Progress {
                 );
                 self.replace(steps, &template);
             }
-            LifeEvent::LearnStep {
-                step: _,
-                world: _,
-                learned: _,
-            } => {
+            LifeEvent::LearnStep { .. } => {
                 if let Some(bar) = &self.bar {
                     bar.inc(1);
                 }

@@ -403,7 +403,7 @@ pub fn plot_life_matrix(
         let names: Vec<String> = learned.iter().map(|w| (w + 1).to_string()).collect();
         let label = format!("after world {}", names.join("+"));
         root.draw(&Text::new(label, (LEFT / 2, y + CELL_H / 2), centred(13)))?;
-        for (w, _) in outcome.worlds.iter().enumerate() {
+        for w in 0..outcome.worlds.len() {
             let Some(t) = outcome.test(s, w) else {
                 continue;
             };
