@@ -10,7 +10,7 @@ use eqprop::data::{DataSource, Dataset, DatasetName, Split};
 use eqprop::device::{Device, Engine, Work};
 use eqprop::learning_rule::{GenerativeStart, Nudging};
 use eqprop::metrics::{self, EpochRecord};
-use eqprop::modulator::Threshold;
+use eqprop::modulator::{Modulator, Threshold};
 use eqprop::run::{self, ResumeError, Run, RunFiles};
 use eqprop::train;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -309,8 +309,14 @@ impl Overrides {
             );
             g.input_couplings_only |= o.gen_input_only;
         }
+        o.apply_gate(&mut hp.modulator);
+    }
+
+    /// `--gate` and its settings, for any network's surprise gate.
+    fn apply_gate(&self, modulator: &mut Option<Modulator>) {
+        let o = self;
         if o.gate {
-            let m = hp.modulator.get_or_insert_with(Default::default);
+            let m = modulator.get_or_insert_with(Default::default);
             if let Some(value) = o.gate_threshold {
                 m.threshold = Threshold::Fixed { value };
             }
@@ -543,6 +549,18 @@ fn resume_run(args: &TrainArgs, files: &RunFiles, device: Device) -> Result<(Run
     Ok((run, data))
 }
 
+/// What the surprise gate did in an epoch, for its line (empty without a gate).
+fn gate_line(record: &EpochRecord) -> String {
+    record.gate.map_or(String::new(), |g| {
+        format!(
+            "  learned {:>5.1}%  saved {:>4.1}% of steps, {:>4.1}% of FLOPs",
+            100.0 * g.learned_share,
+            100.0 * g.steps_saved,
+            100.0 * g.flops_saved
+        )
+    })
+}
+
 /// The command-line flag that sets hyperparameter `field` (a path of
 /// [`run::first_difference`]).
 fn flag_of(field: &str) -> String {
@@ -702,14 +720,7 @@ impl run::Observer for TrainConsole {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        let gated = record.gate.map_or(String::new(), |g| {
-            format!(
-                "  learned {:>5.1}%  saved {:>4.1}% of steps, {:>4.1}% of FLOPs",
-                100.0 * g.learned_share,
-                100.0 * g.steps_saved,
-                100.0 * g.flops_saved
-            )
-        });
+        let gated = gate_line(record);
         let files = run.files().expect("the train command saves its run");
         let hp = run.hyperparams();
         let title = format!("EqProp {:?} on {}", hp.layers, run.dataset().as_str());

@@ -4,8 +4,10 @@
 mod common;
 
 use common::{assert_clear_error, assert_success, eqprop, example, mnist, temp_dir};
-use eqprop::conv::{ConvConfig, checkpoint};
-use eqprop::data::{DatasetName, Split};
+use eqprop::conv::train::free_outputs;
+use eqprop::conv::{ConvConfig, ConvNet, ConvTrainer, checkpoint};
+use eqprop::data::{Dataset, DatasetName, Split};
+use eqprop::modulator::{Modulator, Threshold, row_surprise};
 use eqprop::run::ConvRun;
 use eqprop::run::RunFiles;
 use std::sync::atomic::AtomicBool;
@@ -145,8 +147,8 @@ fn bad_architectures_and_settings_are_refused_before_any_work() {
         &["learning rates", "--lr"],
     );
     assert_clear_error(
-        &run(&["--preset", "conv-mnist", "--gate"]),
-        &["--gate", "not supported"],
+        &run(&["--preset", "conv-mnist", "--gate", "--gate-share", "2"]),
+        &["gate share", "got 2"],
     );
     assert_clear_error(
         &run(&["--sweep", "synchronous"]),
@@ -319,4 +321,156 @@ fn persistent_particles_are_kept_and_resume_exactly() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("persistent states are for 200"), "{err}");
+}
+
+/// `small()` with a surprise gate of this threshold, for one epoch.
+fn gated(threshold: Threshold) -> ConvConfig {
+    ConvConfig {
+        modulator: Some(Modulator {
+            threshold,
+            gain: 1.0,
+        }),
+        epochs: 1,
+        ..small()
+    }
+}
+
+/// A fresh trainer of `cfg` after one epoch on `data`, and what the epoch measured.
+fn one_epoch(cfg: ConvConfig, data: &Dataset) -> (ConvTrainer, eqprop::conv::train::ConvEpoch) {
+    let mut trainer = ConvTrainer::new(cfg).unwrap();
+    let epoch = trainer.run_epoch(data, |_, _| true).unwrap();
+    (trainer, epoch)
+}
+
+/// The largest difference between two networks' parameters.
+fn largest_difference(a: &ConvNet, b: &ConvNet) -> f32 {
+    let weights = a.weights().iter().zip(b.weights());
+    let w = weights.flat_map(|(x, y)| x.as_slice().iter().zip(y.as_slice()));
+    let biases = a.biases().iter().zip(b.biases());
+    let b = biases.flat_map(|(x, y)| x.iter().zip(y));
+    w.chain(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// The surprise gate at its two ends: a threshold every example passes trains the network of
+/// the ungated run bit for bit; one no example passes leaves the network as it was and runs
+/// only free phases.
+#[test]
+fn a_gate_that_all_or_none_pass_learns_as_without_it_or_not_at_all() {
+    let (train, _) = small_sets();
+    let (plain, _) = one_epoch(
+        ConvConfig {
+            epochs: 1,
+            ..small()
+        },
+        &train,
+    );
+    let (open, epoch) = one_epoch(gated(Threshold::Fixed { value: 0.0 }), &train);
+    assert_eq!(epoch.learned_share, 1.0);
+    assert_eq!(open.network(), plain.network());
+    let (closed, epoch) = one_epoch(gated(Threshold::Fixed { value: 1e9 }), &train);
+    let untouched = ConvTrainer::new(small()).unwrap();
+    assert_eq!(closed.network(), untouched.network());
+    assert_eq!(epoch.learned_share, 0.0);
+    assert_eq!(epoch.mean_steps, small().t_free as f64);
+}
+
+/// A gate that some examples pass: the mini-batch's update is the EqProp update of those
+/// examples alone (still divided by the whole mini-batch), and the others relax their free
+/// phase only.
+#[test]
+fn the_gated_update_is_the_update_of_the_examples_that_pass() {
+    let (train, _) = small_sets();
+    let data = train.select(&(0..40).collect::<Vec<_>>());
+    let cfg = ConvConfig {
+        batch_size: 40,
+        ..gated(Threshold::Fixed { value: 0.0 })
+    };
+    // The threshold: the midpoint of the widest gap between the middle surprises, so that no
+    // example sits near it.
+    let untrained = ConvTrainer::new(cfg.clone()).unwrap();
+    let outputs = free_outputs(untrained.network(), &cfg, &data);
+    let surprise: Vec<f32> = (0..data.len())
+        .map(|i| {
+            let mut target = vec![0.0; outputs.cols()];
+            target[usize::from(data.labels[i])] = 1.0;
+            row_surprise(outputs.row(i), &target)
+        })
+        .collect();
+    let mut sorted = surprise.clone();
+    sorted.sort_by(f32::total_cmp);
+    let gap = (10..30).max_by(|&a, &b| {
+        let width = |k: usize| sorted[k + 1] - sorted[k];
+        width(a).total_cmp(&width(b))
+    });
+    let k = gap.unwrap();
+    let value = 0.5 * (sorted[k] + sorted[k + 1]);
+    let learners: Vec<usize> = (0..data.len()).filter(|&i| surprise[i] > value).collect();
+    assert!(
+        (10..30).contains(&learners.len()),
+        "{} learn",
+        learners.len()
+    );
+    let (gated_run, epoch) = one_epoch(
+        ConvConfig {
+            modulator: Some(Modulator {
+                threshold: Threshold::Fixed { value },
+                gain: 1.0,
+            }),
+            ..cfg.clone()
+        },
+        &data,
+    );
+    assert_eq!(epoch.learned_share, learners.len() as f64 / 40.0);
+    let nudged = (learners.len() * 2 * cfg.t_nudge) as f64 / 40.0;
+    assert_eq!(epoch.mean_steps, cfg.t_free as f64 + nudged);
+    // The same examples alone, ungated, at the rates times their share of the mini-batch.
+    let share = learners.len() as f32 / 40.0;
+    let alone = ConvConfig {
+        batch_size: learners.len(),
+        modulator: None,
+        lr: cfg.lr.iter().map(|lr| lr * share).collect(),
+        ..cfg.clone()
+    };
+    let (alone_run, _) = one_epoch(alone, &data.select(&learners));
+    let (everyone, _) = one_epoch(
+        ConvConfig {
+            modulator: None,
+            ..cfg
+        },
+        &data,
+    );
+    let start = untrained.network();
+    let moved = largest_difference(gated_run.network(), start);
+    let off = largest_difference(gated_run.network(), alone_run.network());
+    // Rounding only: a chunk's kernels (dense or scattered products) depend on its rows, so
+    // the same examples in other chunks land a few 1e-4 of the step apart (the learners
+    // alone in reverse order: 2e-4); one example too many or the wrong divisor is 1e-2 and up.
+    assert!(off < 2e-3 * moved, "off by {off}, moved by {moved}");
+    let apart = largest_difference(gated_run.network(), everyone.network());
+    assert!(
+        apart > 0.1 * moved,
+        "the gate changed little: {apart} of {moved}"
+    );
+}
+
+/// The gate's threshold is kept in the checkpoint: a run stopped after an epoch and resumed
+/// ends where a run never stopped does, and restarting the threshold would not.
+#[test]
+fn a_gated_run_resumes_with_its_threshold() {
+    let cfg = ConvConfig {
+        epochs: 2,
+        ..gated(Threshold::Adaptive {
+            share: 0.3,
+            step: 0.1,
+        })
+    };
+    let dir = temp_dir("conv-gate-resume");
+    let (whole, resumed, saved) = whole_and_resumed(cfg, dir.path());
+    let theta = saved.threshold.expect("saved with the gate");
+    assert!(theta > 0.0, "the threshold moved in the first epoch");
+    assert_eq!(resumed.trainer().network(), whole.trainer().network());
+    assert_eq!(resumed.trainer().threshold(), whole.trainer().threshold());
+    let mut restarted = ConvTrainer::with_network(saved.config, saved.network, 1);
+    restarted.run_epoch(&small_sets().0, |_, _| true).unwrap();
+    assert!(restarted.network() != whole.trainer().network());
 }

@@ -41,6 +41,21 @@ def test_a_network_with_convolutions_trains_relaxes_and_dreams(data_dir):
     assert shapes == [((25, 4), (4,)), ((12 * 12 * 4, 10), (10,))]
 
 
+def test_a_network_with_convolutions_learns_through_the_surprise_gate(data_dir):
+    train = eqprop.load_dataset("mnist", "train", train_limit=200, data_dir=data_dir)
+    gate = {"threshold": {"kind": "adaptive", "share": 0.3, "step": 0.1}, "gain": 1.0}
+    settings = dict(arch="1x28x28,conv4k5+pool,10", lr=[0.1, 0.02], epochs=2)
+    net = eqprop.Network("conv-mnist", modulator=gate, **settings)
+    assert net.hyperparams["modulator"] == gate
+    history = net.fit(train, progress=False)
+    learned = [record["gate"]["learned_share"] for record in history]
+    assert 0.0 < learned[1] < 1.0, learned
+    assert history[1]["gate"]["steps_saved"] > 0.0
+    plain = eqprop.Network("conv-mnist", **settings)
+    plain.fit(train, progress=False)
+    assert not np.array_equal(plain.parameters()[0][0], net.parameters()[0][0])
+
+
 def test_ctrl_c_saves_and_raises_keyboard_interrupt(data_dir, tmp_path):
     train = eqprop.load_dataset("mnist", "train", data_dir=data_dir)
     # 2000 epochs of the 1000-image sample take about 30 s here: the Ctrl-C at 0.5 s lands

@@ -6,7 +6,7 @@
 use super::torch::TorchBaseline;
 use super::{GemmRate, peak_gflops};
 use crate::conv::train::ConvTrainer;
-use crate::conv::{ConvConfig, Coupling};
+use crate::conv::{Architecture, ConvConfig, Coupling};
 use crate::data::{Dataset, DatasetName};
 use crate::error::{Error, Result};
 use crate::learning_rule::Nudging;
@@ -36,17 +36,42 @@ pub struct ConvBench {
 /// two states (a forward product and a weight-gradient product each).
 pub fn dense_macs_per_train_image(cfg: &ConvConfig) -> f64 {
     let arch = &cfg.arch;
-    let coupling = |k: usize| match arch.conv_geometry(k) {
+    let all: f64 = (1..arch.num_layers()).map(|k| coupling_macs(arch, k)).sum();
+    dense_steps(cfg) * arch.step_macs() as f64
+        + phases(cfg) * coupling_macs(arch, 1)
+        + 2.0 * 2.0 * all
+}
+
+/// Multiply-adds of coupling `k`'s forward product for one example.
+fn coupling_macs(arch: &Architecture, k: usize) -> f64 {
+    match arch.conv_geometry(k) {
         Some(g) => g.macs() as f64,
         None => (arch.layers()[k - 1].size() * arch.layers()[k].size()) as f64,
-    };
-    let all: f64 = (1..arch.num_layers()).map(coupling).sum();
-    let phases = match cfg.nudging {
+    }
+}
+
+/// Phases of a training example: the free one and one or two nudged ones.
+fn phases(cfg: &ConvConfig) -> f64 {
+    match cfg.nudging {
         Nudging::Symmetric => 3.0,
         Nudging::Positive | Nudging::RandomSign => 2.0,
-    };
-    let steps = cfg.t_free as f64 + (phases - 1.0) * cfg.t_nudge as f64;
-    steps * arch.step_macs() as f64 + phases * coupling(1) + 2.0 * 2.0 * all
+    }
+}
+
+/// Relaxation steps of a training example when no phase ends early.
+fn dense_steps(cfg: &ConvConfig) -> f64 {
+    cfg.t_free as f64 + (phases(cfg) - 1.0) * cfg.t_nudge as f64
+}
+
+/// What an example costs that the surprise gate stops after its free phase, against
+/// [`dense_macs_per_train_image`]: `(share of the relaxation steps, share of the multiply-adds)`
+/// it does not cost (its nudged phases and its share of the update).
+pub fn gate_skip_shares(cfg: &ConvConfig) -> (f64, f64) {
+    let free_steps = cfg.t_free as f64;
+    let all_steps = dense_steps(cfg);
+    let free_macs = free_steps * cfg.arch.step_macs() as f64 + coupling_macs(&cfg.arch, 1);
+    let all_macs = dense_macs_per_train_image(cfg);
+    (1.0 - free_steps / all_steps, 1.0 - free_macs / all_macs)
 }
 
 /// Seconds per training image of eqprop's trainer: one warm-up mini-batch, then `images`.

@@ -1,7 +1,9 @@
 //! `eqprop train` and `eqprop eval` for networks given by an architecture spec with
 //! convolutions (`--arch`, or a `conv-*` preset): the library's [`ConvRun`] does the work.
 
-use super::{BenchArgs, Overrides, TrainArgs, checks, epoch_bar, show_epoch, stop_on_ctrl_c};
+use super::{
+    BenchArgs, Overrides, TrainArgs, checks, epoch_bar, gate_line, show_epoch, stop_on_ctrl_c,
+};
 use anyhow::{Context, Result, bail};
 use eqprop::bench::TorchBaseline;
 use eqprop::bench::conv::{ConvBench, conv_benchmark};
@@ -63,7 +65,6 @@ fn config(args: &TrainArgs) -> Result<ConvConfig> {
 fn config_of(preset: &str, o: &Overrides) -> Result<ConvConfig> {
     let unsupported = [
         (o.generative, "--generative"),
-        (o.gate, "--gate"),
         (
             o.target_off.is_some() || o.target_on.is_some(),
             "--target-off/--target-on",
@@ -96,6 +97,7 @@ fn config_of(preset: &str, o: &Overrides) -> Result<ConvConfig> {
     cfg.tol = o.tol.unwrap_or(cfg.tol);
     cfg.shift = o.shift.unwrap_or(cfg.shift);
     cfg.persistent = o.persistent.unwrap_or(cfg.persistent);
+    o.apply_gate(&mut cfg.modulator);
     cfg.seed = o.seed.unwrap_or(cfg.seed);
     o.apply_rates(&mut cfg.lr, &mut cfg.schedule);
     cfg.validate()?;
@@ -244,6 +246,6 @@ impl ConvObserver for Console {
         }
         let files = run.files().expect("the train command saves its run");
         let title = format!("EqProp {} on {}", run.config().arch, run.dataset().as_str());
-        show_epoch(record, "", files, &title)
+        show_epoch(record, &gate_line(record), files, &title)
     }
 }

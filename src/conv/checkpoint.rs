@@ -2,11 +2,11 @@
 //! biases `b0..bL`, with momentum the update's velocity (`momentum.W1..`, `momentum.b0..`),
 //! with persistent particles every training example's free state (`persistent.s1..sL`, one row
 //! per example), and in the metadata the format, the architecture spec, the run's config (JSON), the epochs
-//! completed and the data set.
+//! completed, the data set and, with a surprise gate, its threshold (`gate_threshold`).
 
 use super::architecture::Architecture;
 use super::net::{ConvNet, Gradient};
-use super::train::ConvConfig;
+use super::train::{ConvConfig, ConvTrainer};
 use crate::checkpoint::{FileError, TensorFile, read_file, write_tensors};
 use crate::tensor::Matrix;
 use std::collections::HashMap;
@@ -29,18 +29,14 @@ pub struct ConvCheckpoint {
     /// The persistent particles, `particles[k - 1]` for layer `k` (none without persistence or
     /// before the first epoch).
     pub particles: Option<Vec<Matrix>>,
+    /// The surprise gate's threshold at the end of the last epoch (none without a gate).
+    pub threshold: Option<f32>,
 }
 
-/// Writes the checkpoint atomically.
-pub fn save(
-    path: &Path,
-    config: &ConvConfig,
-    net: &ConvNet,
-    velocity: Option<&Gradient>,
-    particles: Option<&[Matrix]>,
-    epoch: usize,
-    dataset: &str,
-) -> Result<(), FileError> {
+/// Writes the trainer's checkpoint atomically.
+pub fn save(path: &Path, trainer: &ConvTrainer, dataset: &str) -> Result<(), FileError> {
+    let (config, net) = (trainer.config(), trainer.network());
+    let (velocity, particles) = (trainer.velocity(), trainer.particles());
     let mut tensors: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
     push_params(&mut tensors, "", net.weights(), net.biases());
     if let Some(v) = velocity {
@@ -50,16 +46,20 @@ pub fn save(
         let shape = vec![s.rows(), s.cols()];
         tensors.push((format!("persistent.s{k}"), shape, s.as_slice()));
     }
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("architecture".to_string(), net.architecture().to_string()),
         (
             "config".to_string(),
             serde_json::to_string(config).expect("plain structs serialise"),
         ),
-        ("epoch".to_string(), epoch.to_string()),
+        ("epoch".to_string(), trainer.epoch().to_string()),
         ("dataset".to_string(), dataset.to_string()),
     ]);
+    if let Some(theta) = trainer.threshold() {
+        // Rust's shortest round-trip form: the value reads back bit for bit.
+        metadata.insert("gate_threshold".to_string(), theta.to_string());
+    }
     write_tensors(path, &tensors, metadata)
 }
 
@@ -127,6 +127,10 @@ pub fn load(path: &Path) -> Result<ConvCheckpoint, FileError> {
     let epoch = field("epoch")?
         .parse()
         .map_err(|e| content(format!("epoch: {e}")))?;
+    let threshold = match (&config.modulator, file.metadata("gate_threshold")) {
+        (Some(_), Some(text)) => Some(gate_threshold(text).map_err(content)?),
+        _ => None,
+    };
     Ok(ConvCheckpoint {
         config,
         network,
@@ -134,7 +138,18 @@ pub fn load(path: &Path) -> Result<ConvCheckpoint, FileError> {
         dataset: field("dataset")?.clone(),
         velocity,
         particles,
+        threshold,
     })
+}
+
+/// A saved gate threshold: a finite number >= 0.
+fn gate_threshold(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
+        _ => Err(format!(
+            "gate_threshold: expected a finite number >= 0, got '{text}'"
+        )),
+    }
 }
 
 /// The particles `persistent.s1..sL`: one row per example, as many rows in every layer.

@@ -10,6 +10,10 @@
 //! with `s^-` the free state (one-sided nudging, `beta_eff` the signed `beta`) or the `-beta`
 //! state (symmetric, `beta_eff = 2 beta`). The chunks' sums are added in chunk order, so the
 //! result does not depend on the number of threads.
+//!
+//! With a surprise gate ([`crate::modulator`]) only the examples whose free-phase output cost
+//! `1/2 ||y^0 - t||^2` exceeds the threshold relax nudged phases and enter the sum (`B` stays
+//! the mini-batch size): the others cost their free phase only.
 
 use super::architecture::Architecture;
 use super::net::{ConvNet, Gradient};
@@ -18,6 +22,7 @@ use crate::config::{ConfigError, MAX_COUPLINGS, MAX_STATES, Schedule, range};
 use crate::data::{Dataset, shift_fits, shifted};
 use crate::learning_rule::Dynamics;
 use crate::learning_rule::Nudging;
+use crate::modulator::{Modulator, row_surprise};
 use crate::tensor::Matrix;
 use crate::train::{Evaluation, Settled};
 use rand::seq::SliceRandom;
@@ -67,6 +72,10 @@ pub struct ConvConfig {
     /// particles) instead of from zero.
     #[serde(default, skip_serializing_if = "is_false")]
     pub persistent: bool,
+    /// The surprise gate: an example learns only when its free-phase output cost exceeds the
+    /// threshold (none: every example learns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modulator: Option<Modulator>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -119,6 +128,7 @@ impl ConvConfig {
             seed: 1,
             shift: 2,
             persistent: false,
+            modulator: None,
         };
         match name {
             "conv-mnist" => Ok(mnist),
@@ -168,6 +178,9 @@ impl ConvConfig {
             });
         }
         self.dynamics().validate(&self.lr)?;
+        if let Some(gate) = &self.modulator {
+            gate.validate().map_err(ConfigError::Gate)?;
+        }
         range(
             "batch_size",
             self.batch_size > 0,
@@ -275,6 +288,10 @@ struct Worker {
     correct: usize,
     /// Relaxation steps taken in the last mini-batch (every phase).
     steps: usize,
+    /// With a surprise gate: each example's free-phase output cost.
+    surprise: Vec<f32>,
+    /// Whether each example learns from this mini-batch (all of them without a gate).
+    learns: Vec<bool>,
 }
 
 impl Worker {
@@ -289,6 +306,8 @@ impl Worker {
             grad: Gradient::zeros(arch),
             correct: 0,
             steps: 0,
+            surprise: vec![0.0; n],
+            learns: vec![true; n],
         }
     }
 
@@ -344,9 +363,8 @@ impl Worker {
             .count();
     }
 
-    /// The free phase, the nudged phase(s), and `grad = dPhi(s^+) - dPhi(s^-)`.
-    fn learn(&mut self, net: &ConvNet, cfg: &ConvConfig, beta: f32) {
-        self.free_phase(net, cfg);
+    /// The nudged phase(s) from the free fixed point, and `grad = dPhi(s^+) - dPhi(s^-)`.
+    fn nudge(&mut self, net: &ConvNet, cfg: &ConvConfig, beta: f32) {
         let nudged = |ws: &mut Workspace, state: &mut ConvState, free: &ConvState, b: f32| {
             state.copy_from(free);
             let phase = ConvPhase {
@@ -373,6 +391,38 @@ impl Worker {
         self.ws
             .accumulate_gradient(net, negative, -1.0, &mut self.grad);
     }
+
+    /// Judges each example by its output cost `1/2 ||y^0 - t||^2` at the free fixed point
+    /// (kept in `surprise`): it learns when the cost exceeds `threshold` (every example
+    /// learns without a gate).
+    fn judge(&mut self, threshold: Option<f32>) {
+        let n = self.ws.samples();
+        self.learns.resize(n, true);
+        let Some(theta) = threshold else {
+            self.learns.fill(true);
+            return;
+        };
+        let out = self.free.output();
+        self.surprise.resize(n, 0.0);
+        for (r, (s, l)) in self.surprise.iter_mut().zip(&mut self.learns).enumerate() {
+            *s = row_surprise(out.row(r), self.target.row(r));
+            *l = Modulator::learns(*s, theta);
+        }
+    }
+
+    /// Takes the free fixed points and targets of `rows` (`(chunk, row)` of `chunks`) as its
+    /// own, one per row, to relax their nudged phases.
+    fn gather(&mut self, chunks: &[Worker], rows: &[(usize, usize)]) {
+        for (i, &(c, r)) in rows.iter().enumerate() {
+            let from = &chunks[c];
+            for (layer, source) in self.free.layers.iter_mut().zip(&from.free.layers) {
+                layer.row_mut(i).copy_from_slice(source.row(r));
+            }
+            self.target.row_mut(i).copy_from_slice(from.target.row(r));
+        }
+        self.steps = 0;
+        self.ws.invalidate();
+    }
 }
 
 /// What an epoch measured.
@@ -385,8 +435,12 @@ pub struct ConvEpoch {
     /// Wall-clock seconds of the epoch's training.
     pub seconds: f64,
     /// Mean relaxation steps per training example, all phases together (`t_free + t_nudge`,
-    /// or twice `t_nudge` under symmetric nudging, unless `tol` ends phases early).
+    /// or twice `t_nudge` under symmetric nudging, unless `tol` ends phases early or a gate
+    /// skips them).
     pub mean_steps: f64,
+    /// Share of the examples that passed the surprise gate (1 without a gate); the others
+    /// relaxed their free phase only.
+    pub learned_share: f64,
 }
 
 /// The network, its optimiser state and the chunks' buffers.
@@ -402,6 +456,12 @@ pub struct ConvTrainer {
     /// With persistent particles: every training example's free state of layers `1..=L`
     /// (`particles[k - 1]`, one row per example), made on the first epoch.
     particles: Option<Vec<Matrix>>,
+    /// Buffers for the nudged phases of the examples that pass a surprise gate, gathered
+    /// from their chunks into chunks of their own.
+    learners: Vec<Worker>,
+    /// The surprise gate's threshold, carried from mini-batch to mini-batch and epoch to epoch
+    /// (none without a gate).
+    threshold: Option<f32>,
 }
 
 impl ConvTrainer {
@@ -416,6 +476,7 @@ impl ConvTrainer {
     /// Continues training `net` from `epoch` (a loaded checkpoint).
     pub fn with_network(cfg: ConvConfig, net: ConvNet, epoch: usize) -> Self {
         let total = Gradient::zeros(&cfg.arch);
+        let threshold = cfg.modulator.map(|m| m.initial_threshold());
         Self {
             velocity: (cfg.momentum > 0.0).then(|| total.clone()),
             total,
@@ -424,6 +485,8 @@ impl ConvTrainer {
             epoch,
             workers: Vec::new(),
             particles: None,
+            learners: Vec::new(),
+            threshold,
         }
     }
 
@@ -442,6 +505,20 @@ impl ConvTrainer {
     pub fn with_particles(mut self, particles: Option<Vec<Matrix>>) -> Self {
         self.particles = particles.filter(|_| self.cfg.persistent);
         self
+    }
+
+    /// Continues with a saved gate threshold (`None` keeps the gate's initial one); ignored
+    /// without a gate.
+    pub fn with_threshold(mut self, threshold: Option<f32>) -> Self {
+        if let (Some(t), Some(saved)) = (&mut self.threshold, threshold) {
+            *t = saved;
+        }
+        self
+    }
+
+    /// The surprise gate's threshold now (none without a gate).
+    pub fn threshold(&self) -> Option<f32> {
+        self.threshold
     }
 
     /// The persistent particles (none without persistence, or before the first epoch).
@@ -494,13 +571,13 @@ impl ConvTrainer {
             let zeros = sizes[1..].iter().map(|&s| Matrix::zeros(data.len(), s));
             self.particles = Some(zeros.collect());
         }
-        let (mut correct, mut steps) = (0, 0);
+        let (mut correct, mut steps, mut learned) = (0, 0, 0);
         for (b, batch) in order.chunks(cfg.batch_size).enumerate() {
             let beta = match cfg.nudging {
                 Nudging::RandomSign if rng.random_bool(0.5) => -cfg.beta,
                 _ => cfg.beta,
             };
-            let (right, taken) = match cfg.shift {
+            let (right, taken, learners) = match cfg.shift {
                 0 => self.train_batch(data, batch, batch, beta, &lrs),
                 shift => {
                     let moved = shifted(data, batch, shift, &mut rng);
@@ -510,6 +587,7 @@ impl ConvTrainer {
             };
             correct += right;
             steps += taken;
+            learned += learners;
             if !progress(b * cfg.batch_size + batch.len(), correct) {
                 return None;
             }
@@ -520,12 +598,16 @@ impl ConvTrainer {
             train_error: 100.0 * (1.0 - correct as f64 / data.len().max(1) as f64),
             seconds: start.elapsed().as_secs_f64(),
             mean_steps: steps as f64 / data.len().max(1) as f64,
+            learned_share: learned as f64 / data.len().max(1) as f64,
         })
     }
 
-    /// One mini-batch: every chunk's phases in parallel, then the update. `batch` indexes
+    /// One mini-batch: every chunk's free phase in parallel, the nudged phases of the examples
+    /// that learn (with a gate that some examples do not pass, gathered into chunks of their
+    /// own, so that the others cost only their free phase), then the update. `batch` indexes
     /// `data`; `owners` are the training examples they are (their persistent particles).
-    /// Returns how many free outputs were right and the relaxation steps of all its samples.
+    /// Returns how many free outputs were right, the relaxation steps of all its samples and
+    /// how many of them learned.
     fn train_batch(
         &mut self,
         data: &Dataset,
@@ -533,10 +615,11 @@ impl ConvTrainer {
         owners: &[usize],
         beta: f32,
         lrs: &[f32],
-    ) -> (usize, usize) {
+    ) -> (usize, usize, usize) {
         let chunks = chunk_sizes(batch.len());
         self.ensure_workers(&chunks);
         let (net, cfg, particles) = (&self.net, &self.cfg, self.particles.as_deref());
+        let threshold = self.threshold;
         let starts: Vec<usize> = chunks
             .iter()
             .scan(0, |at, &n| {
@@ -555,24 +638,24 @@ impl ConvTrainer {
                     }
                     None => w.load(data, &batch[at..at + n]),
                 }
-                w.learn(net, cfg, beta);
+                w.free_phase(net, cfg);
+                w.judge(threshold);
             });
         if let Some(saved) = &mut self.particles {
             for (w, &at) in self.workers.iter().zip(&starts) {
                 w.keep_free_state(saved, &owners[at..at + w.ws.samples()]);
             }
         }
-        self.total.fill_zero();
-        for w in &self.workers[..chunks.len()] {
-            self.total.add(&w.grad);
-        }
+        let learners = self.nudge_learners(chunks.len(), beta);
+        let cfg = &self.cfg;
         let beta_eff = match cfg.nudging {
             Nudging::Symmetric => 2.0 * beta,
             Nudging::Positive | Nudging::RandomSign => beta,
         };
+        let gain = cfg.modulator.map_or(1.0, |m| m.gain);
         let scales: Vec<f32> = lrs
             .iter()
-            .map(|lr| lr / (beta_eff * batch.len() as f32))
+            .map(|lr| gain * lr / (beta_eff * batch.len() as f32))
             .collect();
         match &mut self.velocity {
             Some(v) => {
@@ -584,19 +667,79 @@ impl ConvTrainer {
             None => self.net.add_scaled(&self.total, &scales),
         }
         let workers = &self.workers[..chunks.len()];
+        if let (Some(m), Some(theta)) = (cfg.modulator, self.threshold) {
+            let surprises = workers.iter().flat_map(|w| &w.surprise);
+            self.threshold = Some(m.adapt(theta, surprises));
+        }
         let correct = workers.iter().map(|w| w.correct).sum();
-        let steps = workers.iter().map(|w| w.steps * w.ws.samples()).sum();
-        (correct, steps)
+        let mut steps: usize = workers.iter().map(|w| w.steps * w.ws.samples()).sum();
+        if learners < batch.len() {
+            let nudged = &self.learners[..chunk_count(learners)];
+            steps += nudged
+                .iter()
+                .map(|w| w.steps * w.ws.samples())
+                .sum::<usize>();
+        }
+        (correct, steps, learners)
+    }
+
+    /// The nudged phases and the summed gradient (`total`) of the examples that learn in the
+    /// first `chunks` workers: in their own chunks when all of them learn (as without a
+    /// gate), else gathered into the `learners` buffers. Returns how many learn.
+    fn nudge_learners(&mut self, chunks: usize, beta: f32) -> usize {
+        let (net, cfg) = (&self.net, &self.cfg);
+        let workers = &mut self.workers[..chunks];
+        let rows: Vec<(usize, usize)> = workers
+            .iter()
+            .enumerate()
+            .flat_map(|(c, w)| {
+                let learns = w.learns.iter().enumerate().filter(|(_, l)| **l);
+                learns.map(move |(r, _)| (c, r))
+            })
+            .collect();
+        let all: usize = workers.iter().map(|w| w.ws.samples()).sum();
+        self.total.fill_zero();
+        let nudged = match rows.len() {
+            0 => return 0,
+            n if n == all => {
+                workers.par_iter_mut().for_each(|w| w.nudge(net, cfg, beta));
+                &self.workers[..chunks]
+            }
+            n => {
+                let sizes = chunk_sizes(n);
+                ensure_sized(&mut self.learners, &sizes, &cfg.arch);
+                let mut at = 0;
+                for (w, &size) in self.learners.iter_mut().zip(&sizes) {
+                    w.gather(&self.workers[..chunks], &rows[at..at + size]);
+                    at += size;
+                }
+                let learners = &mut self.learners[..sizes.len()];
+                learners
+                    .par_iter_mut()
+                    .for_each(|w| w.nudge(net, cfg, beta));
+                &self.learners[..sizes.len()]
+            }
+        };
+        for w in nudged {
+            self.total.add(&w.grad);
+        }
+        rows.len()
     }
 
     /// Makes sure there is a worker of the right size for each chunk.
     fn ensure_workers(&mut self, chunks: &[usize]) {
-        for (i, &n) in chunks.iter().enumerate() {
-            match self.workers.get(i) {
-                Some(w) if w.ws.samples() == n => {}
-                Some(_) => self.workers[i] = Worker::new(&self.cfg.arch, n),
-                None => self.workers.push(Worker::new(&self.cfg.arch, n)),
-            }
+        ensure_sized(&mut self.workers, chunks, &self.cfg.arch);
+    }
+}
+
+/// Makes `workers[i]` a worker of `sizes[i]` samples, for every `i` (one of another size is
+/// replaced).
+fn ensure_sized(workers: &mut Vec<Worker>, sizes: &[usize], arch: &Architecture) {
+    for (i, &n) in sizes.iter().enumerate() {
+        match workers.get(i) {
+            Some(w) if w.ws.samples() == n => {}
+            Some(_) => workers[i] = Worker::new(arch, n),
+            None => workers.push(Worker::new(arch, n)),
         }
     }
 }
@@ -613,10 +756,15 @@ fn scale_in_place(g: &mut Gradient, c: f32) {
 /// Sizes of a mini-batch's chunks: an even number of them (so that two cores share the work
 /// evenly, whatever the batch), at most [`CHUNK`] samples each, as even as possible.
 pub fn chunk_sizes(batch: usize) -> Vec<usize> {
-    let count = batch.div_ceil(CHUNK).next_multiple_of(2).min(batch.max(1));
+    let count = chunk_count(batch);
     (0..count)
         .map(|i| batch / count + usize::from(i < batch % count))
         .collect()
+}
+
+/// How many chunks [`chunk_sizes`] splits `batch` samples into.
+fn chunk_count(batch: usize) -> usize {
+    batch.div_ceil(CHUNK).next_multiple_of(2).min(batch.max(1))
 }
 
 /// Relaxes every example of `data` as training does, all at once: the free phase from zero

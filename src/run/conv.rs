@@ -3,11 +3,13 @@
 //! every epoch, one JSON line per epoch).
 
 use super::{Report, RunFiles};
+use crate::bench::conv::gate_skip_shares;
 use crate::conv::checkpoint::{self, ConvCheckpoint};
+use crate::conv::train::ConvEpoch;
 use crate::conv::train::{ConvConfig, ConvTrainer, evaluate};
 use crate::data::{Dataset, DatasetName};
 use crate::error::{Error, Result};
-use crate::metrics::{EpochRecord, append_jsonl};
+use crate::metrics::{EpochRecord, GateRecord, append_jsonl};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -52,6 +54,7 @@ impl ConvRun {
             dataset,
             velocity,
             particles,
+            threshold,
         } = checkpoint::load(path)?;
         if let Some(e) = epochs {
             config.epochs = e;
@@ -60,7 +63,8 @@ impl ConvRun {
         Ok(Self {
             trainer: ConvTrainer::with_network(config, network, epoch)
                 .with_velocity(velocity)
-                .with_particles(particles),
+                .with_particles(particles)
+                .with_threshold(threshold),
             dataset: dataset.parse()?,
             files: None,
         })
@@ -101,16 +105,7 @@ impl ConvRun {
 
     /// Writes the checkpoint (atomically) to `path`: what `eqprop eval` and a resumed run read.
     pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
-        let t = &self.trainer;
-        checkpoint::save(
-            path,
-            t.config(),
-            t.network(),
-            t.velocity(),
-            t.particles(),
-            t.epoch(),
-            self.dataset.as_str(),
-        )?;
+        checkpoint::save(path, &self.trainer, self.dataset.as_str())?;
         Ok(())
     }
 
@@ -160,6 +155,21 @@ impl ConvRun {
         Ok(())
     }
 
+    /// What the surprise gate did in the epoch `done` (none without a gate): the relaxation
+    /// steps and multiply-adds the examples that did not learn saved, at the config's step
+    /// counts.
+    fn gate_record(&self, done: &ConvEpoch) -> Option<GateRecord> {
+        let threshold = self.trainer.threshold()?;
+        let (steps, macs) = gate_skip_shares(self.config());
+        let skipped = 1.0 - done.learned_share;
+        Some(GateRecord {
+            learned_share: done.learned_share,
+            steps_saved: skipped * steps,
+            flops_saved: skipped * macs,
+            threshold,
+        })
+    }
+
     /// Trains up to the config's epochs: after each, evaluates on `testset`, saves the
     /// checkpoint and appends the record. `stop` ends the call after the current mini-batch
     /// (the checkpoint keeps the last completed epoch).
@@ -193,7 +203,7 @@ impl ConvRun {
                 seconds: done.seconds,
                 samples_per_second: trainset.len() as f64 / done.seconds.max(1e-9),
                 learning_rates: lrs,
-                gate: None,
+                gate: self.gate_record(&done),
             };
             if let Some(files) = &self.files {
                 self.save(files)?;
