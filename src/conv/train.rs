@@ -20,8 +20,7 @@ use super::net::{ConvNet, Gradient};
 use super::relax::{ConvPhase, ConvState, Sweep, Workspace};
 use crate::config::{ConfigError, MAX_COUPLINGS, MAX_STATES, Schedule, range};
 use crate::data::{Dataset, shift_fits, shifted};
-use crate::learning_rule::Dynamics;
-use crate::learning_rule::Nudging;
+use crate::learning_rule::{Dynamics, Nudging, batch_scales};
 use crate::modulator::{Modulator, row_surprise};
 use crate::tensor::Matrix;
 use crate::train::{Evaluation, Settled};
@@ -647,27 +646,9 @@ impl ConvTrainer {
             }
         }
         let learners = self.nudge_learners(chunks.len(), beta);
-        let cfg = &self.cfg;
-        let beta_eff = match cfg.nudging {
-            Nudging::Symmetric => 2.0 * beta,
-            Nudging::Positive | Nudging::RandomSign => beta,
-        };
-        let gain = cfg.modulator.map_or(1.0, |m| m.gain);
-        let scales: Vec<f32> = lrs
-            .iter()
-            .map(|lr| gain * lr / (beta_eff * batch.len() as f32))
-            .collect();
-        match &mut self.velocity {
-            Some(v) => {
-                let m = cfg.momentum;
-                scale_in_place(v, m);
-                v.add(&self.total);
-                self.net.add_scaled(v, &scales);
-            }
-            None => self.net.add_scaled(&self.total, &scales),
-        }
+        self.apply_update(lrs, beta, batch.len());
         let workers = &self.workers[..chunks.len()];
-        if let (Some(m), Some(theta)) = (cfg.modulator, self.threshold) {
+        if let (Some(m), Some(theta)) = (self.cfg.modulator, self.threshold) {
             let surprises = workers.iter().flat_map(|w| &w.surprise);
             self.threshold = Some(m.adapt(theta, surprises));
         }
@@ -681,6 +662,23 @@ impl ConvTrainer {
                 .sum::<usize>();
         }
         (correct, steps, learners)
+    }
+
+    /// `theta += lr_k / (beta_eff B) total` (times the gate's gain), through the momentum's
+    /// velocity when there is one.
+    fn apply_update(&mut self, lrs: &[f32], beta: f32, batch: usize) {
+        let mut scales = batch_scales(lrs, batch, self.cfg.nudging, beta);
+        if let Some(m) = &self.cfg.modulator {
+            scales.iter_mut().for_each(|c| *c *= m.gain);
+        }
+        match &mut self.velocity {
+            Some(v) => {
+                scale_in_place(v, self.cfg.momentum);
+                v.add(&self.total);
+                self.net.add_scaled(v, &scales);
+            }
+            None => self.net.add_scaled(&self.total, &scales),
+        }
     }
 
     /// The nudged phases and the summed gradient (`total`) of the examples that learn in the
