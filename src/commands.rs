@@ -369,9 +369,10 @@ struct EvalArgs {
 struct BenchArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Hyperparameters of both sides.
-    #[arg(long, default_value = "paper")]
-    preset: String,
+    /// Hyperparameters of both sides [default: paper; with a convolutional --arch, the data
+    /// set's conv preset: conv-mnist, conv-fashion or conv-cifar10].
+    #[arg(long)]
+    preset: Option<String>,
     /// Training epochs per timed run.
     #[arg(long, default_value_t = 2)]
     epochs: usize,
@@ -761,24 +762,32 @@ fn eval(args: EvalArgs, device: Device) -> Result<()> {
     Ok(())
 }
 
+impl BenchArgs {
+    /// `--settle`, checked.
+    fn settle(&self) -> Result<std::time::Duration> {
+        if !(self.settle >= 0.0 && self.settle.is_finite()) {
+            bail!(
+                "--settle must be a finite number of seconds >= 0, got {}",
+                self.settle
+            );
+        }
+        Ok(std::time::Duration::from_secs_f64(self.settle))
+    }
+}
+
 fn bench(args: BenchArgs, device: Device) -> Result<()> {
     init_threads(Some(args.threads))?;
     if arch::bench_convolutional(&args)? {
         return arch::bench(&args, device);
     }
-    let mut hp = Hyperparams::preset(&args.preset)?;
+    let mut hp = Hyperparams::preset(args.preset.as_deref().unwrap_or("paper"))?;
     args.overrides.apply(&mut hp);
     hp.epochs = args.epochs;
     hp.validate()?;
     if args.epochs == 0 || args.rounds == 0 {
         bail!("--epochs and --rounds must be at least 1");
     }
-    if !(args.settle >= 0.0 && args.settle.is_finite()) {
-        bail!(
-            "--settle must be a finite number of seconds >= 0, got {}",
-            args.settle
-        );
-    }
+    let settle = args.settle()?;
     let baseline = bench::TorchBaseline {
         python: args.python.clone(),
         script: args.torch_script.clone(),
@@ -797,7 +806,7 @@ fn bench(args: BenchArgs, device: Device) -> Result<()> {
     let plan = bench::BenchPlan {
         options: bench::BenchOptions {
             rounds: args.rounds,
-            settle: std::time::Duration::from_secs_f64(args.settle),
+            settle,
             threads: args.threads,
         },
         gate: args.gate_ab,
@@ -808,9 +817,14 @@ fn bench(args: BenchArgs, device: Device) -> Result<()> {
     let report = bench::benchmark(device, &hp, &trainset, &testset, &plan, |line| {
         eprintln!("{line}")
     })?;
+    write_report(&args, &report)
+}
+
+/// Prints a benchmark's report, and writes it to `--report` when asked.
+fn write_report(args: &BenchArgs, report: &str) -> Result<()> {
     print!("{report}");
     if let Some(path) = &args.report {
-        std::fs::write(path, &report).with_context(|| path.display().to_string())?;
+        std::fs::write(path, report).with_context(|| path.display().to_string())?;
     }
     Ok(())
 }

@@ -474,3 +474,40 @@ fn a_gated_run_resumes_with_its_threshold() {
     restarted.run_epoch(&small_sets().0, |_, _| true).unwrap();
     assert!(restarted.network() != whole.trainer().network());
 }
+
+/// `eqprop bench --gate-ab` trains without and with the surprise gate, for a network with
+/// convolutions as for a dense one, and reports both.
+#[test]
+fn the_gate_benchmark_compares_both_runs_for_dense_and_conv_networks() {
+    let tiny = [
+        "--train-limit",
+        "100",
+        "--epochs",
+        "1",
+        "--rounds",
+        "1",
+        "--settle",
+        "0",
+    ];
+    let conv = [
+        "--arch",
+        "1x28x28,conv4k5+pool,10",
+        "--lr",
+        "0.05,0.02",
+        "--t-free",
+        "4",
+    ];
+    for network in [&conv[..], &["--preset", "best"]] {
+        let out = eqprop()
+            .args(["bench", "--gate-ab"])
+            .args(tiny)
+            .args(network)
+            .output()
+            .unwrap();
+        assert_success(&out);
+        let report = String::from_utf8_lossy(&out.stdout);
+        for row in ["| ungated |", "| gated |", "wall-clock ratio gated/ungated"] {
+            assert!(report.contains(row), "{network:?}: no '{row}' in {report}");
+        }
+    }
+}

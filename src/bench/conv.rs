@@ -3,9 +3,10 @@
 //! the same settings, both on the same threads, interleaved round by round; and the dense FLOP
 //! floor of the same work on this machine.
 
+use super::method::{GateRun, interleave_gate};
 use super::torch::TorchBaseline;
-use super::{GemmRate, peak_gflops};
-use crate::conv::train::ConvTrainer;
+use super::{BenchOptions, GemmRate, peak_gflops};
+use crate::conv::train::{ConvTrainer, evaluate};
 use crate::conv::{Architecture, ConvConfig, Coupling};
 use crate::data::{Dataset, DatasetName};
 use crate::error::{Error, Result};
@@ -72,6 +73,46 @@ pub fn gate_skip_shares(cfg: &ConvConfig) -> (f64, f64) {
     let free_macs = free_steps * cfg.arch.step_macs() as f64 + coupling_macs(&cfg.arch, 1);
     let all_macs = dense_macs_per_train_image(cfg);
     (1.0 - free_steps / all_steps, 1.0 - free_macs / all_macs)
+}
+
+/// The same training of `cfg` without and with the surprise gate (`cfg`'s gate settings, the
+/// default gate without them), interleaved as [`super::compare_gate`] does for dense networks:
+/// test error, learned share, savings and wall-clock ratio.
+pub fn compare_conv_gate(
+    cfg: &ConvConfig,
+    trainset: &Dataset,
+    testset: &Dataset,
+    opts: &BenchOptions,
+    log: impl FnMut(&str),
+) -> Result<String> {
+    let gated = ConvConfig {
+        modulator: Some(cfg.modulator.unwrap_or_default()),
+        ..cfg.clone()
+    };
+    let plain = ConvConfig {
+        modulator: None,
+        ..cfg.clone()
+    };
+    let run = |gate: bool| -> Result<GateRun> {
+        let cfg = if gate { &gated } else { &plain };
+        let mut trainer = ConvTrainer::new(cfg.clone())?;
+        let (mut seconds, mut learned) = (0.0, 0.0);
+        for _ in 0..cfg.epochs {
+            let epoch = trainer.run_epoch(trainset, |_, _| true);
+            let epoch = epoch.expect("an epoch that nothing stops completes");
+            seconds += epoch.seconds;
+            learned += epoch.learned_share;
+        }
+        Ok(GateRun {
+            seconds,
+            epochs: cfg.epochs,
+            error: evaluate(trainer.network(), cfg, testset).error,
+            learned: learned / cfg.epochs as f64,
+        })
+    };
+    let (steps, macs) = gate_skip_shares(cfg);
+    let savings = |share: f64| ((1.0 - share) * steps, (1.0 - share) * macs);
+    interleave_gate(opts, cfg.epochs, savings, run, log)
 }
 
 /// Seconds per training image of eqprop's trainer: one warm-up mini-batch, then `images`.

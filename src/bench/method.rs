@@ -150,7 +150,7 @@ pub fn compare_gate(
     trainset: &Dataset,
     testset: &Dataset,
     opts: &BenchOptions,
-    mut log: impl FnMut(&str),
+    log: impl FnMut(&str),
 ) -> Result<String> {
     let gated = Hyperparams {
         modulator: Some(hp.modulator.unwrap_or_default()),
@@ -161,37 +161,74 @@ pub fn compare_gate(
         ..hp.clone()
     };
     let flops: EpochFlops = epoch_flops(hp, trainset);
+    let run = |gate: bool| -> Result<GateRun> {
+        let (epochs, error) = train_epochs(if gate { &gated } else { &plain }, trainset, testset)?;
+        Ok(GateRun {
+            seconds: epochs.iter().map(|s| s.seconds).sum(),
+            epochs: epochs.len(),
+            error,
+            learned: epochs.iter().map(|s| s.learned_share).sum::<f64>() / epochs.len() as f64,
+        })
+    };
+    interleave_gate(
+        opts,
+        hp.epochs,
+        |share| gate_savings(&flops, share),
+        run,
+        log,
+    )
+}
+
+/// One timed training run of a gate comparison.
+pub(crate) struct GateRun {
+    pub seconds: f64,
+    pub epochs: usize,
+    /// Final test error (%).
+    pub error: f64,
+    /// Mean share of the examples that learned per epoch.
+    pub learned: f64,
+}
+
+/// `opts.rounds` interleaved rounds of `run(false)` (ungated) then `run(true)` (gated), each
+/// after the settle pause; the Markdown table of medians and the gate's line, with
+/// `savings(share)` the shares of relaxation steps and FLOPs the skipped examples saved.
+pub(crate) fn interleave_gate(
+    opts: &BenchOptions,
+    epochs: usize,
+    savings: impl Fn(f64) -> (f64, f64),
+    mut run: impl FnMut(bool) -> Result<GateRun>,
+    mut log: impl FnMut(&str),
+) -> Result<String> {
     let (mut times, mut errors) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
     let mut learned = Vec::new();
     for round in 1..=opts.rounds {
-        for (side, hp) in [&plain, &gated].into_iter().enumerate() {
+        for side in 0..2 {
             std::thread::sleep(opts.settle);
-            let (epochs, error) = train_epochs(hp, trainset, testset)?;
-            let seconds: f64 = epochs.iter().map(|s| s.seconds).sum();
-            let share = epochs.iter().map(|s| s.learned_share).sum::<f64>() / epochs.len() as f64;
+            let r = run(side == 1)?;
             let name = ["ungated", "gated  "][side];
             log(&format!(
-                "round {round}: {name} {seconds:.2} s for {} epochs, test error {error:.2}%, learned {:.1}% of examples",
-                epochs.len(),
-                100.0 * share
+                "round {round}: {name} {:.2} s for {} epochs, test error {:.2}%, learned {:.1}% of examples",
+                r.seconds,
+                r.epochs,
+                r.error,
+                100.0 * r.learned
             ));
-            times[side].push(seconds);
-            errors[side].push(error);
+            times[side].push(r.seconds);
+            errors[side].push(r.error);
             if side == 1 {
-                learned.push(share);
+                learned.push(r.learned);
             }
         }
     }
     let share = learned.iter().sum::<f64>() / learned.len() as f64;
-    let (steps, flops_saved) = gate_savings(&flops, share);
+    let (steps, flops_saved) = savings(share);
     let [plain_s, gated_s] = times.map(|t| median(&t));
     let [plain_e, gated_e] = errors.map(|e| median(&e));
     let mut out = String::new();
     let w = &mut out;
     let _ = writeln!(
         w,
-        "| run | seconds for {} epochs (median) | test error (median) |",
-        hp.epochs
+        "| run | seconds for {epochs} epochs (median) | test error (median) |"
     );
     let _ = writeln!(w, "|---|---|---|");
     let _ = writeln!(w, "| ungated | {plain_s:.2} | {plain_e:.2}% |");

@@ -3,10 +3,12 @@
 
 use super::{
     BenchArgs, Overrides, TrainArgs, checks, epoch_bar, gate_line, show_epoch, stop_on_ctrl_c,
+    write_report,
 };
 use anyhow::{Context, Result, bail};
+use eqprop::bench::BenchOptions;
 use eqprop::bench::TorchBaseline;
-use eqprop::bench::conv::{ConvBench, conv_benchmark};
+use eqprop::bench::conv::{ConvBench, compare_conv_gate, conv_benchmark};
 use eqprop::conv::train::CONV_PRESETS;
 use eqprop::conv::{Architecture, ConvConfig, evaluate};
 use eqprop::data::{DatasetName, Split};
@@ -156,14 +158,20 @@ pub(super) fn bench_convolutional(args: &BenchArgs) -> Result<bool> {
         Some(spec) => Some(Architecture::parse(spec).context("--arch")?),
         None => None,
     };
-    Ok(CONV_PRESETS.contains(&args.preset.as_str()) || spec.is_some_and(|a| !a.is_dense()))
+    let preset = args.preset.as_deref();
+    Ok(preset.is_some_and(|p| CONV_PRESETS.contains(&p)) || spec.is_some_and(|a| !a.is_dense()))
 }
 
 /// `eqprop bench` of a network with convolutions: eqprop against the PyTorch conv EqProp at
-/// the same settings, and the dense FLOP floor.
+/// the same settings, and the dense FLOP floor; with `--gate-ab`, training without and with the
+/// surprise gate.
 pub(super) fn bench(args: &BenchArgs, device: Device) -> Result<()> {
     device.require(Work::Convolutional)?;
-    let cfg = config_of(&args.preset, &args.overrides)?;
+    let preset = args.preset.as_deref();
+    let mut cfg = config_of(
+        preset.unwrap_or(default_preset(args.data.name())),
+        &args.overrides,
+    )?;
     if args.rounds == 0 {
         bail!("--rounds must be at least 1");
     }
@@ -172,6 +180,22 @@ pub(super) fn bench(args: &BenchArgs, device: Device) -> Result<()> {
     }
     let trainset = args.data.load(Split::Train)?;
     cfg.check_data(&trainset)?;
+    if args.gate_ab {
+        if args.epochs == 0 {
+            bail!("--epochs must be at least 1");
+        }
+        cfg.epochs = args.epochs;
+        let opts = BenchOptions {
+            rounds: args.rounds,
+            settle: args.settle()?,
+            threads: args.threads,
+        };
+        let testset = args.data.load(Split::Test)?;
+        cfg.check_data(&testset)?;
+        let log = |line: &str| eprintln!("{line}");
+        let report = compare_conv_gate(&cfg, &trainset, &testset, &opts, log)?;
+        return write_report(args, &report);
+    }
     let torch = (!args.no_torch).then(|| {
         let baseline = TorchBaseline {
             python: args.python.clone(),
@@ -191,11 +215,7 @@ pub(super) fn bench(args: &BenchArgs, device: Device) -> Result<()> {
         torch_config,
     };
     let report = conv_benchmark(&cfg, &trainset, &plan, |line| eprintln!("{line}"))?;
-    print!("{report}");
-    if let Some(path) = &args.report {
-        std::fs::write(path, &report).with_context(|| path.display().to_string())?;
-    }
-    Ok(())
+    write_report(args, &report)
 }
 
 /// `eqprop eval` of a checkpoint of a network with convolutions.
