@@ -580,15 +580,18 @@ fn flag_of(field: &str) -> String {
     }
 }
 
+/// The folder a training run keeps its files in: `--out`, or `runs/<data set>`.
+fn run_dir(args: &TrainArgs) -> PathBuf {
+    let default = || Path::new("runs").join(args.data.name().as_str());
+    args.out.clone().unwrap_or_else(default)
+}
+
 fn train(args: TrainArgs, device: Device) -> Result<()> {
     init_threads(args.threads)?;
     if arch::convolutional(&args)? {
         return arch::train(args, device);
     }
-    let dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| Path::new("runs").join(args.data.name().as_str()));
+    let dir = run_dir(&args);
     let files = RunFiles::in_dir(&dir);
     let (run, data) = open_run(&args, &files, device)?;
     let dreams = match args.dreams {

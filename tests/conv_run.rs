@@ -96,6 +96,23 @@ fn the_command_line_trains_evaluates_and_resumes_a_conv_net() {
         text.contains("epoch   2") && !text.contains("epoch   1"),
         "{text}"
     );
+    // The checkpoint says the network has convolutions: --resume needs no --arch.
+    let again = eqprop()
+        .args([
+            "train",
+            "--resume",
+            "--epochs",
+            "3",
+            "--train-limit",
+            "200",
+            "--out",
+        ])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert_success(&again);
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(text.contains("epoch   3"), "{text}");
     let eval = eqprop()
         .args(["eval", "--checkpoint"])
         .arg(out_dir.join("checkpoint.safetensors"))

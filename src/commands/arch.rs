@@ -2,13 +2,14 @@
 //! convolutions (`--arch`, or a `conv-*` preset): the library's [`ConvRun`] does the work.
 
 use super::{
-    BenchArgs, Overrides, TrainArgs, checks, epoch_bar, gate_line, show_epoch, stop_on_ctrl_c,
-    write_report,
+    BenchArgs, Overrides, TrainArgs, checks, epoch_bar, gate_line, run_dir, show_epoch,
+    stop_on_ctrl_c, write_report,
 };
 use anyhow::{Context, Result, bail};
 use eqprop::bench::BenchOptions;
 use eqprop::bench::TorchBaseline;
 use eqprop::bench::conv::{ConvBench, compare_conv_gate, conv_benchmark};
+use eqprop::conv::checkpoint::is_conv_checkpoint;
 use eqprop::conv::train::CONV_PRESETS;
 use eqprop::conv::{Architecture, ConvConfig, evaluate};
 use eqprop::data::{DatasetName, Split};
@@ -17,10 +18,10 @@ use eqprop::metrics::EpochRecord;
 use eqprop::run::RunFiles;
 use eqprop::run::{ConvObserver, ConvRun};
 use indicatif::ProgressBar;
-use std::path::Path;
 
-/// Whether the run asks for a network with convolutions (a `conv-*` preset or an `--arch`
-/// spec that has one); a spec that does not parse is refused here, before any work.
+/// Whether the run asks for a network with convolutions (a `conv-*` preset, an `--arch` spec
+/// that has one, or `--resume` of a run whose checkpoint is of such a network); a spec that
+/// does not parse is refused here, before any work.
 pub(super) fn convolutional(args: &TrainArgs) -> Result<bool> {
     let spec = match &args.overrides.arch {
         Some(spec) => Some(Architecture::parse(spec).context("--arch")?),
@@ -30,7 +31,8 @@ pub(super) fn convolutional(args: &TrainArgs) -> Result<bool> {
         .preset
         .as_deref()
         .is_some_and(|p| CONV_PRESETS.contains(&p));
-    let conv = preset || spec.is_some_and(|a| !a.is_dense());
+    let resumed = args.resume && is_conv_checkpoint(&RunFiles::in_dir(&run_dir(args)).checkpoint);
+    let conv = preset || resumed || spec.is_some_and(|a| !a.is_dense());
     let o = &args.overrides;
     if !conv && (o.sweep.is_some() || o.momentum.is_some() || o.tol.is_some() || o.shift.is_some())
     {
@@ -108,10 +110,7 @@ fn config_of(preset: &str, o: &Overrides) -> Result<ConvConfig> {
 
 pub(super) fn train(args: TrainArgs, device: Device) -> Result<()> {
     device.require(Work::Convolutional)?;
-    let dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| Path::new("runs").join(args.data.name().as_str()));
+    let dir = run_dir(&args);
     let files = RunFiles::in_dir(&dir);
     let run = match args.resume {
         true => ConvRun::resume(&files.checkpoint, args.overrides.epochs)?,
