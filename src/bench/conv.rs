@@ -64,15 +64,18 @@ fn dense_steps(cfg: &ConvConfig) -> f64 {
     cfg.t_free as f64 + (phases(cfg) - 1.0) * cfg.t_nudge as f64
 }
 
-/// What an example costs that the surprise gate stops after its free phase, against
-/// [`dense_macs_per_train_image`]: `(share of the relaxation steps, share of the multiply-adds)`
-/// it does not cost (its nudged phases and its share of the update).
-pub fn gate_skip_shares(cfg: &ConvConfig) -> (f64, f64) {
+/// What the surprise gate saved when `learned_share` of the examples learned: `(share of the
+/// relaxation steps, share of the multiply-adds)` of [`dense_macs_per_train_image`]'s work,
+/// at the config's step counts. An example stopped after its free phase saves its nudged
+/// phases and its share of the update (as [`super::gate_savings`] counts for dense networks).
+pub fn gate_savings(cfg: &ConvConfig, learned_share: f64) -> (f64, f64) {
     let free_steps = cfg.t_free as f64;
-    let all_steps = dense_steps(cfg);
     let free_macs = free_steps * cfg.arch.step_macs() as f64 + coupling_macs(&cfg.arch, 1);
-    let all_macs = dense_macs_per_train_image(cfg);
-    (1.0 - free_steps / all_steps, 1.0 - free_macs / all_macs)
+    let skipped = 1.0 - learned_share;
+    (
+        skipped * (1.0 - free_steps / dense_steps(cfg)),
+        skipped * (1.0 - free_macs / dense_macs_per_train_image(cfg)),
+    )
 }
 
 /// The same training of `cfg` without and with the surprise gate (`cfg`'s gate settings, the
@@ -110,8 +113,7 @@ pub fn compare_conv_gate(
             learned: learned / cfg.epochs as f64,
         })
     };
-    let (steps, macs) = gate_skip_shares(cfg);
-    let savings = |share: f64| ((1.0 - share) * steps, (1.0 - share) * macs);
+    let savings = |share: f64| gate_savings(cfg, share);
     interleave_gate(opts, cfg.epochs, savings, run, log)
 }
 

@@ -395,14 +395,11 @@ impl Worker {
     /// (kept in `surprise`): it learns when the cost exceeds `threshold` (every example
     /// learns without a gate).
     fn judge(&mut self, threshold: Option<f32>) {
-        let n = self.ws.samples();
-        self.learns.resize(n, true);
         let Some(theta) = threshold else {
             self.learns.fill(true);
             return;
         };
         let out = self.free.output();
-        self.surprise.resize(n, 0.0);
         for (r, (s, l)) in self.surprise.iter_mut().zip(&mut self.learns).enumerate() {
             *s = row_surprise(out.row(r), self.target.row(r));
             *l = Modulator::learns(*s, theta);

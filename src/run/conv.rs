@@ -3,7 +3,7 @@
 //! every epoch, one JSON line per epoch).
 
 use super::{Report, RunFiles};
-use crate::bench::conv::gate_skip_shares;
+use crate::bench::conv::gate_savings;
 use crate::conv::checkpoint::{self, ConvCheckpoint};
 use crate::conv::train::ConvEpoch;
 use crate::conv::train::{ConvConfig, ConvTrainer, evaluate};
@@ -160,12 +160,11 @@ impl ConvRun {
     /// counts.
     fn gate_record(&self, done: &ConvEpoch) -> Option<GateRecord> {
         let threshold = self.trainer.threshold()?;
-        let (steps, macs) = gate_skip_shares(self.config());
-        let skipped = 1.0 - done.learned_share;
+        let (steps_saved, flops_saved) = gate_savings(self.config(), done.learned_share);
         Some(GateRecord {
             learned_share: done.learned_share,
-            steps_saved: skipped * steps,
-            flops_saved: skipped * macs,
+            steps_saved,
+            flops_saved,
             threshold,
         })
     }
