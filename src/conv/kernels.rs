@@ -9,6 +9,7 @@
 //! winners ([`unpool`]).
 
 use super::architecture::ConvGeometry;
+use crate::backend::simd::{Isa, simd_dispatch};
 
 /// `cols[(s, oy, ox), (ky, kx, c)] = x[s, oy + ky - pad, ox + kx - pad, c]` (0 outside).
 ///
@@ -96,6 +97,25 @@ fn add_line(row: &mut [f32], line: &[f32], ox: usize, g: &ConvGeometry) {
 /// (`n hp wp x cout`) and records in `winner` the index into `conv` of each maximum (the first
 /// one on ties, scanning rows then columns).
 pub fn max_pool(conv: &[f32], n: usize, g: &ConvGeometry, pooled: &mut [f32], winner: &mut [u32]) {
+    max_pool_dispatch(conv, n, g, pooled, winner);
+}
+
+simd_dispatch! {
+    fn max_pool_dispatch => max_pool_impl(
+        conv: &[f32], n: usize, g: &ConvGeometry, pooled: &mut [f32], winner: &mut [u32],
+    )
+}
+
+/// [`max_pool`] for one instruction set (comparisons and copies: the same result on each).
+#[inline(always)]
+fn max_pool_impl<I: Isa>(
+    _isa: I,
+    conv: &[f32],
+    n: usize,
+    g: &ConvGeometry,
+    pooled: &mut [f32],
+    winner: &mut [u32],
+) {
     let (p, c) = (g.pool, g.cout);
     for s in 0..n {
         for py in 0..g.hp {
@@ -110,11 +130,14 @@ pub fn max_pool(conv: &[f32], n: usize, g: &ConvGeometry, pooled: &mut [f32], wi
                     for dx in 0..p {
                         let at = ((s * g.ho + py * p + dy) * g.wo + px * p + dx) * c;
                         let window = &conv[at..at + c];
-                        for ch in 0..c {
-                            if window[ch] > pooled[out + ch] {
-                                pooled[out + ch] = window[ch];
-                                winner[out + ch] = (at + ch) as u32;
-                            }
+                        let best = &mut pooled[out..out + c];
+                        let index = &mut winner[out..out + c];
+                        // Selects rather than branches, so that the loop vectorises.
+                        for (ch, ((b, i), &v)) in best.iter_mut().zip(index).zip(window).enumerate()
+                        {
+                            let better = v > *b;
+                            *b = if better { v } else { *b };
+                            *i = if better { (at + ch) as u32 } else { *i };
                         }
                     }
                 }
@@ -148,28 +171,55 @@ pub fn conv_transpose_routed(
     g: &ConvGeometry,
     drive: &mut [f32],
 ) {
-    let (patch, sample_in) = (g.patch(), g.h * g.w * g.cin);
+    conv_transpose_routed_dispatch(above, winner, wt, g, drive);
+}
+
+simd_dispatch! {
+    fn conv_transpose_routed_dispatch => conv_transpose_routed_impl(
+        above: &[f32], winner: &[u32], wt: &[f32], g: &ConvGeometry, drive: &mut [f32],
+    )
+}
+
+/// [`conv_transpose_routed`] for one instruction set. Its multiply-adds stay unfused
+/// (`d += v * w` rounds the product, then the sum), so the wider vectors of AVX2 give the
+/// same bits as the baseline target.
+#[inline(always)]
+fn conv_transpose_routed_impl<I: Isa>(
+    _isa: I,
+    above: &[f32],
+    winner: &[u32],
+    wt: &[f32],
+    g: &ConvGeometry,
+    drive: &mut [f32],
+) {
+    let patch = g.patch();
     for (&v, &at) in above.iter().zip(winner) {
-        if v == 0.0 {
+        if v != 0.0 {
+            let c = at as usize % g.cout;
+            let kernel = &wt[c * patch..(c + 1) * patch];
+            scatter_kernel(v, at as usize / g.cout, kernel, g, drive);
+        }
+    }
+}
+
+/// `drive[patch of conv output row at] += v kernel`, `at` indexing the `n ho wo` positions.
+#[inline(always)]
+fn scatter_kernel(v: f32, at: usize, kernel: &[f32], g: &ConvGeometry, drive: &mut [f32]) {
+    let sample_in = g.h * g.w * g.cin;
+    let (s, pos) = (at / g.positions(), at % g.positions());
+    let (oy, ox) = (pos / g.wo, pos % g.wo);
+    let xs = &mut drive[s * sample_in..(s + 1) * sample_in];
+    let (first, before, inside) = span(ox, g);
+    let kc = g.kernel * g.cin;
+    for ky in 0..g.kernel {
+        let y = (oy + ky) as isize - g.padding as isize;
+        if y < 0 || y >= g.h as isize {
             continue;
         }
-        let (at, c) = (at as usize / g.cout, at as usize % g.cout);
-        let (s, pos) = (at / g.positions(), at % g.positions());
-        let (oy, ox) = (pos / g.wo, pos % g.wo);
-        let kernel = &wt[c * patch..(c + 1) * patch];
-        let xs = &mut drive[s * sample_in..(s + 1) * sample_in];
-        let (first, before, inside) = span(ox, g);
-        let kc = g.kernel * g.cin;
-        for ky in 0..g.kernel {
-            let y = (oy + ky) as isize - g.padding as isize;
-            if y < 0 || y >= g.h as isize {
-                continue;
-            }
-            let src = &kernel[ky * kc + before..ky * kc + before + inside];
-            let row = y as usize * g.w * g.cin + first;
-            for (d, &w) in xs[row..row + inside].iter_mut().zip(src) {
-                *d += v * w;
-            }
+        let src = &kernel[ky * kc + before..ky * kc + before + inside];
+        let row = y as usize * g.w * g.cin + first;
+        for (d, &w) in xs[row..row + inside].iter_mut().zip(src) {
+            *d += v * w;
         }
     }
 }
@@ -213,6 +263,36 @@ mod tests {
                 "{spec}: {lhs} vs {rhs}"
             );
         }
+    }
+
+    #[test]
+    fn the_vector_kernels_give_the_baseline_bits() {
+        // The dispatched kernels (AVX2 where the CPU has it) against their baseline variant:
+        // bit for bit, so a checkpoint does not depend on the host's instruction set.
+        use crate::backend::simd::Scalar;
+        let g = geometry("5x9x7,conv12k3p1+pool,2");
+        let n = 3;
+        let conv = random(n * g.positions() * g.cout, 11);
+        let pooled_len = n * g.hp * g.wp * g.cout;
+        let pool = |fast: bool| {
+            let (mut pooled, mut winner) = (vec![0.0; pooled_len], vec![0; pooled_len]);
+            if fast {
+                max_pool(&conv, n, &g, &mut pooled, &mut winner);
+            } else {
+                max_pool_impl(Scalar, &conv, n, &g, &mut pooled, &mut winner);
+            }
+            (pooled, winner)
+        };
+        let (pooled, winner) = pool(true);
+        assert_eq!((pooled.clone(), winner.clone()), pool(false));
+        let above: Vec<f32> = random(pooled_len, 12).iter().map(|v| v.max(0.0)).collect();
+        let wt = random(g.patch() * g.cout, 13);
+        let start = random(n * g.h * g.w * g.cin, 14);
+        let (mut fast, mut base) = (start.clone(), start);
+        conv_transpose_routed(&above, &winner, &wt, &g, &mut fast);
+        conv_transpose_routed_impl(Scalar, &above, &winner, &wt, &g, &mut base);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&fast), bits(&base));
     }
 
     #[test]
