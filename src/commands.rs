@@ -94,6 +94,14 @@ impl DataArgs {
         self.dataset.unwrap_or(DatasetName::Mnist)
     }
 
+    /// The same source with the training limit `limit`.
+    fn with_train_limit(self, limit: Option<usize>) -> Self {
+        Self {
+            train_limit: limit,
+            ..self
+        }
+    }
+
     /// The same source with the data set `name`.
     fn with_name(&self, name: DatasetName) -> Self {
         Self {
@@ -514,30 +522,8 @@ fn resume_run(args: &TrainArgs, files: &RunFiles, device: Device) -> Result<(Run
     if args.dreams {
         device.require(Work::EpochDreams)?;
     }
-    let run = Run::resume(ckpt, &files.checkpoint, asked, device).map_err(|e| match e {
-        eqprop::Error::Resume(ResumeError::Differs {
-            path,
-            field,
-            saved,
-            asked,
-        }) => {
-            let via = args
-                .preset
-                .as_ref()
-                .map_or(String::new(), |p| format!(" (or --preset {p})"));
-            anyhow::anyhow!(
-                "--resume: {}{via} asks for {field} = {asked}, but {} was trained with {field} = \
-                 {saved}; drop the flag to continue the run as it was, or start over with --force",
-                flag_of(&field),
-                path.display()
-            )
-        }
-        eqprop::Error::Resume(ResumeError::EpochsDone { path, done, asked }) => anyhow::anyhow!(
-            "--epochs {asked}: {} has already trained {done} epochs",
-            path.display()
-        ),
-        other => other.into(),
-    })?;
+    let run =
+        Run::resume(ckpt, &files.checkpoint, asked, device).map_err(|e| resume_refusal(args, e))?;
     if let Some(before) = stretched {
         eprintln!("note: the cosine schedule now decays over {epochs} epochs instead of {before}");
     }
@@ -564,6 +550,34 @@ fn gate_line(record: &EpochRecord) -> String {
 
 /// The command-line flag that sets hyperparameter `field` (a path of
 /// [`run::first_difference`]).
+/// A refused `--resume` as the flags that asked for it, naming both values.
+fn resume_refusal(args: &TrainArgs, error: eqprop::Error) -> anyhow::Error {
+    match error {
+        eqprop::Error::Resume(ResumeError::Differs {
+            path,
+            field,
+            saved,
+            asked,
+        }) => {
+            let via = args
+                .preset
+                .as_ref()
+                .map_or(String::new(), |p| format!(" (or --preset {p})"));
+            anyhow::anyhow!(
+                "--resume: {}{via} asks for {field} = {asked}, but {} was trained with {field} = \
+                 {saved}; drop the flag to continue the run as it was, or start over with --force",
+                flag_of(&field),
+                path.display()
+            )
+        }
+        eqprop::Error::Resume(ResumeError::EpochsDone { path, done, asked }) => anyhow::anyhow!(
+            "--epochs {asked}: {} has already trained {done} epochs",
+            path.display()
+        ),
+        other => other.into(),
+    }
+}
+
 fn flag_of(field: &str) -> String {
     let (head, rest) = field.split_once('.').unwrap_or((field, ""));
     let gen_flag = |name: &str| match name {

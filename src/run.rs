@@ -126,22 +126,8 @@ impl Run {
             epochs: saved.epochs,
             ..asked.clone()
         };
-        if let Some((field, saved, asked)) = first_difference(saved, &same_epochs) {
-            let path = path.to_path_buf();
-            return Err(ResumeError::Differs {
-                path,
-                field,
-                saved,
-                asked,
-            }
-            .into());
-        }
         let done = checkpoint.progress.epoch;
-        if asked.epochs < done {
-            let path = path.to_path_buf();
-            let asked = asked.epochs;
-            return Err(ResumeError::EpochsDone { path, done, asked }.into());
-        }
+        check_resume(path, saved, &same_epochs, done, asked.epochs)?;
         let dataset = checkpoint.dataset.parse()?;
         let trainer = Trainer::resume(
             asked,
@@ -356,9 +342,41 @@ pub fn schedule_stretched(saved: &Hyperparams, epochs: usize) -> bool {
     epochs != saved.epochs && matches!(saved.schedule, Schedule::Cosine { .. })
 }
 
-/// The first hyperparameter (a dotted path, e.g. `generative.beta`) whose value differs between
-/// `a` and `b`, with both values as JSON.
-pub fn first_difference(a: &Hyperparams, b: &Hyperparams) -> Option<(String, String, String)> {
+/// Refuses to continue the run saved at `path` (after `done` epochs) with the config
+/// `same_epochs` unless it equals `saved` (both with the saved epoch count), or up to
+/// `epochs` when fewer than `done`.
+pub(crate) fn check_resume<T: serde::Serialize>(
+    path: &Path,
+    saved: &T,
+    same_epochs: &T,
+    done: usize,
+    epochs: usize,
+) -> Result<()> {
+    let path = path.to_path_buf();
+    if let Some((field, saved, asked)) = first_difference(saved, same_epochs) {
+        return Err(ResumeError::Differs {
+            path,
+            field,
+            saved,
+            asked,
+        }
+        .into());
+    }
+    if epochs < done {
+        return Err(ResumeError::EpochsDone {
+            path,
+            done,
+            asked: epochs,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The first setting (a dotted path, e.g. `generative.beta`) whose value differs between the
+/// configs `a` and `b` (dense [`Hyperparams`] or a [`ConvConfig`](crate::conv::ConvConfig)),
+/// with both values as JSON.
+pub fn first_difference<T: serde::Serialize>(a: &T, b: &T) -> Option<(String, String, String)> {
     fn walk(path: &str, a: &serde_json::Value, b: &serde_json::Value) -> Option<[String; 3]> {
         use serde_json::Value::Object;
         match (a, b) {
@@ -379,8 +397,8 @@ pub fn first_difference(a: &Hyperparams, b: &Hyperparams) -> Option<(String, Str
         }
     }
     // Through text, so that f32 values print as written (0.1, not 0.10000000149011612).
-    let json = |hp| {
-        let text = serde_json::to_string(hp).expect("plain structs serialise");
+    let json = |config: &T| {
+        let text = serde_json::to_string(config).expect("plain structs serialise");
         serde_json::from_str::<serde_json::Value>(&text).expect("valid JSON")
     };
     walk("", &json(a), &json(b)).map(|[f, x, y]| (f, x, y))

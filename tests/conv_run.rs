@@ -96,23 +96,28 @@ fn the_command_line_trains_evaluates_and_resumes_a_conv_net() {
         text.contains("epoch   2") && !text.contains("epoch   1"),
         "{text}"
     );
-    // The checkpoint says the network has convolutions: --resume needs no --arch.
-    let again = eqprop()
-        .args([
-            "train",
-            "--resume",
-            "--epochs",
-            "3",
-            "--train-limit",
-            "200",
-            "--out",
-        ])
-        .arg(&out_dir)
-        .output()
-        .unwrap();
+    // The checkpoint says the network has convolutions and keeps the training limit: --resume
+    // needs neither --arch nor --train-limit, and refuses flags that ask for another run.
+    let resume = |extra: &[&str]| {
+        eqprop()
+            .args(["train", "--resume", "--epochs", "3", "--out"])
+            .arg(&out_dir)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let other_rates = resume(&["--lr", "0.5,0.02"]);
+    assert_clear_error(&other_rates, &["--lr", "0.5", "0.05", "--force"]);
+    let other_limit = resume(&["--train-limit", "300"]);
+    assert_clear_error(&other_limit, &["--train-limit", "300", "200"]);
+    let other_data = resume(&["--dataset", "fashion-mnist"]);
+    assert_clear_error(&other_data, &["trained on mnist, not fashion-mnist"]);
+    let again = resume(&[]);
     assert_success(&again);
     let text = String::from_utf8_lossy(&again.stdout);
     assert!(text.contains("epoch   3"), "{text}");
+    let log = String::from_utf8_lossy(&again.stderr);
+    assert!(log.contains("(200 train / "), "{log}");
     let eval = eqprop()
         .args(["eval", "--checkpoint"])
         .arg(out_dir.join("checkpoint.safetensors"))

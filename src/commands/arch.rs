@@ -2,8 +2,8 @@
 //! convolutions (`--arch`, or a `conv-*` preset): the library's [`ConvRun`] does the work.
 
 use super::{
-    BenchArgs, Overrides, TrainArgs, checks, epoch_bar, gate_line, run_dir, show_epoch,
-    stop_on_ctrl_c, write_report,
+    BenchArgs, Overrides, TrainArgs, checks, epoch_bar, gate_line, resume_refusal, run_dir,
+    show_epoch, stop_on_ctrl_c, write_report,
 };
 use anyhow::{Context, Result, bail};
 use eqprop::bench::BenchOptions;
@@ -52,21 +52,47 @@ fn default_preset(name: DatasetName) -> &'static str {
     }
 }
 
-/// The config: the preset with the flags applied; flags these networks do not support yet
-/// are refused, naming them.
+/// The config: the preset with the flags applied (`--train-limit` kept in it); flags these
+/// networks do not support yet are refused, naming them.
 fn config(args: &TrainArgs) -> Result<ConvConfig> {
-    if args.dreams {
-        bail!("--dreams is not supported yet for networks with convolutions");
-    }
     let preset = args.preset.as_deref();
-    config_of(
+    let mut cfg = config_of(
         preset.unwrap_or(default_preset(args.data.name())),
         &args.overrides,
-    )
+    )?;
+    cfg.train_limit = args.data.train_limit;
+    Ok(cfg)
+}
+
+/// The run saved in the run folder, to continue with the flags given: the checkpoint's config
+/// (or `--preset`/`--arch`'s) with the flags applied must be the checkpoint's, but for
+/// `--epochs`; a flag that asks for something else is refused, naming both values.
+fn resume(args: &TrainArgs, files: &RunFiles) -> Result<ConvRun> {
+    let mut saved = eqprop::conv::checkpoint::load(&files.checkpoint)?;
+    // A checkpoint without a limit trained on every example, or was written before the limit
+    // was kept (then only the flag knows it): either way the flag's limit is taken.
+    saved.config.train_limit = saved.config.train_limit.or(args.data.train_limit);
+    let mut asked = match args.preset.is_some() || args.overrides.arch.is_some() {
+        true => config(args)?,
+        false => with_flags(saved.config.clone(), &args.overrides, "the run")?,
+    };
+    asked.train_limit = args.data.train_limit.or(saved.config.train_limit);
+    asked.epochs = args.overrides.epochs.unwrap_or(saved.config.epochs);
+    ConvRun::resume_checkpoint(saved, &files.checkpoint, asked).map_err(|e| resume_refusal(args, e))
 }
 
 /// A preset with the flags applied; flags these networks do not support yet are refused.
 fn config_of(preset: &str, o: &Overrides) -> Result<ConvConfig> {
+    with_flags(
+        ConvConfig::preset(preset)?,
+        o,
+        &format!("the preset {preset}"),
+    )
+}
+
+/// `cfg` (of `what`: a preset, or the run resumed) with the flags applied; flags these
+/// networks do not support yet are refused.
+fn with_flags(mut cfg: ConvConfig, o: &Overrides, what: &str) -> Result<ConvConfig> {
     let unsupported = [
         (o.generative, "--generative"),
         (
@@ -77,12 +103,11 @@ fn config_of(preset: &str, o: &Overrides) -> Result<ConvConfig> {
     if let Some((_, flag)) = unsupported.iter().find(|(set, _)| *set) {
         bail!("{flag} is not supported yet for networks with convolutions");
     }
-    let mut cfg = ConvConfig::preset(preset)?;
     if let Some(spec) = &o.arch {
         cfg.arch = Architecture::parse(spec).context("--arch")?;
         if o.lr.is_none() && cfg.lr.len() != cfg.arch.num_layers() - 1 {
             bail!(
-                "--arch has {} couplings but the preset {preset} has {} learning rates: give --lr",
+                "--arch has {} couplings but {what} has {} learning rates: give --lr",
                 cfg.arch.num_layers() - 1,
                 cfg.lr.len()
             );
@@ -110,13 +135,19 @@ fn config_of(preset: &str, o: &Overrides) -> Result<ConvConfig> {
 
 pub(super) fn train(args: TrainArgs, device: Device) -> Result<()> {
     device.require(Work::Convolutional)?;
+    if args.dreams {
+        bail!("--dreams is not supported yet for networks with convolutions");
+    }
     let dir = run_dir(&args);
     let files = RunFiles::in_dir(&dir);
     let run = match args.resume {
-        true => ConvRun::resume(&files.checkpoint, args.overrides.epochs)?,
+        true => resume(&args, &files)?,
         false => ConvRun::new(config(&args)?, args.data.name())?,
     };
-    let data = args.data.with_name(run.dataset());
+    let data = args
+        .data
+        .for_checkpoint(&files.checkpoint, run.dataset().as_str(), false)?
+        .with_train_limit(run.config().train_limit);
     checks::writable_dir(&dir)?;
     let trainset = data.load(Split::Train)?;
     let testset = data.load(Split::Test)?;

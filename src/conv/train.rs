@@ -75,6 +75,11 @@ pub struct ConvConfig {
     /// threshold (none: every example learns).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modulator: Option<Modulator>,
+    /// Train on the first `N` examples of the training set only (none: all of them). The
+    /// trainer trains on the data it is given; whoever loads the data applies the limit, and
+    /// the checkpoint keeps it so that a resumed run sees the same examples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_limit: Option<usize>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -128,6 +133,7 @@ impl ConvConfig {
             shift: 2,
             persistent: false,
             modulator: None,
+            train_limit: None,
         };
         match name {
             "conv-mnist" => Ok(mnist),

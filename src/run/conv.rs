@@ -2,7 +2,7 @@
 //! it keeps (the same [`RunFiles`] as a dense run: a checkpoint rewritten atomically after
 //! every epoch, one JSON line per epoch).
 
-use super::{Report, RunFiles};
+use super::{Report, RunFiles, check_resume};
 use crate::bench::conv::gate_savings;
 use crate::conv::checkpoint::{self, ConvCheckpoint};
 use crate::conv::train::ConvEpoch;
@@ -47,18 +47,43 @@ impl ConvRun {
 
     /// The run saved at `path`, to continue up to `epochs` (its own when `None`).
     pub fn resume(path: &Path, epochs: Option<usize>) -> Result<Self> {
+        let saved = checkpoint::load(path)?;
+        let asked = ConvConfig {
+            epochs: epochs.unwrap_or(saved.config.epochs),
+            ..saved.config.clone()
+        };
+        Self::resume_checkpoint(saved, path, asked)
+    }
+
+    /// Continues the run saved in `checkpoint` (read from `path`) with the config `asked`: it
+    /// must equal the saved one except for `epochs`, which may grow (a cosine schedule then
+    /// decays over the new count) but not fall below the epochs done.
+    pub fn resume_checkpoint(
+        checkpoint: ConvCheckpoint,
+        path: &Path,
+        asked: ConvConfig,
+    ) -> Result<Self> {
+        let same_epochs = ConvConfig {
+            epochs: checkpoint.config.epochs,
+            ..asked.clone()
+        };
+        check_resume(
+            path,
+            &checkpoint.config,
+            &same_epochs,
+            checkpoint.epoch,
+            asked.epochs,
+        )?;
         let ConvCheckpoint {
-            mut config,
             network,
             epoch,
             dataset,
             velocity,
             particles,
             threshold,
-        } = checkpoint::load(path)?;
-        if let Some(e) = epochs {
-            config.epochs = e;
-        }
+            ..
+        } = checkpoint;
+        let config = asked;
         config.validate()?;
         Ok(Self {
             trainer: ConvTrainer::with_network(config, network, epoch)
