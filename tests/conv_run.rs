@@ -118,6 +118,12 @@ fn the_command_line_trains_evaluates_and_resumes_a_conv_net() {
     assert!(text.contains("epoch   3"), "{text}");
     let log = String::from_utf8_lossy(&again.stderr);
     assert!(log.contains("(200 train / "), "{log}");
+    let fewer = eqprop()
+        .args(["train", "--resume", "--epochs", "2", "--out"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert_clear_error(&fewer, &["--epochs 2", "already trained 3 epochs"]);
     let eval = eqprop()
         .args(["eval", "--checkpoint"])
         .arg(out_dir.join("checkpoint.safetensors"))
