@@ -548,8 +548,6 @@ fn gate_line(record: &EpochRecord) -> String {
     })
 }
 
-/// The command-line flag that sets hyperparameter `field` (a path of
-/// [`run::first_difference`]).
 /// A refused `--resume` as the flags that asked for it, naming both values.
 fn resume_refusal(args: &TrainArgs, error: eqprop::Error) -> anyhow::Error {
     match error {
@@ -578,6 +576,8 @@ fn resume_refusal(args: &TrainArgs, error: eqprop::Error) -> anyhow::Error {
     }
 }
 
+/// The command-line flag that sets hyperparameter `field` (a path of
+/// [`run::first_difference`]).
 fn flag_of(field: &str) -> String {
     let (head, rest) = field.split_once('.').unwrap_or((field, ""));
     let gen_flag = |name: &str| match name {

@@ -294,15 +294,32 @@ fn sparse_rank_update_impl<I: Isa>(
 /// `s <- clamp(s + eps (d - s) [+ eps beta (t - s)], 0, 1)` on one row.
 #[inline(always)]
 pub(crate) fn step_row(s: &mut [f32], d: &[f32], eps: f32, nudge: Option<(f32, &[f32])>) {
+    step_row_watched(s, d, eps, nudge, |_, _| {});
+}
+
+/// [`step_row`], calling `watch(old, new)` for every state it sets (inlined: a watcher that
+/// does nothing costs nothing).
+#[inline(always)]
+pub(crate) fn step_row_watched(
+    s: &mut [f32],
+    d: &[f32],
+    eps: f32,
+    nudge: Option<(f32, &[f32])>,
+    mut watch: impl FnMut(f32, f32),
+) {
+    let mut set = |x: &mut f32, new: f32| {
+        watch(*x, new);
+        *x = new;
+    };
     match nudge {
         Some((beta, t)) => {
             for ((x, &d), &t) in s.iter_mut().zip(d).zip(t) {
-                *x = (*x + eps * (d - *x + beta * (t - *x))).clamp(0.0, 1.0);
+                set(x, (*x + eps * (d - *x + beta * (t - *x))).clamp(0.0, 1.0));
             }
         }
         None => {
             for (x, &d) in s.iter_mut().zip(d) {
-                *x = (*x + eps * (d - *x)).clamp(0.0, 1.0);
+                set(x, (*x + eps * (d - *x)).clamp(0.0, 1.0));
             }
         }
     }

@@ -22,5 +22,7 @@ mod fused;
 pub(crate) mod simd;
 
 pub use cpu::{SparseColumns, input_drive};
-pub(crate) use cpu::{Transpose, matmul_acc, outer_acc_rows, rank_update_chunks, step_row};
+pub(crate) use cpu::{
+    Transpose, matmul_acc, outer_acc_rows, rank_update_chunks, step_row, step_row_watched,
+};
 pub(crate) use fused::{FusedCouplings, FusedPhase, FusedScratch, relax_fused};

@@ -25,7 +25,7 @@ use super::architecture::{Architecture, ConvGeometry};
 use super::kernels::{col2im_acc, conv_transpose_routed, im2col, max_pool, unpool};
 use super::net::{ConvNet, Gradient};
 use crate::backend::simd::{Isa, simd_dispatch};
-use crate::backend::{Transpose, matmul_acc};
+use crate::backend::{Transpose, matmul_acc, step_row_watched};
 use crate::tensor::Matrix;
 use serde::{Deserialize, Serialize};
 
@@ -307,16 +307,14 @@ impl Workspace {
             phase.eps,
         );
         let rule = match (nudge, exact) {
-            (None, _) => Move::Free { eps },
-            (Some((beta, t)), false) => Move::Nudged {
-                eps,
-                beta,
-                target: t.as_slice(),
-            },
             (Some((beta, t)), true) => Move::ToMinimiser {
                 eps,
                 beta,
                 target: t.as_slice(),
+            },
+            _ => Move::Step {
+                eps,
+                nudge: nudge.map(|(beta, t)| (beta, t.as_slice())),
             },
         };
         let mut moved = 0.0;
@@ -403,13 +401,11 @@ impl Workspace {
 /// How a step moves a layer's states `x` given their drives `d` (all clamped to `[0, 1]`).
 #[derive(Clone, Copy, Debug)]
 enum Move<'a> {
-    /// `x + eps (d - x)`.
-    Free { eps: f32 },
-    /// `x + eps (d - x + beta (t - x))`: a gradient step on `F = E + beta C`.
-    Nudged {
+    /// `x + eps (d - x [+ beta (t - x)])`: a gradient step on `F = E + beta C`, the dense
+    /// layers' [`step_row`](crate::backend::step_row).
+    Step {
         eps: f32,
-        beta: f32,
-        target: &'a [f32],
+        nudge: Option<(f32, &'a [f32])>,
     },
     /// `x + eps (m - x)` toward the minimiser `m = (d + beta t) / (1 + beta)`.
     ToMinimiser {
@@ -431,25 +427,15 @@ fn move_states_impl<I: Isa>(_isa: I, s: &mut [f32], d: &[f32], rule: Move<'_>, m
     // The largest change kept as the bits of a non-negative float, which order as integers:
     // an integer maximum vectorises, where `f32::max` (with its NaN rule) stays scalar.
     let mut largest = 0u32;
-    let mut set = |x: &mut f32, new: f32| {
-        largest = largest.max((new - *x).abs().to_bits());
-        *x = new;
-    };
+    let mut watch = |old: f32, new: f32| largest = largest.max((new - old).abs().to_bits());
     match rule {
-        Move::Free { eps } => {
-            for (x, &d) in s.iter_mut().zip(d) {
-                set(x, (*x + eps * (d - *x)).clamp(0.0, 1.0));
-            }
-        }
-        Move::Nudged { eps, beta, target } => {
-            for ((x, &d), &t) in s.iter_mut().zip(d).zip(target) {
-                set(x, (*x + eps * (d - *x + beta * (t - *x))).clamp(0.0, 1.0));
-            }
-        }
+        Move::Step { eps, nudge } => step_row_watched(s, d, eps, nudge, watch),
         Move::ToMinimiser { eps, beta, target } => {
             for ((x, &d), &t) in s.iter_mut().zip(d).zip(target) {
                 let best = ((d + beta * t) / (1.0 + beta)).clamp(0.0, 1.0);
-                set(x, *x + eps * (best - *x));
+                let new = *x + eps * (best - *x);
+                watch(*x, new);
+                *x = new;
             }
         }
     }
@@ -525,11 +511,13 @@ mod tests {
             wave(37, 0.3).map(|v| v.clamp(0.0, 1.0)).collect(),
         );
         for rule in [
-            Move::Free { eps: 0.7 },
-            Move::Nudged {
+            Move::Step {
+                eps: 0.7,
+                nudge: None,
+            },
+            Move::Step {
                 eps: 0.5,
-                beta: 0.3,
-                target: &target,
+                nudge: Some((0.3, &target)),
             },
             Move::ToMinimiser {
                 eps: 1.0,
