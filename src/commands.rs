@@ -183,7 +183,8 @@ struct Overrides {
     #[arg(long, action = clap::ArgAction::Set, value_delimiter = ',', conflicts_with = "arch")]
     layers: Option<Vec<usize>>,
     /// The network as a spec: the input (CxHxW or N), then per layer `N` (dense) or
-    /// `conv{C}k{K}[p{P}][+pool]`, e.g. 1x28x28,conv32k5+pool,conv64k5+pool,10.
+    /// `conv{C}k{K}[p{P}][+pool]`, last perhaps `softmax{N}` (a cross-entropy readout), e.g.
+    /// 1x28x28,conv32k5+pool,conv64k5+pool,10.
     #[arg(long)]
     arch: Option<String>,
     /// Order of the layer updates in a relaxation step (networks with convolutions).

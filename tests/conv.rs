@@ -11,9 +11,16 @@ use rand_chacha::ChaCha8Rng;
 /// conv (padding, pool with a dropped border row) + conv + pool + dense.
 const SPEC: &str = "2x7x7,conv4k3p1+pool,conv5k2+pool,3";
 
+/// The same with a dense layer and a softmax readout (cross-entropy) on top.
+const READOUT_SPEC: &str = "2x7x7,conv4k3p1+pool,conv5k2+pool,6,softmax3";
+
 /// Weights uniform in `+-gain/sqrt(fan_in)`, biases in `[0.1, 0.5)` (most units active).
 fn random_net(seed: u64, gain: f32) -> ConvNet {
-    let arch = Architecture::parse(SPEC).unwrap();
+    random_net_of(SPEC, seed, gain)
+}
+
+fn random_net_of(spec: &str, seed: u64, gain: f32) -> ConvNet {
+    let arch = Architecture::parse(spec).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let weights = (1..arch.num_layers())
         .map(|k| {
@@ -187,9 +194,15 @@ impl Reference {
     }
 
     /// The fixed point of `E + beta C` from zero, by exact block minimisation (odd layers, then
-    /// even ones) until nothing moves.
+    /// even ones) until nothing moves; with a softmax readout, of `E` alone (`beta` 0: the
+    /// readout has no states and exerts no force).
     fn fixed_point(&self, x: &[f64], beta: f64, t: &[f64]) -> Vec<Vec<f64>> {
-        let last = self.arch.num_layers() - 1;
+        let readout = self.arch.has_readout();
+        assert!(
+            !readout || beta == 0.0,
+            "the reference relaxes readouts free only"
+        );
+        let last = self.arch.num_layers() - 1 - usize::from(readout);
         let mut s: Vec<Vec<f64>> = self.arch.sizes().iter().map(|&n| vec![0.0; n]).collect();
         s[0] = x.to_vec();
         for _ in 0..5000 {
@@ -205,7 +218,7 @@ impl Reference {
                     let channels = self.b[k].len();
                     for (i, di) in d.iter_mut().enumerate() {
                         *di += self.b[k][i % channels];
-                        let new = match k == last {
+                        let new = match k == last && !readout {
                             true => (*di + beta * t[i]) / (1.0 + beta),
                             false => *di,
                         }
@@ -222,15 +235,29 @@ impl Reference {
         panic!("the float64 reference did not converge");
     }
 
+    /// The cost at the free fixed point: `1/2 ||s_L - t||^2`, or with a softmax readout the
+    /// cross-entropy `-sum t ln softmax(s_{L-1} W_L + b_L)`.
     fn cost(&self, x: &[Vec<f64>], t: &[Vec<f64>]) -> f64 {
+        let last = self.arch.num_layers() - 1;
         x.iter()
             .zip(t)
             .map(|(x, t)| {
                 let s = self.fixed_point(x, 0.0, t);
-                let y = s.last().unwrap();
-                y.iter()
+                if !self.arch.has_readout() {
+                    let y = s.last().unwrap();
+                    return y.iter().zip(t).map(|(a, b)| 0.5 * (a - b) * (a - b)).sum();
+                }
+                let (mut logits, _) = self.up(last, &s[last - 1]);
+                logits
+                    .iter_mut()
+                    .zip(&self.b[last])
+                    .for_each(|(z, b)| *z += b);
+                let top = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let log_total = logits.iter().map(|z| (z - top).exp()).sum::<f64>().ln() + top;
+                -logits
+                    .iter()
                     .zip(t)
-                    .map(|(a, b)| 0.5 * (a - b) * (a - b))
+                    .map(|(z, t)| t * (z - log_total))
                     .sum::<f64>()
             })
             .sum()
@@ -341,14 +368,36 @@ fn cosine(a: &[f64], b: &[f64]) -> f64 {
 fn symmetric_eqprop_matches_the_true_gradient_layer_by_layer() {
     let net = random_net(5, 1.5);
     let (x, t) = random_batch(2, 6);
-    let truth = finite_differences(&net, &x, &t);
-    let estimate = eqprop_estimate(&net, &x, &t, 0.01);
+    assert_matches_the_true_gradient(&net, &x, &t);
+}
+
+#[test]
+fn with_a_softmax_readout_eqprop_matches_the_cross_entropy_gradient() {
+    let net = random_net_of(READOUT_SPEC, 5, 1.5);
+    let (x, _) = random_batch(3, 6);
+    let mut t = Matrix::zeros(3, 3);
+    (0..3).for_each(|r| t.set(r, (r + 1) % 3, 1.0));
+    assert_matches_the_true_gradient(&net, &x, &t);
+}
+
+/// Symmetric EqProp at beta 1e-3 against float64 finite differences, for every coupling (its
+/// weights and the bias of the layer it drives): cosine >= 0.99, and the length within 5%.
+fn assert_matches_the_true_gradient(net: &ConvNet, x: &Matrix, t: &Matrix) {
+    let truth = finite_differences(net, x, t);
+    let estimate = eqprop_estimate(net, x, t, 1e-3);
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
     for (k, (a, b)) in (1..).zip(truth.iter().zip(&estimate)) {
-        let c = cosine(a, b);
-        let norm = a.iter().map(|x| x * x).sum::<f64>().sqrt();
-        println!("coupling {k}: cosine {c:.5}, |dL/dtheta| {norm:.3e}");
-        assert!(norm > 1e-6, "coupling {k} has no gradient to check");
+        let (c, ratio) = (cosine(a, b), norm(b) / norm(a));
+        println!(
+            "coupling {k}: cosine {c:.5}, |dL/dtheta| {:.3e}, length ratio {ratio:.4}",
+            norm(a)
+        );
+        assert!(norm(a) > 1e-6, "coupling {k} has no gradient to check");
         assert!(c >= 0.99, "coupling {k}: cosine {c}");
+        assert!(
+            (ratio - 1.0).abs() < 0.05,
+            "coupling {k}: length ratio {ratio}"
+        );
     }
 }
 

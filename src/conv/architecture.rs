@@ -10,7 +10,10 @@
 //! * `conv{C}k{K}[p{P}][+pool[{S}]]` couples the previous (image) layer to a layer of `C`
 //!   channels by a `K x K` convolution of stride 1 with zero padding `P` (default 0), followed,
 //!   inside the coupling, by an `S x S` max-pool of stride `S` (`+pool` is `S = 2`);
-//! * `N` (or `dense{N}`) couples the previous layer, flattened, densely to `N` units.
+//! * `N` (or `dense{N}`) couples the previous layer, flattened, densely to `N` units;
+//! * `softmax{N}`, last only, reads `N` class probabilities out of the layer below (a layer of
+//!   states, not the input) instead of relaxing an output layer: the cross-entropy readout of
+//!   Laborieux et al. 2021 ([`Coupling::Readout`]).
 //!
 //! Dense-only specs (`784,500,10`) describe the layered networks of [`crate::network`].
 
@@ -70,6 +73,11 @@ pub enum Coupling {
         padding: usize,
         pool: usize,
     },
+    /// The last coupling only: no states of its own, the layer holds the class probabilities
+    /// `p = softmax(rho(s_{k-1}) W_k + b_k)`, and the cost is the cross-entropy
+    /// `C = -ln p_y` instead of `1/2 ||s_L - t||^2`. Nudging adds `beta C` to the energy: its
+    /// force on layer `k-1` is `beta W_k (t - p)` (Laborieux et al. 2021's readout).
+    Readout,
 }
 
 /// The geometry of one convolutional coupling, as the kernels need it.
@@ -168,6 +176,21 @@ impl Architecture {
             arch.couplings.push(coupling);
             arch.layers.push(shape);
         }
+        if let Some(k) = (1..items.len()).find(|&k| arch.couplings[k - 1] == Coupling::Readout) {
+            let problem = match k {
+                1 => Some("a softmax readout needs a layer of states below it, not the input"),
+                _ if k + 1 < items.len() => Some("a softmax readout can only be the last layer"),
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                return Err(ArchError::Layer {
+                    spec: spec.to_string(),
+                    layer: k,
+                    item: items[k].to_string(),
+                    problem: problem.into(),
+                });
+            }
+        }
         for (k, s) in arch.layers.iter().enumerate() {
             if s.size() == 0 || s.size() > MAX_LAYER_UNITS {
                 return Err(ArchError::Layer {
@@ -249,7 +272,14 @@ impl Architecture {
         self.layers[k].channels
     }
 
-    /// Whether every coupling is dense.
+    /// Whether the output is a softmax readout ([`Coupling::Readout`]) rather than a layer of
+    /// states.
+    pub fn has_readout(&self) -> bool {
+        self.couplings.last() == Some(&Coupling::Readout)
+    }
+
+    /// Whether every coupling is dense (a readout is not: only the networks of
+    /// [`crate::conv`] have one).
     pub fn is_dense(&self) -> bool {
         self.couplings.iter().all(|c| *c == Coupling::Dense)
     }
@@ -279,6 +309,7 @@ impl fmt::Display for Architecture {
         for (c, s) in self.couplings.iter().zip(&self.layers[1..]) {
             match *c {
                 Coupling::Dense => write!(f, ",{}", s.size())?,
+                Coupling::Readout => write!(f, ",softmax{}", s.size())?,
                 Coupling::Conv {
                     kernel,
                     padding,
@@ -341,8 +372,14 @@ fn parse_coupling(item: &str, below: Shape) -> Result<(Coupling, Shape), String>
     if let Ok(n) = dense.parse::<usize>() {
         return Ok((Coupling::Dense, Shape::flat(n)));
     }
+    if let Some(classes) = item.strip_prefix("softmax") {
+        let n = classes
+            .parse()
+            .map_err(|_| format!("expected a class count after 'softmax', got '{classes}'"))?;
+        return Ok((Coupling::Readout, Shape::flat(n)));
+    }
     let Some(conv) = item.strip_prefix("conv") else {
-        return Err("expected N, denseN or convCkK[pP][+pool[S]]".into());
+        return Err("expected N, denseN, softmaxN or convCkK[pP][+pool[S]]".into());
     };
     let (body, pool) = match conv.split_once('+') {
         Some((body, pool)) => (body, parse_pool(pool)?),
@@ -433,6 +470,23 @@ mod tests {
         let shapes: Vec<String> = a.layers().iter().map(|s| s.to_string()).collect();
         assert_eq!(shapes, ["3x32x32", "128x16x16", "256x5x5", "64x3x3", "10"]);
         assert_eq!(Architecture::parse(&a.to_string()).unwrap(), a);
+    }
+
+    #[test]
+    fn a_softmax_readout_is_last_and_reads_a_layer_of_states() {
+        let a = Architecture::parse("1x28x28,conv8k5+pool,256,softmax10").unwrap();
+        assert!(a.has_readout() && !a.is_dense());
+        assert_eq!(a.weight_shape(3), (256, 10));
+        assert_eq!(a.to_string(), "1x28x28,conv8k5+pool,256,softmax10");
+        assert!(!Architecture::parse("784,500,10").unwrap().has_readout());
+        for (spec, needle) in [
+            ("784,softmax10", "not the input"),
+            ("784,500,softmax10,10", "only be the last"),
+            ("784,500,softmax", "class count"),
+        ] {
+            let err = Architecture::parse(spec).unwrap_err().to_string();
+            assert!(err.contains(needle), "{spec}: {err}");
+        }
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //!       = rho(s_{k-1}) W_k . rho(s_k)                  (dense)
 //! C = 1/2 ||s_L - target||^2
 //! ```
+//! With a softmax readout ([`Coupling::Readout`](super::architecture::Coupling::Readout)) the
+//! output has no states: `C = -ln p_y`, `p = softmax(s_{L-1} W_L + b_L)`, and the output layer
+//! holds the readout's force `beta (t - p)` instead (0 in the free phase), recomputed from
+//! `s_{L-1}` at every step; the transpose of `W_L` carries it down as it carries states.
 //! States stay in `[0, 1]` (where `rho(s) = s`). The drive of layer `k`, `-dE/ds_k + s_k`, is
 //! `b_k + P(conv(s_{k-1}))` from below plus, from above, the transpose of coupling `k+1`
 //! applied to `s_{k+1}` (for a pooled convolution, `s_{k+1}` routed back to the window maxima
@@ -104,6 +108,8 @@ pub struct Workspace {
     clamped: Vec<bool>,
     /// The layers not clamped, in order.
     free: Vec<usize>,
+    /// Whether the output is a softmax readout (its layer holds the readout's force).
+    readout: bool,
 }
 
 impl Workspace {
@@ -139,6 +145,7 @@ impl Workspace {
             geometry,
             clamped: (0..layers).map(|k| k == 0).collect(),
             free: (1..layers).collect(),
+            readout: arch.has_readout(),
         }
     }
 
@@ -306,6 +313,10 @@ impl Workspace {
             self.drive[k].as_slice(),
             phase.eps,
         );
+        if k == last && self.readout {
+            let classes = self.drive[k].cols();
+            return read_out(s, d, classes, nudge.map(|(beta, t)| (beta, t.as_slice())));
+        }
         let rule = match (nudge, exact) {
             (Some((beta, t)), true) => Move::ToMinimiser {
                 eps,
@@ -325,13 +336,15 @@ impl Workspace {
         moved
     }
 
-    /// Per-sample energy `E` (the self terms of clamped layers left out: constants of a phase).
+    /// Per-sample energy `E` (the self terms of clamped layers left out: constants of a phase;
+    /// a softmax readout is no part of it).
     pub fn energy(&mut self, net: &ConvNet, state: &ConvState, out: &mut [f32]) {
         for k in 1..self.fresh.len() {
             self.fresh[k] &= self.clamped[k - 1];
         }
         out.fill(0.0);
-        for (k, s) in state.layers.iter().enumerate() {
+        let states = state.layers.len() - usize::from(self.readout);
+        for (k, s) in state.layers[..states].iter().enumerate() {
             if k > 0 {
                 self.ensure_forward(net, state, k);
             }
@@ -354,6 +367,26 @@ impl Workspace {
                 }
                 *e += sum as f32;
             }
+        }
+    }
+
+    /// The network's prediction at `state`, one row per sample, into `out`: the output
+    /// layer's states, or with a softmax readout the class probabilities
+    /// `softmax(s_{L-1} W_L + b_L)`.
+    pub fn prediction(&mut self, net: &ConvNet, state: &ConvState, out: &mut Matrix) {
+        let last = state.layers.len() - 1;
+        if !self.readout {
+            out.copy_from(&state.layers[last]);
+            return;
+        }
+        for k in 1..self.fresh.len() {
+            self.fresh[k] &= self.clamped[k - 1];
+        }
+        self.ensure_forward(net, state, last);
+        out.fill_rows_cyclic(net.bias(last));
+        add(out, &self.forward[last]);
+        for r in 0..out.rows() {
+            softmax_in_place(out.row_mut(r));
         }
     }
 
@@ -396,6 +429,40 @@ impl Workspace {
         }
         self.fresh.fill(false);
     }
+}
+
+/// Sets a softmax readout's layer `s` (rows of `classes`) to its force `beta (t - softmax(d))`
+/// row by row (0 without a nudge), `d` the logits; returns the largest change.
+fn read_out(s: &mut [f32], d: &[f32], classes: usize, nudge: Option<(f32, &[f32])>) -> f32 {
+    let Some((beta, target)) = nudge else {
+        let moved = s.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        s.fill(0.0);
+        return moved;
+    };
+    let mut moved = 0.0f32;
+    let rows = s.chunks_exact_mut(classes).zip(d.chunks_exact(classes));
+    for ((s, d), t) in rows.zip(target.chunks_exact(classes)) {
+        let (top, total) = softmax_terms(d);
+        for ((x, &di), &ti) in s.iter_mut().zip(d).zip(t) {
+            let force = beta * (ti - (di - top).exp() / total);
+            moved = moved.max((force - *x).abs());
+            *x = force;
+        }
+    }
+    moved
+}
+
+/// `softmax(x)_i = exp(x_i - top) / total`: the largest logit and the sum of the shifted
+/// exponentials (shifted so that none overflows).
+fn softmax_terms(x: &[f32]) -> (f32, f32) {
+    let top = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    (top, x.iter().map(|&v| (v - top).exp()).sum())
+}
+
+/// `x <- softmax(x)`.
+fn softmax_in_place(x: &mut [f32]) {
+    let (top, total) = softmax_terms(x);
+    x.iter_mut().for_each(|v| *v = (*v - top).exp() / total);
 }
 
 /// How a step moves a layer's states `x` given their drives `d` (all clamped to `[0, 1]`).
@@ -472,23 +539,34 @@ impl FillCyclic for Matrix {
 /// Dreams: the output clamped to the one-hot `labels`, the input (and every hidden layer)
 /// free from zero, relaxed for `steps` alternating sweeps (each layer set to its exact
 /// minimiser, so the energy never rises), so that the couplings draw what each label means in
-/// the input layer. Returns the input layer, one image per row (channels-last).
+/// the input layer. A network with a softmax readout has no output states to clamp: its
+/// readout is nudged toward the labels with `beta = 1` instead. Returns the input layer, one
+/// image per row (channels-last).
 pub fn dream(net: &ConvNet, labels: &[usize], steps: usize) -> Matrix {
     let arch = net.architecture();
     let n = labels.len();
     let mut state = ConvState::zeros(arch, n);
     let last = arch.num_layers() - 1;
+    let mut one_hot = Matrix::zeros(n, arch.sizes()[last]);
     for (r, &label) in labels.iter().enumerate() {
-        state.layers[last].set(r, label, 1.0);
+        one_hot.set(r, label, 1.0);
+    }
+    let readout = arch.has_readout();
+    if !readout {
+        state.layers[last].copy_from(&one_hot);
     }
     let mut ws = Workspace::new(arch, n);
-    ws.set_clamped(&(0..=last).map(|k| k == last).collect::<Vec<_>>());
+    ws.set_clamped(
+        &(0..=last)
+            .map(|k| k == last && !readout)
+            .collect::<Vec<_>>(),
+    );
     let phase = ConvPhase {
         steps,
         eps: 1.0,
         sweep: Sweep::Alternating,
-        beta: 0.0,
-        target: None,
+        beta: if readout { 1.0 } else { 0.0 },
+        target: readout.then_some(&one_hot),
         tol: 0.0,
     };
     ws.relax(net, &mut state, &phase);

@@ -289,6 +289,9 @@ struct Worker {
     plus: ConvState,
     minus: ConvState,
     target: Matrix,
+    /// The prediction at the free fixed points: the output layer's states, or a softmax
+    /// readout's class probabilities.
+    prediction: Matrix,
     grad: Gradient,
     correct: usize,
     /// Relaxation steps taken in the last mini-batch (every phase).
@@ -308,6 +311,7 @@ impl Worker {
             minus: state.clone(),
             free: state,
             target: Matrix::zeros(n, arch.layers().last().expect("layers").size()),
+            prediction: Matrix::zeros(n, arch.layers().last().expect("layers").size()),
             grad: Gradient::zeros(arch),
             correct: 0,
             steps: 0,
@@ -362,7 +366,8 @@ impl Worker {
             tol: cfg.tol,
         };
         self.steps = self.ws.relax(net, &mut self.free, &phase);
-        let out = self.free.output();
+        self.ws.prediction(net, &self.free, &mut self.prediction);
+        let out = &self.prediction;
         self.correct = (0..out.rows())
             .filter(|&r| out.argmax_row(r) == self.target.argmax_row(r))
             .count();
@@ -397,17 +402,21 @@ impl Worker {
             .accumulate_gradient(net, negative, -1.0, &mut self.grad);
     }
 
-    /// Judges each example by its output cost `1/2 ||y^0 - t||^2` at the free fixed point
-    /// (kept in `surprise`): it learns when the cost exceeds `threshold` (every example
-    /// learns without a gate).
-    fn judge(&mut self, threshold: Option<f32>) {
+    /// Judges each example by its cost at the free fixed point (kept in `surprise`): `1/2
+    /// ||y^0 - t||^2`, with a softmax readout the cross-entropy `-ln p_y`. It learns when the
+    /// cost exceeds `threshold` (every example learns without a gate).
+    fn judge(&mut self, threshold: Option<f32>, readout: bool) {
         let Some(theta) = threshold else {
             self.learns.fill(true);
             return;
         };
-        let out = self.free.output();
+        let out = &self.prediction;
         for (r, (s, l)) in self.surprise.iter_mut().zip(&mut self.learns).enumerate() {
-            *s = row_surprise(out.row(r), self.target.row(r));
+            let (y, t) = (out.row(r), self.target.row(r));
+            *s = match readout {
+                true => cross_entropy(y, t),
+                false => row_surprise(y, t),
+            };
             *l = Modulator::learns(*s, theta);
         }
     }
@@ -641,7 +650,7 @@ impl ConvTrainer {
                     None => w.load(data, &batch[at..at + n]),
                 }
                 w.free_phase(net, cfg);
-                w.judge(threshold);
+                w.judge(threshold, cfg.arch.has_readout());
             });
         if let Some(saved) = &mut self.particles {
             for (w, &at) in self.workers.iter().zip(&starts) {
@@ -770,8 +779,9 @@ fn chunk_count(batch: usize) -> usize {
 
 /// Relaxes every example of `data` as training does, all at once: the free phase from zero
 /// states, then, when `beta` is not 0, the phase nudged toward the one-hot label with strength
-/// `beta` from the free fixed point. Each layer's state (one row per example, channels-last)
-/// and the energy there.
+/// `beta` from the free fixed point. Each layer's state (one row per example, channels-last;
+/// a softmax readout's layer holds its force `beta (t - p)`, zero in the free phase) and the
+/// energy there.
 pub fn settle(net: &ConvNet, cfg: &ConvConfig, data: &Dataset, beta: f32) -> Settled {
     let idx: Vec<usize> = (0..data.len()).collect();
     let mut slot = None;
@@ -815,7 +825,16 @@ fn free_chunk<'a>(
     w
 }
 
-/// The output layer at the free fixed point of every example (from zero states, as
+/// `-sum_i t_i ln p_i`, the probabilities floored at `1e-30` (no infinite cost).
+fn cross_entropy(p: &[f32], t: &[f32]) -> f32 {
+    -p.iter()
+        .zip(t)
+        .map(|(&p, &t)| t * p.max(1e-30).ln())
+        .sum::<f32>()
+}
+
+/// The prediction (the output layer, or a softmax readout's probabilities) at the free fixed
+/// point of every example (from zero states, as
 /// [`evaluate`] sees it), one row each.
 pub fn free_outputs(net: &ConvNet, cfg: &ConvConfig, data: &Dataset) -> Matrix {
     let indices: Vec<usize> = (0..data.len()).collect();
@@ -825,7 +844,7 @@ pub fn free_outputs(net: &ConvNet, cfg: &ConvConfig, data: &Dataset) -> Matrix {
             || None::<Worker>,
             |slot, idx| {
                 let w = free_chunk(slot, net, cfg, data, idx);
-                w.free.output().as_slice().to_vec()
+                w.prediction.as_slice().to_vec()
             },
         )
         .collect();
