@@ -269,7 +269,8 @@ struct Overrides {
     /// threshold get a nudged phase and an update.
     #[arg(long)]
     gate: bool,
-    /// Fixed gate threshold on the output cost 1/2 ||y - t||^2 [default: 1e-4].
+    /// Fixed gate threshold on the output cost 1/2 ||y - t||^2 (with a softmax readout the
+    /// cross-entropy -ln p_y) [default: 1e-4].
     #[arg(long, requires = "gate", conflicts_with = "gate_share")]
     gate_threshold: Option<f32>,
     /// Adaptive gate: the threshold tracks the quantile that lets this share of examples learn.
