@@ -18,7 +18,7 @@ use crate::backend::{Transpose, matmul_acc};
 use crate::checkpoint::{TensorFile, read_file, write_tensors};
 use crate::config::{ConfigError, Schedule, range};
 use crate::data::{Dataset, shift_fits, shifted};
-use crate::tensor::Matrix;
+use crate::tensor::{Matrix, softmax_in_place};
 use rand::seq::SliceRandom;
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -221,14 +221,7 @@ fn relu_backward(grad: &mut Matrix, activity: &Matrix) {
 /// returns the row's `logsumexp(z)`.
 fn softmax_rows(z: &mut Matrix) -> Vec<f64> {
     (0..z.rows())
-        .map(|r| {
-            let row = z.row_mut(r);
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            row.iter_mut().for_each(|v| *v = (*v - max).exp());
-            let sum: f32 = row.iter().sum();
-            row.iter_mut().for_each(|v| *v /= sum);
-            max as f64 + (sum as f64).ln()
-        })
+        .map(|r| softmax_in_place(z.row_mut(r)))
         .collect()
 }
 

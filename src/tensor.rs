@@ -100,3 +100,13 @@ impl Matrix {
         best
     }
 }
+
+/// `row <- softmax(row)`, shifted by the row's maximum so that no exponential overflows;
+/// returns `logsumexp(row)` of the values it was given.
+pub(crate) fn softmax_in_place(row: &mut [f32]) -> f64 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    row.iter_mut().for_each(|v| *v = (*v - max).exp());
+    let sum: f32 = row.iter().sum();
+    row.iter_mut().for_each(|v| *v /= sum);
+    max as f64 + (sum as f64).ln()
+}

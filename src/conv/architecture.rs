@@ -173,23 +173,17 @@ impl Architecture {
             };
             let (coupling, shape) =
                 parse_coupling(item, *arch.layers.last().expect("input")).map_err(layer_err)?;
+            if coupling == Coupling::Readout && k == 1 {
+                let problem = "a softmax readout needs a layer of states below it, not the input";
+                return Err(layer_err(problem.into()));
+            }
+            if coupling == Coupling::Readout && k + 1 < items.len() {
+                return Err(layer_err(
+                    "a softmax readout can only be the last layer".into(),
+                ));
+            }
             arch.couplings.push(coupling);
             arch.layers.push(shape);
-        }
-        if let Some(k) = (1..items.len()).find(|&k| arch.couplings[k - 1] == Coupling::Readout) {
-            let problem = match k {
-                1 => Some("a softmax readout needs a layer of states below it, not the input"),
-                _ if k + 1 < items.len() => Some("a softmax readout can only be the last layer"),
-                _ => None,
-            };
-            if let Some(problem) = problem {
-                return Err(ArchError::Layer {
-                    spec: spec.to_string(),
-                    layer: k,
-                    item: items[k].to_string(),
-                    problem: problem.into(),
-                });
-            }
         }
         for (k, s) in arch.layers.iter().enumerate() {
             if s.size() == 0 || s.size() > MAX_LAYER_UNITS {

@@ -30,7 +30,8 @@ use super::kernels::{col2im_acc, conv_transpose_routed, im2col, max_pool, unpool
 use super::net::{ConvNet, Gradient};
 use crate::backend::simd::{Isa, simd_dispatch};
 use crate::backend::{Transpose, matmul_acc, step_row_watched};
-use crate::tensor::Matrix;
+use crate::modulator::row_surprise;
+use crate::tensor::{Matrix, softmax_in_place};
 use serde::{Deserialize, Serialize};
 
 /// The order in which a relaxation step updates the free layers.
@@ -167,6 +168,14 @@ impl Workspace {
         self.transposed_fresh = false;
     }
 
+    /// Forgets the forward drives sent up by free layers: the caller may have replaced those
+    /// layers since; drives from clamped layers stay fresh.
+    fn forget_drives_from_free_layers(&mut self) {
+        for k in 1..self.fresh.len() {
+            self.fresh[k] &= self.clamped[k - 1];
+        }
+    }
+
     /// Copies `W_k^T` of every convolution (once after each [`invalidate`](Self::invalidate)).
     fn ensure_transposed(&mut self, net: &ConvNet) {
         if self.transposed_fresh {
@@ -190,10 +199,7 @@ impl Workspace {
     /// Returns the steps taken: with `phase.tol > 0` the phase ends early, after the first
     /// step in which no state moved by more than `tol` (a fixed point, to that tolerance).
     pub fn relax(&mut self, net: &ConvNet, state: &mut ConvState, phase: &ConvPhase) -> usize {
-        // The caller may have replaced the free layers: only drives from clamped layers survive.
-        for k in 1..self.fresh.len() {
-            self.fresh[k] &= self.clamped[k - 1];
-        }
+        self.forget_drives_from_free_layers();
         let last = state.layers.len() - 1;
         self.ensure_transposed(net);
         let free = std::mem::take(&mut self.free);
@@ -308,25 +314,18 @@ impl Workspace {
         let nudge = (k == last && phase.beta != 0.0)
             .then(|| phase.target.map(|t| (phase.beta, t)))
             .flatten();
+        let nudge = nudge.map(|(beta, t)| (beta, t.as_slice()));
+        if k == last && self.readout {
+            return read_out(state.layers[k].as_mut_slice(), &mut self.drive[k], nudge);
+        }
         let (s, d, eps) = (
             state.layers[k].as_mut_slice(),
             self.drive[k].as_slice(),
             phase.eps,
         );
-        if k == last && self.readout {
-            let classes = self.drive[k].cols();
-            return read_out(s, d, classes, nudge.map(|(beta, t)| (beta, t.as_slice())));
-        }
         let rule = match (nudge, exact) {
-            (Some((beta, t)), true) => Move::ToMinimiser {
-                eps,
-                beta,
-                target: t.as_slice(),
-            },
-            _ => Move::Step {
-                eps,
-                nudge: nudge.map(|(beta, t)| (beta, t.as_slice())),
-            },
+            (Some((beta, target)), true) => Move::ToMinimiser { eps, beta, target },
+            _ => Move::Step { eps, nudge },
         };
         let mut moved = 0.0;
         move_states(s, d, rule, &mut moved);
@@ -339,9 +338,7 @@ impl Workspace {
     /// Per-sample energy `E` (the self terms of clamped layers left out: constants of a phase;
     /// a softmax readout is no part of it).
     pub fn energy(&mut self, net: &ConvNet, state: &ConvState, out: &mut [f32]) {
-        for k in 1..self.fresh.len() {
-            self.fresh[k] &= self.clamped[k - 1];
-        }
+        self.forget_drives_from_free_layers();
         out.fill(0.0);
         let states = state.layers.len() - usize::from(self.readout);
         for (k, s) in state.layers[..states].iter().enumerate() {
@@ -379,14 +376,22 @@ impl Workspace {
             out.copy_from(&state.layers[last]);
             return;
         }
-        for k in 1..self.fresh.len() {
-            self.fresh[k] &= self.clamped[k - 1];
-        }
+        self.forget_drives_from_free_layers();
         self.ensure_forward(net, state, last);
         out.fill_rows_cyclic(net.bias(last));
         add(out, &self.forward[last]);
         for r in 0..out.rows() {
             softmax_in_place(out.row_mut(r));
+        }
+    }
+
+    /// The cost `C` of one sample's prediction (a row of [`prediction`](Self::prediction))
+    /// against its target: `1/2 ||y - t||^2`, or with a softmax readout the cross-entropy
+    /// `-sum t ln p`.
+    pub fn cost(&self, prediction: &[f32], target: &[f32]) -> f32 {
+        match self.readout {
+            true => cross_entropy(prediction, target),
+            false => row_surprise(prediction, target),
         }
     }
 
@@ -431,20 +436,25 @@ impl Workspace {
     }
 }
 
-/// Sets a softmax readout's layer `s` (rows of `classes`) to its force `beta (t - softmax(d))`
-/// row by row (0 without a nudge), `d` the logits; returns the largest change.
-fn read_out(s: &mut [f32], d: &[f32], classes: usize, nudge: Option<(f32, &[f32])>) -> f32 {
+/// Sets a softmax readout's layer `s` to its force `beta (t - p)` row by row, turning the
+/// logits in `logits` into the probabilities `p` on the way (0 without a nudge); returns the
+/// largest change.
+fn read_out(s: &mut [f32], logits: &mut Matrix, nudge: Option<(f32, &[f32])>) -> f32 {
+    let mut moved = 0.0f32;
     let Some((beta, target)) = nudge else {
-        let moved = s.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        s.iter().for_each(|x| moved = moved.max(x.abs()));
         s.fill(0.0);
         return moved;
     };
-    let mut moved = 0.0f32;
-    let rows = s.chunks_exact_mut(classes).zip(d.chunks_exact(classes));
-    for ((s, d), t) in rows.zip(target.chunks_exact(classes)) {
-        let (top, total) = softmax_terms(d);
-        for ((x, &di), &ti) in s.iter_mut().zip(d).zip(t) {
-            let force = beta * (ti - (di - top).exp() / total);
+    let classes = logits.cols();
+    let rows = s
+        .chunks_exact_mut(classes)
+        .zip(target.chunks_exact(classes));
+    for (r, (s, t)) in rows.enumerate() {
+        let p = logits.row_mut(r);
+        softmax_in_place(p);
+        for ((x, &p), &t) in s.iter_mut().zip(&*p).zip(t) {
+            let force = beta * (t - p);
             moved = moved.max((force - *x).abs());
             *x = force;
         }
@@ -452,17 +462,12 @@ fn read_out(s: &mut [f32], d: &[f32], classes: usize, nudge: Option<(f32, &[f32]
     moved
 }
 
-/// `softmax(x)_i = exp(x_i - top) / total`: the largest logit and the sum of the shifted
-/// exponentials (shifted so that none overflows).
-fn softmax_terms(x: &[f32]) -> (f32, f32) {
-    let top = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    (top, x.iter().map(|&v| (v - top).exp()).sum())
-}
-
-/// `x <- softmax(x)`.
-fn softmax_in_place(x: &mut [f32]) {
-    let (top, total) = softmax_terms(x);
-    x.iter_mut().for_each(|v| *v = (*v - top).exp() / total);
+/// `-sum_i t_i ln p_i`, the probabilities floored at `1e-30` (no infinite cost).
+fn cross_entropy(p: &[f32], t: &[f32]) -> f32 {
+    -p.iter()
+        .zip(t)
+        .map(|(&p, &t)| t * p.max(1e-30).ln())
+        .sum::<f32>()
 }
 
 /// How a step moves a layer's states `x` given their drives `d` (all clamped to `[0, 1]`).

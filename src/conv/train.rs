@@ -21,7 +21,7 @@ use super::relax::{ConvPhase, ConvState, Sweep, Workspace};
 use crate::config::{ConfigError, MAX_COUPLINGS, MAX_STATES, Schedule, range};
 use crate::data::{Dataset, shift_fits, shifted};
 use crate::learning_rule::{Dynamics, Nudging, batch_scales};
-use crate::modulator::{Modulator, row_surprise};
+use crate::modulator::Modulator;
 use crate::tensor::Matrix;
 use crate::train::{Evaluation, Settled};
 use rand::seq::SliceRandom;
@@ -405,18 +405,14 @@ impl Worker {
     /// Judges each example by its cost at the free fixed point (kept in `surprise`): `1/2
     /// ||y^0 - t||^2`, with a softmax readout the cross-entropy `-ln p_y`. It learns when the
     /// cost exceeds `threshold` (every example learns without a gate).
-    fn judge(&mut self, threshold: Option<f32>, readout: bool) {
+    fn judge(&mut self, threshold: Option<f32>) {
         let Some(theta) = threshold else {
             self.learns.fill(true);
             return;
         };
         let out = &self.prediction;
         for (r, (s, l)) in self.surprise.iter_mut().zip(&mut self.learns).enumerate() {
-            let (y, t) = (out.row(r), self.target.row(r));
-            *s = match readout {
-                true => cross_entropy(y, t),
-                false => row_surprise(y, t),
-            };
+            *s = self.ws.cost(out.row(r), self.target.row(r));
             *l = Modulator::learns(*s, theta);
         }
     }
@@ -650,7 +646,7 @@ impl ConvTrainer {
                     None => w.load(data, &batch[at..at + n]),
                 }
                 w.free_phase(net, cfg);
-                w.judge(threshold, cfg.arch.has_readout());
+                w.judge(threshold);
             });
         if let Some(saved) = &mut self.particles {
             for (w, &at) in self.workers.iter().zip(&starts) {
@@ -823,14 +819,6 @@ fn free_chunk<'a>(
     w.load(data, idx);
     w.free_phase(net, cfg);
     w
-}
-
-/// `-sum_i t_i ln p_i`, the probabilities floored at `1e-30` (no infinite cost).
-fn cross_entropy(p: &[f32], t: &[f32]) -> f32 {
-    -p.iter()
-        .zip(t)
-        .map(|(&p, &t)| t * p.max(1e-30).ln())
-        .sum::<f32>()
 }
 
 /// The prediction (the output layer, or a softmax readout's probabilities) at the free fixed
