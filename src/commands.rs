@@ -193,6 +193,10 @@ struct Overrides {
     /// Heavy-ball momentum of the update (networks with convolutions).
     #[arg(long)]
     momentum: Option<f32>,
+    /// What turns the EqProp estimate into a step (networks with convolutions): sgd (with
+    /// --momentum), or adam (the rates are then step sizes, e.g. --lr 1e-3 for every coupling).
+    #[arg(long, value_enum)]
+    optimizer: Option<eqprop::conv::Optimizer>,
     /// End a relaxation phase once no state moves by more than this in a step (networks with
     /// convolutions; 0: run every step).
     #[arg(long)]

@@ -5,7 +5,7 @@ mod common;
 
 use common::{assert_clear_error, assert_success, eqprop, example, mnist, temp_dir};
 use eqprop::conv::train::free_outputs;
-use eqprop::conv::{ConvConfig, ConvNet, ConvTrainer, checkpoint};
+use eqprop::conv::{ConvConfig, ConvNet, ConvTrainer, Optimizer, checkpoint};
 use eqprop::data::{Dataset, DatasetName, Split};
 use eqprop::modulator::{Modulator, Threshold, row_surprise};
 use eqprop::run::ConvRun;
@@ -29,6 +29,16 @@ fn small() -> ConvConfig {
 #[test]
 fn a_small_conv_net_learns_and_its_checkpoint_round_trips() {
     learns_and_round_trips(small(), "conv-learns");
+}
+
+#[test]
+fn a_small_conv_net_learns_with_adam() {
+    let cfg = ConvConfig {
+        optimizer: Optimizer::Adam,
+        lr: vec![2e-3, 2e-3],
+        ..small()
+    };
+    learns_and_round_trips(cfg, "conv-adam");
 }
 
 #[test]
@@ -324,6 +334,47 @@ fn a_resumed_run_with_momentum_continues_its_velocity() {
     let mut restarted = eqprop::conv::ConvTrainer::with_network(saved.config, saved.network, 1);
     restarted.run_epoch(&small_sets().0, |_, _| true).unwrap();
     assert_ne!(restarted.network(), whole.trainer().network());
+}
+
+/// With Adam, the checkpoint keeps its moments and step count: a run stopped after an epoch
+/// and resumed ends with the network of a run never stopped (restarting the moments would
+/// not), and Adam trains another network than SGD at the same rates.
+#[test]
+fn a_resumed_run_with_adam_continues_its_moments() {
+    let cfg = ConvConfig {
+        optimizer: Optimizer::Adam,
+        lr: vec![1e-3; small().lr.len()],
+        ..small()
+    };
+    let dir = temp_dir("conv-adam-resume");
+    let (whole, resumed, saved) = whole_and_resumed(cfg.clone(), dir.path());
+    let adam = saved.adam.as_ref().expect("the moments are saved");
+    assert_eq!(adam.steps, 10, "200 examples in batches of 20");
+    assert!(saved.velocity.is_none());
+    assert_eq!(resumed.trainer().network(), whole.trainer().network());
+    assert_eq!(resumed.trainer().adam(), whole.trainer().adam());
+    let mut restarted = eqprop::conv::ConvTrainer::with_network(saved.config, saved.network, 1);
+    restarted.run_epoch(&small_sets().0, |_, _| true).unwrap();
+    assert_ne!(restarted.network(), whole.trainer().network());
+    let mut sgd = eqprop::conv::ConvTrainer::new(ConvConfig {
+        optimizer: Optimizer::Sgd,
+        ..cfg
+    })
+    .unwrap();
+    sgd.run_epoch(&small_sets().0, |_, _| true).unwrap();
+    assert_ne!(sgd.network(), whole.trainer().network());
+}
+
+/// Adam's first moment is its momentum: a config with both is refused, naming the field.
+#[test]
+fn adam_with_momentum_is_refused() {
+    let cfg = ConvConfig {
+        optimizer: Optimizer::Adam,
+        momentum: 0.9,
+        ..small()
+    };
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(err.contains("momentum") && err.contains("Adam"), "{err}");
 }
 
 /// Persistent particles: every example keeps its free state from epoch to epoch, the

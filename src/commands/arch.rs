@@ -34,10 +34,16 @@ pub(super) fn convolutional(args: &TrainArgs) -> Result<bool> {
     let resumed = args.resume && is_conv_checkpoint(&RunFiles::in_dir(&run_dir(args)).checkpoint);
     let conv = preset || resumed || spec.is_some_and(|a| !a.is_dense());
     let o = &args.overrides;
-    if !conv && (o.sweep.is_some() || o.momentum.is_some() || o.tol.is_some() || o.shift.is_some())
-    {
+    let conv_only = [
+        o.sweep.is_some(),
+        o.momentum.is_some(),
+        o.optimizer.is_some(),
+        o.tol.is_some(),
+        o.shift.is_some(),
+    ];
+    if !conv && conv_only.contains(&true) {
         bail!(
-            "--sweep, --momentum, --tol and --shift apply to networks with convolutions (--arch or a conv-* preset)"
+            "--sweep, --momentum, --optimizer, --tol and --shift apply to networks with convolutions (--arch or a conv-* preset)"
         );
     }
     Ok(conv)
@@ -123,6 +129,7 @@ fn with_flags(mut cfg: ConvConfig, o: &Overrides, what: &str) -> Result<ConvConf
     cfg.nudging = o.nudging.unwrap_or(cfg.nudging);
     cfg.sweep = o.sweep.unwrap_or(cfg.sweep);
     cfg.momentum = o.momentum.unwrap_or(cfg.momentum);
+    cfg.optimizer = o.optimizer.unwrap_or(cfg.optimizer);
     cfg.tol = o.tol.unwrap_or(cfg.tol);
     cfg.shift = o.shift.unwrap_or(cfg.shift);
     cfg.persistent = o.persistent.unwrap_or(cfg.persistent);

@@ -1,11 +1,14 @@
 //! Checkpoints of networks of any architecture: safetensors with the weights `W1..WL`, the
 //! biases `b0..bL`, with momentum the update's velocity (`momentum.W1..`, `momentum.b0..`),
+//! with Adam its moments (`adam.m.W1..`, `adam.v.W1..`, ...; its step count `adam_steps` in the
+//! metadata),
 //! with persistent particles every training example's free state (`persistent.s1..sL`, one row
 //! per example), and in the metadata the format, the architecture spec, the run's config (JSON), the epochs
 //! completed, the data set and, with a surprise gate, its threshold (`gate_threshold`).
 
 use super::architecture::Architecture;
 use super::net::{ConvNet, Gradient};
+use super::optimizer::Adam;
 use super::train::{ConvConfig, ConvTrainer};
 use crate::checkpoint::{FileError, TensorFile, read_file, write_tensors};
 use crate::tensor::Matrix;
@@ -26,6 +29,8 @@ pub struct ConvCheckpoint {
     /// The momentum's velocity at the end of the last epoch (none without momentum, or in a
     /// checkpoint written before it was saved: the run then restarts it from zero).
     pub velocity: Option<Gradient>,
+    /// Adam's moments at the end of the last epoch (none with SGD).
+    pub adam: Option<Adam>,
     /// The persistent particles, `particles[k - 1]` for layer `k` (none without persistence or
     /// before the first epoch).
     pub particles: Option<Vec<Matrix>>,
@@ -42,6 +47,10 @@ pub fn save(path: &Path, trainer: &ConvTrainer, dataset: &str) -> Result<(), Fil
     if let Some(v) = velocity {
         push_params(&mut tensors, "momentum.", &v.weights, &v.biases);
     }
+    if let Some(a) = trainer.adam() {
+        push_params(&mut tensors, "adam.m.", &a.first.weights, &a.first.biases);
+        push_params(&mut tensors, "adam.v.", &a.second.weights, &a.second.biases);
+    }
     for (k, s) in (1..).zip(particles.unwrap_or_default()) {
         let shape = vec![s.rows(), s.cols()];
         tensors.push((format!("persistent.s{k}"), shape, s.as_slice()));
@@ -56,6 +65,9 @@ pub fn save(path: &Path, trainer: &ConvTrainer, dataset: &str) -> Result<(), Fil
         ("epoch".to_string(), trainer.epoch().to_string()),
         ("dataset".to_string(), dataset.to_string()),
     ]);
+    if let Some(a) = trainer.adam() {
+        metadata.insert("adam_steps".to_string(), a.steps.to_string());
+    }
     if let Some(theta) = trainer.threshold() {
         // Rust's shortest round-trip form: the value reads back bit for bit.
         metadata.insert("gate_threshold".to_string(), theta.to_string());
@@ -118,6 +130,16 @@ pub fn load(path: &Path) -> Result<ConvCheckpoint, FileError> {
         true => Some(read("momentum.")?),
         false => None,
     };
+    let adam = match file.has_tensors("adam.") {
+        true => Some(Adam {
+            first: read("adam.m.")?,
+            second: read("adam.v.")?,
+            steps: field("adam_steps")?
+                .parse()
+                .map_err(|e| content(format!("adam_steps: {e}")))?,
+        }),
+        false => None,
+    };
     let particles = match file.has_tensors("persistent.") {
         true => Some(read_particles(&file, &arch)?),
         false => None,
@@ -137,6 +159,7 @@ pub fn load(path: &Path) -> Result<ConvCheckpoint, FileError> {
         epoch,
         dataset: field("dataset")?.clone(),
         velocity,
+        adam,
         particles,
         threshold,
     })

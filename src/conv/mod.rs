@@ -11,17 +11,19 @@
 //! with `P` a max-pool inside the coupling. [`architecture`] parses a spec such as
 //! `1x28x28,conv32k5+pool,conv64k5+pool,10`; [`net`] holds the parameters; [`relax`] relaxes a
 //! chunk of samples (synchronously, or alternating odd and even layers) and computes
-//! `dPhi/dtheta`; [`kernels`] are the channels-last im2col convolution, its transpose and the
+//! `dPhi/dtheta`; [`optimizer`] turns the estimate into a step (SGD or Adam); [`kernels`] are the channels-last im2col convolution, its transpose and the
 //! pooling; [`train`] is EqProp on mini-batches; [`checkpoint`] saves the network with its
 //! architecture; [`crate::run::ConvRun`] is a whole run (epochs, evaluation, files).
 pub mod architecture;
 pub mod checkpoint;
 pub mod kernels;
 pub mod net;
+pub mod optimizer;
 pub mod relax;
 pub mod train;
 
 pub use architecture::{ArchError, Architecture, Coupling, Shape};
 pub use net::{ConvNet, Gradient, ParamError};
+pub use optimizer::{Adam, Optimizer};
 pub use relax::{ConvPhase, ConvState, Sweep, Workspace, dream};
 pub use train::{ConvConfig, ConvEpoch, ConvTrainer, evaluate};

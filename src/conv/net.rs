@@ -128,17 +128,16 @@ impl ConvNet {
     /// `theta += scale_k * step_k` for every coupling and bias (`scale_k` for `W_k` and `b_k`;
     /// the input bias uses `scale_1`).
     pub fn add_scaled(&mut self, step: &Gradient, scales: &[f32]) {
-        for ((w, g), &c) in self.weights.iter_mut().zip(&step.weights).zip(scales) {
-            for (x, &d) in w.as_mut_slice().iter_mut().zip(g.as_slice()) {
-                *x += c * d;
-            }
+        for ((k, theta), (_, d)) in self.tensors_mut().zip(step.tensors()) {
+            let c = scales[k];
+            theta.iter_mut().zip(d).for_each(|(x, &d)| *x += c * d);
         }
-        for (k, (b, g)) in self.biases.iter_mut().zip(&step.biases).enumerate() {
-            let c = scales[k.max(1) - 1];
-            for (x, &d) in b.iter_mut().zip(g) {
-                *x += c * d;
-            }
-        }
+    }
+
+    /// Every parameter tensor as a flat slice, with the index of the coupling whose rate it
+    /// takes (see [`Gradient::tensors`]).
+    pub fn tensors_mut(&mut self) -> impl Iterator<Item = (usize, &mut [f32])> {
+        tensors_mut(&mut self.weights, &mut self.biases)
     }
 }
 
@@ -170,6 +169,20 @@ impl Gradient {
         self.biases.iter_mut().for_each(|b| b.fill(0.0));
     }
 
+    /// Every tensor as a flat slice with the index `k - 1` of the coupling `W_k` whose rate it
+    /// takes: the weights `W_1..W_L`, then the biases `b_0..b_L` (`b_k` with `W_k`, the input's
+    /// `b_0` with `W_1`).
+    pub fn tensors(&self) -> impl Iterator<Item = (usize, &[f32])> {
+        let weights = self.weights.iter().map(Matrix::as_slice).enumerate();
+        let biases = self.biases.iter().enumerate();
+        weights.chain(biases.map(|(k, b)| (bias_coupling(k), b.as_slice())))
+    }
+
+    /// [`tensors`](Self::tensors), writable.
+    pub fn tensors_mut(&mut self) -> impl Iterator<Item = (usize, &mut [f32])> {
+        tensors_mut(&mut self.weights, &mut self.biases)
+    }
+
     /// `self += other`.
     pub fn add(&mut self, other: &Gradient) {
         for (a, b) in self.weights.iter_mut().zip(&other.weights) {
@@ -183,4 +196,18 @@ impl Gradient {
             }
         }
     }
+}
+
+/// The coupling whose rate bias `b_k` takes: `W_k`'s, the input's `W_1`'s.
+fn bias_coupling(k: usize) -> usize {
+    k.max(1) - 1
+}
+
+fn tensors_mut<'a>(
+    weights: &'a mut [Matrix],
+    biases: &'a mut [Vec<f32>],
+) -> impl Iterator<Item = (usize, &'a mut [f32])> {
+    let weights = weights.iter_mut().map(Matrix::as_mut_slice).enumerate();
+    let biases = biases.iter_mut().enumerate();
+    weights.chain(biases.map(|(k, b)| (bias_coupling(k), b.as_mut_slice())))
 }

@@ -17,6 +17,7 @@
 
 use super::architecture::Architecture;
 use super::net::{ConvNet, Gradient};
+use super::optimizer::{Adam, Optimizer};
 use super::relax::{ConvPhase, ConvState, Sweep, Workspace};
 use crate::config::{ConfigError, MAX_COUPLINGS, MAX_STATES, Schedule, range};
 use crate::data::{Dataset, shift_fits, shifted};
@@ -56,9 +57,12 @@ pub struct ConvConfig {
     pub nudging: Nudging,
     /// One learning rate per coupling `W_k` (and bias `b_k`).
     pub lr: Vec<f32>,
-    /// Heavy-ball momentum of the update (0: plain steps).
+    /// Heavy-ball momentum of the update (0: plain steps; SGD only).
     #[serde(default)]
     pub momentum: f32,
+    /// What turns the EqProp estimate into a step: SGD (with `momentum`) or Adam.
+    #[serde(default, skip_serializing_if = "Optimizer::is_sgd")]
+    pub optimizer: Optimizer,
     pub schedule: Schedule,
     pub epochs: usize,
     pub seed: u64,
@@ -125,6 +129,7 @@ impl ConvConfig {
             nudging: Nudging::Symmetric,
             lr: vec![0.1, 0.1, 0.02],
             momentum: 0.0,
+            optimizer: Optimizer::Sgd,
             schedule: Schedule::Cosine {
                 final_fraction: 0.01,
             },
@@ -201,6 +206,12 @@ impl ConvConfig {
             "momentum",
             (0.0..1.0).contains(&self.momentum),
             "in [0, 1)",
+            self.momentum as f64,
+        )?;
+        range(
+            "momentum",
+            self.optimizer.is_sgd() || self.momentum == 0.0,
+            "0 with Adam (its first moment is its momentum)",
             self.momentum as f64,
         )?;
         range(
@@ -456,6 +467,8 @@ pub struct ConvTrainer {
     cfg: ConvConfig,
     net: ConvNet,
     velocity: Option<Gradient>,
+    /// Adam's moments (none with SGD).
+    adam: Option<Adam>,
     total: Gradient,
     epoch: usize,
     /// Buffers by chunk size (the last mini-batch of an epoch may be smaller).
@@ -486,6 +499,7 @@ impl ConvTrainer {
         let threshold = cfg.modulator.map(|m| m.initial_threshold());
         Self {
             velocity: (cfg.momentum > 0.0).then(|| total.clone()),
+            adam: (cfg.optimizer == Optimizer::Adam).then(|| Adam::new(&cfg.arch)),
             total,
             cfg,
             net,
@@ -502,6 +516,15 @@ impl ConvTrainer {
     pub fn with_velocity(mut self, velocity: Option<Gradient>) -> Self {
         if let (Some(v), Some(saved)) = (&mut self.velocity, velocity) {
             *v = saved;
+        }
+        self
+    }
+
+    /// Continues with Adam's saved moments, shaped like the network (as the checkpoint loader
+    /// checks it); `None` starts them at zero. Ignored with SGD.
+    pub fn with_adam(mut self, adam: Option<Adam>) -> Self {
+        if let (Some(a), Some(saved)) = (&mut self.adam, adam) {
+            *a = saved;
         }
         self
     }
@@ -543,6 +566,11 @@ impl ConvTrainer {
     /// The momentum's velocity (none without momentum).
     pub fn velocity(&self) -> Option<&Gradient> {
         self.velocity.as_ref()
+    }
+
+    /// Adam's moments (none with SGD).
+    pub fn adam(&self) -> Option<&Adam> {
+        self.adam.as_ref()
     }
 
     pub fn config(&self) -> &ConvConfig {
@@ -654,7 +682,7 @@ impl ConvTrainer {
             }
         }
         let learners = self.nudge_learners(chunks.len(), beta);
-        self.apply_update(lrs, beta, batch.len());
+        self.apply_update(lrs, beta, batch.len(), learners);
         let workers = &self.workers[..chunks.len()];
         if let (Some(m), Some(theta)) = (self.cfg.modulator, self.threshold) {
             let surprises = workers.iter().flat_map(|w| &w.surprise);
@@ -673,8 +701,19 @@ impl ConvTrainer {
     }
 
     /// `theta += lr_k / (beta_eff B) total` (times the gate's gain), through the momentum's
-    /// velocity when there is one.
-    fn apply_update(&mut self, lrs: &[f32], beta: f32, batch: usize) {
+    /// velocity when there is one; or Adam's step along `total / (beta_eff B)`, unless no
+    /// example learned (a closed gate leaves Adam's moments as they were).
+    fn apply_update(&mut self, lrs: &[f32], beta: f32, batch: usize, learners: usize) {
+        let gain = self.cfg.modulator.map_or(1.0, |m| m.gain);
+        if let Some(adam) = &mut self.adam {
+            if learners > 0 {
+                let ones = vec![1.0; lrs.len()];
+                let scales = batch_scales(&ones, batch, self.cfg.nudging, beta);
+                let rates: Vec<f32> = lrs.iter().map(|lr| lr * gain).collect();
+                adam.step(&mut self.net, &self.total, &scales, &rates);
+            }
+            return;
+        }
         let mut scales = batch_scales(lrs, batch, self.cfg.nudging, beta);
         if let Some(m) = &self.cfg.modulator {
             scales.iter_mut().for_each(|c| *c *= m.gain);

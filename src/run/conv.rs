@@ -79,6 +79,7 @@ impl ConvRun {
             epoch,
             dataset,
             velocity,
+            adam,
             particles,
             threshold,
             ..
@@ -88,6 +89,7 @@ impl ConvRun {
         Ok(Self {
             trainer: ConvTrainer::with_network(config, network, epoch)
                 .with_velocity(velocity)
+                .with_adam(adam)
                 .with_particles(particles)
                 .with_threshold(threshold),
             dataset: dataset.parse()?,
