@@ -107,6 +107,10 @@ def test_hyperparameters_by_name(mnist):
     assert (hp["shift"], hp["momentum"], hp["persistent"]) == (1, 0.5, True)
     with pytest.raises(ValueError, match="shift"):
         eqprop.Network("conv-mnist", shift=28)
+    adam = eqprop.Network("conv-mnist", optimizer="adam", lr=[1e-4, 1e-4, 1e-4])
+    assert adam.hyperparams["optimizer"] == "adam"
+    with pytest.raises(ValueError, match="momentum"):
+        eqprop.Network("conv-mnist", optimizer="adam", momentum=0.9)
 
 
 def test_set_threads_is_refused_once_the_workers_run(mnist):
