@@ -1,0 +1,141 @@
+//! How close EqProp's estimate at given settings comes to the gradient, on a trained network.
+//!
+//! For the first N training images of the checkpoint's data set, symmetric EqProp at a small
+//! nudge (beta 1e-3) after long relaxations (400 steps per phase) stands for the true gradient
+//! of the cost at the free fixed point (`tests/conv.rs` checks that estimate against finite
+//! differences). Each setting `T1:T2:BETA` (free steps, nudged steps per phase, nudge) is then
+//! compared with it coupling by coupling: the cosine and the length ratio. A second reference
+//! at beta 3e-3 shows how well the reference itself is determined in float32.
+//!
+//! `cargo run --release --example estimate_quality -- CHECKPOINT [IMAGES] T1:T2:BETA...`
+//! e.g. `... runs/fashion/checkpoint.safetensors 40 20:4:0.5 40:10:0.5`
+use eqprop::conv::{ConvNet, ConvPhase, ConvState, Gradient, Sweep, Workspace, checkpoint};
+use eqprop::data::{DataSource, Split};
+use eqprop::tensor::Matrix;
+use std::path::Path;
+
+/// Steps per phase of the reference estimate.
+const LONG: usize = 400;
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> eqprop::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: estimate_quality CHECKPOINT [IMAGES] T1:T2:BETA...";
+    let path = args.first().ok_or_else(|| invalid(usage))?;
+    let saved = checkpoint::load(Path::new(path))?;
+    let (images, rest) = match args.get(1).and_then(|a| a.parse::<usize>().ok()) {
+        Some(n) => (n, &args[2..]),
+        None => (40, &args[1..]),
+    };
+    let settings = rest
+        .iter()
+        .map(|a| parse_setting(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut source = DataSource::new(saved.dataset.parse()?);
+    source.train_limit = Some(images);
+    let (x, t) = batch(&source.load(Split::Train)?, &saved.network);
+    let net = &saved.network;
+    let truth = estimate(net, &x, &t, (LONG, LONG, 1e-3));
+    report(
+        "reference at beta 3e-3",
+        &truth,
+        &estimate(net, &x, &t, (LONG, LONG, 3e-3)),
+    );
+    for s in settings {
+        let name = format!("T1 {:3} T2 {:3} beta {:.3}", s.0, s.1, s.2);
+        report(&name, &truth, &estimate(net, &x, &t, s));
+    }
+    Ok(())
+}
+
+fn invalid(message: &str) -> eqprop::Error {
+    eqprop::Error::Invalid(message.to_string())
+}
+
+fn parse_setting(text: &str) -> eqprop::Result<(usize, usize, f32)> {
+    let bad = || {
+        invalid(&format!(
+            "setting '{text}': expected T1:T2:BETA, e.g. 20:4:0.5"
+        ))
+    };
+    let parts: Vec<&str> = text.split(':').collect();
+    let [t1, t2, beta] = parts[..] else {
+        return Err(bad());
+    };
+    match (t1.parse(), t2.parse(), beta.parse::<f32>()) {
+        (Ok(t1), Ok(t2), Ok(beta)) if beta > 0.0 => Ok((t1, t2, beta)),
+        _ => Err(bad()),
+    }
+}
+
+/// The images as input rows and their one-hot labels as targets.
+fn batch(data: &eqprop::data::Dataset, net: &ConvNet) -> (Matrix, Matrix) {
+    let classes = *net.architecture().sizes().last().expect("layers");
+    let (mut x, mut t) = (
+        Matrix::zeros(data.len(), data.image(0).len()),
+        Matrix::zeros(data.len(), classes),
+    );
+    for i in 0..data.len() {
+        x.row_mut(i).copy_from_slice(data.image(i));
+        t.set(i, usize::from(data.labels[i]), 1.0);
+    }
+    (x, t)
+}
+
+/// Symmetric EqProp's estimate of `dC/dtheta` with `(t1, t2, beta)`, coupling by coupling
+/// (the weights of `W_k`, then `b_k`).
+fn estimate(
+    net: &ConvNet,
+    x: &Matrix,
+    t: &Matrix,
+    (t1, t2, beta): (usize, usize, f32),
+) -> Vec<Vec<f64>> {
+    let arch = net.architecture();
+    let mut ws = Workspace::new(arch, x.rows());
+    let phase = |steps, beta| ConvPhase {
+        steps,
+        eps: 1.0,
+        sweep: Sweep::Alternating,
+        beta,
+        target: Some(t),
+        tol: 0.0,
+    };
+    let mut free = ConvState::zeros(arch, x.rows());
+    free.layers[0].copy_from(x);
+    ws.relax(net, &mut free, &phase(t1, 0.0));
+    let mut grad = Gradient::zeros(arch);
+    for sign in [1.0f32, -1.0] {
+        let mut nudged = free.clone();
+        ws.relax(net, &mut nudged, &phase(t2, sign * beta));
+        ws.accumulate_gradient(net, &nudged, sign, &mut grad);
+    }
+    let scale = -1.0 / (2.0 * f64::from(beta));
+    (1..arch.num_layers())
+        .map(|k| {
+            let w = grad.weights[k - 1].as_slice().iter();
+            w.chain(&grad.biases[k])
+                .map(|&g| f64::from(g) * scale)
+                .collect()
+        })
+        .collect()
+}
+
+/// One line: per coupling, the cosine with the reference and the length ratio.
+fn report(name: &str, truth: &[Vec<f64>], estimate: &[Vec<f64>]) {
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let cells: Vec<String> = (1..)
+        .zip(truth.iter().zip(estimate))
+        .map(|(k, (a, b))| {
+            let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            let cosine = dot / (norm(a) * norm(b));
+            format!("W{k} {cosine:.3} x{:.2}", norm(b) / norm(a))
+        })
+        .collect();
+    println!("{name}: {}", cells.join(", "));
+}
