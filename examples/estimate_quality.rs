@@ -9,7 +9,7 @@
 //!
 //! `cargo run --release --example estimate_quality -- CHECKPOINT [IMAGES] T1:T2:BETA...`
 //! e.g. `... runs/fashion/checkpoint.safetensors 40 20:4:0.5 40:10:0.5`
-use eqprop::conv::{ConvNet, ConvPhase, ConvState, Gradient, Sweep, Workspace, checkpoint};
+use eqprop::conv::{ConvNet, checkpoint, symmetric_difference};
 use eqprop::data::{DataSource, Split};
 use eqprop::tensor::Matrix;
 use std::path::Path;
@@ -96,27 +96,9 @@ fn estimate(
     t: &Matrix,
     (t1, t2, beta): (usize, usize, f32),
 ) -> Vec<Vec<f64>> {
-    let arch = net.architecture();
-    let mut ws = Workspace::new(arch, x.rows());
-    let phase = |steps, beta| ConvPhase {
-        steps,
-        eps: 1.0,
-        sweep: Sweep::Alternating,
-        beta,
-        target: Some(t),
-        tol: 0.0,
-    };
-    let mut free = ConvState::zeros(arch, x.rows());
-    free.layers[0].copy_from(x);
-    ws.relax(net, &mut free, &phase(t1, 0.0));
-    let mut grad = Gradient::zeros(arch);
-    for sign in [1.0f32, -1.0] {
-        let mut nudged = free.clone();
-        ws.relax(net, &mut nudged, &phase(t2, sign * beta));
-        ws.accumulate_gradient(net, &nudged, sign, &mut grad);
-    }
+    let grad = symmetric_difference(net, (x, t), (t1, t2), beta);
     let scale = -1.0 / (2.0 * f64::from(beta));
-    (1..arch.num_layers())
+    (1..net.architecture().num_layers())
         .map(|k| {
             let w = grad.weights[k - 1].as_slice().iter();
             w.chain(&grad.biases[k])

@@ -3,7 +3,9 @@
 //! (float64 finite differences of a naive float64 implementation of the same network).
 
 use eqprop::conv::architecture::ConvGeometry;
-use eqprop::conv::{Architecture, ConvNet, ConvPhase, ConvState, Gradient, Sweep, Workspace};
+use eqprop::conv::{
+    Architecture, ConvNet, ConvPhase, ConvState, Sweep, Workspace, symmetric_difference,
+};
 use eqprop::tensor::Matrix;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -331,23 +333,8 @@ fn finite_differences(net: &ConvNet, x: &Matrix, t: &Matrix) -> Vec<Vec<f64>> {
 /// `-(dPhi/dtheta(s+beta) - dPhi/dtheta(s-beta)) / (2 beta)`: symmetric EqProp's estimate of
 /// `dL/dtheta`, coupling by coupling in the layout of [`finite_differences`].
 fn eqprop_estimate(net: &ConvNet, x: &Matrix, t: &Matrix, beta: f32) -> Vec<Vec<f64>> {
-    let n = x.rows();
-    let arch = net.architecture();
-    let mut ws = Workspace::new(arch, n);
-    let mut free = ConvState::zeros(arch, n);
-    free.layers[0].copy_from(x);
-    ws.relax(net, &mut free, &phase(500, Sweep::Alternating, 1.0, 0.0, t));
-    let mut grad = Gradient::zeros(arch);
-    for sign in [1.0f32, -1.0] {
-        let mut nudged = free.clone();
-        ws.relax(
-            net,
-            &mut nudged,
-            &phase(500, Sweep::Alternating, 1.0, sign * beta, t),
-        );
-        ws.accumulate_gradient(net, &nudged, sign, &mut grad);
-    }
-    (1..arch.num_layers())
+    let grad = symmetric_difference(net, (x, t), (500, 500), beta);
+    (1..net.architecture().num_layers())
         .map(|k| {
             let scale = -1.0 / (2.0 * f64::from(beta));
             let w = grad.weights[k - 1].as_slice().iter();

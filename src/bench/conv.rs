@@ -169,7 +169,7 @@ fn torch_flags(cfg: &ConvConfig) -> Result<Vec<String>> {
         ("--t2", cfg.t_nudge.to_string()),
         ("--beta", cfg.beta.to_string()),
         ("--nudging", nudging.to_string()),
-        ("--optim", format!("{:?}", cfg.optimizer).to_lowercase()),
+        ("--optim", cfg.optimizer.name().to_string()),
         ("--lr", join(&lr)),
         ("--momentum", cfg.momentum.to_string()),
         ("--seed", cfg.seed.to_string()),

@@ -25,5 +25,5 @@ pub mod train;
 pub use architecture::{ArchError, Architecture, Coupling, Shape};
 pub use net::{ConvNet, Gradient, ParamError};
 pub use optimizer::{Adam, Optimizer};
-pub use relax::{ConvPhase, ConvState, Sweep, Workspace, dream};
+pub use relax::{ConvPhase, ConvState, Sweep, Workspace, dream, symmetric_difference};
 pub use train::{ConvConfig, ConvEpoch, ConvTrainer, evaluate};

@@ -44,6 +44,14 @@ impl Optimizer {
     pub fn is_sgd(&self) -> bool {
         *self == Optimizer::Sgd
     }
+
+    /// Its name on the command line (and in the PyTorch baselines' `--optim`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Optimizer::Sgd => "sgd",
+            Optimizer::Adam => "adam",
+        }
+    }
 }
 
 /// Adam's running moments.

@@ -541,6 +541,39 @@ impl FillCyclic for Matrix {
     }
 }
 
+/// Symmetric EqProp on the batch `x` (targets `t`), unscaled: the free phase from zero for
+/// `t_free` alternating sweeps (exact block minimisers), then from it `t_nudge` sweeps nudged by
+/// `+beta` and, again from the free state, by `-beta`; returns `dPhi/dtheta(s^beta) -
+/// dPhi/dtheta(s^-beta)` summed over the samples. Times `-1 / (2 beta)` it is the estimate of
+/// `dC/dtheta` that the gradient tests check and `examples/estimate_quality.rs` measures.
+pub fn symmetric_difference(
+    net: &ConvNet,
+    (x, t): (&Matrix, &Matrix),
+    (t_free, t_nudge): (usize, usize),
+    beta: f32,
+) -> Gradient {
+    let arch = net.architecture();
+    let mut ws = Workspace::new(arch, x.rows());
+    let phase = |steps, beta| ConvPhase {
+        steps,
+        eps: 1.0,
+        sweep: Sweep::Alternating,
+        beta,
+        target: Some(t),
+        tol: 0.0,
+    };
+    let mut free = ConvState::zeros(arch, x.rows());
+    free.layers[0].copy_from(x);
+    ws.relax(net, &mut free, &phase(t_free, 0.0));
+    let mut grad = Gradient::zeros(arch);
+    for sign in [1.0f32, -1.0] {
+        let mut nudged = free.clone();
+        ws.relax(net, &mut nudged, &phase(t_nudge, sign * beta));
+        ws.accumulate_gradient(net, &nudged, sign, &mut grad);
+    }
+    grad
+}
+
 /// Dreams: the output clamped to the one-hot `labels`, the input (and every hidden layer)
 /// free from zero, relaxed for `steps` alternating sweeps (each layer set to its exact
 /// minimiser, so the energy never rises), so that the couplings draw what each label means in

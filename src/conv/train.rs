@@ -715,9 +715,7 @@ impl ConvTrainer {
             return;
         }
         let mut scales = batch_scales(lrs, batch, self.cfg.nudging, beta);
-        if let Some(m) = &self.cfg.modulator {
-            scales.iter_mut().for_each(|c| *c *= m.gain);
-        }
+        scales.iter_mut().for_each(|c| *c *= gain);
         match &mut self.velocity {
             Some(v) => {
                 scale_in_place(v, self.cfg.momentum);
