@@ -12,7 +12,8 @@ Adam (lr 1e-3), batch 64, PyTorch's default initialisation, no augmentation, no 
 no weight decay, no schedule -- the usual recipe for this LeNet-like net, so that the
 target conv EqProp must approach is not a weakened one. `--act hardsigmoid --loss mse` gives the
 EqProp net's own activation (clamp(u, 0, 1)) and loss (1/2 ||y - onehot||^2 on the
-clamped output) trained by backprop, to separate the learning rule from the model.
+clamped output) trained by backprop, to separate the learning rule from the model;
+`--out-range=-1,2` clamps that output to another interval instead (an eqprop spec's `10:-1..2`).
 
 Prints one line per epoch (train error, test error, seconds) and ends with one
 `RESULT {json}` line (fields in bench/README.md). `--time-images N` times N training
@@ -65,7 +66,7 @@ def loss_of(out, y, args):
     if args.loss == "ce":
         return F.cross_entropy(out, y)
     if args.act == "hardsigmoid":
-        out = out.clamp(0.0, 1.0)  # the EqProp output neurons live in [0, 1]
+        out = out.clamp(*args.out_range)  # the EqProp output neurons live in a box
     return 0.5 * ((out - F.one_hot(y, out.shape[1]).to(out.dtype)) ** 2).sum(1).mean()
 
 
@@ -189,6 +190,9 @@ def main():
     add_common_args(ap, batch_size=64, epochs=30)
     ap.add_argument("--act", choices=["relu", "hardsigmoid"], default="relu")
     ap.add_argument("--loss", choices=["ce", "mse"], default="ce")
+    ap.add_argument("--out-range", type=lambda v: tuple(float(x) for x in v.split(",")),
+                    default=(0.0, 1.0), metavar="LO,HI",
+                    help="with --act hardsigmoid --loss mse: the box the output is clamped to")
     ap.add_argument("--optim", choices=["adam", "sgd"], default="adam")
     ap.add_argument("--lr", type=float, default=None,
                     help="default 1e-3 for adam, 0.05 for sgd")

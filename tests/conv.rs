@@ -13,6 +13,10 @@ use rand_chacha::ChaCha8Rng;
 /// conv (padding, pool with a dropped border row) + conv + pool + dense.
 const SPEC: &str = "2x7x7,conv4k3p1+pool,conv5k2+pool,3";
 
+/// The same with other state intervals: the first hidden layer in `[-0.5, 1.5]`, the output
+/// in `[-1, 2]`.
+const RANGES_SPEC: &str = "2x7x7,conv4k3p1+pool:-0.5..1.5,conv5k2+pool,3:-1..2";
+
 /// The same with a dense layer and a softmax readout (cross-entropy) on top.
 const READOUT_SPEC: &str = "2x7x7,conv4k3p1+pool,conv5k2+pool,6,softmax3";
 
@@ -64,22 +68,23 @@ fn phase(steps: usize, sweep: Sweep, eps: f32, beta: f32, t: &Matrix) -> ConvPha
 
 #[test]
 fn energy_never_rises_under_alternating_updates() {
-    let net = random_net(1, 1.5);
+    for spec in [SPEC, RANGES_SPEC] {
+        energy_never_rises_in(&random_net_of(spec, 1, 1.5));
+    }
+}
+
+fn energy_never_rises_in(net: &ConvNet) {
     let (x, t) = random_batch(4, 2);
     let mut ws = Workspace::new(net.architecture(), 4);
     let mut state = ConvState::zeros(net.architecture(), 4);
     state.layers[0].copy_from(&x);
     let mut before = vec![0.0; 4];
-    ws.energy(&net, &state, &mut before);
+    ws.energy(net, &state, &mut before);
     let start = before.clone();
     for _ in 0..30 {
-        ws.relax(
-            &net,
-            &mut state,
-            &phase(1, Sweep::Alternating, 1.0, 0.0, &t),
-        );
+        ws.relax(net, &mut state, &phase(1, Sweep::Alternating, 1.0, 0.0, &t));
         let mut now = vec![0.0; 4];
-        ws.energy(&net, &state, &mut now);
+        ws.energy(net, &state, &mut now);
         for (a, b) in now.iter().zip(&before) {
             assert!(*a <= b + 1e-5 * b.abs().max(1.0), "energy rose: {b} -> {a}");
         }
@@ -220,11 +225,12 @@ impl Reference {
                     let channels = self.b[k].len();
                     for (i, di) in d.iter_mut().enumerate() {
                         *di += self.b[k][i % channels];
+                        let range = self.arch.range(k);
                         let new = match k == last && !readout {
                             true => (*di + beta * t[i]) / (1.0 + beta),
                             false => *di,
                         }
-                        .clamp(0.0, 1.0);
+                        .clamp(range.lo.into(), range.hi.into());
                         moved = moved.max((new - s[k][i]).abs());
                         s[k][i] = new;
                     }
@@ -354,6 +360,13 @@ fn cosine(a: &[f64], b: &[f64]) -> f64 {
 #[test]
 fn symmetric_eqprop_matches_the_true_gradient_layer_by_layer() {
     let net = random_net(5, 1.5);
+    let (x, t) = random_batch(2, 6);
+    assert_matches_the_true_gradient(&net, &x, &t);
+}
+
+#[test]
+fn in_other_state_intervals_eqprop_matches_the_true_gradient() {
+    let net = random_net_of(RANGES_SPEC, 5, 1.5);
     let (x, t) = random_batch(2, 6);
     assert_matches_the_true_gradient(&net, &x, &t);
 }

@@ -42,6 +42,19 @@ fn a_small_conv_net_learns_with_adam() {
 }
 
 #[test]
+fn a_conv_net_with_a_wider_output_interval_learns_and_round_trips() {
+    let cfg = ConvConfig {
+        arch: "1x28x28,conv8k5+pool,10:-1..2".parse().unwrap(),
+        ..small()
+    };
+    let net = learns_and_round_trips(cfg, "conv-interval");
+    assert_eq!(
+        net.architecture().to_string(),
+        "1x28x28,conv8k5+pool,10:-1..2"
+    );
+}
+
+#[test]
 fn a_conv_net_with_a_softmax_readout_learns_round_trips_and_dreams() {
     let cfg = ConvConfig {
         arch: "1x28x28,conv8k5+pool,32,softmax10".parse().unwrap(),
@@ -178,6 +191,21 @@ fn the_command_line_trains_evaluates_and_resumes_a_conv_net() {
         .unwrap();
     assert_success(&dream);
     assert!(std::fs::metadata(&png).unwrap().len() > 0);
+}
+
+#[test]
+fn a_dense_spec_with_another_interval_trains_without_the_presets_image_shift() {
+    let dir = temp_dir("conv-dense-interval");
+    let out = eqprop()
+        .args(["train", "--arch", "784,16,10:-1..2", "--lr", "0.1,0.05"])
+        .args(["--train-limit", "100", "--epochs", "1", "--out"])
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let saved = checkpoint::load(&dir.path().join("run/checkpoint.safetensors")).unwrap();
+    assert_eq!(saved.config.arch.to_string(), "784,16,10:-1..2");
+    assert_eq!(saved.config.shift, 0);
 }
 
 #[test]

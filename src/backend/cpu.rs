@@ -294,7 +294,7 @@ fn sparse_rank_update_impl<I: Isa>(
 /// `s <- clamp(s + eps (d - s) [+ eps beta (t - s)], 0, 1)` on one row.
 #[inline(always)]
 pub(crate) fn step_row(s: &mut [f32], d: &[f32], eps: f32, nudge: Option<(f32, &[f32])>) {
-    step_row_watched(s, d, eps, nudge, |_, _| {});
+    step_row_watched(s, d, eps, nudge, (0.0, 1.0), |_, _| {});
 }
 
 /// [`step_row`], calling `watch(old, new)` for every state it sets (inlined: a watcher that
@@ -305,6 +305,7 @@ pub(crate) fn step_row_watched(
     d: &[f32],
     eps: f32,
     nudge: Option<(f32, &[f32])>,
+    (lo, hi): (f32, f32),
     mut watch: impl FnMut(f32, f32),
 ) {
     let mut set = |x: &mut f32, new: f32| {
@@ -314,12 +315,12 @@ pub(crate) fn step_row_watched(
     match nudge {
         Some((beta, t)) => {
             for ((x, &d), &t) in s.iter_mut().zip(d).zip(t) {
-                set(x, (*x + eps * (d - *x + beta * (t - *x))).clamp(0.0, 1.0));
+                set(x, (*x + eps * (d - *x + beta * (t - *x))).clamp(lo, hi));
             }
         }
         None => {
             for (x, &d) in s.iter_mut().zip(d) {
-                set(x, (*x + eps * (d - *x)).clamp(0.0, 1.0));
+                set(x, (*x + eps * (d - *x)).clamp(lo, hi));
             }
         }
     }

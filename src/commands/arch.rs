@@ -118,6 +118,10 @@ fn with_flags(mut cfg: ConvConfig, o: &Overrides, what: &str) -> Result<ConvConf
                 cfg.lr.len()
             );
         }
+        if !cfg.arch.layers()[0].is_image() {
+            // A preset's image shift means nothing to a flat input (`--shift` still is checked).
+            cfg.shift = 0;
+        }
     }
     let set = |field: &mut usize, v: Option<usize>| *field = v.unwrap_or(*field);
     set(&mut cfg.batch_size, o.batch_size);

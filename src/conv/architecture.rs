@@ -13,7 +13,10 @@
 //! * `N` (or `dense{N}`) couples the previous layer, flattened, densely to `N` units;
 //! * `softmax{N}`, last only, reads `N` class probabilities out of the layer below (a layer of
 //!   states, not the input) instead of relaxing an output layer: the cross-entropy readout of
-//!   Laborieux et al. 2021 ([`Coupling::Readout`]).
+//!   Laborieux et al. 2021 ([`Coupling::Readout`]);
+//! * any layer of states may end in `:{LO}..{HI}`, the interval its states live in
+//!   ([`StateRange`]; default `0..1`): `1x28x28,conv32k5+pool,256,10:-1..2` gives the output
+//!   the interval `[-1, 2]` of Scellier et al. 2023's convolutional Hopfield networks.
 //!
 //! Dense-only specs (`784,500,10`) describe the layered networks of [`crate::network`].
 
@@ -57,6 +60,47 @@ impl fmt::Display for Shape {
             true => write!(f, "{}x{}x{}", self.channels, self.height, self.width),
             false => write!(f, "{}", self.channels),
         }
+    }
+}
+
+/// The interval `[lo, hi]` a layer's states live in. Relaxation projects onto it, so on it
+/// `rho(s) = s`: the hard sigmoid of the energy is `clamp(s, lo, hi)` (the default `[0, 1]`).
+/// A wider output interval keeps the squared error from saturating: an output held at 0 by
+/// the clamp can still move toward its target of 0 from below or 1 from above.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StateRange {
+    pub lo: f32,
+    pub hi: f32,
+}
+
+/// Parsing admits only finite bounds with `lo < hi`, so equality is total.
+impl Eq for StateRange {}
+
+impl Default for StateRange {
+    fn default() -> Self {
+        Self { lo: 0.0, hi: 1.0 }
+    }
+}
+
+impl StateRange {
+    /// The largest bound magnitude a spec may give (states far outside `[0, 1]` only overflow).
+    pub const MAX_BOUND: f32 = 1e3;
+
+    fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("expected an interval LO..HI after ':', got '{text}'");
+        let (lo, hi) = text.split_once("..").ok_or_else(bad)?;
+        let (lo, hi): (f32, f32) = (
+            lo.trim().parse().map_err(|_| bad())?,
+            hi.trim().parse().map_err(|_| bad())?,
+        );
+        let bounded = |v: f32| v.is_finite() && v.abs() <= Self::MAX_BOUND;
+        if !(bounded(lo) && bounded(hi) && lo < hi) {
+            return Err(format!(
+                "interval '{text}' must have LO < HI, both within +-{}",
+                Self::MAX_BOUND
+            ));
+        }
+        Ok(Self { lo, hi })
     }
 }
 
@@ -131,11 +175,12 @@ pub enum ArchError {
     },
 }
 
-/// Layer shapes and the couplings between them.
+/// Layer shapes, the couplings between them, and the interval of each layer's states.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Architecture {
     layers: Vec<Shape>,
     couplings: Vec<Coupling>,
+    ranges: Vec<StateRange>,
 }
 
 /// The largest layer, in units, a spec may describe: bounds what a checkpoint can make us allocate.
@@ -163,6 +208,7 @@ impl Architecture {
         let mut arch = Self {
             layers: vec![input],
             couplings: Vec::new(),
+            ranges: vec![StateRange::default()],
         };
         for (k, item) in items.iter().enumerate().skip(1) {
             let layer_err = |problem: String| ArchError::Layer {
@@ -171,8 +217,19 @@ impl Architecture {
                 item: item.to_string(),
                 problem,
             };
+            let (layer, range) = match item.split_once(':') {
+                Some((layer, range)) => (
+                    layer.trim(),
+                    Some(StateRange::parse(range).map_err(layer_err)?),
+                ),
+                None => (*item, None),
+            };
             let (coupling, shape) =
-                parse_coupling(item, *arch.layers.last().expect("input")).map_err(layer_err)?;
+                parse_coupling(layer, *arch.layers.last().expect("input")).map_err(layer_err)?;
+            if coupling == Coupling::Readout && range.is_some() {
+                let problem = "a softmax readout has no states to give an interval";
+                return Err(layer_err(problem.into()));
+            }
             if coupling == Coupling::Readout && k == 1 {
                 let problem = "a softmax readout needs a layer of states below it, not the input";
                 return Err(layer_err(problem.into()));
@@ -184,6 +241,7 @@ impl Architecture {
             }
             arch.couplings.push(coupling);
             arch.layers.push(shape);
+            arch.ranges.push(range.unwrap_or_default());
         }
         for (k, s) in arch.layers.iter().enumerate() {
             if s.size() == 0 || s.size() > MAX_LAYER_UNITS {
@@ -212,6 +270,11 @@ impl Architecture {
     /// Units per layer, input first.
     pub fn sizes(&self) -> Vec<usize> {
         self.layers.iter().map(Shape::size).collect()
+    }
+
+    /// The interval layer `k`'s states live in (the input's is `[0, 1]`).
+    pub fn range(&self, k: usize) -> StateRange {
+        self.ranges[k]
     }
 
     /// `couplings()[k-1]` couples layer `k-1` to layer `k`.
@@ -272,10 +335,11 @@ impl Architecture {
         self.couplings.last() == Some(&Coupling::Readout)
     }
 
-    /// Whether every coupling is dense (a readout is not: only the networks of
-    /// [`crate::conv`] have one).
+    /// Whether every coupling is dense and every layer lives in `[0, 1]` (a readout and other
+    /// intervals are not: only the networks of [`crate::conv`] have them).
     pub fn is_dense(&self) -> bool {
         self.couplings.iter().all(|c| *c == Coupling::Dense)
+            && self.ranges.iter().all(|r| *r == StateRange::default())
     }
 
     /// Multiply-adds of one synchronous relaxation step for one sample with the input clamped:
@@ -300,7 +364,8 @@ impl fmt::Display for Architecture {
             true => write!(f, "{input}")?,
             false => write!(f, "{}", input.size())?,
         }
-        for (c, s) in self.couplings.iter().zip(&self.layers[1..]) {
+        let rest = self.couplings.iter().zip(&self.layers[1..]);
+        for ((c, s), range) in rest.zip(&self.ranges[1..]) {
             match *c {
                 Coupling::Dense => write!(f, ",{}", s.size())?,
                 Coupling::Readout => write!(f, ",softmax{}", s.size())?,
@@ -319,6 +384,9 @@ impl fmt::Display for Architecture {
                         p => write!(f, "+pool{p}")?,
                     }
                 }
+            }
+            if *range != StateRange::default() {
+                write!(f, ":{}..{}", range.lo, range.hi)?;
             }
         }
         Ok(())
@@ -492,6 +560,22 @@ mod tests {
     }
 
     #[test]
+    fn a_layer_may_live_in_another_interval() {
+        let a = Architecture::parse("1x28x28,conv8k5+pool:-0.5..1.5,256,10:-1..2").unwrap();
+        assert_eq!(a.range(1), StateRange { lo: -0.5, hi: 1.5 });
+        assert_eq!(a.range(2), StateRange::default());
+        assert_eq!(a.range(3), StateRange { lo: -1.0, hi: 2.0 });
+        assert_eq!(a.to_string(), "1x28x28,conv8k5+pool:-0.5..1.5,256,10:-1..2");
+        assert_eq!(Architecture::parse(&a.to_string()).unwrap(), a);
+        assert_eq!(
+            Architecture::parse("784,500,10:0..1").unwrap().to_string(),
+            "784,500,10"
+        );
+        let wide = Architecture::parse("784,500,10:-1..2").unwrap();
+        assert!(!wide.is_dense(), "the dense networks live in [0, 1] only");
+    }
+
+    #[test]
     fn bad_specs_say_which_layer_and_why() {
         for (spec, needle) in [
             ("1x28x28", "at least one layer"),
@@ -502,6 +586,11 @@ mod tests {
             ("1x28x28,conv8k3+max,10", "'+pool'"),
             ("1x28x28,,10", "separated by commas"),
             ("1x28x28,0", "0 units"),
+            ("784,10:1..0", "LO < HI"),
+            ("784,10:-1..inf", "LO < HI"),
+            ("784,10:-1", "LO..HI"),
+            ("784,10:a..2", "LO..HI"),
+            ("784,100,softmax10:-1..2", "no states"),
         ] {
             let err = Architecture::parse(spec).unwrap_err().to_string();
             assert!(err.contains(needle), "{spec}: {err}");

@@ -22,7 +22,7 @@ pub mod optimizer;
 pub mod relax;
 pub mod train;
 
-pub use architecture::{ArchError, Architecture, Coupling, Shape};
+pub use architecture::{ArchError, Architecture, Coupling, Shape, StateRange};
 pub use net::{ConvNet, Gradient, ParamError};
 pub use optimizer::{Adam, Optimizer};
 pub use relax::{ConvPhase, ConvState, Sweep, Workspace, dream, symmetric_difference};

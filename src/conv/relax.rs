@@ -10,7 +10,8 @@
 //! output has no states: `C = -ln p_y`, `p = softmax(s_{L-1} W_L + b_L)`, and the output layer
 //! holds the readout's force `beta (t - p)` instead (0 in the free phase), recomputed from
 //! `s_{L-1}` at every step; the transpose of `W_L` carries it down as it carries states.
-//! States stay in `[0, 1]` (where `rho(s) = s`). The drive of layer `k`, `-dE/ds_k + s_k`, is
+//! States stay in their layer's interval ([`StateRange`], by default `[0, 1]`; there `rho(s) =
+//! s`), where every update below clamps them. The drive of layer `k`, `-dE/ds_k + s_k`, is
 //! `b_k + P(conv(s_{k-1}))` from below plus, from above, the transpose of coupling `k+1`
 //! applied to `s_{k+1}` (for a pooled convolution, `s_{k+1}` routed back to the window maxima
 //! first). Two schedules:
@@ -25,7 +26,7 @@
 //!
 //! Nothing is allocated after [`Workspace::new`].
 
-use super::architecture::{Architecture, ConvGeometry};
+use super::architecture::{Architecture, ConvGeometry, StateRange};
 use super::kernels::{col2im_acc, conv_transpose_routed, im2col, max_pool, unpool};
 use super::net::{ConvNet, Gradient};
 use crate::backend::simd::{Isa, simd_dispatch};
@@ -111,6 +112,8 @@ pub struct Workspace {
     free: Vec<usize>,
     /// Whether the output is a softmax readout (its layer holds the readout's force).
     readout: bool,
+    /// The interval of each layer's states.
+    ranges: Vec<StateRange>,
 }
 
 impl Workspace {
@@ -147,6 +150,7 @@ impl Workspace {
             clamped: (0..layers).map(|k| k == 0).collect(),
             free: (1..layers).collect(),
             readout: arch.has_readout(),
+            ranges: (0..layers).map(|k| arch.range(k)).collect(),
         }
     }
 
@@ -328,7 +332,7 @@ impl Workspace {
             _ => Move::Step { eps, nudge },
         };
         let mut moved = 0.0;
-        move_states(s, d, rule, &mut moved);
+        move_states(s, d, rule, self.ranges[k], &mut moved);
         if k < last {
             self.fresh[k + 1] = false;
         }
@@ -470,7 +474,8 @@ fn cross_entropy(p: &[f32], t: &[f32]) -> f32 {
         .sum::<f32>()
 }
 
-/// How a step moves a layer's states `x` given their drives `d` (all clamped to `[0, 1]`).
+/// How a step moves a layer's states `x` given their drives `d` (all clamped to the layer's
+/// interval).
 #[derive(Clone, Copy, Debug)]
 enum Move<'a> {
     /// `x + eps (d - x [+ beta (t - x)])`: a gradient step on `F = E + beta C`, the dense
@@ -489,22 +494,35 @@ enum Move<'a> {
 
 simd_dispatch! {
     /// Moves the states `s` by `rule`; `moved` is set to the largest change of one.
-    fn move_states => move_states_impl(s: &mut [f32], d: &[f32], rule: Move<'_>, moved: &mut f32)
+    fn move_states => move_states_impl(
+        s: &mut [f32],
+        d: &[f32],
+        rule: Move<'_>,
+        range: StateRange,
+        moved: &mut f32,
+    )
 }
 
 /// [`move_states`] for one instruction set: the same operations in each (no fused
 /// multiply-add), so the same bits.
 #[inline(always)]
-fn move_states_impl<I: Isa>(_isa: I, s: &mut [f32], d: &[f32], rule: Move<'_>, moved: &mut f32) {
+fn move_states_impl<I: Isa>(
+    _isa: I,
+    s: &mut [f32],
+    d: &[f32],
+    rule: Move<'_>,
+    StateRange { lo, hi }: StateRange,
+    moved: &mut f32,
+) {
     // The largest change kept as the bits of a non-negative float, which order as integers:
     // an integer maximum vectorises, where `f32::max` (with its NaN rule) stays scalar.
     let mut largest = 0u32;
     let mut watch = |old: f32, new: f32| largest = largest.max((new - old).abs().to_bits());
     match rule {
-        Move::Step { eps, nudge } => step_row_watched(s, d, eps, nudge, watch),
+        Move::Step { eps, nudge } => step_row_watched(s, d, eps, nudge, (lo, hi), watch),
         Move::ToMinimiser { eps, beta, target } => {
             for ((x, &d), &t) in s.iter_mut().zip(d).zip(target) {
-                let best = ((d + beta * t) / (1.0 + beta)).clamp(0.0, 1.0);
+                let best = ((d + beta * t) / (1.0 + beta)).clamp(lo, hi);
                 let new = *x + eps * (best - *x);
                 watch(*x, new);
                 *x = new;
@@ -619,14 +637,15 @@ mod tests {
     #[test]
     fn moving_states_gives_the_baseline_bits() {
         // The dispatched update (AVX2 where the CPU has it) against the baseline variant, for
-        // every rule, on states and drives that cross the clamp at both ends.
+        // every rule and two intervals, on states and drives that cross the clamp at both ends.
         let wave = |n: usize, f: f32| (0..n).map(move |i| (i as f32 * f).sin() * 1.3 + 0.4);
         let (start, drive, target): (Vec<f32>, Vec<f32>, Vec<f32>) = (
             wave(37, 0.7).map(|v| v.clamp(0.0, 1.0)).collect(),
-            wave(37, 1.9).collect(),
+            wave(37, 1.9).map(|v| 2.0 * v - 0.4).collect(),
             wave(37, 0.3).map(|v| v.clamp(0.0, 1.0)).collect(),
         );
-        for rule in [
+        let wide = StateRange { lo: -0.5, hi: 1.5 };
+        let rules = [
             Move::Step {
                 eps: 0.7,
                 nudge: None,
@@ -640,11 +659,21 @@ mod tests {
                 beta: -0.2,
                 target: &target,
             },
-        ] {
+        ];
+        for (rule, range) in rules
+            .iter()
+            .flat_map(|&r| [(r, StateRange::default()), (r, wide)])
+        {
             let (mut fast, mut base) = (start.clone(), start.clone());
             let (mut moved_fast, mut moved_base) = (0.0, 0.0);
-            move_states(&mut fast, &drive, rule, &mut moved_fast);
-            move_states_impl(Scalar, &mut base, &drive, rule, &mut moved_base);
+            move_states(&mut fast, &drive, rule, range, &mut moved_fast);
+            move_states_impl(Scalar, &mut base, &drive, rule, range, &mut moved_base);
+            assert!(fast.iter().all(|&x| (range.lo..=range.hi).contains(&x)));
+            let at = |v: f32| fast.contains(&v);
+            assert!(
+                at(range.lo) && at(range.hi),
+                "{rule:?} {range:?}: no state clamped"
+            );
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&fast), bits(&base), "{rule:?}");
             assert_eq!(moved_fast.to_bits(), moved_base.to_bits(), "{rule:?}");
