@@ -197,6 +197,10 @@ struct Overrides {
     /// --momentum), or adam (the rates are then step sizes, e.g. --lr 1e-3 for every coupling).
     #[arg(long, value_enum)]
     optimizer: Option<eqprop::conv::Optimizer>,
+    /// Decoupled weight decay: after every update W_k <- (1 - lr_k D) W_k (networks with
+    /// convolutions; 0: none).
+    #[arg(long, value_name = "D")]
+    weight_decay: Option<f32>,
     /// End a relaxation phase once no state moves by more than this in a step (networks with
     /// convolutions; 0: run every step).
     #[arg(long)]

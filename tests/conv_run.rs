@@ -469,6 +469,51 @@ fn one_epoch(cfg: ConvConfig, data: &Dataset) -> (ConvTrainer, eqprop::conv::tra
     (trainer, epoch)
 }
 
+#[test]
+fn weight_decay_shrinks_each_coupling_by_its_rate_times_the_decay() {
+    // One batch, so one update: with decay D, W_k = (1 - lr_k D) W_k(0) + step, where the step
+    // is the one the run without decay takes from the same start.
+    let (train, _) = small_sets();
+    let batch = train.select(&(0..20).collect::<Vec<_>>());
+    let cfg = ConvConfig {
+        epochs: 1,
+        ..small()
+    };
+    let start = ConvTrainer::new(cfg.clone()).unwrap().network().clone();
+    let (plain, _) = one_epoch(cfg.clone(), &batch);
+    let decay = 0.5;
+    let (decayed, _) = one_epoch(
+        ConvConfig {
+            weight_decay: decay,
+            ..cfg.clone()
+        },
+        &batch,
+    );
+    let (plain, decayed) = (plain.network(), decayed.network());
+    assert_eq!(plain.biases(), decayed.biases(), "the biases do not decay");
+    for (k, lr) in (1..).zip(&cfg.lr) {
+        let expected = plain
+            .weight(k)
+            .as_slice()
+            .iter()
+            .zip(start.weight(k).as_slice());
+        let got = decayed.weight(k).as_slice();
+        for ((p, w0), d) in expected.zip(got) {
+            assert!(
+                (p - lr * decay * w0 - d).abs() < 1e-6,
+                "W{k}: {d} vs {p} - lr D {w0}"
+            );
+        }
+    }
+    assert!(largest_difference(plain, decayed) > 1e-3);
+    let refused = ConvConfig {
+        weight_decay: 1.0 / cfg.lr[0],
+        ..cfg
+    };
+    let err = refused.validate().unwrap_err().to_string();
+    assert!(err.contains("weight_decay"), "{err}");
+}
+
 /// The largest difference between two networks' parameters.
 fn largest_difference(a: &ConvNet, b: &ConvNet) -> f32 {
     let weights = a.weights().iter().zip(b.weights());

@@ -111,6 +111,10 @@ def test_hyperparameters_by_name(mnist):
     assert adam.hyperparams["optimizer"] == "adam"
     with pytest.raises(ValueError, match="momentum"):
         eqprop.Network("conv-mnist", optimizer="adam", momentum=0.9)
+    decayed = eqprop.Network("conv-mnist", weight_decay=3e-4)
+    assert decayed.hyperparams["weight_decay"] == pytest.approx(3e-4)
+    with pytest.raises(ValueError, match="weight_decay"):
+        eqprop.Network("conv-mnist", weight_decay=-1.0)
 
 
 def test_set_threads_is_refused_once_the_workers_run(mnist):

@@ -38,12 +38,13 @@ pub(super) fn convolutional(args: &TrainArgs) -> Result<bool> {
         o.sweep.is_some(),
         o.momentum.is_some(),
         o.optimizer.is_some(),
+        o.weight_decay.is_some(),
         o.tol.is_some(),
         o.shift.is_some(),
     ];
     if !conv && conv_only.contains(&true) {
         bail!(
-            "--sweep, --momentum, --optimizer, --tol and --shift apply to networks with convolutions (--arch or a conv-* preset)"
+            "--sweep, --momentum, --optimizer, --weight-decay, --tol and --shift apply to networks with convolutions (--arch or a conv-* preset)"
         );
     }
     Ok(conv)
@@ -133,6 +134,7 @@ fn with_flags(mut cfg: ConvConfig, o: &Overrides, what: &str) -> Result<ConvConf
     cfg.nudging = o.nudging.unwrap_or(cfg.nudging);
     cfg.sweep = o.sweep.unwrap_or(cfg.sweep);
     cfg.momentum = o.momentum.unwrap_or(cfg.momentum);
+    cfg.weight_decay = o.weight_decay.unwrap_or(cfg.weight_decay);
     cfg.optimizer = o.optimizer.unwrap_or(cfg.optimizer);
     cfg.tol = o.tol.unwrap_or(cfg.tol);
     cfg.shift = o.shift.unwrap_or(cfg.shift);

@@ -63,6 +63,11 @@ pub struct ConvConfig {
     /// What turns the EqProp estimate into a step: SGD (with `momentum`) or Adam.
     #[serde(default, skip_serializing_if = "Optimizer::is_sgd")]
     pub optimizer: Optimizer,
+    /// Decoupled weight decay: after every update `W_k <- (1 - lr_k weight_decay) W_k` (the
+    /// biases are left alone; 0: none). Keeps the couplings, and so the relaxation's time to
+    /// settle, from growing.
+    #[serde(default, skip_serializing_if = "is_zero_f32")]
+    pub weight_decay: f32,
     pub schedule: Schedule,
     pub epochs: usize,
     pub seed: u64,
@@ -88,6 +93,10 @@ pub struct ConvConfig {
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+fn is_zero_f32(x: &f32) -> bool {
+    *x == 0.0
 }
 
 fn is_false(b: &bool) -> bool {
@@ -130,6 +139,7 @@ impl ConvConfig {
             lr: vec![0.1, 0.1, 0.02],
             momentum: 0.0,
             optimizer: Optimizer::Sgd,
+            weight_decay: 0.0,
             schedule: Schedule::Cosine {
                 final_fraction: 0.01,
             },
@@ -213,6 +223,13 @@ impl ConvConfig {
             self.optimizer.is_sgd() || self.momentum == 0.0,
             "0 with Adam (its first moment is its momentum)",
             self.momentum as f64,
+        )?;
+        let largest_rate = self.lr.iter().fold(0.0f32, |a, &b| a.max(b));
+        range(
+            "weight_decay",
+            self.weight_decay >= 0.0 && largest_rate * self.weight_decay < 1.0,
+            "finite and >= 0, times every learning rate below 1",
+            self.weight_decay as f64,
         )?;
         range(
             "tol",
@@ -705,6 +722,9 @@ impl ConvTrainer {
     /// example learned (a closed gate leaves Adam's moments as they were).
     fn apply_update(&mut self, lrs: &[f32], beta: f32, batch: usize, learners: usize) {
         let gain = self.cfg.modulator.map_or(1.0, |m| m.gain);
+        if self.cfg.weight_decay > 0.0 && learners > 0 {
+            decay_weights(&mut self.net, lrs, self.cfg.weight_decay * gain);
+        }
         if let Some(adam) = &mut self.adam {
             if learners > 0 {
                 let ones = vec![1.0; lrs.len()];
@@ -784,6 +804,15 @@ fn ensure_sized(workers: &mut Vec<Worker>, sizes: &[usize], arch: &Architecture)
             Some(_) => workers[i] = Worker::new(arch, n),
             None => workers.push(Worker::new(arch, n)),
         }
+    }
+}
+
+/// `W_k <- (1 - lr_k decay) W_k` for every coupling (not the biases).
+fn decay_weights(net: &mut ConvNet, lrs: &[f32], decay: f32) {
+    // The first tensors are the weights W_1..W_L, one per rate.
+    for (k, w) in net.tensors_mut().take(lrs.len()) {
+        let keep = 1.0 - lrs[k] * decay;
+        w.iter_mut().for_each(|x| *x *= keep);
     }
 }
 
