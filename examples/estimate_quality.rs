@@ -9,37 +9,23 @@
 //!
 //! `cargo run --release --example estimate_quality -- CHECKPOINT [IMAGES] T1:T2:BETA...`
 //! e.g. `... runs/fashion/checkpoint.safetensors 40 20:4:0.5 40:10:0.5`
-use eqprop::conv::{ConvNet, checkpoint, symmetric_difference};
-use eqprop::data::{DataSource, Split};
+mod diagnosis;
+
+use eqprop::conv::{ConvNet, symmetric_difference};
 use eqprop::tensor::Matrix;
-use std::path::Path;
 
 /// Steps per phase of the reference estimate.
 const LONG: usize = 400;
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    diagnosis::exit_on_error(run);
 }
 
 fn run() -> eqprop::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: estimate_quality CHECKPOINT [IMAGES] T1:T2:BETA...";
-    let path = args.first().ok_or_else(|| invalid(usage))?;
-    let saved = checkpoint::load(Path::new(path))?;
-    let (images, rest) = match args.get(1).and_then(|a| a.parse::<usize>().ok()) {
-        Some(n) => (n, &args[2..]),
-        None => (40, &args[1..]),
-    };
-    let settings = rest
-        .iter()
-        .map(|a| parse_setting(a))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut source = DataSource::new(saved.dataset.parse()?);
-    source.train_limit = Some(images);
-    let (x, t) = batch(&source.load(Split::Train)?, &saved.network);
+    let parse = |args: &[String]| args.iter().map(|a| parse_setting(a)).collect();
+    let (saved, data, settings): (_, _, Vec<_>) = diagnosis::from_args(usage, parse)?;
+    let (x, t) = batch(&data, &saved.network);
     let net = &saved.network;
     let truth = estimate(net, &x, &t, (LONG, LONG, 1e-3));
     report(
@@ -54,13 +40,9 @@ fn run() -> eqprop::Result<()> {
     Ok(())
 }
 
-fn invalid(message: &str) -> eqprop::Error {
-    eqprop::Error::Invalid(message.to_string())
-}
-
 fn parse_setting(text: &str) -> eqprop::Result<(usize, usize, f32)> {
     let bad = || {
-        invalid(&format!(
+        diagnosis::invalid(&format!(
             "setting '{text}': expected T1:T2:BETA, e.g. 20:4:0.5"
         ))
     };
@@ -77,15 +59,11 @@ fn parse_setting(text: &str) -> eqprop::Result<(usize, usize, f32)> {
 /// The images as input rows and their one-hot labels as targets.
 fn batch(data: &eqprop::data::Dataset, net: &ConvNet) -> (Matrix, Matrix) {
     let classes = *net.architecture().sizes().last().expect("layers");
-    let (mut x, mut t) = (
-        Matrix::zeros(data.len(), data.image(0).len()),
-        Matrix::zeros(data.len(), classes),
-    );
+    let mut t = Matrix::zeros(data.len(), classes);
     for i in 0..data.len() {
-        x.row_mut(i).copy_from_slice(data.image(i));
         t.set(i, usize::from(data.labels[i]), 1.0);
     }
-    (x, t)
+    (diagnosis::inputs(data), t)
 }
 
 /// Symmetric EqProp's estimate of `dC/dtheta` with `(t1, t2, beta)`, coupling by coupling
