@@ -297,8 +297,8 @@ pub(crate) fn step_row(s: &mut [f32], d: &[f32], eps: f32, nudge: Option<(f32, &
     step_row_watched(s, d, eps, nudge, (0.0, 1.0), |_, _| {});
 }
 
-/// [`step_row`], calling `watch(old, new)` for every state it sets (inlined: a watcher that
-/// does nothing costs nothing).
+/// [`step_row`] clamping to `[lo, hi]` instead of `[0, 1]`, calling `watch(old, new)` for every
+/// state it sets (inlined: a watcher that does nothing costs nothing).
 #[inline(always)]
 pub(crate) fn step_row_watched(
     s: &mut [f32],

@@ -64,8 +64,8 @@ pub struct ConvConfig {
     #[serde(default, skip_serializing_if = "Optimizer::is_sgd")]
     pub optimizer: Optimizer,
     /// Decoupled weight decay: after every update `W_k <- (1 - lr_k weight_decay) W_k` (the
-    /// biases are left alone; 0: none). Keeps the couplings, and so the relaxation's time to
-    /// settle, from growing.
+    /// biases are left alone; 0: none), as Laborieux et al. 2021 regularise their CIFAR-10
+    /// networks. It keeps the couplings small, though not the relaxation fast (BENCHMARKS.md).
     #[serde(default, skip_serializing_if = "is_zero_f32")]
     pub weight_decay: f32,
     pub schedule: Schedule,
