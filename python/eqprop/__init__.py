@@ -162,7 +162,8 @@ class Network:
         if arch is not None:
             if not conv:
                 raise TypeError(f"arch: preset {preset!r} is dense; use layers=...")
-            settings["arch"] = arch
+            # The library sets the architecture (a flat input drops the preset's image shift).
+            config = json.loads(_eqprop.preset_config(preset, arch))
         known = set(config) | set(_OPTIONAL_CONV if conv else _OPTIONAL_DENSE)
         unknown = sorted(set(settings) - known)
         if unknown:

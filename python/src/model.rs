@@ -31,11 +31,25 @@ pub struct Model {
 }
 
 /// The settings of a named preset as JSON: dense presets (`best`, `paper`, ...) are
-/// `Hyperparams`, the `conv-*` ones `ConvConfig`.
+/// `Hyperparams`, the `conv-*` ones `ConvConfig`, with the architecture `arch` when given
+/// (conv presets only; `ConvConfig::set_arch`).
 #[pyfunction]
-pub fn preset_config(name: &str) -> PyResult<String> {
+#[pyo3(signature = (name, arch=None))]
+pub fn preset_config(name: &str, arch: Option<&str>) -> PyResult<String> {
     let json = match name.starts_with("conv-") {
-        true => serde_json::to_string(&lib(ConvConfig::preset(name))?),
+        true => {
+            let mut cfg = lib(ConvConfig::preset(name))?;
+            if let Some(spec) = arch {
+                let arch = spec.parse().map_err(|e| invalid(format!("arch: {e}")))?;
+                cfg.set_arch(arch);
+            }
+            serde_json::to_string(&cfg)
+        }
+        false if arch.is_some() => {
+            return Err(invalid(format!(
+                "arch: preset {name:?} is dense; use layers=..."
+            )));
+        }
         false => serde_json::to_string(&lib(Hyperparams::preset(name))?),
     };
     Ok(json.expect("settings serialise"))

@@ -115,6 +115,14 @@ def test_hyperparameters_by_name(mnist):
     assert decayed.hyperparams["weight_decay"] == pytest.approx(3e-4)
     with pytest.raises(ValueError, match="weight_decay"):
         eqprop.Network("conv-mnist", weight_decay=-1.0)
+    # A flat input takes no image shift: the preset's is dropped, one asked for is refused.
+    flat = eqprop.Network("conv-mnist", arch="784,16,10:-1..2", lr=[0.1, 0.05])
+    assert flat.hyperparams["arch"] == "784,16,10:-1..2" and "shift" not in flat.hyperparams
+    assert flat.input_shape == (784,)
+    with pytest.raises(ValueError, match="shift"):
+        eqprop.Network("conv-mnist", arch="784,16,10", lr=[0.1, 0.05], shift=1)
+    with pytest.raises(ValueError, match="arch"):
+        eqprop.Network("conv-mnist", arch="784,,10", lr=[0.1, 0.05])
 
 
 def test_set_threads_is_refused_once_the_workers_run(mnist):

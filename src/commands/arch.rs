@@ -111,17 +111,13 @@ fn with_flags(mut cfg: ConvConfig, o: &Overrides, what: &str) -> Result<ConvConf
         bail!("{flag} is not supported yet for networks with convolutions");
     }
     if let Some(spec) = &o.arch {
-        cfg.arch = Architecture::parse(spec).context("--arch")?;
+        cfg.set_arch(Architecture::parse(spec).context("--arch")?);
         if o.lr.is_none() && cfg.lr.len() != cfg.arch.num_layers() - 1 {
             bail!(
                 "--arch has {} couplings but {what} has {} learning rates: give --lr",
                 cfg.arch.num_layers() - 1,
                 cfg.lr.len()
             );
-        }
-        if !cfg.arch.layers()[0].is_image() {
-            // A preset's image shift means nothing to a flat input (`--shift` still is checked).
-            cfg.shift = 0;
         }
     }
     let set = |field: &mut usize, v: Option<usize>| *field = v.unwrap_or(*field);

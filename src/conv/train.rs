@@ -188,6 +188,16 @@ impl ConvConfig {
         }
     }
 
+    /// Gives the network the architecture `arch`. An image shift means nothing to a flat
+    /// input, so with one a preset's shift is dropped (a shift asked for afterwards is still
+    /// checked by [`ConvConfig::validate`]).
+    pub fn set_arch(&mut self, arch: Architecture) {
+        if !arch.layers()[0].is_image() {
+            self.shift = 0;
+        }
+        self.arch = arch;
+    }
+
     /// Checks every field against the architecture.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let couplings = self.arch.num_layers() - 1;
