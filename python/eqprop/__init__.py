@@ -406,13 +406,21 @@ def life(
     gif: bool = False,
     gate_smoothing: Optional[float] = None,
     gate_cap: Optional[float] = None,
+    updates: Optional[int] = None,
+    dreams: Optional[int] = None,
+    dream_length: Optional[int] = None,
+    gate_threshold: Optional[float] = None,
+    gate_share: Optional[float] = None,
+    gate_rate: Optional[float] = None,
 ) -> dict:
     """The living agent, as ``eqprop life`` runs it: one world model learns the ``worlds``
     (default: three per environment; ``"default; g=6,m=0.6; l=0.7"`` on Pendulum) one after
     another online, keeping the old ones by ``strategy`` (``"dreams"``, ``"fine-tune"``,
     ``"real"``, ``"joint"``), the surprise gate deciding when to learn (``gate=False``: every
-    step; ``gate_smoothing`` and ``gate_cap`` gate on the mood, as ``--gate-smoothing`` and
-    ``--gate-cap`` do). ``learn_steps`` and ``eval_episodes`` count per world. Returns every test (after each
+    step). The other settings are the options of the same names of ``eqprop life``:
+    ``updates`` per learning step, ``dreams`` kept per world, ``dream_length``, and the gate's
+    ``gate_threshold`` (fixed), ``gate_share``, ``gate_rate``, ``gate_smoothing`` and
+    ``gate_cap``. ``learn_steps`` and ``eval_episodes`` count per world. Returns every test (after each
     stage, each world learned so far: mean length, mean return, one-step error), the world
     specs, the learning steps at which each stage began, the share of steps that learned and the
     EqProp updates made."""
@@ -429,5 +437,11 @@ def life(
             gif,
             gate_smoothing,
             gate_cap,
+            updates,
+            dreams,
+            dream_length,
+            gate_threshold,
+            gate_share,
+            gate_rate,
         )
     )

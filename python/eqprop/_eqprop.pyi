@@ -101,4 +101,10 @@ def life(
     gif: bool = False,
     gate_smoothing: Optional[float] = None,
     gate_cap: Optional[float] = None,
+    updates: Optional[int] = None,
+    dreams: Optional[int] = None,
+    dream_length: Optional[int] = None,
+    gate_threshold: Optional[float] = None,
+    gate_share: Optional[float] = None,
+    gate_rate: Optional[float] = None,
 ) -> str: ...

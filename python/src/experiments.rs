@@ -4,7 +4,7 @@
 use crate::data::Dataset;
 use crate::errors::lib;
 use crate::training::run_interruptibly;
-use eqprop::agent::life::{Life, LifeOptions, Strategy};
+use eqprop::agent::life::{Life, LifeOptions, Strategy, life_gate};
 use eqprop::agent::{Experiment as Agent, ExperimentOptions, ModelKind, Stage};
 use eqprop::config::Hyperparams;
 use eqprop::continual::{Experiment, Protocol, Replay, Scenario};
@@ -189,10 +189,10 @@ pub fn agent(
 
 /// The living agent: `eqprop life` on `cartpole-v1` or `pendulum-v1` (world after world, the
 /// old ones kept by the strategy), its files in `out`. Returns every test (the error matrix) and
-/// the gate's shares as JSON. `gate_smoothing` and `gate_cap` gate on the mood
-/// (`eqprop life --gate-smoothing S --gate-cap K`).
+/// the gate's shares as JSON. The other settings are `eqprop life`'s options of the same names
+/// (`gate = false` is `--no-gate`).
 #[pyfunction]
-#[pyo3(signature = (env, out, seed=0, strategy="dreams", worlds=None, learn_steps=None, eval_episodes=None, gate=true, gif=false, gate_smoothing=None, gate_cap=None))]
+#[pyo3(signature = (env, out, seed=0, strategy="dreams", worlds=None, learn_steps=None, eval_episodes=None, gate=true, gif=false, gate_smoothing=None, gate_cap=None, updates=None, dreams=None, dream_length=None, gate_threshold=None, gate_share=None, gate_rate=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn life(
     py: Python<'_>,
@@ -207,6 +207,12 @@ pub fn life(
     gif: bool,
     gate_smoothing: Option<f32>,
     gate_cap: Option<f32>,
+    updates: Option<usize>,
+    dreams: Option<usize>,
+    dream_length: Option<usize>,
+    gate_threshold: Option<f32>,
+    gate_share: Option<f32>,
+    gate_rate: Option<f32>,
 ) -> PyResult<String> {
     let strategies = [
         Strategy::Dreams,
@@ -229,11 +235,27 @@ pub fn life(
     a.gif = gif;
     options.strategy = strategy;
     options.worlds = worlds;
+    a.world.updates = updates.unwrap_or(a.world.updates);
+    options.dreams = dreams.unwrap_or(options.dreams);
+    options.dream_length = dream_length;
     options.gate_smoothing = gate_smoothing;
     options.gate_cap = gate_cap;
-    if !gate {
-        options.gate = None;
-    }
+    let tuned = [
+        gate_threshold,
+        gate_share,
+        gate_rate,
+        gate_smoothing,
+        gate_cap,
+    ];
+    options.gate = match gate {
+        true => Some(lib(life_gate(gate_threshold, gate_share, gate_rate))?),
+        false if tuned.iter().any(Option::is_some) => {
+            return Err(PyValueError::new_err(
+                "gate=False conflicts with the other gate_* settings",
+            ));
+        }
+        false => None,
+    };
     let stop = AtomicBool::new(false);
     let (outcome, signal) = run_interruptibly(py, &stop, || Life::new(options)?.run(|_| {}))?;
     if let Some(e) = signal {

@@ -133,3 +133,20 @@ def test_a_mood_gated_life_learns(tmp_path):
     assert result["updates"] > 0 and result["switches"] == [0, 100]
     with pytest.raises(ValueError, match="smoothing must be in"):
         eqprop.life("cartpole-v1", tmp_path, gate_smoothing=0.0)
+
+
+def test_a_life_takes_the_clis_learning_and_gate_settings(tmp_path):
+    settings = dict(worlds="default; masscart=2", learn_steps=60, eval_episodes=1)
+    few = eqprop.life("cartpole-v1", tmp_path / "a", gate=False, updates=2, dreams=50, **settings)
+    # Ungated, every one of the 120 learning steps makes its 2 updates.
+    assert few["updates"] == 2 * 120 and few["learned_share"] == 1.0
+    # A threshold no surprise reaches: nothing learns.
+    shut = eqprop.life("cartpole-v1", tmp_path / "b", gate_threshold=1e9, **settings)
+    assert shut["updates"] == 0
+    eqprop.life("cartpole-v1", tmp_path / "c", gate_share=0.5, gate_rate=0.05, dream_length=20, **settings)
+    with pytest.raises(ValueError, match="no share or rate"):
+        eqprop.life("cartpole-v1", tmp_path, gate_threshold=0.1, gate_rate=0.05)
+    with pytest.raises(ValueError, match="conflicts"):
+        eqprop.life("cartpole-v1", tmp_path, gate=False, gate_share=0.1)
+    with pytest.raises(ValueError, match="share"):
+        eqprop.life("cartpole-v1", tmp_path, gate_share=2.0)

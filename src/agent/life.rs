@@ -82,6 +82,32 @@ pub fn default_gate() -> Modulator {
     }
 }
 
+/// The surprise gate of a life: the [`default_gate`] with the share of the steps that learn at
+/// rest and the threshold's rate (`ln theta += rate (learned - share)` per step) changed, or a
+/// fixed `threshold` instead, which has neither (asking for both is an error, as is a setting
+/// [`Modulator::validate`] refuses).
+pub fn life_gate(
+    threshold: Option<f32>,
+    share: Option<f32>,
+    rate: Option<f32>,
+) -> Result<Modulator> {
+    let mut gate = default_gate();
+    if let Some(value) = threshold {
+        if share.is_some() || rate.is_some() {
+            return Err(invalid(
+                "a fixed gate threshold has no share or rate to set",
+            ));
+        }
+        gate.threshold = Threshold::Fixed { value };
+    } else if let Threshold::Relative { share: s, rate: r } = &mut gate.threshold {
+        *s = share.unwrap_or(*s);
+        *r = rate.unwrap_or(*r);
+    }
+    gate.validate()
+        .map_err(|e| invalid(format!("the gate: {e}")))?;
+    Ok(gate)
+}
+
 /// EqProp updates per learning step by default in a life: twice the robot's 16, since the gate
 /// leaves most steps unlearned (seed 0, CartPole: world 1's one-step error 0.041 against 0.114
 /// with 16).

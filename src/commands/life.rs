@@ -6,10 +6,9 @@ use anyhow::{Result, bail};
 use clap::Args;
 use eqprop::agent::life::{
     DEFAULT_DREAMS, DEFAULT_LIFE_UPDATES, Life, LifeEvent, LifeOptions, LifeOutcome, SHARE_WINDOW,
-    Strategy, default_gate,
+    Strategy, life_gate,
 };
 use eqprop::env::world;
-use eqprop::modulator::Threshold;
 use indicatif::ProgressBar;
 
 #[derive(Args, Debug)]
@@ -67,19 +66,10 @@ pub fn life(args: LifeArgs) -> Result<()> {
     {
         bail!("--no-gate conflicts with the other --gate-* options");
     }
-    let gate = (!args.no_gate).then(|| {
-        let mut gate = default_gate();
-        if let Some(value) = w.gate_threshold {
-            gate.threshold = Threshold::Fixed { value };
-        }
-        if let (Some(s), Threshold::Relative { share, .. }) = (w.gate_share, &mut gate.threshold) {
-            *share = s;
-        }
-        if let (Some(r), Threshold::Relative { rate, .. }) = (args.gate_rate, &mut gate.threshold) {
-            *rate = r;
-        }
-        gate
-    });
+    let gate = match args.no_gate {
+        true => None,
+        false => Some(life_gate(w.gate_threshold, w.gate_share, args.gate_rate)?),
+    };
     let mut agent = args.robot.options(usize::MAX);
     if w.updates.is_none() {
         agent.world.updates = DEFAULT_LIFE_UPDATES;
