@@ -331,6 +331,10 @@ fn life_command_writes_its_files_and_rejects_bad_input() {
             vec!["--gate-rate", "0"],
             "gate step must be positive, got 0",
         ),
+        (
+            vec!["--gate-threshold", "0.1", "--gate-rate", "0.05"],
+            "a fixed gate threshold has no share or rate",
+        ),
     ] {
         let out = common::eqprop()
             .args(["life", "--env", "pendulum-v1"])
