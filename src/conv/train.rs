@@ -951,4 +951,18 @@ mod tests {
         cfg.shift = 28;
         assert!(cfg.validate().unwrap_err().to_string().contains("shift"));
     }
+
+    #[test]
+    fn a_flat_architecture_drops_the_presets_shift_and_an_image_keeps_it() {
+        let mut cfg = ConvConfig::preset("conv-mnist").unwrap();
+        assert_eq!(cfg.shift, 2);
+        cfg.set_arch("1x28x28,conv8k5+pool,10".parse().unwrap());
+        assert_eq!(cfg.shift, 2);
+        cfg.set_arch("784,16,10:-1..2".parse().unwrap());
+        assert_eq!(cfg.shift, 0);
+        cfg.lr = vec![0.1, 0.05];
+        assert!(cfg.validate().is_ok());
+        cfg.shift = 1;
+        assert!(cfg.validate().unwrap_err().to_string().contains("shift"));
+    }
 }
