@@ -508,9 +508,20 @@ fn weight_decay_shrinks_each_coupling_by_its_rate_times_the_decay() {
     assert!(largest_difference(plain, decayed) > 1e-3);
     let refused = ConvConfig {
         weight_decay: 1.0 / cfg.lr[0],
-        ..cfg
+        ..cfg.clone()
     };
     let err = refused.validate().unwrap_err().to_string();
+    assert!(err.contains("weight_decay"), "{err}");
+    // A gate's gain scales the decay too: lr D = 0.6 is refused at gain 2.
+    let gained = ConvConfig {
+        weight_decay: 0.6 / cfg.lr[0],
+        modulator: Some(Modulator {
+            threshold: Threshold::Fixed { value: 0.0 },
+            gain: 2.0,
+        }),
+        ..cfg
+    };
+    let err = gained.validate().unwrap_err().to_string();
     assert!(err.contains("weight_decay"), "{err}");
 }
 

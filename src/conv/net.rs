@@ -117,6 +117,11 @@ impl ConvNet {
         &self.weights
     }
 
+    /// `W_1..W_L`, writable (their shapes are the architecture's).
+    pub(crate) fn weights_mut(&mut self) -> &mut [Matrix] {
+        &mut self.weights
+    }
+
     pub fn bias(&self, k: usize) -> &[f32] {
         &self.biases[k]
     }

@@ -234,11 +234,13 @@ impl ConvConfig {
             "0 with Adam (its first moment is its momentum)",
             self.momentum as f64,
         )?;
-        let largest_rate = self.lr.iter().fold(0.0f32, |a, &b| a.max(b));
+        // The decay is applied at the gated rate, `lr_k gain D`.
+        let gain = self.modulator.map_or(1.0, |m| m.gain);
+        let largest_rate = self.lr.iter().fold(0.0f32, |a, &b| a.max(b)) * gain;
         range(
             "weight_decay",
             self.weight_decay >= 0.0 && largest_rate * self.weight_decay < 1.0,
-            "finite and >= 0, times every learning rate below 1",
+            "finite and >= 0, times every learning rate (and the gate's gain) below 1",
             self.weight_decay as f64,
         )?;
         range(
@@ -819,10 +821,9 @@ fn ensure_sized(workers: &mut Vec<Worker>, sizes: &[usize], arch: &Architecture)
 
 /// `W_k <- (1 - lr_k decay) W_k` for every coupling (not the biases).
 fn decay_weights(net: &mut ConvNet, lrs: &[f32], decay: f32) {
-    // The first tensors are the weights W_1..W_L, one per rate.
-    for (k, w) in net.tensors_mut().take(lrs.len()) {
-        let keep = 1.0 - lrs[k] * decay;
-        w.iter_mut().for_each(|x| *x *= keep);
+    for (w, lr) in net.weights_mut().iter_mut().zip(lrs) {
+        let keep = 1.0 - lr * decay;
+        w.as_mut_slice().iter_mut().for_each(|x| *x *= keep);
     }
 }
 
