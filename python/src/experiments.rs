@@ -240,22 +240,7 @@ pub fn life(
     options.dream_length = dream_length;
     options.gate_smoothing = gate_smoothing;
     options.gate_cap = gate_cap;
-    let tuned = [
-        gate_threshold,
-        gate_share,
-        gate_rate,
-        gate_smoothing,
-        gate_cap,
-    ];
-    options.gate = match gate {
-        true => Some(lib(life_gate(gate_threshold, gate_share, gate_rate))?),
-        false if tuned.iter().any(Option::is_some) => {
-            return Err(PyValueError::new_err(
-                "gate=False conflicts with the other gate_* settings",
-            ));
-        }
-        false => None,
-    };
+    options.gate = lib(life_gate(gate, gate_threshold, gate_share, gate_rate))?;
     let stop = AtomicBool::new(false);
     let (outcome, signal) = run_interruptibly(py, &stop, || Life::new(options)?.run(|_| {}))?;
     if let Some(e) = signal {

@@ -146,7 +146,8 @@ def test_a_life_takes_the_clis_learning_and_gate_settings(tmp_path):
     eqprop.life("cartpole-v1", tmp_path / "c", gate_share=0.5, gate_rate=0.05, dream_length=20, **settings)
     with pytest.raises(ValueError, match="no share or rate"):
         eqprop.life("cartpole-v1", tmp_path, gate_threshold=0.1, gate_rate=0.05)
-    with pytest.raises(ValueError, match="conflicts"):
-        eqprop.life("cartpole-v1", tmp_path, gate=False, gate_share=0.1)
+    for setting in (dict(gate_share=0.1), dict(gate_cap=4.0)):
+        with pytest.raises(ValueError, match="conflicts"):
+            eqprop.life("cartpole-v1", tmp_path, gate=False, **setting)
     with pytest.raises(ValueError, match="share"):
         eqprop.life("cartpole-v1", tmp_path, gate_share=2.0)

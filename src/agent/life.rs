@@ -82,15 +82,22 @@ pub fn default_gate() -> Modulator {
     }
 }
 
-/// The surprise gate of a life: the [`default_gate`] with the share of the steps that learn at
-/// rest and the threshold's rate (`ln theta += rate (learned - share)` per step) changed, or a
-/// fixed `threshold` instead, which has neither (asking for both is an error, as is a setting
-/// [`Modulator::validate`] refuses).
+/// The surprise gate of a life (none when not `enabled`): the [`default_gate`] with the share
+/// of the steps that learn at rest and the threshold's rate (`ln theta += rate (learned -
+/// share)` per step) changed, or a fixed `threshold` instead, which has neither. Asking for
+/// both is an error, as is a setting without a gate or one [`Modulator::validate`] refuses.
 pub fn life_gate(
+    enabled: bool,
     threshold: Option<f32>,
     share: Option<f32>,
     rate: Option<f32>,
-) -> Result<Modulator> {
+) -> Result<Option<Modulator>> {
+    if !enabled {
+        return match [threshold, share, rate].iter().all(Option::is_none) {
+            true => Ok(None),
+            false => Err(invalid(NO_GATE_CONFLICT)),
+        };
+    }
     let mut gate = default_gate();
     if let Some(value) = threshold {
         if share.is_some() || rate.is_some() {
@@ -105,8 +112,11 @@ pub fn life_gate(
     }
     gate.validate()
         .map_err(|e| invalid(format!("the gate: {e}")))?;
-    Ok(gate)
+    Ok(Some(gate))
 }
+
+/// The error of a gate setting given to a life without a gate.
+const NO_GATE_CONFLICT: &str = "--no-gate conflicts with the other --gate-* options";
 
 /// EqProp updates per learning step by default in a life: twice the robot's 16, since the gate
 /// leaves most steps unlearned (seed 0, CartPole: world 1's one-step error 0.041 against 0.114
@@ -346,9 +356,14 @@ impl Life {
         if worlds.is_empty() {
             return Err(invalid("--worlds needs at least one world"));
         }
-        if let Some(g) = &options.gate {
-            g.validate()
-                .map_err(|e| invalid(format!("the gate: {e}")))?;
+        match &options.gate {
+            Some(g) => g
+                .validate()
+                .map_err(|e| invalid(format!("the gate: {e}")))?,
+            None if options.gate_smoothing.is_some() || options.gate_cap.is_some() => {
+                return Err(invalid(NO_GATE_CONFLICT));
+            }
+            None => {}
         }
         if options.strategy == Strategy::Dreams && options.dreams == 0 {
             return Err(invalid("--dreams must be positive with --strategy dreams"));

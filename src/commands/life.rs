@@ -2,7 +2,7 @@
 //! dreaming them (or by a baseline strategy).
 
 use super::agent::{RobotArgs, bar, figures, say};
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 use eqprop::agent::life::{
     DEFAULT_DREAMS, DEFAULT_LIFE_UPDATES, Life, LifeEvent, LifeOptions, LifeOutcome, SHARE_WINDOW,
@@ -58,18 +58,12 @@ pub fn life(args: LifeArgs) -> Result<()> {
         None => None,
     };
     let w = &args.robot.world;
-    let tuned = [args.gate_rate, args.gate_smoothing, args.gate_cap];
-    if args.no_gate
-        && (w.gate_threshold.is_some()
-            || w.gate_share.is_some()
-            || tuned.iter().any(Option::is_some))
-    {
-        bail!("--no-gate conflicts with the other --gate-* options");
-    }
-    let gate = match args.no_gate {
-        true => None,
-        false => Some(life_gate(w.gate_threshold, w.gate_share, args.gate_rate)?),
-    };
+    let gate = life_gate(
+        !args.no_gate,
+        w.gate_threshold,
+        w.gate_share,
+        args.gate_rate,
+    )?;
     let mut agent = args.robot.options(usize::MAX);
     if w.updates.is_none() {
         agent.world.updates = DEFAULT_LIFE_UPDATES;
