@@ -65,6 +65,13 @@ pub struct WorldModelConfig {
     /// the mood, the surprise averaged over recent steps, with the threshold capped
     /// ([`Mood`]).
     pub mood: Mood,
+    /// Whether the gate keeps one state (threshold, mood, expected mood) per world: the
+    /// surprise it judges against is the one expected in the present world, and a world met
+    /// for the first time starts as the first one did, from the initial threshold (every
+    /// transition learns until the threshold has climbed to the new world's surprise). Off:
+    /// one state for every world, the threshold a world climbed to carries into the next.
+    /// Unused with fewer than two `contexts`.
+    pub gate_per_world: bool,
     /// Worlds the model is told apart by a one-hot context input (0: no context input).
     pub contexts: usize,
     /// Rows of each replayed batch drawn from the long-term memory of the other worlds (their
@@ -96,6 +103,7 @@ impl Default for WorldModelConfig {
             updates: 16,
             gate: None,
             mood: Mood::default(),
+            gate_per_world: true,
             contexts: 0,
             rehearse: 12,
             kinematic_prior: false,
@@ -284,8 +292,8 @@ pub struct WorldModel {
     /// Prediction buffers, one pair per batch size asked for.
     predictors: Vec<(State, Relaxation)>,
     rng: ChaCha8Rng,
-    /// The gate's threshold, mood and expectation (unused without a gate).
-    gate_state: MoodState,
+    /// The gate's threshold, mood and expectation, per world (unused without a gate).
+    gate_states: Vec<MoodState>,
     /// The gate's verdicts on the rows of the last batch.
     surprises: Vec<f32>,
     learns: Vec<bool>,
@@ -317,8 +325,9 @@ impl WorldModel {
             }))
         })?;
         let net = Network::glorot(&sizes, &mut rng).expect("sizes are validated");
-        let gate_state = MoodState::new(&config.gate.unwrap_or_default());
         let worlds = config.contexts.max(1);
+        let gate_worlds = if config.gate_per_world { worlds } else { 1 };
+        let gate_states = vec![MoodState::new(&config.gate.unwrap_or_default()); gate_worlds];
         Ok(Self {
             learner: Particles::new(&sizes, batch),
             stats: vec![Running::default(); task.obs_dim()],
@@ -334,7 +343,7 @@ impl WorldModel {
             outputs,
             context: 0,
             rng,
-            gate_state,
+            gate_states,
             steps: 0,
             updates: 0,
         })
@@ -364,7 +373,7 @@ impl WorldModel {
     /// The gate's current threshold (0 without a gate).
     pub fn threshold(&self) -> f32 {
         match self.config.gate {
-            Some(_) => self.gate_state.threshold(&self.config.mood),
+            Some(_) => self.gate_state().threshold(&self.config.mood),
             None => 0.0,
         }
     }
@@ -532,7 +541,8 @@ impl WorldModel {
                 let mut target = vec![0.0; self.outputs.len()];
                 self.write_target(obs, next, &mut target);
                 let surprise = row_surprise(&y, &target);
-                self.gate_state.decide(&gate, &self.config.mood, surprise)
+                let mood = self.config.mood;
+                self.gate_state_mut().decide(&gate, &mood, surprise)
             }
             None => true,
         };
@@ -562,6 +572,16 @@ impl WorldModel {
             learned,
             rows_learned,
         }
+    }
+
+    /// The gate's state in the present world (the one state, when it is shared).
+    fn gate_state(&self) -> &MoodState {
+        &self.gate_states[self.context.min(self.gate_states.len() - 1)]
+    }
+
+    fn gate_state_mut(&mut self) -> &mut MoodState {
+        let world = self.context.min(self.gate_states.len() - 1);
+        &mut self.gate_states[world]
     }
 
     /// Worlds other than the present one that have a long-term memory.

@@ -194,6 +194,46 @@ fn the_gate_decides_when_to_learn() {
     }
 }
 
+/// A relative gate that has climbed in world 0, then meets world 1 and comes back.
+fn thresholds_across_worlds(per_world: bool) -> (f32, f32, f32, f32) {
+    let data = transitions(&Physics::default_for("cartpole-v1").unwrap(), 200, 6);
+    let gate = Modulator {
+        threshold: Threshold::Relative {
+            share: 0.05,
+            rate: 0.05,
+        },
+        gain: 1.0,
+    };
+    let config = WorldModelConfig {
+        gate: Some(gate),
+        gate_per_world: per_world,
+        updates: 1,
+        ..small_config(2)
+    };
+    let mut model = WorldModel::new(Task::CartPole, config).unwrap();
+    let start = model.threshold();
+    for (o, a, n) in &data {
+        model.learn(o, *a, n);
+    }
+    let climbed = model.threshold();
+    model.set_context(1).unwrap();
+    let new_world = model.threshold();
+    model.set_context(0).unwrap();
+    (start, climbed, new_world, model.threshold())
+}
+
+#[test]
+fn each_world_has_its_own_gate_state_unless_shared() {
+    let (start, climbed, new_world, back) = thresholds_across_worlds(true);
+    // 200 steps at rate 0.05 lift the threshold many e-folds above its start.
+    assert!(climbed > 1e3 * start, "{start} -> {climbed}");
+    // A world met for the first time starts where the first did; the old one keeps its own.
+    assert_eq!(new_world, start);
+    assert_eq!(back, climbed);
+    let (_, climbed, new_world, _) = thresholds_across_worlds(false);
+    assert_eq!(new_world, climbed);
+}
+
 #[test]
 fn a_world_of_another_environment_is_refused() {
     let pendulum = Physics::default_for("pendulum-v1").unwrap();
@@ -319,6 +359,7 @@ fn life_command_writes_its_files_and_rejects_bad_input() {
         ),
         (vec!["--dreams", "0"], "--dreams must be positive"),
         (vec!["--no-gate", "--gate-cap", "4"], "--no-gate conflicts"),
+        (vec!["--no-gate", "--gate-shared"], "--no-gate conflicts"),
         (
             vec!["--gate-smoothing", "0"],
             "smoothing must be in (0, 1], got 0",

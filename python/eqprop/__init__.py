@@ -412,6 +412,7 @@ def life(
     gate_threshold: Optional[float] = None,
     gate_share: Optional[float] = None,
     gate_rate: Optional[float] = None,
+    gate_shared: bool = False,
 ) -> dict:
     """The living agent, as ``eqprop life`` runs it: one world model learns the ``worlds``
     (default: three per environment; ``"default; g=6,m=0.6; l=0.7"`` on Pendulum) one after
@@ -419,8 +420,8 @@ def life(
     ``"real"``, ``"joint"``), the surprise gate deciding when to learn (``gate=False``: every
     step). The other settings are the options of the same names of ``eqprop life``:
     ``updates`` per learning step, ``dreams`` kept per world, ``dream_length``, and the gate's
-    ``gate_threshold`` (fixed), ``gate_share``, ``gate_rate``, ``gate_smoothing`` and
-    ``gate_cap``. ``learn_steps`` and ``eval_episodes`` count per world. Returns every test (after each
+    ``gate_threshold`` (fixed), ``gate_share``, ``gate_rate``, ``gate_smoothing``,
+    ``gate_cap`` and ``gate_shared`` (one gate state for every world instead of one per world). ``learn_steps`` and ``eval_episodes`` count per world. Returns every test (after each
     stage, each world learned so far: mean length, mean return, one-step error), the world
     specs, the learning steps at which each stage began, the share of steps that learned and the
     EqProp updates made."""
@@ -443,5 +444,6 @@ def life(
             gate_threshold,
             gate_share,
             gate_rate,
+            gate_shared,
         )
     )

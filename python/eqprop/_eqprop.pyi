@@ -107,4 +107,5 @@ def life(
     gate_threshold: Optional[float] = None,
     gate_share: Optional[float] = None,
     gate_rate: Optional[float] = None,
+    gate_shared: bool = False,
 ) -> str: ...

@@ -192,7 +192,7 @@ pub fn agent(
 /// the gate's shares as JSON. The other settings are `eqprop life`'s options of the same names
 /// (`gate = false` is `--no-gate`).
 #[pyfunction]
-#[pyo3(signature = (env, out, seed=0, strategy="dreams", worlds=None, learn_steps=None, eval_episodes=None, gate=true, gif=false, gate_smoothing=None, gate_cap=None, updates=None, dreams=None, dream_length=None, gate_threshold=None, gate_share=None, gate_rate=None))]
+#[pyo3(signature = (env, out, seed=0, strategy="dreams", worlds=None, learn_steps=None, eval_episodes=None, gate=true, gif=false, gate_smoothing=None, gate_cap=None, updates=None, dreams=None, dream_length=None, gate_threshold=None, gate_share=None, gate_rate=None, gate_shared=false))]
 #[allow(clippy::too_many_arguments)]
 pub fn life(
     py: Python<'_>,
@@ -213,6 +213,7 @@ pub fn life(
     gate_threshold: Option<f32>,
     gate_share: Option<f32>,
     gate_rate: Option<f32>,
+    gate_shared: bool,
 ) -> PyResult<String> {
     let strategies = [
         Strategy::Dreams,
@@ -240,6 +241,7 @@ pub fn life(
     options.dream_length = dream_length;
     options.gate_smoothing = gate_smoothing;
     options.gate_cap = gate_cap;
+    options.gate_per_world = !gate_shared;
     options.gate = lib(life_gate(gate, gate_threshold, gate_share, gate_rate))?;
     let stop = AtomicBool::new(false);
     let (outcome, signal) = run_interruptibly(py, &stop, || Life::new(options)?.run(|_| {}))?;

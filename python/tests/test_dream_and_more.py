@@ -144,9 +144,15 @@ def test_a_life_takes_the_clis_learning_and_gate_settings(tmp_path):
     shut = eqprop.life("cartpole-v1", tmp_path / "b", gate_threshold=1e9, **settings)
     assert shut["updates"] == 0
     eqprop.life("cartpole-v1", tmp_path / "c", gate_share=0.5, gate_rate=0.05, dream_length=20, **settings)
+    # A fast threshold settles within world 1; world 2 starts afresh from the initial threshold
+    # (every step learns until it has climbed) unless the gate's state is shared.
+    fast = dict(gate_rate=0.5, dreams=50, **settings)
+    own = eqprop.life("cartpole-v1", tmp_path / "d", **fast)
+    shared = eqprop.life("cartpole-v1", tmp_path / "e", gate_shared=True, **fast)
+    assert own["updates"] > shared["updates"]
     with pytest.raises(ValueError, match="no share or rate"):
         eqprop.life("cartpole-v1", tmp_path, gate_threshold=0.1, gate_rate=0.05)
-    for setting in (dict(gate_share=0.1), dict(gate_cap=4.0)):
+    for setting in (dict(gate_share=0.1), dict(gate_cap=4.0), dict(gate_shared=True)):
         with pytest.raises(ValueError, match="conflicts"):
             eqprop.life("cartpole-v1", tmp_path, gate=False, **setting)
     with pytest.raises(ValueError, match="share"):

@@ -70,8 +70,10 @@ impl Strategy {
 
 /// The default surprise gate: a threshold on the output cost `1/2 ||y - t||^2` of each new
 /// transition that tracks the 95th percentile of the surprise on the log scale (rate 0.01 per
-/// step): at rest about 5% of the transitions learn; after a switch nearly all do until the
-/// threshold has climbed (a hundredfold jump takes about 480 steps).
+/// step): at rest about 5% of the transitions learn; when the surprise jumps nearly all do until
+/// the threshold has climbed (a hundredfold jump takes about 480 steps). A life keeps one gate
+/// state per world ([`LifeOptions::gate_per_world`]): a new world starts from the initial
+/// threshold, as the first did.
 pub fn default_gate() -> Modulator {
     Modulator {
         threshold: Threshold::Relative {
@@ -170,6 +172,9 @@ pub struct LifeOptions {
     pub gate_smoothing: Option<f32>,
     /// The gate's threshold cap, a factor of the expected mood ([`Mood`]; default: none).
     pub gate_cap: Option<f32>,
+    /// One gate state per world (the default; see [`crate::world_model::WorldModelConfig::gate_per_world`]), or
+    /// one for every world, as before 2026-12-07.
+    pub gate_per_world: bool,
 }
 
 impl LifeOptions {
@@ -194,6 +199,7 @@ impl LifeOptions {
             gate: Some(default_gate()),
             gate_smoothing: None,
             gate_cap: None,
+            gate_per_world: true,
         }
     }
 }
@@ -360,7 +366,10 @@ impl Life {
             Some(g) => g
                 .validate()
                 .map_err(|e| invalid(format!("the gate: {e}")))?,
-            None if options.gate_smoothing.is_some() || options.gate_cap.is_some() => {
+            None if options.gate_smoothing.is_some()
+                || options.gate_cap.is_some()
+                || !options.gate_per_world =>
+            {
                 return Err(invalid(NO_GATE_CONFLICT));
             }
             None => {}
@@ -393,6 +402,7 @@ impl Life {
         world_config.contexts = worlds.len();
         world_config.gate = options.gate;
         world_config.mood = options.mood(&task);
+        world_config.gate_per_world = options.gate_per_world;
         let brain = match o.model {
             ModelKind::Eqprop => Brain::EqProp(
                 Planner::new(task.clone(), planner.clone()),

@@ -45,6 +45,11 @@ pub struct LifeArgs {
     /// 1000 steps), so that a climbed threshold comes back down with the mood.
     #[arg(long)]
     pub gate_cap: Option<f32>,
+    /// One gate state (threshold, mood) for every world, as before 2026-12-07: the threshold a
+    /// world climbed to carries into the next. By default each world has its own, and a new
+    /// world starts as the first did, learning until its threshold has climbed.
+    #[arg(long)]
+    pub gate_shared: bool,
     #[command(flatten)]
     pub robot: RobotArgs,
 }
@@ -77,6 +82,7 @@ pub fn life(args: LifeArgs) -> Result<()> {
         gate,
         gate_smoothing: args.gate_smoothing,
         gate_cap: args.gate_cap,
+        gate_per_world: !args.gate_shared,
     })?;
     super::checks::writable_dir(life.out())?;
     let (id, out) = (life.env_id(), life.out().to_path_buf());
