@@ -7,7 +7,8 @@ Reads RUNS_DIR/ENV-VARIANT-SEED/{matrix.csv,summary.json} for the variants dream
 dreams-ungated, fine-tune, real and joint. Per seed and variant: each earlier world's one-step
 error right after it was learned and after the last world (and their ratio), the control in every
 world after the last one (CartPole: mean length over the test episodes; Pendulum: mean return), the
-gate's shares, the learning work and the slowest decision.
+gate's shares, the learning work and the slowest decision (the ungated life's beside them in
+brackets, where it was run).
 """
 
 import csv
@@ -75,9 +76,12 @@ def main():
     for seed in seeds:
         try:
             rows, s = load(runs, env, "dreams", seed)
-            urows, u = load(runs, env, "dreams-ungated", seed)
         except FileNotFoundError:
             continue
+        try:
+            urows, u = load(runs, env, "dreams-ungated", seed)
+        except FileNotFoundError:
+            urows, u = None, None
         first = ", ".join(f"{100 * st['learned_first_500']:.0f}%" for st in s["stages"])
         lastw = ", ".join(f"{100 * st['learned_last_500']:.1f}%" for st in s["stages"])
         last = max(int(r["stage"]) for r in rows)
@@ -88,9 +92,11 @@ def main():
 
         p99 = max(float(r["p99_decision_ms"]) for r in rows)
         mx = max(float(r["max_decision_ms"]) for r in rows)
+        ungated = (f" ({u['updates']}, {s['updates'] / u['updates']:.2f}x)", f" ({mean_final(urows):.4f})"
+                   ) if u else ("", "")
         print(f"| {seed} | {first} | {lastw} | {100 * s['learned_share']:.1f}% | "
-              f"{s['updates']} ({u['updates']}, {s['updates'] / u['updates']:.2f}x) | "
-              f"{mean_final(rows):.4f} ({mean_final(urows):.4f}) | {p99:.2f} / {mx:.2f} |")
+              f"{s['updates']}{ungated[0]} | "
+              f"{mean_final(rows):.4f}{ungated[1]} | {p99:.2f} / {mx:.2f} |")
 
 
 if __name__ == "__main__":
