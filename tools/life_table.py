@@ -69,8 +69,10 @@ def main():
                   f"{', '.join(f'{c:.1f}' for c in controls)} | - | "
                   f"{'yes' if ok else 'no'} |")
     print(f"\n### {env}: the surprise gate\n")
+    any_ungated = any((Path(runs) / f"{env}-dreams-ungated-{seed}" / "summary.json").exists() for seed in seeds)
+    brackets = " (ungated)" if any_ungated else ""
     print("| seed | learned in the first 500 steps of each world | in the last 500 | "
-          "share of all steps | EqProp updates (ungated) | final error, mean over worlds (ungated) "
+          f"share of all steps | EqProp updates{brackets} | final error, mean over worlds{brackets} "
           "| slowest decision: p99 / max (ms) |")
     print("|---|---|---|---|---|---|---|")
     for seed in seeds:
