@@ -576,12 +576,21 @@ impl WorldModel {
 
     /// The gate's state in the present world (the one state, when it is shared).
     fn gate_state(&self) -> &MoodState {
-        &self.gate_states[self.context.min(self.gate_states.len() - 1)]
+        &self.gate_states[self.gate_world()]
     }
 
     fn gate_state_mut(&mut self) -> &mut MoodState {
-        let world = self.context.min(self.gate_states.len() - 1);
+        let world = self.gate_world();
         &mut self.gate_states[world]
+    }
+
+    /// Which of `gate_states` judges the present world.
+    fn gate_world(&self) -> usize {
+        if self.config.gate_per_world {
+            self.context
+        } else {
+            0
+        }
     }
 
     /// Worlds other than the present one that have a long-term memory.

@@ -69,8 +69,8 @@ def main():
                   f"{', '.join(f'{c:.1f}' for c in controls)} | - | "
                   f"{'yes' if ok else 'no'} |")
     print(f"\n### {env}: the surprise gate\n")
-    any_ungated = any((Path(runs) / f"{env}-dreams-ungated-{seed}" / "summary.json").exists() for seed in seeds)
-    brackets = " (ungated)" if any_ungated else ""
+    ungated_runs = [Path(runs) / f"{env}-dreams-ungated-{seed}" / "summary.json" for seed in seeds]
+    brackets = " (ungated)" if any(p.exists() for p in ungated_runs) else ""
     print("| seed | learned in the first 500 steps of each world | in the last 500 | "
           f"share of all steps | EqProp updates{brackets} | final error, mean over worlds{brackets} "
           "| slowest decision: p99 / max (ms) |")
@@ -94,11 +94,12 @@ def main():
 
         p99 = max(float(r["p99_decision_ms"]) for r in rows)
         mx = max(float(r["max_decision_ms"]) for r in rows)
-        ungated = (f" ({u['updates']}, {s['updates'] / u['updates']:.2f}x)", f" ({mean_final(urows):.4f})"
-                   ) if u else ("", "")
+        work, error = ("", "")
+        if u:
+            work = f" ({u['updates']}, {s['updates'] / u['updates']:.2f}x)"
+            error = f" ({mean_final(urows):.4f})"
         print(f"| {seed} | {first} | {lastw} | {100 * s['learned_share']:.1f}% | "
-              f"{s['updates']}{ungated[0]} | "
-              f"{mean_final(rows):.4f}{ungated[1]} | {p99:.2f} / {mx:.2f} |")
+              f"{s['updates']}{work} | {mean_final(rows):.4f}{error} | {p99:.2f} / {mx:.2f} |")
 
 
 if __name__ == "__main__":

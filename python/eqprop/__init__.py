@@ -421,7 +421,8 @@ def life(
     step). The other settings are the options of the same names of ``eqprop life``:
     ``updates`` per learning step, ``dreams`` kept per world, ``dream_length``, and the gate's
     ``gate_threshold`` (fixed), ``gate_share``, ``gate_rate``, ``gate_smoothing``,
-    ``gate_cap`` and ``gate_shared`` (one gate state for every world instead of one per world). ``learn_steps`` and ``eval_episodes`` count per world. Returns every test (after each
+    ``gate_cap`` and ``gate_shared`` (one gate state for every world instead of one per
+    world). ``learn_steps`` and ``eval_episodes`` count per world. Returns every test (after each
     stage, each world learned so far: mean length, mean return, one-step error), the world
     specs, the learning steps at which each stage began, the share of steps that learned and the
     EqProp updates made."""

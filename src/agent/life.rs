@@ -172,8 +172,9 @@ pub struct LifeOptions {
     pub gate_smoothing: Option<f32>,
     /// The gate's threshold cap, a factor of the expected mood ([`Mood`]; default: none).
     pub gate_cap: Option<f32>,
-    /// One gate state per world (the default; see [`crate::world_model::WorldModelConfig::gate_per_world`]), or
-    /// one for every world, as before 2026-12-07.
+    /// One gate state per world (the default; see
+    /// [`crate::world_model::WorldModelConfig::gate_per_world`]), or one for every world, as
+    /// before 2026-12-07.
     pub gate_per_world: bool,
 }
 
