@@ -209,6 +209,18 @@ struct Overrides {
     /// drawn anew every epoch (networks with convolutions; 0: none).
     #[arg(long)]
     shift: Option<usize>,
+    /// What the pixels a --shift uncovers become: zero, or edge (the image's nearest pixel: a
+    /// random crop of the edge-padded image; networks with convolutions).
+    #[arg(long, value_enum, value_name = "FILL")]
+    shift_fill: Option<eqprop::data::Fill>,
+    /// Data augmentation: mirror each training image left to right with probability 1/2
+    /// (networks with convolutions).
+    #[arg(long, value_name = "BOOL")]
+    flip: Option<bool>,
+    /// Standardise every image the network sees, channel by channel: MEAN,../STD,.. (one value
+    /// per channel, e.g. 0.5/0.25), or none (networks with convolutions).
+    #[arg(long, value_name = "MEAN/STD", value_parser = parse_normalize)]
+    normalize: Option<Normalize>,
     #[arg(long)]
     epochs: Option<usize>,
     #[arg(long)]
@@ -361,6 +373,17 @@ impl Overrides {
         if self.constant_lr {
             *schedule = Schedule::Constant;
         }
+    }
+}
+
+/// `--normalize`: a standardisation, or `none`.
+#[derive(Clone, Debug)]
+struct Normalize(Option<eqprop::conv::Normalization>);
+
+fn parse_normalize(s: &str) -> Result<Normalize, String> {
+    match s {
+        "none" => Ok(Normalize(None)),
+        _ => s.parse().map(|n| Normalize(Some(n))),
     }
 }
 

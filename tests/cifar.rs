@@ -460,3 +460,66 @@ fn the_cli_trains_on_a_tiny_cifar_folder() {
     let out = train("784,20,10");
     assert_clear_error(&out, &["784 inputs", "3072"]);
 }
+
+/// Laborieux et al.'s CIFAR-10 pipeline (edge-padded crops, mirror images, standardised
+/// inputs) on a tiny folder: the run keeps its standardisation in the checkpoint, so that
+/// `eqprop eval` sees the test images as training did; a standardisation that does not fit the
+/// input's channels is refused by name.
+#[test]
+fn the_cifar_preset_pipeline_trains_and_its_checkpoint_evaluates_alike() {
+    let root = temp_dir("cifar-conv");
+    write_all(&root.path().join("cifar-10"));
+    let run = root.path().join("run");
+    let train = |extra: &[&str]| {
+        eqprop()
+            .args(["train", "--dataset", "cifar-10", "--preset", "conv-cifar10"])
+            .args(["--arch", "3x32x32,conv4k3p1+pool,10", "--lr", "0.1,0.05"])
+            .args(["--t-free", "3", "--t-nudge", "2", "--epochs", "1"])
+            .args(["--batch-size", "5", "--threads", "1", "--force"])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(root.path())
+            .arg("--out")
+            .arg(&run)
+            .output()
+            .unwrap()
+    };
+    let out = train(&[]);
+    let err = common::stderr(&out);
+    assert!(out.status.success(), "{err}");
+    for setting in [
+        r#""shift":4"#,
+        r#""shift_fill":"edge""#,
+        r#""flip":true"#,
+        r#""normalize":{"#,
+    ] {
+        assert!(err.contains(setting), "{setting} in {err}");
+    }
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let trained: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    let eval = eqprop()
+        .args(["eval", "--threads", "1", "--data-dir"])
+        .arg(root.path())
+        .arg("--checkpoint")
+        .arg(run.join("checkpoint.safetensors"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&eval.stdout);
+    assert!(eval.status.success(), "{}", common::stderr(&eval));
+    // The mean free energy moves with every input value: unstandardised test images would
+    // not give training's.
+    let error = format!("test error {:.2}%", trained["test_error"].as_f64().unwrap());
+    let energy = format!(
+        "mean free energy {:.4}",
+        trained["mean_free_energy"].as_f64().unwrap()
+    );
+    assert!(
+        said.contains(&error) && said.contains(&energy),
+        "{error}, {energy} in {said}"
+    );
+    let out = train(&["--normalize", "0.5/0.25"]);
+    assert_clear_error(
+        &out,
+        &["normalize mean", "one finite value per input channel"],
+    );
+}

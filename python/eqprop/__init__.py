@@ -42,7 +42,17 @@ __all__ = [
 
 #: Settings beyond those the presets list (left out of the JSON when at their defaults).
 _OPTIONAL_DENSE = ("train_limit", "init_gain")
-_OPTIONAL_CONV = ("optimizer", "weight_decay", "shift", "persistent", "modulator", "train_limit")
+_OPTIONAL_CONV = (
+    "optimizer",
+    "weight_decay",
+    "shift",
+    "shift_fill",
+    "flip",
+    "normalize",
+    "persistent",
+    "modulator",
+    "train_limit",
+)
 
 Images = Union[np.ndarray, Dataset]
 Callback = Callable[[dict], Optional[bool]]

@@ -334,8 +334,8 @@ impl Model {
                             .into(),
                     ));
                 }
-                let net = run.trainer().network();
-                py.detach(|| eqprop::conv::dream(net, &labels, steps))
+                let (net, cfg) = (run.trainer().network(), run.config());
+                py.detach(|| cfg.input_pixels(eqprop::conv::dream(net, &labels, steps)))
             }
         };
         matrix_to_numpy(py, images)

@@ -111,6 +111,16 @@ def test_hyperparameters_by_name(mnist):
     assert adam.hyperparams["optimizer"] == "adam"
     with pytest.raises(ValueError, match="momentum"):
         eqprop.Network("conv-mnist", optimizer="adam", momentum=0.9)
+    # Laborieux et al.'s CIFAR-10 pipeline is the preset's, and any conv network may take it.
+    cifar = eqprop.Network("conv-cifar10").hyperparams
+    assert (cifar["shift"], cifar["shift_fill"], cifar["flip"]) == (4, "edge", True)
+    assert cifar["normalize"]["std"] == pytest.approx([0.6069, 0.5982, 0.603])
+    standard = {"mean": [0.5], "std": [0.25]}
+    mirrored = eqprop.Network("conv-mnist", flip=True, shift_fill="edge", normalize=standard)
+    hp = mirrored.hyperparams
+    assert (hp["flip"], hp["shift_fill"], hp["normalize"]) == (True, "edge", standard)
+    with pytest.raises(ValueError, match="normalize"):
+        eqprop.Network("conv-mnist", normalize={"mean": [0.5, 0.5], "std": [1.0, 1.0]})
     decayed = eqprop.Network("conv-mnist", weight_decay=3e-4)
     assert decayed.hyperparams["weight_decay"] == pytest.approx(3e-4)
     with pytest.raises(ValueError, match="weight_decay"):

@@ -41,10 +41,13 @@ pub(super) fn convolutional(args: &TrainArgs) -> Result<bool> {
         o.weight_decay.is_some(),
         o.tol.is_some(),
         o.shift.is_some(),
+        o.shift_fill.is_some(),
+        o.flip.is_some(),
+        o.normalize.is_some(),
     ];
     if !conv && conv_only.contains(&true) {
         bail!(
-            "--sweep, --momentum, --optimizer, --weight-decay, --tol and --shift apply to networks with convolutions (--arch or a conv-* preset)"
+            "--sweep, --momentum, --optimizer, --weight-decay, --tol, --shift, --shift-fill, --flip and --normalize apply to networks with convolutions (--arch or a conv-* preset)"
         );
     }
     Ok(conv)
@@ -134,6 +137,11 @@ fn with_flags(mut cfg: ConvConfig, o: &Overrides, what: &str) -> Result<ConvConf
     cfg.optimizer = o.optimizer.unwrap_or(cfg.optimizer);
     cfg.tol = o.tol.unwrap_or(cfg.tol);
     cfg.shift = o.shift.unwrap_or(cfg.shift);
+    cfg.shift_fill = o.shift_fill.unwrap_or(cfg.shift_fill);
+    cfg.flip = o.flip.unwrap_or(cfg.flip);
+    if let Some(normalize) = &o.normalize {
+        cfg.normalize = normalize.0.clone();
+    }
     cfg.persistent = o.persistent.unwrap_or(cfg.persistent);
     o.apply_gate(&mut cfg.modulator);
     cfg.seed = o.seed.unwrap_or(cfg.seed);

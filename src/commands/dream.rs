@@ -255,7 +255,9 @@ fn run_conv(args: &DreamArgs) -> Result<()> {
     let labels = repeat_labels(&parse_labels(&args.labels, classes)?, 1);
     super::checks::writable_file(&args.out)?;
     let steps = args.dynamics.dream_steps;
-    let images = eqprop::conv::dream(&ckpt.network, &labels, steps);
+    let images = ckpt
+        .config
+        .input_pixels(eqprop::conv::dream(&ckpt.network, &labels, steps));
     let grid = dreaming::dream_grid(&labels, &images, input.height);
     eqprop::picture::write_png(&grid, &args.out)?;
     println!(

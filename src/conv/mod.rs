@@ -26,4 +26,4 @@ pub use architecture::{ArchError, Architecture, Coupling, Shape, StateRange};
 pub use net::{ConvNet, Gradient, ParamError};
 pub use optimizer::{Adam, Optimizer};
 pub use relax::{ConvPhase, ConvState, Sweep, Workspace, dream, symmetric_difference};
-pub use train::{ConvConfig, ConvEpoch, ConvTrainer, evaluate};
+pub use train::{ConvConfig, ConvEpoch, ConvTrainer, Normalization, evaluate};

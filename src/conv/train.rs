@@ -20,7 +20,7 @@ use super::net::{ConvNet, Gradient};
 use super::optimizer::{Adam, Optimizer};
 use super::relax::{ConvPhase, ConvState, Sweep, Workspace};
 use crate::config::{ConfigError, MAX_COUPLINGS, MAX_STATES, Schedule, range};
-use crate::data::{Dataset, shift_fits, shifted};
+use crate::data::{Augmentation, Dataset, Fill, augmented, shift_fits};
 use crate::learning_rule::{Dynamics, Nudging, batch_scales};
 use crate::modulator::Modulator;
 use crate::tensor::Matrix;
@@ -76,6 +76,19 @@ pub struct ConvConfig {
     /// augmentation of convolutional networks. 0 trains on the images as they are.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub shift: usize,
+    /// What the pixels a shift uncovers become: 0, or the image's nearest pixel (a random crop
+    /// of the edge-padded image, as Laborieux et al. 2021 augment CIFAR-10).
+    #[serde(default, skip_serializing_if = "is_zero_fill")]
+    pub shift_fill: Fill,
+    /// Mirrors each training image left to right with probability 1/2 (drawn anew for each
+    /// example in each epoch): augmentation for classes that a mirror image keeps.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub flip: bool,
+    /// Standardises every image the network sees (training, evaluation, prediction),
+    /// channel by channel: `x' = (x - mean_c) / std_c` (none: the pixels as they are, in
+    /// `[0, 1]`). The input layer is clamped to the standardised image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<Normalization>,
     /// Each training example starts its free phase from where its last one ended (persistent
     /// particles) instead of from zero.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -89,6 +102,74 @@ pub struct ConvConfig {
     /// the checkpoint keeps it so that a resumed run sees the same examples.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_limit: Option<usize>,
+}
+
+/// A per-channel standardisation of the input images (see [`ConvConfig::normalize`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    /// Subtracted from each channel.
+    pub mean: Vec<f32>,
+    /// Each channel is divided by it after the mean is subtracted.
+    pub std: Vec<f32>,
+}
+
+impl Normalization {
+    /// Laborieux et al. 2021's CIFAR-10 inputs: the training set's channel means and three
+    /// times its channel standard deviations (so that most pixels fall in `[-1, 1]`).
+    pub fn cifar10() -> Self {
+        Self {
+            mean: vec![0.4914, 0.4822, 0.4465],
+            std: vec![3.0 * 0.2023, 3.0 * 0.1994, 3.0 * 0.2010],
+        }
+    }
+
+    /// Turns standardised channel-last images back into pixels, in place: `x = x' std_c +
+    /// mean_c` (what a dream's input layer shows as an image).
+    pub fn invert(&self, standardised: &mut [f32]) {
+        for px in standardised.chunks_exact_mut(self.mean.len()) {
+            for ((x, m), s) in px.iter_mut().zip(&self.mean).zip(&self.std) {
+                *x = *x * s + m;
+            }
+        }
+    }
+
+    /// Standardises `pixels`, channel-last images of `mean.len()` channels, in place.
+    pub fn apply(&self, pixels: &mut [f32]) {
+        for px in pixels.chunks_exact_mut(self.mean.len()) {
+            for ((x, m), s) in px.iter_mut().zip(&self.mean).zip(&self.std) {
+                *x = (*x - m) / s;
+            }
+        }
+    }
+}
+
+/// `MEAN,../STD,..`, one value per channel on each side of the slash (e.g. `0.5/0.25`).
+impl std::str::FromStr for Normalization {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let values = |part: &str| -> Result<Vec<f32>, String> {
+            part.split(',')
+                .map(|v| v.trim().parse::<f32>().map_err(|e| format!("{v:?}: {e}")))
+                .collect()
+        };
+        let (mean, std) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?}: expected MEAN,../STD,.. (e.g. 0.5/0.25)"))?;
+        let (mean, std) = (values(mean)?, values(std)?);
+        if mean.len() != std.len() {
+            return Err(format!(
+                "{s:?}: {} means but {} standard deviations",
+                mean.len(),
+                std.len()
+            ));
+        }
+        Ok(Self { mean, std })
+    }
+}
+
+fn is_zero_fill(fill: &Fill) -> bool {
+    *fill == Fill::Zero
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -146,6 +227,9 @@ impl ConvConfig {
             epochs: 30,
             seed: 1,
             shift: 2,
+            shift_fill: Fill::Zero,
+            flip: false,
+            normalize: None,
             persistent: false,
             modulator: None,
             train_limit: None,
@@ -181,19 +265,25 @@ impl ConvConfig {
                     final_fraction: 1e-3,
                 },
                 epochs: 120,
-                shift: 0,
+                // Laborieux et al.'s `--data-aug`: random crops of the image padded by 4
+                // repeated border pixels, mirror images, and their standardised inputs.
+                shift: 4,
+                shift_fill: Fill::Edge,
+                flip: true,
+                normalize: Some(Normalization::cifar10()),
                 ..mnist
             }),
             other => Err(ConfigError::UnknownPreset(other.to_string())),
         }
     }
 
-    /// Gives the network the architecture `arch`. An image shift means nothing to a flat
-    /// input, so with one a preset's shift is dropped (a shift asked for afterwards is still
-    /// checked by [`ConvConfig::validate`]).
+    /// Gives the network the architecture `arch`. An image shift or mirror means nothing to a
+    /// flat input, so with one a preset's shift and flip are dropped (asked for afterwards,
+    /// they are still checked by [`ConvConfig::validate`]).
     pub fn set_arch(&mut self, arch: Architecture) {
         if !arch.layers()[0].is_image() {
             self.shift = 0;
+            self.flip = false;
         }
         self.arch = arch;
     }
@@ -257,6 +347,29 @@ impl ConvConfig {
             "smaller than the image's side (and images only)",
             self.shift as f64,
         )?;
+        range(
+            "flip",
+            !self.flip || input.is_image(),
+            "false for a flat input (a mirror image needs an image)",
+            1.0,
+        )?;
+        if let Some(norm) = &self.normalize {
+            range(
+                "normalize mean",
+                norm.mean.len() == input.channels && norm.mean.iter().all(|m| m.is_finite()),
+                "one finite value per input channel",
+                norm.mean.len() as f64,
+            )
+            .and_then(|()| {
+                range(
+                    "normalize std",
+                    norm.std.len() == input.channels
+                        && norm.std.iter().all(|s| s.is_finite() && *s > 0.0),
+                    "one finite value > 0 per input channel",
+                    norm.std.len() as f64,
+                )
+            })?;
+        }
         let weights: usize = (1..self.arch.num_layers())
             .map(|k| self.arch.weight_shape(k))
             .map(|(r, c)| r.saturating_mul(c))
@@ -280,6 +393,25 @@ impl ConvConfig {
             states as f64,
         )?;
         Ok(())
+    }
+
+    /// The random transform of the training images ([`shift`](Self::shift),
+    /// [`shift_fill`](Self::shift_fill), [`flip`](Self::flip)).
+    pub fn augmentation(&self) -> Augmentation {
+        Augmentation {
+            shift: self.shift,
+            fill: self.shift_fill,
+            flip: self.flip,
+        }
+    }
+
+    /// The images that input-layer states show, one per row: the standardisation undone
+    /// (for a dream's input layer, [`crate::conv::dream`]).
+    pub fn input_pixels(&self, mut input: Matrix) -> Matrix {
+        if let Some(norm) = &self.normalize {
+            norm.invert(input.as_mut_slice());
+        }
+        input
     }
 
     /// The relaxation and nudge settings.
@@ -324,6 +456,8 @@ impl ConvConfig {
 /// One chunk's states and buffers.
 #[derive(Clone, Debug)]
 struct Worker {
+    /// The standardisation of every input loaded ([`ConvConfig::normalize`]).
+    normalize: Option<Normalization>,
     ws: Workspace,
     free: ConvState,
     plus: ConvState,
@@ -343,9 +477,11 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(arch: &Architecture, n: usize) -> Self {
+    fn new(cfg: &ConvConfig, n: usize) -> Self {
+        let arch = &cfg.arch;
         let state = ConvState::zeros(arch, n);
         Self {
+            normalize: cfg.normalize.clone(),
             ws: Workspace::new(arch, n),
             plus: state.clone(),
             minus: state.clone(),
@@ -370,9 +506,11 @@ impl Worker {
     fn load_inputs(&mut self, data: &Dataset, idx: &[usize]) {
         self.target.fill(0.0);
         for (r, &i) in idx.iter().enumerate() {
-            self.free.layers[0]
-                .row_mut(r)
-                .copy_from_slice(data.image(i));
+            let input = self.free.layers[0].row_mut(r);
+            input.copy_from_slice(data.image(i));
+            if let Some(norm) = &self.normalize {
+                norm.apply(input);
+            }
             self.target.set(r, usize::from(data.labels[i]), 1.0);
         }
         self.ws.invalidate();
@@ -641,13 +779,13 @@ impl ConvTrainer {
                 Nudging::RandomSign if rng.random_bool(0.5) => -cfg.beta,
                 _ => cfg.beta,
             };
-            let (right, taken, learners) = match cfg.shift {
-                0 => self.train_batch(data, batch, batch, beta, &lrs),
-                shift => {
-                    let moved = shifted(data, batch, shift, &mut rng);
-                    let all: Vec<usize> = (0..batch.len()).collect();
-                    self.train_batch(&moved, &all, batch, beta, &lrs)
-                }
+            let aug = cfg.augmentation();
+            let (right, taken, learners) = if aug.is_identity() {
+                self.train_batch(data, batch, batch, beta, &lrs)
+            } else {
+                let moved = augmented(data, batch, &aug, &mut rng);
+                let all: Vec<usize> = (0..batch.len()).collect();
+                self.train_batch(&moved, &all, batch, beta, &lrs)
             };
             correct += right;
             steps += taken;
@@ -782,7 +920,7 @@ impl ConvTrainer {
             }
             n => {
                 let sizes = chunk_sizes(n);
-                ensure_sized(&mut self.learners, &sizes, &cfg.arch);
+                ensure_sized(&mut self.learners, &sizes, cfg);
                 let mut at = 0;
                 for (w, &size) in self.learners.iter_mut().zip(&sizes) {
                     w.gather(&self.workers[..chunks], &rows[at..at + size]);
@@ -803,18 +941,18 @@ impl ConvTrainer {
 
     /// Makes sure there is a worker of the right size for each chunk.
     fn ensure_workers(&mut self, chunks: &[usize]) {
-        ensure_sized(&mut self.workers, chunks, &self.cfg.arch);
+        ensure_sized(&mut self.workers, chunks, &self.cfg);
     }
 }
 
 /// Makes `workers[i]` a worker of `sizes[i]` samples, for every `i` (one of another size is
 /// replaced).
-fn ensure_sized(workers: &mut Vec<Worker>, sizes: &[usize], arch: &Architecture) {
+fn ensure_sized(workers: &mut Vec<Worker>, sizes: &[usize], cfg: &ConvConfig) {
     for (i, &n) in sizes.iter().enumerate() {
         match workers.get(i) {
             Some(w) if w.ws.samples() == n => {}
-            Some(_) => workers[i] = Worker::new(arch, n),
-            None => workers.push(Worker::new(arch, n)),
+            Some(_) => workers[i] = Worker::new(cfg, n),
+            None => workers.push(Worker::new(cfg, n)),
         }
     }
 }
@@ -890,7 +1028,7 @@ fn free_chunk<'a>(
     idx: &[usize],
 ) -> &'a mut Worker {
     if slot.as_ref().is_none_or(|w| w.ws.samples() != idx.len()) {
-        *slot = Some(Worker::new(&cfg.arch, idx.len()));
+        *slot = Some(Worker::new(cfg, idx.len()));
     }
     let w = slot.as_mut().expect("filled above");
     w.load(data, idx);
@@ -965,5 +1103,134 @@ mod tests {
         assert!(cfg.validate().is_ok());
         cfg.shift = 1;
         assert!(cfg.validate().unwrap_err().to_string().contains("shift"));
+    }
+
+    /// `n` random two-channel 6x6 images with labels in 0..3.
+    fn two_channel_images(n: usize, seed: u64) -> Dataset {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let images: Vec<f32> = (0..n * 72).map(|_| rng.random::<f32>()).collect();
+        Dataset {
+            images: images.into(),
+            labels: (0..n).map(|i| (i % 3) as u8).collect(),
+            rows: 6,
+            cols: 6,
+            channels: 2,
+            targets: Vec::new(),
+        }
+    }
+
+    fn small_config() -> ConvConfig {
+        let mut cfg = ConvConfig::preset("conv-mnist").unwrap();
+        cfg.set_arch("2x6x6,conv3k3p1+pool,3".parse().unwrap());
+        cfg.lr = vec![0.1, 0.05];
+        cfg.shift = 0;
+        cfg.batch_size = 5;
+        cfg.epochs = 1;
+        cfg
+    }
+
+    /// `data` standardised by hand, as the network should see it under `norm`.
+    fn standardised(data: &Dataset, norm: &Normalization) -> Dataset {
+        let images: Vec<f32> = data
+            .images
+            .chunks(2)
+            .flat_map(|px| {
+                [
+                    (px[0] - norm.mean[0]) / norm.std[0],
+                    (px[1] - norm.mean[1]) / norm.std[1],
+                ]
+            })
+            .collect();
+        Dataset {
+            images: images.into(),
+            labels: data.labels.clone(),
+            targets: Vec::new(),
+            ..data.empty_like()
+        }
+    }
+
+    #[test]
+    fn a_normalised_network_trains_and_predicts_on_the_standardised_images() {
+        let (data, norm) = (
+            two_channel_images(20, 1),
+            "0.25,0.5/0.5,2".parse::<Normalization>().unwrap(),
+        );
+        let mut with = small_config();
+        with.normalize = Some(norm.clone());
+        assert!(with.validate().is_ok());
+        let by_hand = standardised(&data, &norm);
+        let mut a = ConvTrainer::new(with.clone()).unwrap();
+        let mut b = ConvTrainer::new(small_config()).unwrap();
+        a.run_epoch(&data, |_, _| true).unwrap();
+        b.run_epoch(&by_hand, |_, _| true).unwrap();
+        assert_eq!(
+            a.network().weights(),
+            b.network().weights(),
+            "the same updates"
+        );
+        let plain = small_config();
+        let seen = free_outputs(a.network(), &with, &data);
+        assert_eq!(
+            seen,
+            free_outputs(a.network(), &plain, &by_hand),
+            "the same predictions"
+        );
+        assert_ne!(
+            seen,
+            free_outputs(a.network(), &plain, &data),
+            "standardising matters"
+        );
+        let (ea, eb) = (
+            evaluate(a.network(), &with, &data),
+            evaluate(a.network(), &plain, &by_hand),
+        );
+        assert_eq!((ea.error, ea.mean_energy), (eb.error, eb.mean_energy));
+    }
+
+    #[test]
+    fn inverting_a_standardisation_gives_the_pixels_back() {
+        let norm = Normalization::cifar10();
+        let pixels: Vec<f32> = (0..30).map(|i| i as f32 / 29.0).collect();
+        let mut x = pixels.clone();
+        norm.apply(&mut x);
+        assert!((x[0] - (0.0 - 0.4914) / 0.6069).abs() < 1e-6, "{}", x[0]);
+        norm.invert(&mut x);
+        for (a, b) in x.iter().zip(&pixels) {
+            assert!((a - b).abs() < 1e-6, "{a} against {b}");
+        }
+    }
+
+    #[test]
+    fn a_normalisation_must_fit_the_input_channels() {
+        let mut cfg = small_config();
+        for bad in ["0.5/0.25", "0.5,0.5/0.25,0", "0.5,0.5/0.25,inf"] {
+            cfg.normalize = Some(bad.parse().unwrap());
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains("normalize"), "{bad}: {err}");
+        }
+        for bad in ["0.5", "0.5,x/1,1", "0.5,0.5/1"] {
+            assert!(bad.parse::<Normalization>().is_err(), "{bad}");
+        }
+        cfg.normalize = None;
+        cfg.flip = true;
+        assert!(cfg.validate().is_ok());
+        cfg.set_arch("72,8,3".parse().unwrap());
+        assert!(!cfg.flip, "a flat input drops the preset's flip");
+        cfg.flip = true;
+        assert!(cfg.validate().unwrap_err().to_string().contains("flip"));
+    }
+
+    #[test]
+    fn the_cifar10_preset_augments_and_standardises_as_laborieux_et_al() {
+        let cfg = ConvConfig::preset("conv-cifar10").unwrap();
+        let aug = cfg.augmentation();
+        assert_eq!((aug.shift, aug.fill, aug.flip), (4, Fill::Edge, true));
+        assert_eq!(cfg.normalize, Some(Normalization::cifar10()));
+        assert!(cfg.validate().is_ok());
+        let mnist = ConvConfig::preset("conv-mnist").unwrap();
+        assert_eq!(
+            (mnist.shift_fill, mnist.flip, mnist.normalize),
+            (Fill::Zero, false, None)
+        );
     }
 }

@@ -19,7 +19,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-pub use augment::{shift_fits, shifted};
+pub use augment::{Augmentation, Fill, augmented, shift_fits, shifted};
 pub use cifar::{
     CIFAR_ARCHIVE, CIFAR_ARCHIVE_MD5, CIFAR_MIRROR, ensure_cifar, extract_cifar_archive,
     load_cifar, parse_cifar_batch, read_cifar_batch,
