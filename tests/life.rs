@@ -246,6 +246,15 @@ fn a_world_of_another_environment_is_refused() {
 
 /// A short life with small settings.
 fn short_life(strategy: Strategy, out: &std::path::Path) -> eqprop::agent::life::LifeOutcome {
+    short_life_with(strategy, out, |_| {})
+}
+
+/// A short life with small settings, then `tweak`ed.
+fn short_life_with(
+    strategy: Strategy,
+    out: &std::path::Path,
+    tweak: impl FnOnce(&mut LifeOptions),
+) -> eqprop::agent::life::LifeOutcome {
     let mut options = LifeOptions::new("cartpole-v1");
     options.worlds = Some(world::parse_worlds("cartpole-v1", "default; masscart=2").unwrap());
     options.strategy = strategy;
@@ -258,7 +267,22 @@ fn short_life(strategy: Strategy, out: &std::path::Path) -> eqprop::agent::life:
     a.world = small_config(0);
     a.seed = 2;
     a.out = Some(out.to_path_buf());
+    tweak(&mut options);
     Life::new(options).unwrap().run(|_| {}).unwrap()
+}
+
+#[test]
+fn a_dream_takes_the_learning_time_exploration_unless_told_its_own() {
+    let errors = |explore: Option<f64>| {
+        let dir = common::temp_dir("life-explore");
+        let o = short_life_with(Strategy::Dreams, &dir, |o| o.dream_explore = explore);
+        let errors: Vec<Vec<f64>> = o.tests.iter().map(|t| t.component_errors.clone()).collect();
+        errors
+    };
+    let (default, same, calm) = (errors(None), errors(Some(0.3)), errors(Some(0.0)));
+    assert_eq!(default, same, "the default is --explore's 0.3");
+    assert_eq!(default[0], calm[0], "world 1 is learned before any dream");
+    assert_ne!(default[1..], calm[1..], "other dreams, another rehearsal");
 }
 
 #[test]
@@ -358,6 +382,10 @@ fn life_command_writes_its_files_and_rejects_bad_input() {
             "--no-gate conflicts",
         ),
         (vec!["--dreams", "0"], "--dreams must be positive"),
+        (
+            vec!["--dream-explore", "1.5"],
+            "--dream-explore must be a probability in [0, 1]",
+        ),
         (vec!["--no-gate", "--gate-cap", "4"], "--no-gate conflicts"),
         (vec!["--no-gate", "--gate-shared"], "--no-gate conflicts"),
         (

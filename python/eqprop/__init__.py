@@ -419,6 +419,7 @@ def life(
     updates: Optional[int] = None,
     dreams: Optional[int] = None,
     dream_length: Optional[int] = None,
+    dream_explore: Optional[float] = None,
     gate_threshold: Optional[float] = None,
     gate_share: Optional[float] = None,
     gate_rate: Optional[float] = None,
@@ -429,7 +430,8 @@ def life(
     another online, keeping the old ones by ``strategy`` (``"dreams"``, ``"fine-tune"``,
     ``"real"``, ``"joint"``), the surprise gate deciding when to learn (``gate=False``: every
     step). The other settings are the options of the same names of ``eqprop life``:
-    ``updates`` per learning step, ``dreams`` kept per world, ``dream_length``, and the gate's
+    ``updates`` per learning step, ``dreams`` kept per world, ``dream_length``,
+    ``dream_explore`` (the share of random actions in a dream), and the gate's
     ``gate_threshold`` (fixed), ``gate_share``, ``gate_rate``, ``gate_smoothing``,
     ``gate_cap`` and ``gate_shared`` (one gate state for every world instead of one per
     world). ``learn_steps`` and ``eval_episodes`` count per world. Returns every test (after each
@@ -452,6 +454,7 @@ def life(
             updates,
             dreams,
             dream_length,
+            dream_explore,
             gate_threshold,
             gate_share,
             gate_rate,

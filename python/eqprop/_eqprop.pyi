@@ -104,6 +104,7 @@ def life(
     updates: Optional[int] = None,
     dreams: Optional[int] = None,
     dream_length: Optional[int] = None,
+    dream_explore: Optional[float] = None,
     gate_threshold: Optional[float] = None,
     gate_share: Optional[float] = None,
     gate_rate: Optional[float] = None,

@@ -192,7 +192,7 @@ pub fn agent(
 /// the gate's shares as JSON. The other settings are `eqprop life`'s options of the same names
 /// (`gate = false` is `--no-gate`).
 #[pyfunction]
-#[pyo3(signature = (env, out, seed=0, strategy="dreams", worlds=None, learn_steps=None, eval_episodes=None, gate=true, gif=false, gate_smoothing=None, gate_cap=None, updates=None, dreams=None, dream_length=None, gate_threshold=None, gate_share=None, gate_rate=None, gate_shared=false))]
+#[pyo3(signature = (env, out, seed=0, strategy="dreams", worlds=None, learn_steps=None, eval_episodes=None, gate=true, gif=false, gate_smoothing=None, gate_cap=None, updates=None, dreams=None, dream_length=None, dream_explore=None, gate_threshold=None, gate_share=None, gate_rate=None, gate_shared=false))]
 #[allow(clippy::too_many_arguments)]
 pub fn life(
     py: Python<'_>,
@@ -210,6 +210,7 @@ pub fn life(
     updates: Option<usize>,
     dreams: Option<usize>,
     dream_length: Option<usize>,
+    dream_explore: Option<f64>,
     gate_threshold: Option<f32>,
     gate_share: Option<f32>,
     gate_rate: Option<f32>,
@@ -239,6 +240,7 @@ pub fn life(
     a.world.updates = updates.unwrap_or(a.world.updates);
     options.dreams = dreams.unwrap_or(options.dreams);
     options.dream_length = dream_length;
+    options.dream_explore = dream_explore;
     options.gate_smoothing = gate_smoothing;
     options.gate_cap = gate_cap;
     options.gate_per_world = !gate_shared;

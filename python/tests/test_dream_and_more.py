@@ -143,7 +143,9 @@ def test_a_life_takes_the_clis_learning_and_gate_settings(tmp_path):
     # A threshold no surprise reaches: nothing learns.
     shut = eqprop.life("cartpole-v1", tmp_path / "b", gate_threshold=1e9, **settings)
     assert shut["updates"] == 0
-    eqprop.life("cartpole-v1", tmp_path / "c", gate_share=0.5, gate_rate=0.05, dream_length=20, **settings)
+    eqprop.life(
+        "cartpole-v1", tmp_path / "c", gate_share=0.5, gate_rate=0.05, dream_length=20, dream_explore=0.0, **settings
+    )
     # A fast threshold settles within world 1; world 2 starts afresh from the initial threshold
     # (every step learns until it has climbed) unless the gate's state is shared.
     fast = dict(gate_rate=0.5, dreams=50, **settings)
@@ -157,3 +159,5 @@ def test_a_life_takes_the_clis_learning_and_gate_settings(tmp_path):
             eqprop.life("cartpole-v1", tmp_path, gate=False, **setting)
     with pytest.raises(ValueError, match="share"):
         eqprop.life("cartpole-v1", tmp_path, gate_share=2.0)
+    with pytest.raises(ValueError, match="dream-explore must be a probability"):
+        eqprop.life("cartpole-v1", tmp_path, dream_explore=1.5)

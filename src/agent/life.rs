@@ -165,6 +165,9 @@ pub struct LifeOptions {
     pub dreams: usize,
     /// Steps of an imagined episode at most (default: [`default_dream_length`]).
     pub dream_length: Option<usize>,
+    /// The probability of a random action in a dream (default: the learning-time
+    /// exploration, `agent.explore`).
+    pub dream_explore: Option<f64>,
     /// The surprise gate (none: every transition learns); it and the two below replace
     /// `agent.world`'s.
     pub gate: Option<Modulator>,
@@ -197,6 +200,7 @@ impl LifeOptions {
             strategy: Strategy::Dreams,
             dreams: DEFAULT_DREAMS,
             dream_length: None,
+            dream_explore: None,
             gate: Some(default_gate()),
             gate_smoothing: None,
             gate_cap: None,
@@ -380,6 +384,12 @@ impl Life {
         }
         if options.dream_length == Some(0) {
             return Err(invalid("--dream-length must be positive"));
+        }
+        if options
+            .dream_explore
+            .is_some_and(|p| !(0.0..=1.0).contains(&p))
+        {
+            return Err(invalid("--dream-explore must be a probability in [0, 1]"));
         }
         let (task, planner) = experiment::task_and_planner(o)?;
         if let Some(w) = worlds
@@ -607,7 +617,7 @@ impl Life {
             transitions: total,
         });
         self.enter(w)?;
-        let explore = self.options.agent.explore;
+        let explore = (self.options.dream_explore).unwrap_or(self.options.agent.explore);
         let na = self.task.num_actions();
         let max_len = (self.options.dream_length).unwrap_or(default_dream_length(&self.task));
         let Brain::EqProp(planner, model) = &mut self.agent.brain else {

@@ -28,6 +28,9 @@ pub struct LifeArgs {
     /// Steps of an imagined episode at most [default: 500 CartPole, 50 Pendulum].
     #[arg(long)]
     pub dream_length: Option<usize>,
+    /// The probability of a random action in a dream [default: --explore's].
+    #[arg(long, value_name = "P")]
+    pub dream_explore: Option<f64>,
     /// Learn from every transition (no surprise gate). The default gate lets about 5% of the
     /// transitions learn at rest, its threshold tracking that quantile of the surprise on the
     /// log scale (--gate-share sets the share); --gate-threshold fixes the threshold instead.
@@ -79,6 +82,7 @@ pub fn life(args: LifeArgs) -> Result<()> {
         strategy: args.strategy,
         dreams: args.dreams,
         dream_length: args.dream_length,
+        dream_explore: args.dream_explore,
         gate,
         gate_smoothing: args.gate_smoothing,
         gate_cap: args.gate_cap,
