@@ -126,18 +126,19 @@ impl Normalization {
     /// Turns standardised channel-last images back into pixels, in place: `x = x' std_c +
     /// mean_c` (what a dream's input layer shows as an image).
     pub fn invert(&self, standardised: &mut [f32]) {
-        for px in standardised.chunks_exact_mut(self.mean.len()) {
-            for ((x, m), s) in px.iter_mut().zip(&self.mean).zip(&self.std) {
-                *x = *x * s + m;
-            }
-        }
+        self.per_channel(standardised, |x, m, s| x * s + m);
     }
 
     /// Standardises `pixels`, channel-last images of `mean.len()` channels, in place.
     pub fn apply(&self, pixels: &mut [f32]) {
+        self.per_channel(pixels, |x, m, s| (x - m) / s);
+    }
+
+    /// `x <- f(x, mean_c, std_c)` for every value of channel-last `pixels`.
+    fn per_channel(&self, pixels: &mut [f32], f: impl Fn(f32, f32, f32) -> f32) {
         for px in pixels.chunks_exact_mut(self.mean.len()) {
             for ((x, m), s) in px.iter_mut().zip(&self.mean).zip(&self.std) {
-                *x = (*x - m) / s;
+                *x = f(*x, *m, *s);
             }
         }
     }
@@ -359,16 +360,14 @@ impl ConvConfig {
                 norm.mean.len() == input.channels && norm.mean.iter().all(|m| m.is_finite()),
                 "one finite value per input channel",
                 norm.mean.len() as f64,
-            )
-            .and_then(|()| {
-                range(
-                    "normalize std",
-                    norm.std.len() == input.channels
-                        && norm.std.iter().all(|s| s.is_finite() && *s > 0.0),
-                    "one finite value > 0 per input channel",
-                    norm.std.len() as f64,
-                )
-            })?;
+            )?;
+            range(
+                "normalize std",
+                norm.std.len() == input.channels
+                    && norm.std.iter().all(|s| s.is_finite() && *s > 0.0),
+                "one finite value > 0 per input channel",
+                norm.std.len() as f64,
+            )?;
         }
         let weights: usize = (1..self.arch.num_layers())
             .map(|k| self.arch.weight_shape(k))
@@ -456,8 +455,6 @@ impl ConvConfig {
 /// One chunk's states and buffers.
 #[derive(Clone, Debug)]
 struct Worker {
-    /// The standardisation of every input loaded ([`ConvConfig::normalize`]).
-    normalize: Option<Normalization>,
     ws: Workspace,
     free: ConvState,
     plus: ConvState,
@@ -477,11 +474,9 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(cfg: &ConvConfig, n: usize) -> Self {
-        let arch = &cfg.arch;
+    fn new(arch: &Architecture, n: usize) -> Self {
         let state = ConvState::zeros(arch, n);
         Self {
-            normalize: cfg.normalize.clone(),
             ws: Workspace::new(arch, n),
             plus: state.clone(),
             minus: state.clone(),
@@ -497,18 +492,19 @@ impl Worker {
     }
 
     /// Loads the inputs and one-hot targets of `idx`, zeroes the free layers.
-    fn load(&mut self, data: &Dataset, idx: &[usize]) {
-        self.load_inputs(data, idx);
+    fn load(&mut self, data: &Dataset, idx: &[usize], cfg: &ConvConfig) {
+        self.load_inputs(data, idx, cfg);
         self.free.reset_free();
     }
 
-    /// Loads the inputs and one-hot targets of `idx`; the free layers are left as they are.
-    fn load_inputs(&mut self, data: &Dataset, idx: &[usize]) {
+    /// Loads the inputs (standardised by `cfg`'s [`ConvConfig::normalize`]) and one-hot
+    /// targets of `idx`; the free layers are left as they are.
+    fn load_inputs(&mut self, data: &Dataset, idx: &[usize], cfg: &ConvConfig) {
         self.target.fill(0.0);
         for (r, &i) in idx.iter().enumerate() {
             let input = self.free.layers[0].row_mut(r);
             input.copy_from_slice(data.image(i));
-            if let Some(norm) = &self.normalize {
+            if let Some(norm) = &cfg.normalize {
                 norm.apply(input);
             }
             self.target.set(r, usize::from(data.labels[i]), 1.0);
@@ -768,6 +764,7 @@ impl ConvTrainer {
         let mut order: Vec<usize> = (0..data.len()).collect();
         order.shuffle(&mut rng);
         let lrs = cfg.learning_rates(self.epoch);
+        let aug = cfg.augmentation();
         if cfg.persistent && self.particles.is_none() {
             let sizes = cfg.arch.sizes();
             let zeros = sizes[1..].iter().map(|&s| Matrix::zeros(data.len(), s));
@@ -779,7 +776,6 @@ impl ConvTrainer {
                 Nudging::RandomSign if rng.random_bool(0.5) => -cfg.beta,
                 _ => cfg.beta,
             };
-            let aug = cfg.augmentation();
             let (right, taken, learners) = if aug.is_identity() {
                 self.train_batch(data, batch, batch, beta, &lrs)
             } else {
@@ -835,10 +831,10 @@ impl ConvTrainer {
             .for_each(|(w, (&at, &n))| {
                 match particles {
                     Some(saved) => {
-                        w.load_inputs(data, &batch[at..at + n]);
+                        w.load_inputs(data, &batch[at..at + n], cfg);
                         w.start_from(saved, &owners[at..at + n]);
                     }
-                    None => w.load(data, &batch[at..at + n]),
+                    None => w.load(data, &batch[at..at + n], cfg),
                 }
                 w.free_phase(net, cfg);
                 w.judge(threshold);
@@ -920,7 +916,7 @@ impl ConvTrainer {
             }
             n => {
                 let sizes = chunk_sizes(n);
-                ensure_sized(&mut self.learners, &sizes, cfg);
+                ensure_sized(&mut self.learners, &sizes, &cfg.arch);
                 let mut at = 0;
                 for (w, &size) in self.learners.iter_mut().zip(&sizes) {
                     w.gather(&self.workers[..chunks], &rows[at..at + size]);
@@ -941,18 +937,18 @@ impl ConvTrainer {
 
     /// Makes sure there is a worker of the right size for each chunk.
     fn ensure_workers(&mut self, chunks: &[usize]) {
-        ensure_sized(&mut self.workers, chunks, &self.cfg);
+        ensure_sized(&mut self.workers, chunks, &self.cfg.arch);
     }
 }
 
 /// Makes `workers[i]` a worker of `sizes[i]` samples, for every `i` (one of another size is
 /// replaced).
-fn ensure_sized(workers: &mut Vec<Worker>, sizes: &[usize], cfg: &ConvConfig) {
+fn ensure_sized(workers: &mut Vec<Worker>, sizes: &[usize], arch: &Architecture) {
     for (i, &n) in sizes.iter().enumerate() {
         match workers.get(i) {
             Some(w) if w.ws.samples() == n => {}
-            Some(_) => workers[i] = Worker::new(cfg, n),
-            None => workers.push(Worker::new(cfg, n)),
+            Some(_) => workers[i] = Worker::new(arch, n),
+            None => workers.push(Worker::new(arch, n)),
         }
     }
 }
@@ -1028,10 +1024,10 @@ fn free_chunk<'a>(
     idx: &[usize],
 ) -> &'a mut Worker {
     if slot.as_ref().is_none_or(|w| w.ws.samples() != idx.len()) {
-        *slot = Some(Worker::new(cfg, idx.len()));
+        *slot = Some(Worker::new(&cfg.arch, idx.len()));
     }
     let w = slot.as_mut().expect("filled above");
-    w.load(data, idx);
+    w.load(data, idx, cfg);
     w.free_phase(net, cfg);
     w
 }
