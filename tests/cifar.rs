@@ -462,7 +462,7 @@ fn the_cli_trains_on_a_tiny_cifar_folder() {
 }
 
 /// Laborieux et al.'s CIFAR-10 pipeline (edge-padded crops, mirror images, standardised
-/// inputs) on a tiny folder: the run keeps its standardisation in the checkpoint, so that
+/// inputs, weight decay) on a tiny folder: the run keeps its standardisation in the checkpoint, so that
 /// `eqprop eval` sees the test images as training did; a standardisation that does not fit the
 /// input's channels is refused by name.
 #[test]
@@ -492,6 +492,7 @@ fn the_cifar_preset_pipeline_trains_and_its_checkpoint_evaluates_alike() {
         r#""shift_fill":"edge""#,
         r#""flip":true"#,
         r#""normalize":{"#,
+        r#""weight_decay":0.003"#,
     ] {
         assert!(err.contains(setting), "{setting} in {err}");
     }
