@@ -10,7 +10,7 @@
 
 mod diagnosis;
 
-use eqprop::conv::{ConvNet, ConvPhase, ConvState, Sweep, Workspace};
+use eqprop::conv::{ConvNet, ConvPhase, ConvState, Pull, Sweep, Workspace};
 use eqprop::tensor::Matrix;
 
 /// Sweeps of the fixed point the shorter phases are measured against.
@@ -73,6 +73,7 @@ fn free_phase(net: &ConvNet, x: &Matrix, steps: usize, eps: f32) -> ConvState {
         sweep: Sweep::Alternating,
         beta: 0.0,
         target: None,
+        pull: Pull::Output,
         tol: 0.0,
     };
     workspace.relax(net, &mut state, &phase);

@@ -8,7 +8,7 @@ use eqprop::config::{Hyperparams, Schedule};
 use eqprop::conv::Architecture;
 use eqprop::data::{DataSource, Dataset, DatasetName, Split};
 use eqprop::device::{Device, Engine, Work};
-use eqprop::learning_rule::{GenerativeStart, Nudging};
+use eqprop::learning_rule::{Generative, GenerativeStart, Nudging};
 use eqprop::metrics::{self, EpochRecord};
 use eqprop::modulator::{Modulator, Threshold};
 use eqprop::run::{self, ResumeError, Run, RunFiles};
@@ -325,8 +325,15 @@ impl Overrides {
         o.apply_rates(&mut hp.lr, &mut hp.schedule);
         set(&mut hp.target_off, o.target_off);
         set(&mut hp.target_on, o.target_on);
+        o.apply_generative(&mut hp.generative);
+        o.apply_gate(&mut hp.modulator);
+    }
+
+    /// `--generative` and its settings, for any network's generative training.
+    fn apply_generative(&self, generative: &mut Option<Generative>) {
+        let o = self;
         if o.generative {
-            let g = hp.generative.get_or_insert_with(Default::default);
+            let g = generative.get_or_insert_with(Default::default);
             set(&mut g.beta, o.gen_beta);
             set(&mut g.t_free, o.gen_t_free);
             set(&mut g.t_nudge, o.gen_t_nudge);
@@ -339,7 +346,6 @@ impl Overrides {
             );
             g.input_couplings_only |= o.gen_input_only;
         }
-        o.apply_gate(&mut hp.modulator);
     }
 
     /// `--gate` and its settings, for any network's surprise gate.

@@ -149,6 +149,44 @@ pub enum ConfigError {
     TooFewExamples { examples: usize, batch_size: usize },
 }
 
+impl Generative {
+    /// Checks every setting: a positive pull and stiffness, at least one step in each phase,
+    /// a non-negative rate scale.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let g = self;
+        let beta_ok = g.beta > 0.0 && g.beta.is_finite();
+        range("generative beta", beta_ok, "positive", g.beta as f64)?;
+        range(
+            "generative t_free",
+            g.t_free > 0,
+            "at least 1",
+            g.t_free as f64,
+        )?;
+        range(
+            "generative t_nudge",
+            g.t_nudge > 0,
+            "at least 1",
+            g.t_nudge as f64,
+        )?;
+        let k = g.input_stiffness;
+        let stiff_ok = k > 0.0 && k.is_finite();
+        range(
+            "generative stiffness",
+            stiff_ok,
+            "positive and finite",
+            k as f64,
+        )?;
+        let scale_ok = g.lr_scale >= 0.0 && g.lr_scale.is_finite();
+        range(
+            "generative lr_scale",
+            scale_ok,
+            "non-negative",
+            g.lr_scale as f64,
+        )?;
+        Ok(())
+    }
+}
+
 /// `Ok` when `ok`, else the [`ConfigError::OutOfRange`] naming the setting, its rule and value.
 pub(crate) fn range(
     name: &'static str,
@@ -386,35 +424,7 @@ impl Hyperparams {
             (0.0..=1.0).contains(&self.target_off) && (0.0..=1.0).contains(&self.target_on);
         range("targets", targets_ok, "in [0, 1]", self.target_on as f64)?;
         if let Some(g) = &self.generative {
-            let beta_ok = g.beta > 0.0 && g.beta.is_finite();
-            range("generative beta", beta_ok, "positive", g.beta as f64)?;
-            range(
-                "generative t_free",
-                g.t_free > 0,
-                "at least 1",
-                g.t_free as f64,
-            )?;
-            range(
-                "generative t_nudge",
-                g.t_nudge > 0,
-                "at least 1",
-                g.t_nudge as f64,
-            )?;
-            let k = g.input_stiffness;
-            let stiff_ok = k > 0.0 && k.is_finite();
-            range(
-                "generative stiffness",
-                stiff_ok,
-                "positive and finite",
-                k as f64,
-            )?;
-            let scale_ok = g.lr_scale >= 0.0 && g.lr_scale.is_finite();
-            range(
-                "generative lr_scale",
-                scale_ok,
-                "non-negative",
-                g.lr_scale as f64,
-            )?;
+            g.validate()?;
         }
         if let Some(m) = &self.modulator {
             m.validate().map_err(ConfigError::Gate)?;

@@ -85,11 +85,8 @@ impl Default for DreamOptions {
     }
 }
 
-/// Relaxation steps of `eqprop dream` (and of the dreams continual learning replays).
-pub const DREAM_STEPS: usize = 100;
-
-/// Share of hidden units `eqprop dream` silences in each dream.
-pub const DREAM_SILENCED: f32 = 0.15;
+pub use crate::dream_common::{DREAM_SILENCED, DREAM_STEPS};
+use crate::dream_common::{apply_masks, silence_masks, validate_dream};
 
 impl DreamOptions {
     /// `eqprop dream`'s defaults for a network trained with `hp`: [`DREAM_STEPS`] steps from
@@ -120,12 +117,7 @@ impl DreamOptions {
     /// finite non-negative temperature, a positive finite nudge, a silenced share in `[0, 1]`
     /// and a positive finite stiffness.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        range(
-            "dream steps",
-            self.steps > 0,
-            "at least 1",
-            self.steps as f64,
-        )?;
+        validate_dream(self.steps, self.silenced, self.input_stiffness)?;
         let eps_ok = self.eps > 0.0 && self.eps <= 1.0;
         range("dream eps", eps_ok, "in (0, 1]", self.eps as f64)?;
         let t = self.temperature;
@@ -139,20 +131,7 @@ impl DreamOptions {
             let ok = beta > 0.0 && beta.is_finite();
             range("nudge", ok, "positive and finite", beta as f64)?;
         }
-        let share = self.silenced;
-        range(
-            "silence",
-            (0.0..=1.0).contains(&share),
-            "in [0, 1]",
-            share as f64,
-        )?;
-        let k = self.input_stiffness;
-        range(
-            "input stiffness",
-            k > 0.0 && k.is_finite(),
-            "positive and finite",
-            k as f64,
-        )
+        Ok(())
     }
 }
 
@@ -206,16 +185,16 @@ pub fn dream(net: &Network, labels: &[usize], options: &DreamOptions) -> Dreams 
         nudge,
     };
     let masks = silence_masks(sizes, n, options.silenced, &mut rng);
-    apply_masks(&mut state, &masks);
+    apply_masks(&mut state.layers, &masks);
     let mut frames = vec![state.layers[0].clone()];
     for t in 0..options.steps {
         relax.relax(net, &mut state, &phase);
-        apply_masks(&mut state, &masks);
+        apply_masks(&mut state.layers, &masks);
         let temperature = options.temperature * (1.0 - t as f32 / options.steps as f32);
         if temperature > 0.0 {
             let sigma = (2.0 * options.eps * temperature).sqrt();
             add_noise(&mut state, &clamped, sigma, &mut rng);
-            apply_masks(&mut state, &masks);
+            apply_masks(&mut state.layers, &masks);
         }
         if options.record_every > 0 && (t + 1) % options.record_every == 0 {
             frames.push(state.layers[0].clone());
@@ -229,38 +208,6 @@ pub fn dream(net: &Network, labels: &[usize], options: &DreamOptions) -> Dreams 
         outputs: state.layers.pop().expect("a state has layers"),
         images: state.layers.swap_remove(0),
         frames,
-    }
-}
-
-/// For each hidden layer, a `batch x units` mask of ones with a `share` of zeros per row.
-fn silence_masks(sizes: &[usize], batch: usize, share: f32, rng: &mut ChaCha8Rng) -> Vec<Matrix> {
-    if share <= 0.0 {
-        return Vec::new();
-    }
-    let hidden = &sizes[1..sizes.len() - 1];
-    hidden
-        .iter()
-        .map(|&units| {
-            let mask = (0..batch * units)
-                .map(|_| {
-                    if rng.random_range(0.0..1.0) < share {
-                        0.0
-                    } else {
-                        1.0
-                    }
-                })
-                .collect();
-            Matrix::from_vec(batch, units, mask).expect("sized")
-        })
-        .collect()
-}
-
-/// Holds the silenced hidden units at 0.
-fn apply_masks(state: &mut State, masks: &[Matrix]) {
-    for (layer, mask) in state.layers[1..].iter_mut().zip(masks) {
-        for (v, &m) in layer.as_mut_slice().iter_mut().zip(mask.as_slice()) {
-            *v *= m;
-        }
     }
 }
 

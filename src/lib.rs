@@ -27,6 +27,7 @@ pub mod conv;
 pub mod data;
 pub mod device;
 pub mod dream;
+pub mod dream_common;
 pub mod dynamics;
 pub mod energy;
 pub mod env;

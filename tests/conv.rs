@@ -4,7 +4,7 @@
 
 use eqprop::conv::architecture::ConvGeometry;
 use eqprop::conv::{
-    Architecture, ConvNet, ConvPhase, ConvState, Sweep, Workspace, symmetric_difference,
+    Architecture, ConvNet, ConvPhase, ConvState, Pull, Sweep, Workspace, symmetric_difference,
 };
 use eqprop::tensor::Matrix;
 use rand::{RngExt, SeedableRng};
@@ -62,6 +62,7 @@ fn phase(steps: usize, sweep: Sweep, eps: f32, beta: f32, t: &Matrix) -> ConvPha
         sweep,
         beta,
         target: Some(t),
+        pull: Pull::Output,
         tol: 0.0,
     }
 }
@@ -212,25 +213,59 @@ impl Reference {
         let last = self.arch.num_layers() - 1 - usize::from(readout);
         let mut s: Vec<Vec<f64>> = self.arch.sizes().iter().map(|&n| vec![0.0; n]).collect();
         s[0] = x.to_vec();
+        let free: Vec<usize> = (1..=last).collect();
+        self.block_descent(s, &free, &|k, i, d| match k == last && !readout {
+            true => (d + beta * t[i]) / (1.0 + beta),
+            false => d,
+        })
+    }
+
+    /// The fixed point of generative training's `E + beta C_g` (the one-hot `label` clamped
+    /// on the output, the input free with self term `kappa/2 ||s_0||^2`, `C_g = 1/2 ||s_0 -
+    /// x||^2`) from zero, by exact block minimisation (the input among the layers).
+    fn generative_fixed_point(
+        &self,
+        label: &[f64],
+        x: &[f64],
+        beta: f64,
+        kappa: f64,
+    ) -> Vec<Vec<f64>> {
+        let last = self.arch.num_layers() - 1;
+        let mut s: Vec<Vec<f64>> = self.arch.sizes().iter().map(|&n| vec![0.0; n]).collect();
+        s[last] = label.to_vec();
+        let free: Vec<usize> = (0..last).collect();
+        self.block_descent(s, &free, &|k, i, d| match k {
+            0 => (d + beta * x[i]) / (kappa + beta),
+            _ => d,
+        })
+    }
+
+    /// Exact block minimisation from `s` (odd layers, then even ones) of the `free` layers,
+    /// each unit set to `minimiser(k, i, drive)` clamped to its interval, until nothing moves.
+    fn block_descent(
+        &self,
+        mut s: Vec<Vec<f64>>,
+        free: &[usize],
+        minimiser: &dyn Fn(usize, usize, f64) -> f64,
+    ) -> Vec<Vec<f64>> {
+        let top = self.arch.num_layers() - 1 - usize::from(self.arch.has_readout());
         for _ in 0..5000 {
             let mut moved = 0.0f64;
             for parity in [1, 0] {
-                for k in (1..=last).filter(|k| k % 2 == parity) {
-                    let (mut d, _) = self.up(k, &s[k - 1]);
-                    if k < last {
+                for &k in free.iter().filter(|&&k| k % 2 == parity) {
+                    let mut d = match k {
+                        0 => vec![0.0; s[0].len()],
+                        _ => self.up(k, &s[k - 1]).0,
+                    };
+                    if k < top {
                         let (_, winner) = self.up(k + 1, &s[k]);
                         let back = self.down(k + 1, &s[k + 1], &winner);
                         d.iter_mut().zip(back).for_each(|(a, b)| *a += b);
                     }
-                    let channels = self.b[k].len();
-                    for (i, di) in d.iter_mut().enumerate() {
-                        *di += self.b[k][i % channels];
-                        let range = self.arch.range(k);
-                        let new = match k == last && !readout {
-                            true => (*di + beta * t[i]) / (1.0 + beta),
-                            false => *di,
-                        }
-                        .clamp(range.lo.into(), range.hi.into());
+                    let (channels, range) = (self.b[k].len(), self.arch.range(k));
+                    for (i, di) in d.iter().enumerate() {
+                        let new = minimiser(k, i, di + self.b[k][i % channels])
+                            .clamp(range.lo.into(), range.hi.into());
                         moved = moved.max((new - s[k][i]).abs());
                         s[k][i] = new;
                     }
@@ -241,6 +276,21 @@ impl Reference {
             }
         }
         panic!("the float64 reference did not converge");
+    }
+
+    /// Generative training's cost at the free fixed point with the labels `t` clamped: `1/2
+    /// ||s_0 - x||^2` summed over the samples.
+    fn generative_cost(&self, x: &[Vec<f64>], t: &[Vec<f64>], kappa: f64) -> f64 {
+        x.iter()
+            .zip(t)
+            .map(|(x, t)| {
+                let s = self.generative_fixed_point(t, x, 0.0, kappa);
+                s[0].iter()
+                    .zip(x)
+                    .map(|(a, b)| 0.5 * (a - b) * (a - b))
+                    .sum::<f64>()
+            })
+            .sum()
     }
 
     /// The cost at the free fixed point: `1/2 ||s_L - t||^2`, or with a softmax readout the
@@ -302,6 +352,18 @@ fn naive_conv(x: &[f64], w: &[f64], g: &ConvGeometry) -> Vec<f64> {
 /// `dL/dtheta` by central finite differences of the float64 reference, coupling by coupling
 /// (the weights of `W_k`, then `b_k`).
 fn finite_differences(net: &ConvNet, x: &Matrix, t: &Matrix) -> Vec<Vec<f64>> {
+    finite_differences_of(net, x, t, &|r, x, t| r.cost(x, t)).0
+}
+
+/// Central finite differences of `cost` over every parameter of the float64 reference,
+/// coupling by coupling (the weights of `W_k`, then `b_k`), and of the input's bias `b_0`.
+#[allow(clippy::type_complexity)]
+fn finite_differences_of(
+    net: &ConvNet,
+    x: &Matrix,
+    t: &Matrix,
+    cost: &dyn Fn(&Reference, &[Vec<f64>], &[Vec<f64>]) -> f64,
+) -> (Vec<Vec<f64>>, Vec<f64>) {
     let rows = |m: &Matrix| -> Vec<Vec<f64>> {
         (0..m.rows())
             .map(|r| m.row(r).iter().map(|&v| f64::from(v)).collect())
@@ -319,13 +381,13 @@ fn finite_differences(net: &ConvNet, x: &Matrix, t: &Matrix) -> Vec<Vec<f64>> {
         }
         let original = *slot(r, weight, k, i);
         *slot(r, weight, k, i) = original + h;
-        let up = r.cost(&xs, &ts);
+        let up = cost(r, &xs, &ts);
         *slot(r, weight, k, i) = original - h;
-        let down = r.cost(&xs, &ts);
+        let down = cost(r, &xs, &ts);
         *slot(r, weight, k, i) = original;
         (up - down) / (2.0 * h)
     };
-    (1..net.architecture().num_layers())
+    let couplings = (1..net.architecture().num_layers())
         .map(|k| {
             let mut g: Vec<f64> = (0..reference.w[k - 1].len())
                 .map(|i| nudge(&mut reference, true, k, i))
@@ -333,7 +395,11 @@ fn finite_differences(net: &ConvNet, x: &Matrix, t: &Matrix) -> Vec<Vec<f64>> {
             g.extend((0..reference.b[k].len()).map(|i| nudge(&mut reference, false, k, i)));
             g
         })
-        .collect()
+        .collect();
+    let input_bias = (0..reference.b[0].len())
+        .map(|i| nudge(&mut reference, false, 0, i))
+        .collect();
+    (couplings, input_bias)
 }
 
 /// `-(dPhi/dtheta(s+beta) - dPhi/dtheta(s-beta)) / (2 beta)`: symmetric EqProp's estimate of
@@ -378,6 +444,64 @@ fn with_a_softmax_readout_eqprop_matches_the_cross_entropy_gradient() {
     let mut t = Matrix::zeros(3, 3);
     (0..3).for_each(|r| t.set(r, (r + 1) % 3, 1.0));
     assert_matches_the_true_gradient(&net, &x, &t);
+}
+
+/// Generative training's EqProp update (the label clamped, the input free and stiffened, then
+/// pulled toward the image) against float64 finite differences of `C_g = 1/2 ||s_0* - x||^2`
+/// at the free fixed point: every coupling (its weights and the bias of the layer it drives)
+/// and the input's bias, cosine >= 0.99 and the length within 5%, at `beta_g` 1e-3.
+#[test]
+fn generative_eqprop_matches_the_gradient_of_the_reconstruction_cost() {
+    let kappa = 0.7;
+    let net = random_net(5, 1.5);
+    let (x, _) = random_batch(2, 6);
+    let mut t = Matrix::zeros(2, 3);
+    (0..2).for_each(|r| t.set(r, 2 * r, 1.0));
+    let cost =
+        move |r: &Reference, x: &[Vec<f64>], t: &[Vec<f64>]| r.generative_cost(x, t, kappa.into());
+    let (truth, truth_b0) = finite_differences_of(&net, &x, &t, &cost);
+    let beta = 1e-3;
+    let arch = net.architecture();
+    let last = arch.num_layers() - 1;
+    let mut ws = Workspace::new(arch, 2);
+    ws.set_clamped(&(0..=last).map(|k| k == last).collect::<Vec<_>>());
+    ws.set_input_stiffness(kappa);
+    let mut free = ConvState::zeros(arch, 2);
+    free.layers[last].copy_from(&t);
+    let pulled = |beta| ConvPhase {
+        pull: Pull::Input,
+        ..phase(500, Sweep::Alternating, 1.0, beta, &x)
+    };
+    ws.relax(&net, &mut free, &pulled(0.0));
+    let mut nudged = free.clone();
+    ws.relax(&net, &mut nudged, &pulled(beta));
+    let mut grad = eqprop::conv::Gradient::zeros(arch);
+    ws.accumulate_gradient(&net, &nudged, 1.0, &mut grad);
+    ws.accumulate_gradient(&net, &free, -1.0, &mut grad);
+    let scale = |v: &[f32]| {
+        v.iter()
+            .map(|&g| -f64::from(g) / f64::from(beta))
+            .collect::<Vec<_>>()
+    };
+    let mut groups: Vec<(String, Vec<f64>, Vec<f64>)> = (1..=last)
+        .map(|k| {
+            let mut e = scale(grad.weights[k - 1].as_slice());
+            e.extend(scale(&grad.biases[k]));
+            (format!("coupling {k}"), truth[k - 1].clone(), e)
+        })
+        .collect();
+    groups.push(("input bias".into(), truth_b0, scale(&grad.biases[0])));
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    for (name, a, b) in &groups {
+        let (c, ratio) = (cosine(a, b), norm(b) / norm(a));
+        println!(
+            "{name}: cosine {c:.5}, |dC_g/dtheta| {:.3e}, length ratio {ratio:.4}",
+            norm(a)
+        );
+        assert!(norm(a) > 1e-6, "{name} has no gradient to check");
+        assert!(c >= 0.99, "{name}: cosine {c}");
+        assert!((ratio - 1.0).abs() < 0.05, "{name}: length ratio {ratio}");
+    }
 }
 
 /// Symmetric EqProp at beta 1e-3 against float64 finite differences, for every coupling (its
@@ -428,7 +552,14 @@ fn dreaming_frees_the_input_and_the_energy_still_never_rises() {
         }
         before.copy_from_slice(&now);
     }
-    let dreams = eqprop::conv::dream(&net, &labels, 20);
+    let zeros = eqprop::conv::ConvDream {
+        steps: 20,
+        noise: false,
+        seed: 0,
+        silenced: 0.0,
+        input_stiffness: 1.0,
+    };
+    let dreams = eqprop::conv::dream(&net, &labels, &zeros);
     assert_eq!(dreams, state.layers[0]);
     assert!(
         dreams.as_slice().iter().any(|&v| v > 0.0),

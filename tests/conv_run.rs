@@ -62,7 +62,13 @@ fn a_conv_net_with_a_softmax_readout_learns_round_trips_and_dreams() {
         ..small()
     };
     let net = learns_and_round_trips(cfg, "conv-readout");
-    let dreams = eqprop::conv::dream(&net, &[3, 7], 20);
+    let options = eqprop::conv::ConvDream {
+        steps: 20,
+        noise: false,
+        silenced: 0.0,
+        ..eqprop::conv::ConvDream::for_config(&small())
+    };
+    let dreams = eqprop::conv::dream(&net, &[3, 7], &options);
     assert!(dreams.as_slice().iter().all(|x| (0.0..=1.0).contains(x)));
     assert_ne!(dreams.row(0), dreams.row(1), "two labels, one dream");
 }
@@ -448,6 +454,72 @@ fn persistent_particles_are_kept_and_resume_exactly() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("persistent states are for 200"), "{err}");
+}
+
+/// Generative training (the label clamped, the input free and pulled toward the image) moves
+/// every coupling and the input's bias beyond what classification alone does; its persistent
+/// chains are saved, so that a run stopped after an epoch and resumed ends with the network of
+/// a run never stopped; and its dreams relax with the input stiffness it trained with.
+#[test]
+fn generative_training_keeps_its_chains_and_resumes_exactly() {
+    let cfg = ConvConfig {
+        generative: Some(eqprop::learning_rule::Generative {
+            lr_scale: 0.01,
+            ..Default::default()
+        }),
+        ..small()
+    };
+    let dir = temp_dir("conv-generative-resume");
+    let (whole, resumed, saved) = whole_and_resumed(cfg.clone(), dir.path());
+    let chains = saved.chains.as_ref().expect("the chains are saved");
+    let sizes = cfg.arch.sizes();
+    assert_eq!(chains.len(), sizes.len());
+    for (c, &size) in chains.iter().zip(&sizes) {
+        assert_eq!((c.rows(), c.cols()), (cfg.batch_size, size));
+        assert!(c.as_slice().iter().any(|&v| v != 0.0), "the chains moved");
+    }
+    assert!(resumed.trainer().network() == whole.trainer().network());
+    assert!(resumed.trainer().chains() == whole.trainer().chains());
+    let (train, test) = small_sets();
+    let mut classifier = ConvRun::new(small(), DatasetName::Mnist).unwrap();
+    classifier
+        .train(&train, &test, &AtomicBool::new(false), &mut ())
+        .unwrap();
+    let (a, b) = (whole.trainer().network(), classifier.trainer().network());
+    for k in 1..sizes.len() {
+        assert_ne!(a.weight(k), b.weight(k), "W_{k} learned generatively too");
+    }
+    assert_ne!(a.bias(0), b.bias(0), "the input bias learned");
+    // Without the saved chains the second epoch starts them from zero and goes elsewhere.
+    let mut restarted = ConvTrainer::with_network(saved.config.clone(), saved.network, 1);
+    restarted.run_epoch(&train, |_, _| true).unwrap();
+    assert_ne!(restarted.network(), whole.trainer().network());
+    let options = eqprop::conv::ConvDream::for_config(&saved.config);
+    assert_eq!(options.input_stiffness, 0.5);
+    let dreams = eqprop::conv::dream(a, &[3, 3, 7], &options);
+    assert_eq!((dreams.rows(), dreams.cols()), (3, 784));
+    assert!(dreams.as_slice().iter().all(|v| (0.0..=1.0).contains(v)));
+    assert_ne!(
+        dreams.row(0),
+        dreams.row(1),
+        "noise and silence vary the dreams"
+    );
+}
+
+/// Generative training clamps the label on the output's states: a softmax readout has none,
+/// and the config is refused by name.
+#[test]
+fn generative_training_of_a_readout_is_refused() {
+    let cfg = ConvConfig {
+        arch: "1x28x28,conv8k5+pool,softmax10".parse().unwrap(),
+        generative: Some(Default::default()),
+        ..small()
+    };
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("generative training") && err.contains("softmax readout"),
+        "{err}"
+    );
 }
 
 /// `small()` with a surprise gate of this threshold, for one epoch.

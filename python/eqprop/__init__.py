@@ -52,6 +52,7 @@ _OPTIONAL_CONV = (
     "persistent",
     "modulator",
     "train_limit",
+    "generative",
 )
 
 Images = Union[np.ndarray, Dataset]
@@ -334,10 +335,10 @@ class Network:
         start: Optional[str] = None,
     ) -> np.ndarray:
         """Dreams: each label clamped on the output, the input relaxed freely, with ``eqprop
-        dream``'s defaults for what is not given (100 steps from noise, 30% of the hidden units
+        dream``'s defaults for what is not given (100 steps from noise, 15% of the hidden units
         silenced, seed 0, no noise; ``start="zeros"`` starts from zero). Returns one image per
-        label, shaped like the inputs. A network with convolutions takes ``steps`` only (its
-        dreams relax from zero by alternating sweeps); the other options raise ValueError."""
+        label, shaped like the inputs. A network with convolutions relaxes by exact alternating
+        sweeps: a ``temperature`` raises ValueError."""
         labels = [int(label) for label in labels]
         if any(label < 0 for label in labels):
             raise ValueError(f"labels: {min(labels)} is negative")

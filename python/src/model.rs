@@ -5,7 +5,7 @@ use crate::data::Dataset;
 use crate::errors::{lib, to_py};
 use crate::training::{Callbacks, Forward, run_interruptibly};
 use eqprop::config::{ConfigError, Hyperparams, PRESETS};
-use eqprop::conv::{ConvConfig, checkpoint::is_conv_checkpoint};
+use eqprop::conv::{ConvConfig, ConvDream, checkpoint::is_conv_checkpoint};
 use eqprop::data::DatasetName;
 use eqprop::device::Device;
 use eqprop::dream::{DreamOptions, DreamStart};
@@ -281,8 +281,8 @@ impl Model {
     }
 
     /// Dreams: each label clamped on the output, the input relaxed freely (`eqprop dream`,
-    /// with its defaults for what is not given). A network with convolutions takes `steps`
-    /// only: the other options are refused for it, as the CLI refuses its flags.
+    /// with its defaults for what is not given). A network with convolutions refuses a
+    /// temperature, as the CLI refuses the flag.
     #[pyo3(signature = (labels, steps=None, temperature=None, silenced=None, seed=None, start=None))]
     #[allow(clippy::too_many_arguments)]
     fn dream<'py>(
@@ -325,17 +325,31 @@ impl Model {
                 py.detach(|| eqprop::dream::dream(net, &labels, &options).images)
             }
             Net::Conv(run) => {
-                if temperature.is_some() || silenced.is_some() || seed.is_some() || start.is_some()
-                {
+                if temperature.is_some() {
                     return Err(invalid(
-                        "temperature, silenced, seed and start are not supported yet for \
-                         networks with convolutions (their dreams relax from zero, \
-                         deterministically)"
+                        "temperature is not supported yet for networks with convolutions \
+                         (their dreams take exact alternating sweeps)"
                             .into(),
                     ));
                 }
                 let (net, cfg) = (run.trainer().network(), run.config());
-                py.detach(|| cfg.input_pixels(eqprop::conv::dream(net, &labels, steps)))
+                let defaults = ConvDream::for_config(cfg);
+                let options = ConvDream {
+                    steps,
+                    noise: match start {
+                        None => defaults.noise,
+                        Some("noise") => true,
+                        Some("zeros") => false,
+                        Some(other) => {
+                            return Err(invalid(format!("start: {other:?} (noise, zeros)")));
+                        }
+                    },
+                    seed: seed.unwrap_or(defaults.seed),
+                    silenced: silenced.unwrap_or(defaults.silenced),
+                    ..defaults
+                };
+                lib(options.validate())?;
+                py.detach(|| cfg.input_pixels(eqprop::conv::dream(net, &labels, &options)))
             }
         };
         matrix_to_numpy(py, images)

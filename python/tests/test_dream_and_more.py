@@ -34,11 +34,31 @@ def test_a_network_with_convolutions_trains_relaxes_and_dreams(data_dir):
     relaxed = net.relax(test.images[:5])
     assert [s.shape for s in relaxed.states] == [(5, 784), (5, 12 * 12 * 4), (5, 10)]
     assert np.array_equal(relaxed.states[-1], net.outputs(test.images[:5]))
-    assert net.dream([1, 2], steps=10).shape == (2, 28, 28)
+    dreams = net.dream([1, 2], steps=10, seed=3)
+    assert dreams.shape == (2, 28, 28)
+    assert np.array_equal(dreams, net.dream([1, 2], steps=10, seed=3))
+    assert not np.array_equal(dreams, net.dream([1, 2], steps=10, seed=4, silenced=0.3))
     with pytest.raises(ValueError, match="not supported yet"):
         net.dream([1], temperature=0.5)
     shapes = [(w.shape, b.shape) for w, b in net.parameters()]
     assert shapes == [((25, 4), (4,)), ((12 * 12 * 4, 10), (10,))]
+
+
+def test_a_network_with_convolutions_trains_for_dreaming(data_dir):
+    train = eqprop.load_dataset("mnist", "train", train_limit=200, data_dir=data_dir)
+    settings = dict(arch="1x28x28,conv4k5+pool,10", lr=[0.1, 0.02], epochs=1)
+    generative = {"beta": 1.0, "t_free": 10, "t_nudge": 4, "lr_scale": 0.01}
+    net = eqprop.Network("conv-mnist", generative=generative, **settings)
+    assert net.hyperparams["generative"]["lr_scale"] == 0.01
+    net.fit(train, progress=False)
+    plain = eqprop.Network("conv-mnist", **settings)
+    plain.fit(train, progress=False)
+    assert not np.array_equal(plain.parameters()[0][0], net.parameters()[0][0])
+    dreams = net.dream([0, 5], steps=20)
+    assert dreams.min() >= 0.0 and dreams.max() <= 1.0
+    with pytest.raises(ValueError, match="softmax readout"):
+        eqprop.Network("conv-mnist", arch="1x28x28,conv4k5+pool,softmax10", lr=[0.1, 0.02],
+                       generative=generative)
 
 
 def test_a_network_with_convolutions_learns_through_the_surprise_gate(data_dir):

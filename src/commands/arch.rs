@@ -103,15 +103,8 @@ fn config_of(preset: &str, o: &Overrides) -> Result<ConvConfig> {
 /// `cfg` (of `what`: a preset, or the run resumed) with the flags applied; flags these
 /// networks do not support yet are refused.
 fn with_flags(mut cfg: ConvConfig, o: &Overrides, what: &str) -> Result<ConvConfig> {
-    let unsupported = [
-        (o.generative, "--generative"),
-        (
-            o.target_off.is_some() || o.target_on.is_some(),
-            "--target-off/--target-on",
-        ),
-    ];
-    if let Some((_, flag)) = unsupported.iter().find(|(set, _)| *set) {
-        bail!("{flag} is not supported yet for networks with convolutions");
+    if o.target_off.is_some() || o.target_on.is_some() {
+        bail!("--target-off/--target-on is not supported yet for networks with convolutions");
     }
     if let Some(spec) = &o.arch {
         cfg.set_arch(Architecture::parse(spec).context("--arch")?);
@@ -144,6 +137,7 @@ fn with_flags(mut cfg: ConvConfig, o: &Overrides, what: &str) -> Result<ConvConf
     }
     cfg.persistent = o.persistent.unwrap_or(cfg.persistent);
     o.apply_gate(&mut cfg.modulator);
+    o.apply_generative(&mut cfg.generative);
     cfg.seed = o.seed.unwrap_or(cfg.seed);
     o.apply_rates(&mut cfg.lr, &mut cfg.schedule);
     cfg.validate()?;

@@ -4,10 +4,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use eqprop::checkpoint;
 use eqprop::data::{Dataset, Split};
-use eqprop::dream::{
-    self as dreaming, DreamOptions, DreamStart, Dreams, LabelClamp, dream, repeat_labels,
-};
+use eqprop::dream::{self as dreaming, DreamOptions, DreamStart, LabelClamp, dream, repeat_labels};
 use eqprop::judge::{Judge, JudgeKind, JudgeOptions, score_dreams};
+use eqprop::tensor::Matrix;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -232,18 +231,25 @@ pub fn run(args: DreamArgs) -> Result<()> {
         println!("wrote {} frames to {}", dreams.frames.len(), gif.display());
     }
     if let Some((judge, real)) = &judged {
-        report(judge, &dreams, real);
+        report(judge, &dreams.images, &dreams.labels, real);
     }
     Ok(())
 }
 
-/// Dreams of a network with convolutions: the labels clamped, every other layer relaxed from
-/// zero by alternating sweeps (`conv::dream`), a grid of the inputs. The start is the same for
-/// every sample, so a label's samples are the same image; the options of dense dreams (noise,
-/// silenced units, a nudged label, the judge, the animation) are refused.
+/// Dreams of a network with convolutions: the labels clamped, every other layer relaxed by
+/// alternating sweeps (`conv::dream`, from noise or zero, some hidden units silenced, the
+/// input as stiff as in training), a grid of the inputs, and with `--judge` its verdict. A
+/// nudged label, a temperature, another step size and the animation are refused.
 fn run_conv(args: &DreamArgs) -> Result<()> {
-    if args.gif.is_some() || args.judge.is_some() || args.dynamics.nudge.is_some() {
-        bail!("--gif, --judge and --nudge are not supported yet for networks with convolutions");
+    let d = &args.dynamics;
+    if args.gif.is_some() || d.nudge.is_some() || d.temperature != 0.0 || d.dream_eps.is_some() {
+        bail!(
+            "--gif, --nudge, --temperature and --dream-eps are not supported yet for networks \
+             with convolutions (their dreams take exact alternating sweeps)"
+        );
+    }
+    if args.samples == 0 {
+        bail!("--samples must be at least 1");
     }
     let ckpt = eqprop::conv::checkpoint::load(&args.checkpoint)?;
     let arch = ckpt.network.architecture();
@@ -251,26 +257,61 @@ fn run_conv(args: &DreamArgs) -> Result<()> {
     if input.channels != 1 || input.height != input.width {
         bail!("dream grids show square one-channel images; the input is {input}");
     }
+    let options = eqprop::conv::ConvDream {
+        steps: d.dream_steps,
+        noise: matches!(d.start, StartKind::Noise),
+        seed: d.dream_seed,
+        silenced: d.silence,
+        ..eqprop::conv::ConvDream::for_config(&ckpt.config)
+    };
+    options.validate()?;
     let classes = arch.layers().last().expect("layers").size();
-    let labels = repeat_labels(&parse_labels(&args.labels, classes)?, 1);
+    let labels = repeat_labels(&parse_labels(&args.labels, classes)?, args.samples);
+    let states = arch
+        .sizes()
+        .iter()
+        .sum::<usize>()
+        .saturating_mul(labels.len());
+    if states > eqprop::config::MAX_STATES {
+        bail!(
+            "{} dreams (--samples {}) hold too many states",
+            labels.len(),
+            args.samples
+        );
+    }
     super::checks::writable_file(&args.out)?;
-    let steps = args.dynamics.dream_steps;
+    // The judge and the real images it compares with are read before any dreaming.
+    let judged = match &args.judge {
+        Some(path) => {
+            let data = args
+                .data
+                .for_checkpoint(&args.checkpoint, &ckpt.dataset, false)?;
+            let judge = dreaming::load_judge(path, input.size())?;
+            Some((judge, data.load(Split::Train)?))
+        }
+        None => None,
+    };
     let images = ckpt
         .config
-        .input_pixels(eqprop::conv::dream(&ckpt.network, &labels, steps));
+        .input_pixels(eqprop::conv::dream(&ckpt.network, &labels, &options));
     let grid = dreaming::dream_grid(&labels, &images, input.height);
     eqprop::picture::write_png(&grid, &args.out)?;
     println!(
-        "dreamed {} images in {steps} steps; wrote {}",
+        "dreamed {} images ({} per label) in {} steps; wrote {}",
         labels.len(),
+        args.samples,
+        options.steps,
         args.out.display()
     );
+    if let Some((judge, real)) = &judged {
+        report(judge, &images, &labels, real);
+    }
     Ok(())
 }
 
-/// Prints what the judge says of the dreams, label by label.
-fn report(judge: &Judge, dreams: &Dreams, real: &Dataset) {
-    let r = score_dreams(judge, dreams.images.as_slice(), &dreams.labels, real, 200);
+/// Prints what the judge says of the dreams (one image per row, of `labels`), label by label.
+fn report(judge: &Judge, images: &Matrix, labels: &[usize], real: &Dataset) {
+    let r = score_dreams(judge, images.as_slice(), labels, real, 200);
     println!("| label | recognised by the judge | diversity (dreams / real) |");
     println!("|---|---|---|");
     for (label, (share, div)) in r.recognised.iter().zip(&r.diversity).enumerate() {

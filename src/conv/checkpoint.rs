@@ -3,7 +3,8 @@
 //! with Adam its moments (`adam.m.W1..`, `adam.v.W1..`, ...; its step count `adam_steps` in the
 //! metadata),
 //! with persistent particles every training example's free state (`persistent.s1..sL`, one row
-//! per example), and in the metadata the format, the architecture spec, the run's config (JSON), the epochs
+//! per example), with generative training's persistent chains their states (`dreaming.s0..sL`,
+//! one row per sample of a mini-batch), and in the metadata the format, the architecture spec, the run's config (JSON), the epochs
 //! completed, the data set and, with a surprise gate, its threshold (`gate_threshold`).
 
 use super::architecture::Architecture;
@@ -36,6 +37,8 @@ pub struct ConvCheckpoint {
     pub particles: Option<Vec<Matrix>>,
     /// The surprise gate's threshold at the end of the last epoch (none without a gate).
     pub threshold: Option<f32>,
+    /// Generative training's persistent chains, `chains[k]` for layer `k` (none without them).
+    pub chains: Option<Vec<Matrix>>,
 }
 
 /// Writes the trainer's checkpoint atomically.
@@ -54,6 +57,10 @@ pub fn save(path: &Path, trainer: &ConvTrainer, dataset: &str) -> Result<(), Fil
     for (k, s) in (1..).zip(particles.unwrap_or_default()) {
         let shape = vec![s.rows(), s.cols()];
         tensors.push((format!("persistent.s{k}"), shape, s.as_slice()));
+    }
+    for (k, s) in trainer.chains().unwrap_or_default().iter().enumerate() {
+        let shape = vec![s.rows(), s.cols()];
+        tensors.push((format!("dreaming.s{k}"), shape, s.as_slice()));
     }
     let mut metadata = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
@@ -144,6 +151,10 @@ pub fn load(path: &Path) -> Result<ConvCheckpoint, FileError> {
         true => Some(read_particles(&file, &arch)?),
         false => None,
     };
+    let chains = match file.has_tensors("dreaming.") {
+        true => Some(read_chains(&file, &arch, config.batch_size)?),
+        false => None,
+    };
     let network = ConvNet::from_parts(arch.clone(), params.weights, params.biases)
         .map_err(|e| content(e.to_string()))?;
     let epoch = field("epoch")?
@@ -162,6 +173,7 @@ pub fn load(path: &Path) -> Result<ConvCheckpoint, FileError> {
         adam,
         particles,
         threshold,
+        chains,
     })
 }
 
@@ -173,6 +185,23 @@ fn gate_threshold(text: &str) -> Result<f32, String> {
             "gate_threshold: expected a finite number >= 0, got '{text}'"
         )),
     }
+}
+
+/// The chains `dreaming.s0..sL`: one row per sample of a mini-batch in every layer.
+fn read_chains(
+    file: &TensorFile,
+    arch: &Architecture,
+    batch: usize,
+) -> Result<Vec<Matrix>, FileError> {
+    (0..arch.num_layers())
+        .map(|k| {
+            file.matrix(
+                &format!("dreaming.s{k}"),
+                Some(batch),
+                Some(arch.sizes()[k]),
+            )
+        })
+        .collect()
 }
 
 /// The particles `persistent.s1..sL`: one row per example, as many rows in every layer.

@@ -16,6 +16,7 @@
 //! architecture; [`crate::run::ConvRun`] is a whole run (epochs, evaluation, files).
 pub mod architecture;
 pub mod checkpoint;
+pub mod generative;
 pub mod kernels;
 pub mod net;
 pub mod optimizer;
@@ -23,7 +24,8 @@ pub mod relax;
 pub mod train;
 
 pub use architecture::{ArchError, Architecture, Coupling, Shape, StateRange};
+pub use generative::{ConvDream, dream};
 pub use net::{ConvNet, Gradient, ParamError};
 pub use optimizer::{Adam, Optimizer};
-pub use relax::{ConvPhase, ConvState, Sweep, Workspace, dream, symmetric_difference};
+pub use relax::{ConvPhase, ConvState, Pull, Sweep, Workspace, symmetric_difference};
 pub use train::{ConvConfig, ConvEpoch, ConvTrainer, Normalization, evaluate};

@@ -47,8 +47,8 @@ pub enum Sweep {
     Alternating,
 }
 
-/// One phase: `steps` steps of size `eps`, the output nudged toward `target` with strength
-/// `beta` (0: free).
+/// One phase: `steps` steps of size `eps`, the `pull`ed layer (the output, or the input of
+/// generative training) nudged toward `target` with strength `beta` (0: free).
 #[derive(Clone, Copy, Debug)]
 pub struct ConvPhase<'a> {
     pub steps: usize,
@@ -56,8 +56,19 @@ pub struct ConvPhase<'a> {
     pub sweep: Sweep,
     pub beta: f32,
     pub target: Option<&'a Matrix>,
+    pub pull: Pull,
     /// End the phase once no state moves by more than this in a step (0: run every step).
     pub tol: f32,
+}
+
+/// The layer a phase's target pulls on: `C = 1/2 ||s_L - t||^2` on the output, or, when the
+/// label is clamped and the input free (generative training), `C_g = 1/2 ||s_0 - x||^2` on the
+/// input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pull {
+    #[default]
+    Output,
+    Input,
 }
 
 /// The states of every layer for `n` samples: `layers[k]` is `n x size_k`, channels-last.
@@ -114,6 +125,9 @@ pub struct Workspace {
     readout: bool,
     /// The interval of each layer's states.
     ranges: Vec<StateRange>,
+    /// `kappa` of the input's self term `kappa/2 ||s_0||^2` when the input is free (1 by
+    /// default).
+    input_stiffness: f32,
 }
 
 impl Workspace {
@@ -151,7 +165,16 @@ impl Workspace {
             free: (1..layers).collect(),
             readout: arch.has_readout(),
             ranges: (0..layers).map(|k| arch.range(k)).collect(),
+            input_stiffness: 1.0,
         }
+    }
+
+    /// Sets `kappa`, the stiffness of a free input layer: its self term in `E` becomes
+    /// `kappa/2 ||s_0||^2`, so its minimiser is `clamp((drive + beta x) / (kappa + beta))`
+    /// (and a step moves it `eps / kappa` along `-dF/ds_0`). Dreams use the stiffness the
+    /// network was trained with.
+    pub fn set_input_stiffness(&mut self, kappa: f32) {
+        self.input_stiffness = kappa;
     }
 
     /// Samples the buffers hold.
@@ -315,12 +338,23 @@ impl Workspace {
         exact: bool,
     ) -> f32 {
         let last = state.layers.len() - 1;
-        let nudge = (k == last && phase.beta != 0.0)
+        let pulled = match phase.pull {
+            Pull::Output => last,
+            Pull::Input => 0,
+        };
+        let nudge = (k == pulled && phase.beta != 0.0)
             .then(|| phase.target.map(|t| (phase.beta, t)))
             .flatten();
-        let nudge = nudge.map(|(beta, t)| (beta, t.as_slice()));
+        let mut nudge = nudge.map(|(beta, t)| (beta, t.as_slice()));
         if k == last && self.readout {
             return read_out(state.layers[k].as_mut_slice(), &mut self.drive[k], nudge);
+        }
+        let kappa = self.input_stiffness;
+        if k == 0 && kappa != 1.0 {
+            // F / kappa has the minimiser of F: the drive and the pull shrink by kappa.
+            let drive = self.drive[0].as_mut_slice();
+            drive.iter_mut().for_each(|d| *d /= kappa);
+            nudge = nudge.map(|(beta, t)| (beta / kappa, t));
         }
         let (s, d, eps) = (
             state.layers[k].as_mut_slice(),
@@ -354,8 +388,9 @@ impl Workspace {
                 let row = s.row(r);
                 let mut sum = 0.0f64;
                 if !self.clamped[k] {
+                    let stiffness = if k == 0 { self.input_stiffness } else { 1.0 };
                     for (i, &x) in row.iter().enumerate() {
-                        sum += f64::from(0.5 * x * x - net.bias(k)[i % channels] * x);
+                        sum += f64::from(0.5 * stiffness * x * x - net.bias(k)[i % channels] * x);
                     }
                 }
                 if k > 0 {
@@ -401,7 +436,8 @@ impl Workspace {
 
     /// `grad += alpha dPhi/dtheta` at `state`, summed over the samples: for a convolution
     /// `patches(s_{k-1})^T unpool(s_k)`, for a dense coupling `s_{k-1}^T s_k`, for a bias the
-    /// layer's states summed over positions.
+    /// layer's states summed over positions (the input's bias only when the input is free: a
+    /// clamped input is the same in every phase).
     pub fn accumulate_gradient(
         &mut self,
         net: &ConvNet,
@@ -430,13 +466,21 @@ impl Workspace {
                 }
                 None => matmul_acc(gw, below, Transpose::Yes, here, Transpose::No, alpha),
             }
-            let gb = &mut grad.biases[k];
-            let channels = gb.len();
-            for (i, &x) in here.as_slice().iter().enumerate() {
-                gb[i % channels] += alpha * x;
-            }
+            accumulate_bias(&mut grad.biases[k], here, alpha);
+        }
+        if !self.clamped[0] {
+            accumulate_bias(&mut grad.biases[0], &state.layers[0], alpha);
         }
         self.fresh.fill(false);
+    }
+}
+
+/// `b += alpha` times the states of `layer` summed over samples and positions, channel by
+/// channel.
+fn accumulate_bias(b: &mut [f32], layer: &Matrix, alpha: f32) {
+    let channels = b.len();
+    for (i, &x) in layer.as_slice().iter().enumerate() {
+        b[i % channels] += alpha * x;
     }
 }
 
@@ -578,6 +622,7 @@ pub fn symmetric_difference(
         sweep: Sweep::Alternating,
         beta,
         target: Some(t),
+        pull: Pull::Output,
         tol: 0.0,
     };
     let mut free = ConvState::zeros(arch, x.rows());
@@ -590,43 +635,6 @@ pub fn symmetric_difference(
         ws.accumulate_gradient(net, &nudged, sign, &mut grad);
     }
     grad
-}
-
-/// Dreams: the output clamped to the one-hot `labels`, the input (and every hidden layer)
-/// free from zero, relaxed for `steps` alternating sweeps (each layer set to its exact
-/// minimiser, so the energy never rises), so that the couplings draw what each label means in
-/// the input layer. A network with a softmax readout has no output states to clamp: its
-/// readout is nudged toward the labels with `beta = 1` instead. Returns the input layer, one
-/// image per row (channels-last).
-pub fn dream(net: &ConvNet, labels: &[usize], steps: usize) -> Matrix {
-    let arch = net.architecture();
-    let n = labels.len();
-    let mut state = ConvState::zeros(arch, n);
-    let last = arch.num_layers() - 1;
-    let mut one_hot = Matrix::zeros(n, arch.sizes()[last]);
-    for (r, &label) in labels.iter().enumerate() {
-        one_hot.set(r, label, 1.0);
-    }
-    let readout = arch.has_readout();
-    if !readout {
-        state.layers[last].copy_from(&one_hot);
-    }
-    let mut ws = Workspace::new(arch, n);
-    ws.set_clamped(
-        &(0..=last)
-            .map(|k| k == last && !readout)
-            .collect::<Vec<_>>(),
-    );
-    let phase = ConvPhase {
-        steps,
-        eps: 1.0,
-        sweep: Sweep::Alternating,
-        beta: if readout { 1.0 } else { 0.0 },
-        target: readout.then_some(&one_hot),
-        tol: 0.0,
-    };
-    ws.relax(net, &mut state, &phase);
-    state.layers.swap_remove(0)
 }
 
 #[cfg(test)]

@@ -16,12 +16,13 @@
 //! the mini-batch size): the others cost their free phase only.
 
 use super::architecture::Architecture;
+use super::generative::{GenerativePair, chain_start, generative_scales};
 use super::net::{ConvNet, Gradient};
 use super::optimizer::{Adam, Optimizer};
-use super::relax::{ConvPhase, ConvState, Sweep, Workspace};
+use super::relax::{ConvPhase, ConvState, Pull, Sweep, Workspace};
 use crate::config::{ConfigError, MAX_COUPLINGS, MAX_STATES, Schedule, range};
 use crate::data::{Augmentation, Dataset, Fill, augmented, shift_fits};
-use crate::learning_rule::{Dynamics, Nudging, batch_scales};
+use crate::learning_rule::{Dynamics, Generative, GenerativeStart, Nudging, batch_scales};
 use crate::modulator::Modulator;
 use crate::tensor::Matrix;
 use crate::train::{Evaluation, Settled};
@@ -102,6 +103,11 @@ pub struct ConvConfig {
     /// the checkpoint keeps it so that a resumed run sees the same examples.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_limit: Option<usize>,
+    /// Generative training, for dreaming: a second phase pair per mini-batch with the label
+    /// clamped and the input free, pulled toward the real image ([`super::generative`]; none:
+    /// the network only learns to classify). Its input stiffness is also the dreams'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generative: Option<Generative>,
 }
 
 /// A per-channel standardisation of the input images (see [`ConvConfig::normalize`]).
@@ -235,6 +241,7 @@ impl ConvConfig {
             persistent: false,
             modulator: None,
             train_limit: None,
+            generative: None,
         };
         match name {
             "conv-mnist" => Ok(mnist),
@@ -374,6 +381,16 @@ impl ConvConfig {
                 norm.std.len() as f64,
             )?;
         }
+        if let Some(g) = &self.generative {
+            g.validate()?;
+            if self.arch.has_readout() {
+                return Err(ConfigError::Described {
+                    name: "generative training",
+                    rule: "given an output layer of states to clamp the label on",
+                    got: "a softmax readout".to_string(),
+                });
+            }
+        }
         let weights: usize = (1..self.arch.num_layers())
             .map(|k| self.arch.weight_shape(k))
             .map(|(r, c)| r.saturating_mul(c))
@@ -476,6 +493,8 @@ struct Worker {
     surprise: Vec<f32>,
     /// Whether each example learns from this mini-batch (all of them without a gate).
     learns: Vec<bool>,
+    /// The generative phase pair, made on the first mini-batch that dreams.
+    generative: Option<GenerativePair>,
 }
 
 impl Worker {
@@ -493,6 +512,7 @@ impl Worker {
             steps: 0,
             surprise: vec![0.0; n],
             learns: vec![true; n],
+            generative: None,
         }
     }
 
@@ -542,6 +562,7 @@ impl Worker {
             sweep: cfg.sweep,
             beta: 0.0,
             target: None,
+            pull: Pull::Output,
             tol: cfg.tol,
         };
         self.steps = self.ws.relax(net, &mut self.free, &phase);
@@ -562,6 +583,7 @@ impl Worker {
                 sweep: cfg.sweep,
                 beta: b,
                 target: Some(&self.target),
+                pull: Pull::Output,
                 tol: cfg.tol,
             };
             ws.relax(net, state, &phase)
@@ -594,6 +616,25 @@ impl Worker {
             *s = self.ws.cost(out.row(r), self.target.row(r));
             *l = Modulator::learns(*s, theta);
         }
+    }
+
+    /// The generative phase pair of the loaded examples (`at..`: their rows of the
+    /// persistent chains, when there are chains), after the free phase.
+    fn dream_phases(
+        &mut self,
+        net: &ConvNet,
+        cfg: &ConvConfig,
+        g: &Generative,
+        chains: Option<&ConvState>,
+        at: usize,
+    ) {
+        let n = self.ws.samples();
+        let pair = self
+            .generative
+            .get_or_insert_with(|| GenerativePair::new(&cfg.arch, n, g));
+        let start = chain_start(g, chains, at, &self.free);
+        let data = (&self.free.layers[0], &self.target);
+        pair.phases(net, data, start, g, (cfg.eps, cfg.sweep));
     }
 
     /// Takes the free fixed points and targets of `rows` (`(chunk, row)` of `chunks`) as its
@@ -650,6 +691,19 @@ pub struct ConvTrainer {
     /// The surprise gate's threshold, carried from mini-batch to mini-batch and epoch to epoch
     /// (none without a gate).
     threshold: Option<f32>,
+    /// Generative training's state, made on the first mini-batch that dreams (none before,
+    /// or without generative training).
+    dreaming: Option<Box<Dreaming>>,
+}
+
+/// The state generative training carries between mini-batches.
+#[derive(Clone, Debug)]
+struct Dreaming {
+    /// With persistent chains: where each row of a mini-batch's generative free phase ended
+    /// (`batch_size` rows per layer).
+    chains: Option<ConvState>,
+    /// The generative phases' `dPhi(s^g) - dPhi(s^0)` summed over a mini-batch.
+    total: Gradient,
 }
 
 impl ConvTrainer {
@@ -676,6 +730,7 @@ impl ConvTrainer {
             particles: None,
             learners: Vec::new(),
             threshold,
+            dreaming: None,
         }
     }
 
@@ -712,6 +767,36 @@ impl ConvTrainer {
             *t = saved;
         }
         self
+    }
+
+    /// Continues generative training from saved persistent chains (`chains[k]`: layer `k`,
+    /// `batch_size` rows, as wide as the layer: the checkpoint loader checks it); ignored
+    /// unless the run dreams from persistent chains.
+    pub fn with_chains(mut self, chains: Option<Vec<Matrix>>) -> Self {
+        let persistent = matches!(
+            self.cfg.generative,
+            Some(Generative {
+                start: GenerativeStart::Persistent,
+                ..
+            })
+        );
+        let chains = chains
+            .filter(|c| persistent && c.iter().all(|l| l.rows() == self.cfg.batch_size))
+            .map(|layers| ConvState { layers });
+        if chains.is_some() {
+            self.dreaming = Some(Box::new(Dreaming {
+                chains,
+                total: Gradient::zeros(&self.cfg.arch),
+            }));
+        }
+        self
+    }
+
+    /// The persistent chains of generative training (none without them, or before the first
+    /// mini-batch that dreams).
+    pub fn chains(&self) -> Option<&[Matrix]> {
+        let chains = self.dreaming.as_ref()?.chains.as_ref()?;
+        Some(&chains.layers[..])
     }
 
     /// The surprise gate's threshold now (none without a gate).
@@ -821,7 +906,18 @@ impl ConvTrainer {
     ) -> (usize, usize, usize) {
         let chunks = chunk_sizes(batch.len());
         self.ensure_workers(&chunks);
+        let dreaming = self.cfg.generative.filter(|g| self.epoch >= g.from_epoch);
+        if let Some(g) = dreaming
+            && self.dreaming.is_none()
+        {
+            let persistent = g.start == GenerativeStart::Persistent;
+            self.dreaming = Some(Box::new(Dreaming {
+                chains: persistent.then(|| ConvState::zeros(&self.cfg.arch, self.cfg.batch_size)),
+                total: Gradient::zeros(&self.cfg.arch),
+            }));
+        }
         let (net, cfg, particles) = (&self.net, &self.cfg, self.particles.as_deref());
+        let chains = self.dreaming.as_ref().and_then(|d| d.chains.as_ref());
         let threshold = self.threshold;
         let starts: Vec<usize> = chunks
             .iter()
@@ -843,6 +939,9 @@ impl ConvTrainer {
                 }
                 w.free_phase(net, cfg);
                 w.judge(threshold);
+                if let Some(g) = &dreaming {
+                    w.dream_phases(net, cfg, g, chains, at);
+                }
             });
         if let Some(saved) = &mut self.particles {
             for (w, &at) in self.workers.iter().zip(&starts) {
@@ -851,6 +950,9 @@ impl ConvTrainer {
         }
         let learners = self.nudge_learners(chunks.len(), beta);
         self.apply_update(lrs, beta, batch.len(), learners);
+        if let Some(g) = dreaming {
+            self.apply_dream_update(&g, &starts, lrs, batch.len());
+        }
         let workers = &self.workers[..chunks.len()];
         if let (Some(m), Some(theta)) = (self.cfg.modulator, self.threshold) {
             let surprises = workers.iter().flat_map(|w| &w.surprise);
@@ -895,6 +997,28 @@ impl ConvTrainer {
             }
             None => self.net.add_scaled(&self.total, &scales),
         }
+    }
+
+    /// Keeps the chunks' generative free states as the chains (rows `starts[c]..` for chunk
+    /// `c`) and takes the generative step `lr_scale lr_k / (beta_g B)` times their summed
+    /// `dPhi(s^g) - dPhi(s^0)`: plain steps, outside the momentum and the gate, as for dense
+    /// networks.
+    fn apply_dream_update(&mut self, g: &Generative, starts: &[usize], lrs: &[f32], batch: usize) {
+        let dreaming = self.dreaming.as_mut().expect("made before the phases");
+        dreaming.total.fill_zero();
+        for (w, &at) in self.workers.iter().zip(starts) {
+            let pair = w
+                .generative
+                .as_ref()
+                .expect("a dreaming chunk has its pair");
+            debug_assert_eq!(pair.samples(), w.ws.samples());
+            if let Some(chains) = &mut dreaming.chains {
+                pair.keep_chain(chains, at);
+            }
+            dreaming.total.add(&pair.grad);
+        }
+        let scales = generative_scales(lrs, batch, g);
+        self.net.add_scaled(&dreaming.total, &scales);
     }
 
     /// The nudged phases and the summed gradient (`total`) of the examples that learn in the
@@ -1006,6 +1130,7 @@ pub fn settle(net: &ConvNet, cfg: &ConvConfig, data: &Dataset, beta: f32) -> Set
             sweep: cfg.sweep,
             beta,
             target: Some(&w.target),
+            pull: Pull::Output,
             tol: cfg.tol,
         };
         w.ws.relax(net, &mut w.plus, &phase);

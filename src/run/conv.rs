@@ -82,6 +82,7 @@ impl ConvRun {
             adam,
             particles,
             threshold,
+            chains,
             ..
         } = checkpoint;
         let config = asked;
@@ -91,7 +92,8 @@ impl ConvRun {
                 .with_velocity(velocity)
                 .with_adam(adam)
                 .with_particles(particles)
-                .with_threshold(threshold),
+                .with_threshold(threshold)
+                .with_chains(chains),
             dataset: dataset.parse()?,
             files: None,
         })
