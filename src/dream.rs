@@ -85,7 +85,7 @@ impl Default for DreamOptions {
     }
 }
 
-pub use crate::dream_common::{DREAM_SILENCED, DREAM_STEPS};
+pub use crate::dream_common::{DREAM_SILENCED, DREAM_STEPS, one_hot};
 use crate::dream_common::{apply_masks, silence_masks, validate_dream};
 
 impl DreamOptions {
@@ -209,16 +209,6 @@ pub fn dream(net: &Network, labels: &[usize], options: &DreamOptions) -> Dreams 
         images: state.layers.swap_remove(0),
         frames,
     }
-}
-
-/// Rows of `off` with `on` at each label.
-pub fn one_hot(labels: &[usize], units: usize, off: f32, on: f32) -> Matrix {
-    let mut m = Matrix::zeros(labels.len(), units);
-    m.fill(off);
-    for (r, &l) in labels.iter().enumerate() {
-        m.set(r, l, on);
-    }
-    m
 }
 
 fn start_state(state: &mut State, start: &DreamStart, rng: &mut ChaCha8Rng) {

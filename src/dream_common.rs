@@ -1,5 +1,6 @@
 //! What every network's dreams share, dense or convolutional: their default length, the
-//! hidden units silenced in each dream, and the checks of those settings.
+//! clamped one-hot labels, the hidden units silenced in each dream, and the checks of those
+//! settings.
 
 use crate::config::{ConfigError, range};
 use crate::tensor::Matrix;
@@ -69,4 +70,14 @@ pub(crate) fn apply_masks(layers: &mut [Matrix], masks: &[Matrix]) {
             *v *= m;
         }
     }
+}
+
+/// Rows of `off` with `on` at each label.
+pub fn one_hot(labels: &[usize], units: usize, off: f32, on: f32) -> Matrix {
+    let mut m = Matrix::zeros(labels.len(), units);
+    m.fill(off);
+    for (r, &l) in labels.iter().enumerate() {
+        m.set(r, l, on);
+    }
+    m
 }

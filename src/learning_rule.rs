@@ -78,6 +78,16 @@ pub struct Generative {
     pub input_couplings_only: bool,
 }
 
+impl Generative {
+    /// The factor `lr_scale lr_k / (beta_g B)` of each coupling's generative update, for a
+    /// mini-batch of `batch` samples (dense and convolutional networks alike).
+    pub fn scales(&self, lrs: &[f32], batch: usize) -> Vec<f32> {
+        lrs.iter()
+            .map(|lr| self.lr_scale * lr / (self.beta * batch as f32))
+            .collect()
+    }
+}
+
 fn unit_stiffness() -> f32 {
     1.0
 }
@@ -193,9 +203,7 @@ pub fn generative_scales(
     g: &Generative,
 ) -> Vec<f32> {
     let batch: usize = particles.iter().map(GenerativeParticles::batch).sum();
-    lrs.iter()
-        .map(|lr| g.lr_scale * lr / (g.beta * batch as f32))
-        .collect()
+    g.scales(lrs, batch)
 }
 
 /// `W_k[rows] += c (s_{k-1}^g^T s_k^g - s_{k-1}^0^T s_k^0)[rows]`: the generative update of a

@@ -302,6 +302,13 @@ impl Model {
             )));
         }
         let steps = steps.unwrap_or(eqprop::dream::DREAM_STEPS);
+        // Whether the dreams start from noise (true) or zero; none: the network's default.
+        let noise = match start {
+            None => None,
+            Some("noise") => Some(true),
+            Some("zeros") => Some(false),
+            Some(other) => return Err(invalid(format!("start: {other:?} (noise, zeros)"))),
+        };
         let images = match self.net() {
             Net::Dense(run) => {
                 let defaults = DreamOptions::dreaming(run.hyperparams());
@@ -310,13 +317,10 @@ impl Model {
                     temperature: temperature.unwrap_or(defaults.temperature),
                     silenced: silenced.unwrap_or(defaults.silenced),
                     seed: seed.unwrap_or(defaults.seed),
-                    start: match start {
+                    start: match noise {
                         None => defaults.start.clone(),
-                        Some("noise") => DreamStart::Noise,
-                        Some("zeros") => DreamStart::Zeros,
-                        Some(other) => {
-                            return Err(invalid(format!("start: {other:?} (noise, zeros)")));
-                        }
+                        Some(true) => DreamStart::Noise,
+                        Some(false) => DreamStart::Zeros,
                     },
                     ..defaults
                 };
@@ -336,14 +340,7 @@ impl Model {
                 let defaults = ConvDream::for_config(cfg);
                 let options = ConvDream {
                     steps,
-                    noise: match start {
-                        None => defaults.noise,
-                        Some("noise") => true,
-                        Some("zeros") => false,
-                        Some(other) => {
-                            return Err(invalid(format!("start: {other:?} (noise, zeros)")));
-                        }
-                    },
+                    noise: noise.unwrap_or(defaults.noise),
                     seed: seed.unwrap_or(defaults.seed),
                     silenced: silenced.unwrap_or(defaults.silenced),
                     ..defaults

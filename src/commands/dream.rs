@@ -206,16 +206,7 @@ pub fn run(args: DreamArgs) -> Result<()> {
         super::checks::writable_file(gif)?;
     }
     // The judge and the real images it compares with are read before any dreaming.
-    let judged = match &args.judge {
-        Some(path) => {
-            let data = args
-                .data
-                .for_checkpoint(&args.checkpoint, &ckpt.dataset, false)?;
-            let judge = dreaming::load_judge(path, hp.layers[0])?;
-            Some((judge, data.load(Split::Train)?))
-        }
-        None => None,
-    };
+    let judged = judge_and_real_images(&args, &ckpt.dataset, hp.layers[0])?;
     let labels = repeat_labels(&labels, args.samples);
     let dreams = dream(&ckpt.network, &labels, &options);
     dreaming::write_grid(&dreams, side, &args.out)?;
@@ -281,16 +272,7 @@ fn run_conv(args: &DreamArgs) -> Result<()> {
     }
     super::checks::writable_file(&args.out)?;
     // The judge and the real images it compares with are read before any dreaming.
-    let judged = match &args.judge {
-        Some(path) => {
-            let data = args
-                .data
-                .for_checkpoint(&args.checkpoint, &ckpt.dataset, false)?;
-            let judge = dreaming::load_judge(path, input.size())?;
-            Some((judge, data.load(Split::Train)?))
-        }
-        None => None,
-    };
+    let judged = judge_and_real_images(args, &ckpt.dataset, input.size())?;
     let images = ckpt
         .config
         .input_pixels(eqprop::conv::dream(&ckpt.network, &labels, &options));
@@ -307,6 +289,21 @@ fn run_conv(args: &DreamArgs) -> Result<()> {
         report(judge, &images, &labels, real);
     }
     Ok(())
+}
+
+/// With `--judge`, the judge (checked against dreams of `pixels` values) and the real training
+/// images of the checkpoint's data set `dataset`, which its diversity compares with.
+fn judge_and_real_images(
+    args: &DreamArgs,
+    dataset: &str,
+    pixels: usize,
+) -> Result<Option<(Judge, Dataset)>> {
+    let Some(path) = &args.judge else {
+        return Ok(None);
+    };
+    let data = args.data.for_checkpoint(&args.checkpoint, dataset, false)?;
+    let judge = dreaming::load_judge(path, pixels)?;
+    Ok(Some((judge, data.load(Split::Train)?)))
 }
 
 /// Prints what the judge says of the dreams (one image per row, of `labels`), label by label.

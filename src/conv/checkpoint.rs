@@ -54,14 +54,18 @@ pub fn save(path: &Path, trainer: &ConvTrainer, dataset: &str) -> Result<(), Fil
         push_params(&mut tensors, "adam.m.", &a.first.weights, &a.first.biases);
         push_params(&mut tensors, "adam.v.", &a.second.weights, &a.second.biases);
     }
-    for (k, s) in (1..).zip(particles.unwrap_or_default()) {
-        let shape = vec![s.rows(), s.cols()];
-        tensors.push((format!("persistent.s{k}"), shape, s.as_slice()));
-    }
-    for (k, s) in trainer.chains().unwrap_or_default().iter().enumerate() {
-        let shape = vec![s.rows(), s.cols()];
-        tensors.push((format!("dreaming.s{k}"), shape, s.as_slice()));
-    }
+    push_states(
+        &mut tensors,
+        "persistent.s",
+        1,
+        particles.unwrap_or_default(),
+    );
+    push_states(
+        &mut tensors,
+        "dreaming.s",
+        0,
+        trainer.chains().unwrap_or_default(),
+    );
     let mut metadata = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("architecture".to_string(), net.architecture().to_string()),
@@ -187,20 +191,28 @@ fn gate_threshold(text: &str) -> Result<f32, String> {
     }
 }
 
+/// Layer states as tensors `{prefix}{first}`, `{prefix}{first + 1}`, ...
+fn push_states<'a>(
+    tensors: &mut Vec<(String, Vec<usize>, &'a [f32])>,
+    prefix: &str,
+    first: usize,
+    layers: &'a [Matrix],
+) {
+    for (k, s) in (first..).zip(layers) {
+        let shape = vec![s.rows(), s.cols()];
+        tensors.push((format!("{prefix}{k}"), shape, s.as_slice()));
+    }
+}
+
 /// The chains `dreaming.s0..sL`: one row per sample of a mini-batch in every layer.
 fn read_chains(
     file: &TensorFile,
     arch: &Architecture,
     batch: usize,
 ) -> Result<Vec<Matrix>, FileError> {
-    (0..arch.num_layers())
-        .map(|k| {
-            file.matrix(
-                &format!("dreaming.s{k}"),
-                Some(batch),
-                Some(arch.sizes()[k]),
-            )
-        })
+    let sizes = arch.sizes();
+    (0..sizes.len())
+        .map(|k| file.matrix(&format!("dreaming.s{k}"), Some(batch), Some(sizes[k])))
         .collect()
 }
 

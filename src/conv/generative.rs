@@ -24,7 +24,7 @@ use super::relax::{ConvPhase, ConvState, Pull, Sweep, Workspace};
 use super::train::ConvConfig;
 use crate::config::ConfigError;
 use crate::dream_common::{
-    DREAM_SILENCED, DREAM_STEPS, apply_masks, silence_masks, validate_dream,
+    DREAM_SILENCED, DREAM_STEPS, apply_masks, one_hot, silence_masks, validate_dream,
 };
 use crate::learning_rule::{Generative, GenerativeStart};
 use crate::tensor::Matrix;
@@ -68,10 +68,6 @@ impl GenerativePair {
         }
     }
 
-    pub(crate) fn samples(&self) -> usize {
-        self.ws.samples()
-    }
-
     /// Relaxes both phases for the real `images` (their nudge target) with the one-hot
     /// `labels` clamped, from `start`, and forms `grad`. Returns the steps taken.
     pub(crate) fn phases(
@@ -85,9 +81,10 @@ impl GenerativePair {
         match start {
             ChainStart::Chain(chains, at) => {
                 for (layer, chain) in self.free.layers.iter_mut().zip(&chains.layers) {
-                    for r in 0..layer.rows() {
-                        layer.row_mut(r).copy_from_slice(chain.row(at + r));
-                    }
+                    let rows = chain_rows(chain, at, layer.rows());
+                    layer
+                        .as_mut_slice()
+                        .copy_from_slice(&chain.as_slice()[rows]);
                 }
             }
             ChainStart::Image(state) => self.free.copy_from(state),
@@ -125,11 +122,15 @@ impl GenerativePair {
     /// Stores the free state as rows `at..` of the persistent chains.
     pub(crate) fn keep_chain(&self, chains: &mut ConvState, at: usize) {
         for (layer, chain) in self.free.layers.iter().zip(&mut chains.layers) {
-            for r in 0..layer.rows() {
-                chain.row_mut(at + r).copy_from_slice(layer.row(r));
-            }
+            let rows = chain_rows(chain, at, layer.rows());
+            chain.as_mut_slice()[rows].copy_from_slice(layer.as_slice());
         }
     }
+}
+
+/// The values of rows `at..at + n` of `chain` (row-major: one contiguous run).
+fn chain_rows(chain: &Matrix, at: usize, n: usize) -> std::ops::Range<usize> {
+    at * chain.cols()..(at + n) * chain.cols()
 }
 
 /// Where `g`'s free phase starts for a chunk at rows `at..` whose discriminative free state is
@@ -145,13 +146,6 @@ pub(crate) fn chain_start<'a>(
         (GenerativeStart::Image, _) => ChainStart::Image(image_state),
         _ => ChainStart::Zeros,
     }
-}
-
-/// The factor `lr_scale lr_k / (beta_g B)` of each coupling's generative update.
-pub(crate) fn generative_scales(lrs: &[f32], batch: usize, g: &Generative) -> Vec<f32> {
-    lrs.iter()
-        .map(|lr| g.lr_scale * lr / (g.beta * batch as f32))
-        .collect()
 }
 
 /// How a network with convolutions dreams ([`dream`]).
@@ -212,10 +206,7 @@ pub fn dream(net: &ConvNet, labels: &[usize], options: &ConvDream) -> Matrix {
             values.for_each(|v| *v = rng.random_range(r.lo..=r.hi));
         }
     }
-    let mut one_hot = Matrix::zeros(n, arch.sizes()[last]);
-    for (r, &label) in labels.iter().enumerate() {
-        one_hot.set(r, label, 1.0);
-    }
+    let one_hot = one_hot(labels, arch.sizes()[last], 0.0, 1.0);
     let readout = arch.has_readout();
     match readout {
         true => state.layers[last].fill(0.0),

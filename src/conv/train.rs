@@ -16,7 +16,7 @@
 //! the mini-batch size): the others cost their free phase only.
 
 use super::architecture::Architecture;
-use super::generative::{GenerativePair, chain_start, generative_scales};
+use super::generative::{GenerativePair, chain_start};
 use super::net::{ConvNet, Gradient};
 use super::optimizer::{Adam, Optimizer};
 use super::relax::{ConvPhase, ConvState, Pull, Sweep, Workspace};
@@ -634,7 +634,7 @@ impl Worker {
             .get_or_insert_with(|| GenerativePair::new(&cfg.arch, n, g));
         let start = chain_start(g, chains, at, &self.free);
         let data = (&self.free.layers[0], &self.target);
-        pair.phases(net, data, start, g, (cfg.eps, cfg.sweep));
+        self.steps += pair.phases(net, data, start, g, (cfg.eps, cfg.sweep));
     }
 
     /// Takes the free fixed points and targets of `rows` (`(chunk, row)` of `chunks`) as its
@@ -663,7 +663,7 @@ pub struct ConvEpoch {
     pub seconds: f64,
     /// Mean relaxation steps per training example, all phases together (`t_free + t_nudge`,
     /// or twice `t_nudge` under symmetric nudging, unless `tol` ends phases early or a gate
-    /// skips them).
+    /// skips them; with generative training its pair's as well).
     pub mean_steps: f64,
     /// Share of the examples that passed the surprise gate (1 without a gate); the others
     /// relaxed their free phase only.
@@ -704,6 +704,20 @@ struct Dreaming {
     chains: Option<ConvState>,
     /// The generative phases' `dPhi(s^g) - dPhi(s^0)` summed over a mini-batch.
     total: Gradient,
+}
+
+impl Dreaming {
+    /// Fresh state for `cfg`: chains at zero when its generative training keeps persistent
+    /// ones.
+    fn new(cfg: &ConvConfig) -> Box<Self> {
+        let persistent = cfg
+            .generative
+            .is_some_and(|g| g.start == GenerativeStart::Persistent);
+        Box::new(Self {
+            chains: persistent.then(|| ConvState::zeros(&cfg.arch, cfg.batch_size)),
+            total: Gradient::zeros(&cfg.arch),
+        })
+    }
 }
 
 impl ConvTrainer {
@@ -773,21 +787,11 @@ impl ConvTrainer {
     /// `batch_size` rows, as wide as the layer: the checkpoint loader checks it); ignored
     /// unless the run dreams from persistent chains.
     pub fn with_chains(mut self, chains: Option<Vec<Matrix>>) -> Self {
-        let persistent = matches!(
-            self.cfg.generative,
-            Some(Generative {
-                start: GenerativeStart::Persistent,
-                ..
-            })
-        );
-        let chains = chains
-            .filter(|c| persistent && c.iter().all(|l| l.rows() == self.cfg.batch_size))
-            .map(|layers| ConvState { layers });
-        if chains.is_some() {
-            self.dreaming = Some(Box::new(Dreaming {
-                chains,
-                total: Gradient::zeros(&self.cfg.arch),
-            }));
+        let mut dreaming = Dreaming::new(&self.cfg);
+        let fits = |c: &Vec<Matrix>| c.iter().all(|l| l.rows() == self.cfg.batch_size);
+        if let (Some(kept), Some(saved)) = (&mut dreaming.chains, chains.filter(fits)) {
+            kept.layers = saved;
+            self.dreaming = Some(dreaming);
         }
         self
     }
@@ -907,14 +911,8 @@ impl ConvTrainer {
         let chunks = chunk_sizes(batch.len());
         self.ensure_workers(&chunks);
         let dreaming = self.cfg.generative.filter(|g| self.epoch >= g.from_epoch);
-        if let Some(g) = dreaming
-            && self.dreaming.is_none()
-        {
-            let persistent = g.start == GenerativeStart::Persistent;
-            self.dreaming = Some(Box::new(Dreaming {
-                chains: persistent.then(|| ConvState::zeros(&self.cfg.arch, self.cfg.batch_size)),
-                total: Gradient::zeros(&self.cfg.arch),
-            }));
+        if dreaming.is_some() && self.dreaming.is_none() {
+            self.dreaming = Some(Dreaming::new(&self.cfg));
         }
         let (net, cfg, particles) = (&self.net, &self.cfg, self.particles.as_deref());
         let chains = self.dreaming.as_ref().and_then(|d| d.chains.as_ref());
@@ -1011,14 +1009,12 @@ impl ConvTrainer {
                 .generative
                 .as_ref()
                 .expect("a dreaming chunk has its pair");
-            debug_assert_eq!(pair.samples(), w.ws.samples());
             if let Some(chains) = &mut dreaming.chains {
                 pair.keep_chain(chains, at);
             }
             dreaming.total.add(&pair.grad);
         }
-        let scales = generative_scales(lrs, batch, g);
-        self.net.add_scaled(&dreaming.total, &scales);
+        self.net.add_scaled(&dreaming.total, &g.scales(lrs, batch));
     }
 
     /// The nudged phases and the summed gradient (`total`) of the examples that learn in the
