@@ -9,6 +9,7 @@ use eqprop::conv::{ConvConfig, ConvDream, checkpoint::is_conv_checkpoint};
 use eqprop::data::DatasetName;
 use eqprop::device::Device;
 use eqprop::dream::{DreamOptions, DreamStart};
+use eqprop::learning_rule::Generative;
 use eqprop::run::{ConvRun, Report, Run, RunFiles};
 use eqprop::tensor::Matrix;
 use eqprop::train::Settled;
@@ -96,6 +97,44 @@ impl Model {
     }
 }
 
+/// `generative=True` trains for dreaming with the library's settings (those of `eqprop train
+/// --generative`), and a dict changes only the settings it names; `False` or `None` is none.
+fn fill_generative(settings: &mut serde_json::Value) -> PyResult<()> {
+    use serde_json::Value;
+    let Some(given) = settings.get_mut("generative") else {
+        return Ok(());
+    };
+    let mut full = serde_json::to_value(Generative::default()).expect("settings serialise");
+    match given {
+        Value::Null | Value::Bool(false) => {
+            *given = Value::Null;
+            return Ok(());
+        }
+        Value::Bool(true) => {}
+        Value::Object(keys) => {
+            for (key, v) in keys.iter() {
+                match full.get_mut(key) {
+                    Some(slot) => *slot = v.clone(),
+                    None => {
+                        let known: Vec<&String> =
+                            full.as_object().expect("a struct").keys().collect();
+                        return Err(invalid(format!(
+                            "generative: unknown setting {key:?}; the settings are {known:?}"
+                        )));
+                    }
+                }
+            }
+        }
+        other => {
+            return Err(invalid(format!(
+                "generative: expected True, False, None or a dict of settings, got {other}"
+            )));
+        }
+    }
+    *given = full;
+    Ok(())
+}
+
 #[pymethods]
 impl Model {
     /// A fresh network from settings as JSON (`Hyperparams`, or `ConvConfig` when they hold an
@@ -104,8 +143,9 @@ impl Model {
     #[pyo3(signature = (config, dataset="mnist"))]
     fn new(config: &str, dataset: &str) -> PyResult<Self> {
         let dataset: DatasetName = lib(dataset.parse())?;
-        let value: serde_json::Value =
+        let mut value: serde_json::Value =
             serde_json::from_str(config).map_err(|e| invalid(format!("settings: {e}")))?;
+        fill_generative(&mut value)?;
         let net = match value.get("arch") {
             Some(_) => {
                 let cfg: ConvConfig =

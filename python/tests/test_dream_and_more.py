@@ -47,9 +47,16 @@ def test_a_network_with_convolutions_trains_relaxes_and_dreams(data_dir):
 def test_a_network_with_convolutions_trains_for_dreaming(data_dir):
     train = eqprop.load_dataset("mnist", "train", train_limit=200, data_dir=data_dir)
     settings = dict(arch="1x28x28,conv4k5+pool,10", lr=[0.1, 0.02], epochs=1)
-    generative = {"beta": 1.0, "t_free": 10, "t_nudge": 4, "lr_scale": 0.01}
+    generative = {"lr_scale": 0.01}
     net = eqprop.Network("conv-mnist", generative=generative, **settings)
-    assert net.hyperparams["generative"]["lr_scale"] == 0.01
+    # The settings not named are the library's (eqprop train --generative).
+    defaults = eqprop.Network("conv-mnist", generative=True, **settings).hyperparams["generative"]
+    assert defaults["lr_scale"] == 0.0005 and defaults["input_stiffness"] == 0.5
+    assert net.hyperparams["generative"] == {**defaults, "lr_scale": 0.01}
+    none = eqprop.Network("conv-mnist", generative=False, **settings)
+    assert none.hyperparams.get("generative") is None
+    with pytest.raises(ValueError, match="unknown setting \"lr_scal\""):
+        eqprop.Network("conv-mnist", generative={"lr_scal": 0.01}, **settings)
     net.fit(train, progress=False)
     plain = eqprop.Network("conv-mnist", **settings)
     plain.fit(train, progress=False)
