@@ -4,7 +4,8 @@
 
 use eqprop::conv::architecture::ConvGeometry;
 use eqprop::conv::{
-    Architecture, ConvNet, ConvPhase, ConvState, Pull, Sweep, Workspace, symmetric_difference,
+    Architecture, ConvConfig, ConvNet, ConvPhase, ConvState, Normalization, Pull, StateRange,
+    Sweep, Workspace, symmetric_difference,
 };
 use eqprop::tensor::Matrix;
 use rand::{RngExt, SeedableRng};
@@ -558,6 +559,7 @@ fn dreaming_frees_the_input_and_the_energy_still_never_rises() {
         seed: 0,
         silenced: 0.0,
         input_stiffness: 1.0,
+        input_range: Default::default(),
     };
     let dreams = eqprop::conv::dream(&net, &labels, &zeros);
     assert_eq!(dreams, state.layers[0]);
@@ -566,6 +568,36 @@ fn dreaming_frees_the_input_and_the_energy_still_never_rises() {
         "the input moved"
     );
     assert!(dreams.as_slice().iter().all(|&v| (0.0..=1.0).contains(&v)));
+}
+
+/// Standardised inputs dream in the standardised pixels' interval, not in `[0, 1]` of
+/// standardised units (where a dream could show no pixel below its channel's mean).
+#[test]
+fn standardised_inputs_dream_over_the_whole_pixel_range() {
+    let mut cfg = ConvConfig::preset("conv-mnist").unwrap();
+    cfg.arch = SPEC.parse().unwrap();
+    cfg.normalize = Some(Normalization {
+        mean: vec![0.5, 0.25],
+        std: vec![0.25, 0.5],
+    });
+    // Channel 0's pixels standardise to [-2, 2], channel 1's to [-0.5, 1.5].
+    assert_eq!(cfg.input_range(), StateRange { lo: -2.0, hi: 2.0 });
+    // An input bias far below and far above every drive: each channel's dream goes to an end.
+    let net = random_net(7, 1.5);
+    let mut biases = net.biases().to_vec();
+    biases[0] = vec![-50.0, 50.0];
+    let net = ConvNet::from_parts(cfg.arch.clone(), net.weights().to_vec(), biases).unwrap();
+    let options = eqprop::conv::ConvDream {
+        silenced: 0.0,
+        ..eqprop::conv::ConvDream::for_config(&cfg)
+    };
+    let dreams = eqprop::conv::dream(&net, &[0, 2], &options);
+    let ends = |c: usize| dreams.as_slice().iter().skip(c).step_by(2).copied();
+    assert!(ends(0).all(|v| v == -2.0) && ends(1).all(|v| v == 2.0));
+    // Shown as pixels: channel 0 black, channel 1 beyond white (an image clips it to 1).
+    let pixels = cfg.input_pixels(dreams);
+    let channel = |c: usize| pixels.as_slice().iter().skip(c).step_by(2).copied();
+    assert!(channel(0).all(|p| p == 0.0) && channel(1).all(|p| p == 1.25));
 }
 
 /// The kernels' convolution (im2col, then the patch matrix times the weights) against the naive

@@ -18,7 +18,7 @@
 //! ([`GenerativeStart::Persistent`]) the free phase starts where the previous mini-batch's
 //! ended, so the update also raises the energy of the patterns the free dynamics fall into.
 
-use super::architecture::Architecture;
+use super::architecture::{Architecture, StateRange};
 use super::net::{ConvNet, Gradient};
 use super::relax::{ConvPhase, ConvState, Pull, Sweep, Workspace};
 use super::train::ConvConfig;
@@ -52,13 +52,19 @@ pub(crate) struct GenerativePair {
 }
 
 impl GenerativePair {
-    /// Buffers for `n` samples of `arch`: the output clamped, the input free with `g`'s
-    /// stiffness.
-    pub(crate) fn new(arch: &Architecture, n: usize, g: &Generative) -> Self {
+    /// Buffers for `n` samples of `arch`: the output clamped, the input free in `input_range`
+    /// with `g`'s stiffness.
+    pub(crate) fn new(
+        arch: &Architecture,
+        n: usize,
+        g: &Generative,
+        input_range: StateRange,
+    ) -> Self {
         let mut ws = Workspace::new(arch, n);
         let last = arch.num_layers() - 1;
         ws.set_clamped(&(0..=last).map(|k| k == last).collect::<Vec<_>>());
         ws.set_input_stiffness(g.input_stiffness);
+        ws.set_input_range(input_range);
         let state = ConvState::zeros(arch, n);
         Self {
             ws,
@@ -162,6 +168,9 @@ pub struct ConvDream {
     pub silenced: f32,
     /// `kappa` of the free input: the one the network was trained with.
     pub input_stiffness: f32,
+    /// The free input's interval: `[0, 1]`, or the standardised pixels' of a network with
+    /// standardised inputs ([`ConvConfig::input_range`]).
+    pub input_range: StateRange,
 }
 
 impl ConvDream {
@@ -175,6 +184,7 @@ impl ConvDream {
             seed: 0,
             silenced: DREAM_SILENCED,
             input_stiffness: cfg.generative.map_or(1.0, |g| g.input_stiffness),
+            input_range: cfg.input_range(),
         }
     }
 
@@ -201,7 +211,11 @@ pub fn dream(net: &ConvNet, labels: &[usize], options: &ConvDream) -> Matrix {
     let mut state = ConvState::zeros(arch, n);
     if options.noise {
         for (k, layer) in state.layers.iter_mut().enumerate() {
-            let r = arch.range(k);
+            let r = if k == 0 {
+                options.input_range
+            } else {
+                arch.range(k)
+            };
             let values = layer.as_mut_slice().iter_mut();
             values.for_each(|v| *v = rng.random_range(r.lo..=r.hi));
         }
@@ -219,6 +233,7 @@ pub fn dream(net: &ConvNet, labels: &[usize], options: &ConvDream) -> Matrix {
             .collect::<Vec<_>>(),
     );
     ws.set_input_stiffness(options.input_stiffness);
+    ws.set_input_range(options.input_range);
     let phase = ConvPhase {
         steps: 1,
         eps: 1.0,

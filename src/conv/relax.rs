@@ -177,6 +177,12 @@ impl Workspace {
         self.input_stiffness = kappa;
     }
 
+    /// The interval of a free input layer (`[0, 1]` unless the inputs are standardised:
+    /// [`super::ConvConfig::input_range`]).
+    pub fn set_input_range(&mut self, range: StateRange) {
+        self.ranges[0] = range;
+    }
+
     /// Samples the buffers hold.
     pub fn samples(&self) -> usize {
         self.n

@@ -15,7 +15,7 @@
 //! `1/2 ||y^0 - t||^2` exceeds the threshold relax nudged phases and enter the sum (`B` stays
 //! the mini-batch size): the others cost their free phase only.
 
-use super::architecture::Architecture;
+use super::architecture::{Architecture, StateRange};
 use super::generative::{GenerativePair, chain_start};
 use super::net::{ConvNet, Gradient};
 use super::optimizer::{Adam, Optimizer};
@@ -127,6 +127,18 @@ impl Normalization {
             mean: vec![0.4914, 0.4822, 0.4465],
             std: vec![3.0 * 0.2023, 3.0 * 0.1994, 3.0 * 0.2010],
         }
+    }
+
+    /// The interval of standardised pixels: the union over channels of `[(0 - mean_c) / std_c,
+    /// (1 - mean_c) / std_c]`, where a free input (dreams, generative training) lives in place
+    /// of `[0, 1]`. One interval per layer, so a channel's dream may pass its own bounds a little
+    /// (shown clipped to `[0, 1]` as a pixel).
+    pub fn pixel_range(&self) -> StateRange {
+        let bounds = self.mean.iter().zip(&self.std);
+        let (lo, hi) = bounds.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), (m, s)| {
+            (lo.min(-m / s), hi.max((1.0 - m) / s))
+        });
+        StateRange { lo, hi }
     }
 
     /// Turns standardised channel-last images back into pixels, in place: `x = x' std_c +
@@ -435,6 +447,14 @@ impl ConvConfig {
         input
     }
 
+    /// The interval of a free input layer: `[0, 1]`, or the standardised pixels'
+    /// ([`Normalization::pixel_range`]).
+    pub fn input_range(&self) -> StateRange {
+        self.normalize
+            .as_ref()
+            .map_or_else(StateRange::default, Normalization::pixel_range)
+    }
+
     /// The relaxation and nudge settings.
     pub fn dynamics(&self) -> Dynamics {
         Dynamics {
@@ -631,7 +651,7 @@ impl Worker {
         let n = self.ws.samples();
         let pair = self
             .generative
-            .get_or_insert_with(|| GenerativePair::new(&cfg.arch, n, g));
+            .get_or_insert_with(|| GenerativePair::new(&cfg.arch, n, g, cfg.input_range()));
         let start = chain_start(g, chains, at, &self.free);
         let data = (&self.free.layers[0], &self.target);
         self.steps += pair.phases(net, data, start, g, (cfg.eps, cfg.sweep));
