@@ -207,25 +207,7 @@ impl ConvDream {
 pub fn dream(net: &ConvNet, labels: &[usize], options: &ConvDream) -> Matrix {
     let arch = net.architecture();
     let (n, last) = (labels.len(), arch.num_layers() - 1);
-    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-    let mut state = ConvState::zeros(arch, n);
-    if options.noise {
-        for (k, layer) in state.layers.iter_mut().enumerate() {
-            let r = if k == 0 {
-                options.input_range
-            } else {
-                arch.range(k)
-            };
-            let values = layer.as_mut_slice().iter_mut();
-            values.for_each(|v| *v = rng.random_range(r.lo..=r.hi));
-        }
-    }
-    let one_hot = one_hot(labels, arch.sizes()[last], 0.0, 1.0);
     let readout = arch.has_readout();
-    match readout {
-        true => state.layers[last].fill(0.0),
-        false => state.layers[last].copy_from(&one_hot),
-    }
     let mut ws = Workspace::new(arch, n);
     ws.set_clamped(
         &(0..=last)
@@ -234,6 +216,20 @@ pub fn dream(net: &ConvNet, labels: &[usize], options: &ConvDream) -> Matrix {
     );
     ws.set_input_stiffness(options.input_stiffness);
     ws.set_input_range(options.input_range);
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let mut state = ConvState::zeros(arch, n);
+    if options.noise {
+        for (k, layer) in state.layers.iter_mut().enumerate() {
+            let r = ws.range(k);
+            let values = layer.as_mut_slice().iter_mut();
+            values.for_each(|v| *v = rng.random_range(r.lo..=r.hi));
+        }
+    }
+    let one_hot = one_hot(labels, arch.sizes()[last], 0.0, 1.0);
+    match readout {
+        true => state.layers[last].fill(0.0),
+        false => state.layers[last].copy_from(&one_hot),
+    }
     let phase = ConvPhase {
         steps: 1,
         eps: 1.0,

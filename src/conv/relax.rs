@@ -183,6 +183,12 @@ impl Workspace {
         self.ranges[0] = range;
     }
 
+    /// The interval layer `k`'s states are projected onto: the architecture's, but for a free
+    /// input's ([`Self::set_input_range`]).
+    pub fn range(&self, k: usize) -> StateRange {
+        self.ranges[k]
+    }
+
     /// Samples the buffers hold.
     pub fn samples(&self) -> usize {
         self.n
